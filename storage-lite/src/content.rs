@@ -1,0 +1,115 @@
+//! Content-addressed objects: blobs (file contents) and tree nodes.
+//!
+//! An object's key is the SHA-256 of its bytes, so it is immutable and its
+//! integrity can be checked by anyone holding the key. Every read is verified:
+//! a store that returns other bytes (bit rot, a bad upload, a tampered bucket)
+//! produces an error, never content.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::hash::ContentHash;
+use crate::store::{ObjectKey, ObjectStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("object {key} is corrupt: its bytes hash to {actual}")]
+    Corrupt { key: String, actual: ContentHash },
+}
+
+impl ContentError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Store(error) if error.is_not_found())
+    }
+}
+
+/// One namespace of content-addressed objects (`blobs/` or `trees/`).
+#[derive(Debug, Clone)]
+pub struct ContentStore {
+    store: Arc<dyn ObjectStore>,
+    prefix: &'static str,
+}
+
+impl ContentStore {
+    /// File contents, under `blobs/<hash>`.
+    pub fn blobs(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store, prefix: "blobs" }
+    }
+
+    /// Manifest tree nodes, under `trees/<hash>`.
+    pub fn trees(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store, prefix: "trees" }
+    }
+
+    pub fn key(&self, hash: &ContentHash) -> ObjectKey {
+        ObjectKey::new(format!("{}/{hash}", self.prefix)).expect("prefix/hex is a valid key")
+    }
+
+    /// Stores `bytes` under their hash. Storing what is already there is a
+    /// no-op that succeeds, so uploads are idempotent.
+    pub async fn put(&self, bytes: Bytes) -> Result<ContentHash, ContentError> {
+        let hash = ContentHash::of(&bytes);
+        match self.store.put_if_absent(&self.key(&hash), bytes).await {
+            Ok(_) => Ok(hash),
+            Err(error) if error.is_precondition_failed() => Ok(hash),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Reads and verifies the object named `hash`.
+    pub async fn get(&self, hash: &ContentHash) -> Result<Bytes, ContentError> {
+        let key = self.key(hash);
+        let object = self.store.get(&key).await?;
+        let actual = ContentHash::of(&object.bytes);
+        if actual != *hash {
+            tracing::error!(%key, %actual, "content-addressed object is corrupt");
+            return Err(ContentError::Corrupt {
+                key: key.to_string(),
+                actual,
+            });
+        }
+        Ok(object.bytes)
+    }
+
+    /// True if an object is stored under `hash` (not verified: use [`Self::get`]
+    /// where the bytes matter).
+    pub async fn contains(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        match self.store.head(&self.key(hash)).await {
+            Ok(_) => Ok(true),
+            Err(error) if error.is_not_found() => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn stores_idempotently_and_verifies_reads() {
+        let memory = Arc::new(MemoryStore::new());
+        let blobs = ContentStore::blobs(memory.clone());
+        let hash = blobs.put(Bytes::from_static(b"hello")).await.unwrap();
+        assert_eq!(blobs.put(Bytes::from_static(b"hello")).await.unwrap(), hash);
+        assert_eq!(blobs.get(&hash).await.unwrap(), Bytes::from_static(b"hello"));
+        assert!(blobs.contains(&hash).await.unwrap());
+
+        // Tamper with the stored bytes behind the content store's back.
+        memory.put(&blobs.key(&hash), Bytes::from_static(b"hellO")).await.unwrap();
+        let error = blobs.get(&hash).await.unwrap_err();
+        assert!(matches!(error, ContentError::Corrupt { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn missing_objects_are_not_found() {
+        let blobs = ContentStore::blobs(Arc::new(MemoryStore::new()));
+        let hash = ContentHash::of(b"absent");
+        assert!(blobs.get(&hash).await.unwrap_err().is_not_found());
+        assert!(!blobs.contains(&hash).await.unwrap());
+    }
+}

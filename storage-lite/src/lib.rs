@@ -1,0 +1,17 @@
+//! grove's storage core.
+//!
+//! Everything durable in grove goes through this crate: the [`store`] trait
+//! and its backends, content-addressed blobs and tree nodes ([`content`]),
+//! site manifests as prolly trees ([`tree`]), site versions with an atomic
+//! root pointer ([`site`]), and capability tokens ([`token`]). The layout of
+//! objects in the bucket is documented in `DESIGN.md`; every key is built
+//! here, so no other crate spells one.
+
+pub mod content;
+pub mod hash;
+pub mod names;
+pub mod store;
+pub mod tree;
+
+pub use hash::ContentHash;
+pub use names::{ContentType, NameError, SiteName, SitePath};
