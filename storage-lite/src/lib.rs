@@ -10,7 +10,10 @@
 pub mod content;
 pub mod hash;
 pub mod names;
+pub mod record;
+pub mod site;
 pub mod store;
+pub mod token;
 pub mod tree;
 
 pub use hash::ContentHash;

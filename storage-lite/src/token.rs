@@ -1,0 +1,327 @@
+//! Capability tokens: `grant(path, until, rights) -> handle`, `revoke(handle)`.
+//!
+//! A handle is a random 256-bit secret, shown once. The store keeps only its
+//! SHA-256 (`auth/tokens/<sha256>`), so a leaked bucket leaks no usable token,
+//! and looking a handle up by its hash compares no secrets. A holder can only
+//! grant what it holds: a sub-path of its own, rights it has (and `grant`
+//! among them), an expiry no later than its own. Every check walks the chain
+//! of grantors, so revoking or outliving a token disables everything granted
+//! through it, at once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::hash::ContentHash;
+use crate::record::{self, RecordError};
+use crate::store::{ObjectKey, ObjectStore, StoreError};
+
+const HANDLE_PREFIX: &str = "grove_";
+/// Grant chains longer than this are refused (and cannot be created).
+const MAX_CHAIN: usize = 16;
+
+/// A bearer secret. Its `Debug` and `Display` never show the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Handle(String);
+
+impl Handle {
+    /// Parses a handle as a client presents it (`grove_` + 64 hex digits).
+    pub fn parse(text: &str) -> Result<Self, TokenError> {
+        let digits = text.strip_prefix(HANDLE_PREFIX).ok_or(TokenError::Malformed)?;
+        if digits.len() != 64 || !digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(TokenError::Malformed);
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    fn generate() -> Self {
+        let mut secret = [0u8; 32];
+        rand::rng().fill_bytes(&mut secret);
+        Self(format!("{HANDLE_PREFIX}{}", hex::encode(secret)))
+    }
+
+    /// The secret itself, to show its owner once.
+    pub fn reveal(&self) -> &str {
+        &self.0
+    }
+
+    /// The public identity of this handle: the hash of the secret.
+    pub fn id(&self) -> TokenId {
+        TokenId(ContentHash::of(self.0.as_bytes()))
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Handle({})", self.id())
+    }
+}
+
+/// A token's public identity (the SHA-256 of its handle): safe to log and to
+/// record as the author of a write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TokenId(pub ContentHash);
+
+impl fmt::Display for TokenId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A prefix is enough to tell tokens apart in logs.
+        write!(f, "tok:{}", &self.0.to_hex()[..16])
+    }
+}
+
+/// One right a token can carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Right {
+    Read,
+    Write,
+    Grant,
+}
+
+impl fmt::Display for Right {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Read => "read",
+            Self::Write => "write",
+            Self::Grant => "grant",
+        })
+    }
+}
+
+/// What a token may do, and where. Stored at `auth/tokens/<sha256(handle)>`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub id: TokenId,
+    /// Storage path prefix, whole segments (`sites/demo` covers
+    /// `sites/demo/...`, not `sites/demo2`); empty covers everything.
+    pub path: String,
+    pub rights: Vec<Right>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// The token it was granted by; `None` for an operator (root) token.
+    pub granted_by: Option<TokenId>,
+}
+
+impl TokenRecord {
+    fn covers(&self, path: &str) -> bool {
+        covers(&self.path, path)
+    }
+
+    fn has(&self, right: Right) -> bool {
+        self.rights.contains(&right)
+    }
+}
+
+fn covers(prefix: &str, path: &str) -> bool {
+    prefix.is_empty()
+        || path == prefix
+        || (path.starts_with(prefix) && path.as_bytes().get(prefix.len()) == Some(&b'/'))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    #[error("token is malformed (expected grove_ followed by 64 hex digits)")]
+    Malformed,
+    #[error("token is unknown or revoked")]
+    Unknown,
+    #[error("token expired at {at}")]
+    Expired { at: OffsetDateTime },
+    #[error("token was granted by a token that is revoked or expired")]
+    GrantorInvalid,
+    #[error("token may not {right} {path:?}: it is limited to {allowed:?}")]
+    Forbidden { right: Right, path: String, allowed: String },
+    #[error("invalid grant: {0}")]
+    InvalidGrant(String),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
+
+impl From<StoreError> for TokenError {
+    fn from(error: StoreError) -> Self {
+        Self::Record(error.into())
+    }
+}
+
+/// Issues, checks and revokes tokens in one store.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl Tokens {
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    fn key(id: &TokenId) -> ObjectKey {
+        ObjectKey::new(format!("auth/tokens/{}", id.0)).expect("hex is a valid key")
+    }
+
+    /// Creates an operator token with every right on every path. Only the
+    /// host's own bootstrap calls this; it is not reachable over any API.
+    pub async fn issue_root(&self, until: OffsetDateTime) -> Result<Handle, TokenError> {
+        self.store_new(String::new(), vec![Right::Read, Right::Write, Right::Grant], until, None)
+            .await
+    }
+
+    /// Registers an existing secret as an operator token (e.g. one the
+    /// operator supplies through the environment), idempotently.
+    pub async fn register_root(&self, handle: &Handle, until: OffsetDateTime) -> Result<(), TokenError> {
+        let record = TokenRecord {
+            id: handle.id(),
+            path: String::new(),
+            rights: vec![Right::Read, Right::Write, Right::Grant],
+            until,
+            created_at: OffsetDateTime::now_utc(),
+            granted_by: None,
+        };
+        self.store.put(&Self::key(&record.id), record::encode(&record)).await?;
+        Ok(())
+    }
+
+    /// Grants `rights` on `path` until `until`, on the authority of `issuer`.
+    pub async fn grant(&self, issuer: &Handle, path: &str, rights: &[Right], until: OffsetDateTime) -> Result<Handle, TokenError> {
+        let now = OffsetDateTime::now_utc();
+        if !path.is_empty() {
+            ObjectKey::new(path).map_err(|error| TokenError::InvalidGrant(error.to_string()))?;
+        }
+        if rights.is_empty() {
+            return Err(TokenError::InvalidGrant("no rights given".to_owned()));
+        }
+        if until <= now {
+            return Err(TokenError::InvalidGrant(format!("expiry {until} is in the past")));
+        }
+        let (grantor, chain) = self.authorize(issuer, path, Right::Grant, now).await?;
+        if chain >= MAX_CHAIN {
+            return Err(TokenError::InvalidGrant(format!("grant chains are limited to {MAX_CHAIN} tokens")));
+        }
+        if let Some(missing) = rights.iter().find(|right| !grantor.has(**right)) {
+            return Err(TokenError::Forbidden {
+                right: *missing,
+                path: path.to_owned(),
+                allowed: format!("rights {:?}", grantor.rights),
+            });
+        }
+        if until > grantor.until {
+            return Err(TokenError::InvalidGrant(format!(
+                "expiry {until} is later than the granting token's ({})",
+                grantor.until
+            )));
+        }
+        let mut rights = rights.to_vec();
+        rights.sort_unstable();
+        rights.dedup();
+        self.store_new(path.to_owned(), rights, until, Some(grantor.id)).await
+    }
+
+    async fn store_new(
+        &self,
+        path: String,
+        rights: Vec<Right>,
+        until: OffsetDateTime,
+        granted_by: Option<TokenId>,
+    ) -> Result<Handle, TokenError> {
+        let handle = Handle::generate();
+        let record = TokenRecord {
+            id: handle.id(),
+            path,
+            rights,
+            until,
+            created_at: OffsetDateTime::now_utc(),
+            granted_by,
+        };
+        self.store
+            .put_if_absent(&Self::key(&record.id), record::encode(&record))
+            .await?;
+        tracing::info!(token = %record.id, path = %record.path, rights = ?record.rights, "token granted");
+        Ok(handle)
+    }
+
+    /// Revokes `target`. A token may revoke itself, and a token with `grant`
+    /// on the target's path may revoke it. Takes effect for the very next check.
+    pub async fn revoke(&self, issuer: &Handle, target: &Handle) -> Result<(), TokenError> {
+        let now = OffsetDateTime::now_utc();
+        let target_record = self.load(&target.id()).await?.ok_or(TokenError::Unknown)?;
+        if issuer != target {
+            self.authorize(issuer, &target_record.path, Right::Grant, now).await?;
+        }
+        self.store.delete(&Self::key(&target_record.id)).await?;
+        tracing::info!(token = %target_record.id, "token revoked");
+        Ok(())
+    }
+
+    /// Checks that `handle` may exercise `right` on `path` now.
+    pub async fn check(&self, handle: &Handle, path: &str, right: Right) -> Result<TokenRecord, TokenError> {
+        self.check_at(handle, path, right, OffsetDateTime::now_utc()).await
+    }
+
+    /// [`Self::check`] at a given instant.
+    pub async fn check_at(&self, handle: &Handle, path: &str, right: Right, now: OffsetDateTime) -> Result<TokenRecord, TokenError> {
+        self.authorize(handle, path, right, now).await.map(|(record, _)| record)
+    }
+
+    /// The handle's record if it may exercise `right` on `path` at `now`,
+    /// with the length of its grant chain.
+    async fn authorize(&self, handle: &Handle, path: &str, right: Right, now: OffsetDateTime) -> Result<(TokenRecord, usize), TokenError> {
+        let record = self.load(&handle.id()).await?.ok_or(TokenError::Unknown)?;
+        if now >= record.until {
+            return Err(TokenError::Expired { at: record.until });
+        }
+        if !record.covers(path) || !record.has(right) {
+            return Err(TokenError::Forbidden {
+                right,
+                path: path.to_owned(),
+                allowed: format!("{:?} with rights {:?}", record.path, record.rights),
+            });
+        }
+        let mut chain = 1;
+        let mut grantor = record.granted_by;
+        while let Some(id) = grantor {
+            if chain > MAX_CHAIN {
+                return Err(TokenError::GrantorInvalid);
+            }
+            let parent = self.load(&id).await?.ok_or(TokenError::GrantorInvalid)?;
+            if now >= parent.until {
+                return Err(TokenError::GrantorInvalid);
+            }
+            grantor = parent.granted_by;
+            chain += 1;
+        }
+        Ok((record, chain))
+    }
+
+    async fn load(&self, id: &TokenId) -> Result<Option<TokenRecord>, TokenError> {
+        Ok(record::read(self.store.as_ref(), &Self::key(id))
+            .await?
+            .map(|(record, _)| record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_cover_whole_segments_only() {
+        assert!(covers("", "anything"));
+        assert!(covers("sites/demo", "sites/demo"));
+        assert!(covers("sites/demo", "sites/demo/posts"));
+        assert!(!covers("sites/demo", "sites/demo2"));
+        assert!(!covers("sites/demo", "sites"));
+    }
+
+    #[test]
+    fn handles_parse_strictly_and_never_print_their_secret() {
+        let handle = Handle::generate();
+        assert_eq!(Handle::parse(handle.reveal()).unwrap(), handle);
+        assert!(!format!("{handle:?}").contains(&handle.reveal()[HANDLE_PREFIX.len()..]));
+        for bad in ["", "grove_", "grove_xyz", &handle.reveal().to_uppercase(), &handle.reveal()[1..]] {
+            assert!(Handle::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}
