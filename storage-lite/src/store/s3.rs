@@ -253,8 +253,15 @@ impl ObjectStore for S3Store {
     }
 
     async fn put_if_match(&self, key: &ObjectKey, bytes: Bytes, expected: &ETag) -> Result<ETag, StoreError> {
-        self.put_with(StoreOp::PutIfMatch, key, bytes, |request| request.if_match(expected.as_str()))
+        // S3 answers If-Match on a missing object with 404; to callers that is
+        // a lost race like any other.
+        match self
+            .put_with(StoreOp::PutIfMatch, key, bytes, |request| request.if_match(expected.as_str()))
             .await
+        {
+            Err(StoreError::NotFound { key }) => Err(StoreError::PreconditionFailed { key }),
+            other => other,
+        }
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&ObjectKey>, limit: usize) -> Result<ListPage, StoreError> {
