@@ -100,7 +100,10 @@ mod tests {
         assert!(blobs.contains(&hash).await.unwrap());
 
         // Tamper with the stored bytes behind the content store's back.
-        memory.put(&blobs.key(&hash), Bytes::from_static(b"hellO")).await.unwrap();
+        memory
+            .put(&blobs.key(&hash), Bytes::from_static(b"hellO"))
+            .await
+            .unwrap();
         let error = blobs.get(&hash).await.unwrap_err();
         assert!(matches!(error, ContentError::Corrupt { .. }), "{error}");
     }

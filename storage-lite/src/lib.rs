@@ -10,7 +10,9 @@
 pub mod content;
 pub mod hash;
 pub mod names;
+pub mod publish;
 pub mod record;
+pub mod scan;
 pub mod site;
 pub mod store;
 pub mod token;

@@ -21,10 +21,7 @@ pub enum NameError {
     #[error("path {path:?} is invalid: {reason}")]
     Path { path: String, reason: &'static str },
     #[error("content type {content_type:?} is invalid: {reason}")]
-    ContentType {
-        content_type: String,
-        reason: &'static str,
-    },
+    ContentType { content_type: String, reason: &'static str },
 }
 
 /// A site name: one lowercase DNS label, so `<site>.<base domain>` is always a valid host.
@@ -51,7 +48,10 @@ impl SiteName {
         if name.bytes().any(|b| b.is_ascii_uppercase()) {
             return refuse("use lowercase letters");
         }
-        if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
             return refuse("only a-z, 0-9 and '-' are allowed");
         }
         if name.starts_with('-') || name.ends_with('-') {
@@ -231,7 +231,13 @@ mod tests {
 
     #[test]
     fn accepts_normal_relative_paths() {
-        for path in ["index.html", "a/b/c.css", "café/ü.html", "_astro/x.1a2b.js", ".well-known/x"] {
+        for path in [
+            "index.html",
+            "a/b/c.css",
+            "café/ü.html",
+            "_astro/x.1a2b.js",
+            ".well-known/x",
+        ] {
             SitePath::parse(path).unwrap();
         }
     }

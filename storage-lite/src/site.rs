@@ -96,7 +96,11 @@ pub enum SiteError {
     #[error(transparent)]
     Record(#[from] RecordError),
     #[error("site {site} moved on: expected to commit on version {expected}, but the current version is {current}")]
-    Conflict { site: SiteName, expected: u64, current: u64 },
+    Conflict {
+        site: SiteName,
+        expected: u64,
+        current: u64,
+    },
     #[error("site {site} has no version {n}")]
     UnknownVersion { site: SiteName, n: u64 },
     #[error("site {site} has no versions yet")]
@@ -181,7 +185,10 @@ impl Sites {
         self.trees
             .node(&commit.tree)
             .await
-            .map_err(|source| SiteError::MissingTree { tree: commit.tree, source })?;
+            .map_err(|source| SiteError::MissingTree {
+                tree: commit.tree,
+                source,
+            })?;
         for _ in 0..MAX_COMMIT_ATTEMPTS {
             let current = self.root(site).await?;
             let parent = current.as_ref().map_or(0, |(root, _)| root.version);

@@ -134,7 +134,11 @@ pub enum TokenError {
     #[error("token was granted by a token that is revoked or expired")]
     GrantorInvalid,
     #[error("token may not {right} {path:?}: it is limited to {allowed:?}")]
-    Forbidden { right: Right, path: String, allowed: String },
+    Forbidden {
+        right: Right,
+        path: String,
+        allowed: String,
+    },
     #[error("invalid grant: {0}")]
     InvalidGrant(String),
     #[error(transparent)]
@@ -165,8 +169,13 @@ impl Tokens {
     /// Creates an operator token with every right on every path. Only the
     /// host's own bootstrap calls this; it is not reachable over any API.
     pub async fn issue_root(&self, until: OffsetDateTime) -> Result<Handle, TokenError> {
-        self.store_new(String::new(), vec![Right::Read, Right::Write, Right::Grant], until, None)
-            .await
+        self.store_new(
+            String::new(),
+            vec![Right::Read, Right::Write, Right::Grant],
+            until,
+            None,
+        )
+        .await
     }
 
     /// Registers an existing secret as an operator token (e.g. one the
@@ -185,7 +194,13 @@ impl Tokens {
     }
 
     /// Grants `rights` on `path` until `until`, on the authority of `issuer`.
-    pub async fn grant(&self, issuer: &Handle, path: &str, rights: &[Right], until: OffsetDateTime) -> Result<Handle, TokenError> {
+    pub async fn grant(
+        &self,
+        issuer: &Handle,
+        path: &str,
+        rights: &[Right],
+        until: OffsetDateTime,
+    ) -> Result<Handle, TokenError> {
         let now = OffsetDateTime::now_utc();
         if !path.is_empty() {
             ObjectKey::new(path).map_err(|error| TokenError::InvalidGrant(error.to_string()))?;
@@ -198,7 +213,9 @@ impl Tokens {
         }
         let (grantor, chain) = self.authorize(issuer, path, Right::Grant, now).await?;
         if chain >= MAX_CHAIN {
-            return Err(TokenError::InvalidGrant(format!("grant chains are limited to {MAX_CHAIN} tokens")));
+            return Err(TokenError::InvalidGrant(format!(
+                "grant chains are limited to {MAX_CHAIN} tokens"
+            )));
         }
         if let Some(missing) = rights.iter().find(|right| !grantor.has(**right)) {
             return Err(TokenError::Forbidden {
@@ -261,13 +278,25 @@ impl Tokens {
     }
 
     /// [`Self::check`] at a given instant.
-    pub async fn check_at(&self, handle: &Handle, path: &str, right: Right, now: OffsetDateTime) -> Result<TokenRecord, TokenError> {
+    pub async fn check_at(
+        &self,
+        handle: &Handle,
+        path: &str,
+        right: Right,
+        now: OffsetDateTime,
+    ) -> Result<TokenRecord, TokenError> {
         self.authorize(handle, path, right, now).await.map(|(record, _)| record)
     }
 
     /// The handle's record if it may exercise `right` on `path` at `now`,
     /// with the length of its grant chain.
-    async fn authorize(&self, handle: &Handle, path: &str, right: Right, now: OffsetDateTime) -> Result<(TokenRecord, usize), TokenError> {
+    async fn authorize(
+        &self,
+        handle: &Handle,
+        path: &str,
+        right: Right,
+        now: OffsetDateTime,
+    ) -> Result<(TokenRecord, usize), TokenError> {
         let record = self.load(&handle.id()).await?.ok_or(TokenError::Unknown)?;
         if now >= record.until {
             return Err(TokenError::Expired { at: record.until });
@@ -320,7 +349,13 @@ mod tests {
         let handle = Handle::generate();
         assert_eq!(Handle::parse(handle.reveal()).unwrap(), handle);
         assert!(!format!("{handle:?}").contains(&handle.reveal()[HANDLE_PREFIX.len()..]));
-        for bad in ["", "grove_", "grove_xyz", &handle.reveal().to_uppercase(), &handle.reveal()[1..]] {
+        for bad in [
+            "",
+            "grove_",
+            "grove_xyz",
+            &handle.reveal().to_uppercase(),
+            &handle.reveal()[1..],
+        ] {
             assert!(Handle::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

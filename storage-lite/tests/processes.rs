@@ -34,7 +34,10 @@ fn main() {
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn open(dir: &Path) -> (Trees, Sites) {
@@ -132,16 +135,24 @@ async fn check_store(dir: &Path, acked: &BTreeMap<u64, String>) -> Result<u64, F
         return Ok(0);
     };
     let newest_ack = acked.keys().next_back().copied().unwrap_or(0);
-    ensure(root.version >= newest_ack, || format!("root {} is behind ack {newest_ack}", root.version))?;
+    ensure(root.version >= newest_ack, || {
+        format!("root {} is behind ack {newest_ack}", root.version)
+    })?;
     for n in 1..=root.version {
         let version = sites.version(&demo(), n).await?;
-        ensure(version.parent == (n > 1).then_some(n - 1), || format!("version {n} has parent {:?}", version.parent))?;
+        ensure(version.parent == (n > 1).then_some(n - 1), || {
+            format!("version {n} has parent {:?}", version.parent)
+        })?;
         if let Some(message) = acked.get(&n) {
-            ensure(&version.message == message, || format!("version {n} is {:?}, acked {message:?}", version.message))?;
+            ensure(&version.message == message, || {
+                format!("version {n} is {:?}, acked {message:?}", version.message)
+            })?;
         }
     }
     let live = sites.version(&demo(), root.version).await?;
-    ensure(live.tree == root.tree, || "root and its version disagree on the tree".to_owned())?;
+    ensure(live.tree == root.tree, || {
+        "root and its version disagree on the tree".to_owned()
+    })?;
     trees.entries(&root.tree).await?;
     Ok(root.version)
 }
@@ -158,13 +169,19 @@ fn cas_across_processes() -> Result<(), Failed> {
     for mut child in children {
         let lines = acks(child.stdout.take().unwrap());
         ensure(child.wait()?.success(), || "a committer process failed".to_owned())?;
-        ensure(lines.len() == EACH, || format!("a committer acked {} of {EACH}", lines.len()))?;
+        ensure(lines.len() == EACH, || {
+            format!("a committer acked {} of {EACH}", lines.len())
+        })?;
         for (n, message) in lines {
-            ensure(acked.insert(n, message).is_none(), || format!("version {n} acked twice"))?;
+            ensure(acked.insert(n, message).is_none(), || {
+                format!("version {n} acked twice")
+            })?;
         }
     }
     let total = (CHILDREN * EACH) as u64;
-    ensure(acked.keys().copied().eq(1..=total), || "acked versions are not 1..=80".to_owned())?;
+    ensure(acked.keys().copied().eq(1..=total), || {
+        "acked versions are not 1..=80".to_owned()
+    })?;
     let root = runtime().block_on(check_store(dir.path(), &acked))?;
     ensure(root == total, || format!("root is {root}, expected {total}"))?;
     let messages: BTreeSet<_> = acked.values().collect();
@@ -188,7 +205,9 @@ fn crash_test() -> Result<(), Failed> {
         acked.extend(acks(child.stdout.take().unwrap()));
         runtime().block_on(check_store(dir.path(), &acked))?;
     }
-    ensure(kills == 15, || format!("only {kills} of 15 children were killed mid-run"))?;
+    ensure(kills == 15, || {
+        format!("only {kills} of 15 children were killed mid-run")
+    })?;
     ensure(!acked.is_empty(), || "no child got to acknowledge a commit".to_owned())?;
     // After all the crashes the next publish still succeeds on top.
     runtime().block_on(async {

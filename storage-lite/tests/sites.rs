@@ -56,7 +56,10 @@ async fn history_is_linear_and_rollback_is_a_new_version() {
     assert_eq!((v1.n, v1.parent, v2.n, v2.parent), (1, None, 2, Some(1)));
 
     let v3 = sites.rollback(&demo, 1, Some(2)).await.unwrap();
-    assert_eq!((v3.n, v3.tree, v3.kind, v3.restores), (3, first, VersionKind::Rollback, Some(1)));
+    assert_eq!(
+        (v3.n, v3.tree, v3.kind, v3.restores),
+        (3, first, VersionKind::Rollback, Some(1))
+    );
     let (root, _) = sites.root(&demo).await.unwrap().unwrap();
     assert_eq!((root.version, root.tree), (3, first));
 
@@ -67,7 +70,10 @@ async fn history_is_linear_and_rollback_is_a_new_version() {
     assert_eq!(rest.next_before, None);
 
     // Other sites are independent.
-    assert!(matches!(sites.versions(&site("other"), None, 10).await, Err(SiteError::NoVersions { .. })));
+    assert!(matches!(
+        sites.versions(&site("other"), None, 10).await,
+        Err(SiteError::NoVersions { .. })
+    ));
 }
 
 #[tokio::test]
@@ -81,11 +87,18 @@ async fn a_stale_expected_parent_is_a_conflict_that_changes_nothing() {
         ..commit(tree, "stale")
     };
     match sites.commit(&demo, stale).await {
-        Err(SiteError::Conflict { expected: 0, current: 1, .. }) => {}
+        Err(SiteError::Conflict {
+            expected: 0,
+            current: 1,
+            ..
+        }) => {}
         other => panic!("expected a conflict, got {other:?}"),
     }
     assert_eq!(sites.root(&demo).await.unwrap().unwrap().0.version, 1);
-    assert!(matches!(sites.version(&demo, 2).await, Err(SiteError::UnknownVersion { n: 2, .. })));
+    assert!(matches!(
+        sites.version(&demo, 2).await,
+        Err(SiteError::UnknownVersion { n: 2, .. })
+    ));
 }
 
 #[tokio::test]
@@ -101,7 +114,10 @@ async fn bad_commits_are_refused_before_anything_is_written() {
     let (trees, _) = setup(memory.clone());
     let tree = tree_with(&trees, "x").await;
     let long = "m".repeat(5000);
-    assert!(matches!(sites.commit(&demo, commit(tree, &long)).await, Err(SiteError::MessageTooLong)));
+    assert!(matches!(
+        sites.commit(&demo, commit(tree, &long)).await,
+        Err(SiteError::MessageTooLong)
+    ));
     assert!(memory.list("sites/", None, 10).await.unwrap().keys.is_empty());
 }
 
@@ -122,7 +138,10 @@ async fn sixteen_concurrent_committers_make_one_linear_history() {
             tokio::spawn(async move {
                 let mut won = Vec::new();
                 for i in 0..EACH {
-                    let version = sites.commit(&demo, commit(tree, &format!("{committer}/{i}"))).await.unwrap();
+                    let version = sites
+                        .commit(&demo, commit(tree, &format!("{committer}/{i}")))
+                        .await
+                        .unwrap();
                     won.push(version.n);
                 }
                 won
@@ -167,7 +186,11 @@ async fn a_commit_that_died_before_the_root_swap_is_finished_by_the_next() {
     });
     let error = sites.commit(&demo, commit(tree, "v2")).await.unwrap_err();
     assert!(error.to_string().contains("injected fault"), "{error}");
-    assert_eq!(sites.root(&demo).await.unwrap().unwrap().0.version, 1, "nothing went live");
+    assert_eq!(
+        sites.root(&demo).await.unwrap().unwrap().0.version,
+        1,
+        "nothing went live"
+    );
 
     let v3 = sites.commit(&demo, commit(tree, "v3")).await.unwrap();
     assert_eq!(v3.n, 3);
@@ -201,10 +224,18 @@ async fn tokens_grant_only_what_they_hold_and_revocation_cascades() {
     let tokens = Tokens::new(memory.clone());
     let root = tokens.issue_root(in_hours(24)).await.unwrap();
     let publisher = tokens
-        .grant(&root, "sites/demo", &[Right::Read, Right::Write, Right::Grant], in_hours(2))
+        .grant(
+            &root,
+            "sites/demo",
+            &[Right::Read, Right::Write, Right::Grant],
+            in_hours(2),
+        )
         .await
         .unwrap();
-    let reader = tokens.grant(&publisher, "sites/demo/posts", &[Right::Read], in_hours(1)).await.unwrap();
+    let reader = tokens
+        .grant(&publisher, "sites/demo/posts", &[Right::Read], in_hours(1))
+        .await
+        .unwrap();
 
     tokens.check(&publisher, "sites/demo/root", Right::Write).await.unwrap();
     tokens.check(&reader, "sites/demo/posts/1", Right::Read).await.unwrap();
@@ -222,12 +253,20 @@ async fn tokens_grant_only_what_they_hold_and_revocation_cascades() {
 
     // Escalation: more rights, a wider path, a later expiry, bad grants.
     let escalations = [
-        tokens.grant(&reader, "sites/demo/posts", &[Right::Read], in_hours(1)).await,
+        tokens
+            .grant(&reader, "sites/demo/posts", &[Right::Read], in_hours(1))
+            .await,
         tokens.grant(&publisher, "sites", &[Right::Read], in_hours(1)).await,
-        tokens.grant(&publisher, "sites/demo", &[Right::Read], in_hours(48)).await,
+        tokens
+            .grant(&publisher, "sites/demo", &[Right::Read], in_hours(48))
+            .await,
         tokens.grant(&publisher, "sites/demo", &[], in_hours(1)).await,
-        tokens.grant(&publisher, "sites/demo/../x", &[Right::Read], in_hours(1)).await,
-        tokens.grant(&publisher, "sites/demo", &[Right::Read], in_hours(-1)).await,
+        tokens
+            .grant(&publisher, "sites/demo/../x", &[Right::Read], in_hours(1))
+            .await,
+        tokens
+            .grant(&publisher, "sites/demo", &[Right::Read], in_hours(-1))
+            .await,
     ];
     for result in escalations {
         assert!(result.is_err(), "escalation allowed: {result:?}");
@@ -235,7 +274,10 @@ async fn tokens_grant_only_what_they_hold_and_revocation_cascades() {
 
     // A forged handle (well-formed, never issued) and a malformed one.
     let forged = Handle::parse(&format!("grove_{}", "ab".repeat(32))).unwrap();
-    assert!(matches!(tokens.check(&forged, "sites/demo", Right::Read).await, Err(TokenError::Unknown)));
+    assert!(matches!(
+        tokens.check(&forged, "sites/demo", Right::Read).await,
+        Err(TokenError::Unknown)
+    ));
     assert!(matches!(Handle::parse("Bearer hunter2"), Err(TokenError::Malformed)));
 
     // The store holds hashes only, never a handle.
@@ -249,7 +291,10 @@ async fn tokens_grant_only_what_they_hold_and_revocation_cascades() {
     // reader it granted, immediately.
     assert!(tokens.revoke(&reader, &publisher).await.is_err());
     tokens.revoke(&root, &publisher).await.unwrap();
-    assert!(matches!(tokens.check(&publisher, "sites/demo", Right::Read).await, Err(TokenError::Unknown)));
+    assert!(matches!(
+        tokens.check(&publisher, "sites/demo", Right::Read).await,
+        Err(TokenError::Unknown)
+    ));
     assert!(matches!(
         tokens.check(&reader, "sites/demo/posts/1", Right::Read).await,
         Err(TokenError::GrantorInvalid)
@@ -261,8 +306,14 @@ async fn expired_tokens_and_their_grants_stop_working() {
     let tokens = Tokens::new(Arc::new(MemoryStore::new()));
     let root = tokens.issue_root(in_hours(24)).await.unwrap();
     let one_hour = in_hours(1);
-    let short = tokens.grant(&root, "sites/demo", &[Right::Read, Right::Grant], one_hour).await.unwrap();
-    let shorter = tokens.grant(&short, "sites/demo", &[Right::Read], one_hour).await.unwrap();
+    let short = tokens
+        .grant(&root, "sites/demo", &[Right::Read, Right::Grant], one_hour)
+        .await
+        .unwrap();
+    let shorter = tokens
+        .grant(&short, "sites/demo", &[Right::Read], one_hour)
+        .await
+        .unwrap();
     let later = in_hours(3);
     assert!(matches!(
         tokens.check_at(&short, "sites/demo", Right::Read, later).await,
@@ -275,5 +326,8 @@ async fn expired_tokens_and_their_grants_stop_working() {
     tokens.check(&shorter, "sites/demo/x", Right::Read).await.unwrap();
     // A token may revoke itself.
     tokens.revoke(&shorter, &shorter).await.unwrap();
-    assert!(matches!(tokens.check(&shorter, "sites/demo", Right::Read).await, Err(TokenError::Unknown)));
+    assert!(matches!(
+        tokens.check(&shorter, "sites/demo", Right::Read).await,
+        Err(TokenError::Unknown)
+    ));
 }

@@ -11,7 +11,9 @@ use futures::future::join_all;
 use grove_storage::ContentHash;
 use grove_storage::content::ContentStore;
 use grove_storage::site::{Commit, Sites};
-use grove_storage::store::{LocalStore, MemoryStore, ObjectKey, ObjectStore, S3Credentials, S3Store, S3StoreConfig, StoreError};
+use grove_storage::store::{
+    LocalStore, MemoryStore, ObjectKey, ObjectStore, S3Credentials, S3Store, S3StoreConfig, StoreError,
+};
 use grove_storage::tree::{Entry, Trees};
 use grove_storage::{ContentType, SiteName, SitePath};
 use support::moto::MotoServer;
@@ -47,13 +49,22 @@ async fn contract(store: Arc<dyn ObjectStore>) {
     // put-if-absent: wins once, loses after.
     let b = key("contract/b");
     let b_tag = store.put_if_absent(&b, Bytes::from_static(b"first")).await.unwrap();
-    let lost = store.put_if_absent(&b, Bytes::from_static(b"second")).await.unwrap_err();
+    let lost = store
+        .put_if_absent(&b, Bytes::from_static(b"second"))
+        .await
+        .unwrap_err();
     assert!(lost.is_precondition_failed(), "{lost}");
     assert_eq!(store.get(&b).await.unwrap().bytes.as_ref(), b"first");
 
     // put-if-match: the current tag wins, a stale one loses, a missing object loses.
-    let b_tag2 = store.put_if_match(&b, Bytes::from_static(b"swapped"), &b_tag).await.unwrap();
-    let stale = store.put_if_match(&b, Bytes::from_static(b"stale"), &b_tag).await.unwrap_err();
+    let b_tag2 = store
+        .put_if_match(&b, Bytes::from_static(b"swapped"), &b_tag)
+        .await
+        .unwrap();
+    let stale = store
+        .put_if_match(&b, Bytes::from_static(b"stale"), &b_tag)
+        .await
+        .unwrap_err();
     assert!(stale.is_precondition_failed(), "{stale}");
     assert_eq!(store.get(&b).await.unwrap().etag, b_tag2);
     let missing = store
@@ -64,7 +75,10 @@ async fn contract(store: Arc<dyn ObjectStore>) {
 
     // Listing: a string prefix, ascending, paginated.
     for i in 0..5 {
-        store.put(&key(&format!("list/p/{i}")), Bytes::from_static(b".")).await.unwrap();
+        store
+            .put(&key(&format!("list/p/{i}")), Bytes::from_static(b"."))
+            .await
+            .unwrap();
     }
     store.put(&key("list/q"), Bytes::from_static(b".")).await.unwrap();
     let first = store.list("list/p/", None, 2).await.unwrap();
@@ -85,7 +99,12 @@ async fn contract(store: Arc<dyn ObjectStore>) {
     let creators = (0..8).map(|i| {
         let store = Arc::clone(&store);
         let race = race.clone();
-        async move { store.put_if_absent(&race, Bytes::from(format!("creator {i}"))).await.is_ok() }
+        async move {
+            store
+                .put_if_absent(&race, Bytes::from(format!("creator {i}")))
+                .await
+                .is_ok()
+        }
     });
     assert_eq!(join_all(creators).await.into_iter().filter(|won| *won).count(), 1);
 
@@ -178,11 +197,18 @@ async fn blobs_trees_and_versions_work_over_s3() {
     assert_eq!(live.version, 2);
     entries.sort_by(|a, b| a.path.cmp(&b.path));
     assert!(reader.entries(&live.tree).await.unwrap() == entries, "entries differ");
-    let found = reader.lookup(&live.tree, &SitePath::parse("pages/7.html").unwrap()).await.unwrap().unwrap();
+    let found = reader
+        .lookup(&live.tree, &SitePath::parse("pages/7.html").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(blobs.get(&found.hash).await.unwrap().as_ref(), b"<h1>page 7</h1>");
 
     // A corrupted blob in the bucket is refused, not served.
-    store.put(&blobs.key(&found.hash), Bytes::from_static(b"<h1>evil</h1>")).await.unwrap();
+    store
+        .put(&blobs.key(&found.hash), Bytes::from_static(b"<h1>evil</h1>"))
+        .await
+        .unwrap();
     assert!(blobs.get(&found.hash).await.is_err());
 }
 
@@ -201,7 +227,10 @@ async fn presigned_puts_upload_exactly_the_announced_bytes() {
         .expect("S3 supports presigned PUTs");
     assert!(presigned.url.starts_with(&server.endpoint), "{}", presigned.url);
     assert!(
-        presigned.headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("x-amz-checksum-sha256")),
+        presigned
+            .headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case("x-amz-checksum-sha256")),
         "the checksum must be a signed header: {:?}",
         presigned.headers
     );
@@ -220,8 +249,15 @@ async fn presigned_puts_upload_exactly_the_announced_bytes() {
     // The URL is signed, expires, and signs the checksum header, so a store
     // that verifies signatures and checksums (S3, R2) refuses other bytes.
     // moto checks neither, so that refusal is not observable here.
-    let query = presigned.url.split_once('?').map(|(_, query)| query.to_ascii_lowercase()).unwrap_or_default();
+    let query = presigned
+        .url
+        .split_once('?')
+        .map(|(_, query)| query.to_ascii_lowercase())
+        .unwrap_or_default();
     assert!(query.contains("x-amz-signature="), "{query}");
     assert!(query.contains("x-amz-expires=300"), "{query}");
-    assert!(query.contains("x-amz-checksum-sha256"), "checksum header not signed: {query}");
+    assert!(
+        query.contains("x-amz-checksum-sha256"),
+        "checksum header not signed: {query}"
+    );
 }

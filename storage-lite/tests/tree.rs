@@ -16,7 +16,11 @@ fn trees() -> Trees {
 }
 
 fn entry(path: &str, version: u32) -> Entry {
-    let content_type = if path.ends_with(".html") { "text/html" } else { "application/octet-stream" };
+    let content_type = if path.ends_with(".html") {
+        "text/html"
+    } else {
+        "application/octet-stream"
+    };
     Entry {
         path: SitePath::parse(path).unwrap(),
         hash: ContentHash::of(format!("{path}@{version}").as_bytes()),
@@ -34,7 +38,10 @@ fn block_on<T>(future: impl Future<Output = T>) -> T {
 
 /// Paths with shared prefixes, so nodes split inside directories.
 fn path_strategy() -> impl Strategy<Value = String> {
-    (prop::collection::vec("[a-d]{1,3}", 1..4), prop::sample::select(vec![".html", ".css", ".js", ""]))
+    (
+        prop::collection::vec("[a-d]{1,3}", 1..4),
+        prop::sample::select(vec![".html", ".css", ".js", ""]),
+    )
         .prop_map(|(segments, extension)| format!("{}{extension}", segments.join("/")))
 }
 
@@ -130,7 +137,9 @@ proptest! {
 }
 
 fn big_site(n: usize) -> Vec<Entry> {
-    (0..n).map(|i| entry(&format!("section-{}/page-{i}.html", i % 97), 0)).collect()
+    (0..n)
+        .map(|i| entry(&format!("section-{}/page-{i}.html", i % 97), 0))
+        .collect()
 }
 
 /// 3·log64(n) + 2 nodes: each level rewrites the node holding the change plus
@@ -185,7 +194,11 @@ async fn edits_of_a_deep_tree_match_a_build_from_scratch() {
             }
         }
         root = trees.apply(&root, changes).await.unwrap();
-        assert_eq!(root, trees.build(site.values().cloned()).await.unwrap(), "round {round}");
+        assert_eq!(
+            root,
+            trees.build(site.values().cloned()).await.unwrap(),
+            "round {round}"
+        );
     }
     // Removing everything leaves the empty tree.
     let removals = site.keys().cloned().map(Change::Remove);

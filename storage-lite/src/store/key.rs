@@ -64,7 +64,11 @@ mod tests {
 
     #[test]
     fn accepts_grove_keys() {
-        for key in ["blobs/ab12", "sites/demo/versions/00000000000000000001", "auth/tokens/x_y-z.json"] {
+        for key in [
+            "blobs/ab12",
+            "sites/demo/versions/00000000000000000001",
+            "auth/tokens/x_y-z.json",
+        ] {
             ObjectKey::new(key).unwrap();
         }
     }

@@ -22,7 +22,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::memory::page_of;
-use super::{ETag, ListPage, Object, ObjectKey, ObjectMeta, ObjectStore, PresignedPut, StoreError, StoreOp, clamp_range};
+use super::{
+    ETag, ListPage, Object, ObjectKey, ObjectMeta, ObjectStore, PresignedPut, StoreError, StoreOp, clamp_range,
+};
 use crate::hash::ContentHash;
 
 /// Temp files older than this are leftovers of a crashed writer.
@@ -78,7 +80,13 @@ impl LocalStore {
             .map_err(|join_error| StoreError::backend(op, key, join_error))?
     }
 
-    async fn write(&self, op: StoreOp, key: &ObjectKey, bytes: Bytes, condition: Option<Condition>) -> Result<ETag, StoreError> {
+    async fn write(
+        &self,
+        op: StoreOp,
+        key: &ObjectKey,
+        bytes: Bytes,
+        condition: Option<Condition>,
+    ) -> Result<ETag, StoreError> {
         self.blocking(op, key, move |dirs, key| dirs.write(op, key, &bytes, condition))
             .await
     }
@@ -107,7 +115,13 @@ impl Dirs {
         Ok(file)
     }
 
-    fn write(&self, op: StoreOp, key: &ObjectKey, bytes: &[u8], condition: Option<Condition>) -> Result<ETag, StoreError> {
+    fn write(
+        &self,
+        op: StoreOp,
+        key: &ObjectKey,
+        bytes: &[u8],
+        condition: Option<Condition>,
+    ) -> Result<ETag, StoreError> {
         let io_error = |error: io::Error| StoreError::backend(op, key, error);
         let temp = TempFile::create(&self.tmp).map_err(io_error)?;
         temp.write_durably(bytes).map_err(io_error)?;
@@ -211,7 +225,11 @@ fn collect_keys(dir: &Path, relative: &str, keys: &mut Vec<String>) -> io::Resul
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let key = if relative.is_empty() { name } else { format!("{relative}/{name}") };
+        let key = if relative.is_empty() {
+            name
+        } else {
+            format!("{relative}/{name}")
+        };
         if entry.file_type()?.is_dir() {
             collect_keys(&entry.path(), &key, keys)?;
         } else {
@@ -272,7 +290,8 @@ impl ObjectStore for LocalStore {
     }
 
     async fn put_if_absent(&self, key: &ObjectKey, bytes: Bytes) -> Result<ETag, StoreError> {
-        self.write(StoreOp::PutIfAbsent, key, bytes, Some(Condition::Absent)).await
+        self.write(StoreOp::PutIfAbsent, key, bytes, Some(Condition::Absent))
+            .await
     }
 
     async fn put_if_match(&self, key: &ObjectKey, bytes: Bytes, expected: &ETag) -> Result<ETag, StoreError> {
@@ -317,7 +336,12 @@ impl ObjectStore for LocalStore {
         .await
     }
 
-    async fn presign_put(&self, _: &ObjectKey, _: &ContentHash, _: Duration) -> Result<Option<PresignedPut>, StoreError> {
+    async fn presign_put(
+        &self,
+        _: &ObjectKey,
+        _: &ContentHash,
+        _: Duration,
+    ) -> Result<Option<PresignedPut>, StoreError> {
         Ok(None)
     }
 }

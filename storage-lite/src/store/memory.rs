@@ -41,7 +41,13 @@ impl MemoryStore {
             return Err(StoreError::PreconditionFailed { key: key.to_string() });
         }
         let etag = ETag::of_content(&bytes);
-        objects.insert(key.clone(), Object { bytes, etag: etag.clone() });
+        objects.insert(
+            key.clone(),
+            Object {
+                bytes,
+                etag: etag.clone(),
+            },
+        );
         Ok(etag)
     }
 }
@@ -103,7 +109,12 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn presign_put(&self, _: &ObjectKey, _: &ContentHash, _: Duration) -> Result<Option<PresignedPut>, StoreError> {
+    async fn presign_put(
+        &self,
+        _: &ObjectKey,
+        _: &ContentHash,
+        _: Duration,
+    ) -> Result<Option<PresignedPut>, StoreError> {
         Ok(None)
     }
 }

@@ -201,22 +201,12 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     /// Writes only if the current object's tag is `expected` (compare-and-swap);
     /// otherwise, or if the object is gone, [`StoreError::PreconditionFailed`].
-    async fn put_if_match(
-        &self,
-        key: &ObjectKey,
-        bytes: Bytes,
-        expected: &ETag,
-    ) -> Result<ETag, StoreError>;
+    async fn put_if_match(&self, key: &ObjectKey, bytes: Bytes, expected: &ETag) -> Result<ETag, StoreError>;
 
     /// Lists keys that start with `prefix` (a plain string prefix, not only
     /// whole segments), in ascending order, after `start_after`, at most
     /// `limit` per page.
-    async fn list(
-        &self,
-        prefix: &str,
-        start_after: Option<&ObjectKey>,
-        limit: usize,
-    ) -> Result<ListPage, StoreError>;
+    async fn list(&self, prefix: &str, start_after: Option<&ObjectKey>, limit: usize) -> Result<ListPage, StoreError>;
 
     /// Deletes an object; deleting a missing object succeeds.
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError>;

@@ -16,7 +16,9 @@ use aws_config::meta::credentials::CredentialsProviderChain;
 use aws_config::profile::ProfileFileCredentialsProvider;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation};
+use aws_sdk_s3::config::{
+    BehaviorVersion, Credentials, Region, RequestChecksumCalculation, ResponseChecksumValidation,
+};
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::presigning::PresigningConfig;
 use aws_sdk_s3::primitives::ByteStream;
@@ -110,7 +112,13 @@ impl S3Store {
             S3Credentials::Static {
                 access_key_id,
                 secret_access_key,
-            } => builder.credentials_provider(Credentials::new(access_key_id, secret_access_key, None, None, "grove-config")),
+            } => builder.credentials_provider(Credentials::new(
+                access_key_id,
+                secret_access_key,
+                None,
+                None,
+                "grove-config",
+            )),
         };
         if let Some(endpoint) = config.endpoint {
             builder = builder.endpoint_url(endpoint);
@@ -136,7 +144,10 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .body(ByteStream::from(bytes));
-        let output = condition(request).send().await.map_err(|error| classify(op, key, error))?;
+        let output = condition(request)
+            .send()
+            .await
+            .map_err(|error| classify(op, key, error))?;
         output
             .e_tag()
             .map(ETag::new)
@@ -239,7 +250,10 @@ impl ObjectStore for S3Store {
             .e_tag()
             .map(ETag::new)
             .ok_or_else(|| StoreError::backend(StoreOp::Head, key, "response carried no ETag"))?;
-        let size = output.content_length().and_then(|len| u64::try_from(len).ok()).unwrap_or(0);
+        let size = output
+            .content_length()
+            .and_then(|len| u64::try_from(len).ok())
+            .unwrap_or(0);
         Ok(ObjectMeta { size, etag })
     }
 
@@ -256,7 +270,9 @@ impl ObjectStore for S3Store {
         // S3 answers If-Match on a missing object with 404; to callers that is
         // a lost race like any other.
         match self
-            .put_with(StoreOp::PutIfMatch, key, bytes, |request| request.if_match(expected.as_str()))
+            .put_with(StoreOp::PutIfMatch, key, bytes, |request| {
+                request.if_match(expected.as_str())
+            })
             .await
         {
             Err(StoreError::NotFound { key }) => Err(StoreError::PreconditionFailed { key }),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::node::{Entry, Node};
+use super::node::{ChildRef, Entry, Node};
 use super::{NODE_IO_CONCURRENCY, TreeError, Trees};
 use crate::hash::ContentHash;
 use crate::names::SitePath;
@@ -16,7 +16,10 @@ pub enum Difference {
     Added(Entry),
     Removed(Entry),
     /// Same path, different hash, size or content type.
-    Changed { old: Entry, new: Entry },
+    Changed {
+        old: Entry,
+        new: Entry,
+    },
 }
 
 impl Difference {
@@ -28,24 +31,35 @@ impl Difference {
     }
 }
 
-type Frontier = Vec<(ContentHash, Arc<Node>)>;
+/// A subtree still to compare: known by hash and level from its parent, and
+/// read only if it survives being matched against the other side.
+#[derive(Clone)]
+struct Subtree {
+    hash: ContentHash,
+    level: u8,
+    /// The parent and its reference, to check the node against when read.
+    parent: Option<(Arc<Node>, ChildRef)>,
+}
+
+type Frontier = Vec<Subtree>;
 
 impl Trees {
     /// The differences from `old` to `new`, in path order.
     ///
     /// Both trees are held as frontiers of subtrees. Subtrees present on both
-    /// sides hold identical entries, so they are dropped from both; then the
-    /// highest remaining nodes are opened, until only leaves are left. Only
-    /// nodes on the paths to changes are ever read.
+    /// sides hold identical entries, so they are dropped from both, by hash,
+    /// before anything under them is read; then the highest remaining nodes
+    /// are opened, until only leaves are left. Only nodes on the paths to
+    /// changes are ever read.
     pub async fn diff(&self, old: &ContentHash, new: &ContentHash) -> Result<Vec<Difference>, TreeError> {
         if old == new {
             return Ok(Vec::new());
         }
-        let mut old_side: Frontier = vec![(*old, self.node(old).await?)];
-        let mut new_side: Frontier = vec![(*new, self.node(new).await?)];
+        let mut old_side = vec![self.root_subtree(old).await?];
+        let mut new_side = vec![self.root_subtree(new).await?];
         loop {
             drop_common(&mut old_side, &mut new_side);
-            let highest = old_side.iter().chain(&new_side).map(|(_, node)| node.level()).max();
+            let highest = old_side.iter().chain(&new_side).map(|subtree| subtree.level).max();
             match highest {
                 None | Some(0) => break,
                 Some(level) => {
@@ -54,45 +68,61 @@ impl Trees {
                 }
             }
         }
-        Ok(compare_leaves(&old_side, &new_side))
+        let old_leaves = self.read_all(old_side).await?;
+        let new_leaves = self.read_all(new_side).await?;
+        Ok(compare_leaves(&old_leaves, &new_leaves))
     }
 
-    /// Replaces every node at `level` in the frontier by its children.
-    async fn open_level(&self, frontier: Frontier, level: u8) -> Result<Frontier, TreeError> {
-        let mut pairs = Vec::new();
-        let mut kept = Vec::new();
-        for (hash, node) in frontier {
-            match node.as_ref() {
-                Node::Interior { children, .. } if node.level() == level => {
-                    pairs.extend(children.iter().map(|child| (Arc::clone(&node), child.clone())));
-                }
-                _ => kept.push((hash, node)),
-            }
+    async fn root_subtree(&self, hash: &ContentHash) -> Result<Subtree, TreeError> {
+        Ok(Subtree {
+            hash: *hash,
+            level: self.node(hash).await?.level(),
+            parent: None,
+        })
+    }
+
+    async fn read(&self, subtree: &Subtree) -> Result<Arc<Node>, TreeError> {
+        match &subtree.parent {
+            Some((parent, child)) => self.child(parent, child).await,
+            None => self.node(&subtree.hash).await,
         }
-        let opened: Frontier = futures::stream::iter(pairs)
-            .map(|(parent, child)| async move {
-                let node = self.child(&parent, &child).await?;
-                Ok::<_, TreeError>((child.hash, node))
-            })
+    }
+
+    async fn read_all(&self, frontier: Frontier) -> Result<Vec<Arc<Node>>, TreeError> {
+        futures::stream::iter(frontier)
+            .map(|subtree| async move { self.read(&subtree).await })
             .buffered(NODE_IO_CONCURRENCY)
             .try_collect()
-            .await?;
-        kept.extend(opened);
+            .await
+    }
+
+    /// Replaces every subtree at `level` in the frontier by its children.
+    async fn open_level(&self, frontier: Frontier, level: u8) -> Result<Frontier, TreeError> {
+        let (to_open, mut kept): (Frontier, Frontier) = frontier.into_iter().partition(|s| s.level == level);
+        for node in self.read_all(to_open).await? {
+            if let Node::Interior { children, .. } = node.as_ref() {
+                kept.extend(children.iter().map(|child| Subtree {
+                    hash: child.hash,
+                    level: level - 1,
+                    parent: Some((Arc::clone(&node), child.clone())),
+                }));
+            }
+        }
         Ok(kept)
     }
 }
 
 fn drop_common(old_side: &mut Frontier, new_side: &mut Frontier) {
-    let old_hashes: HashSet<ContentHash> = old_side.iter().map(|(hash, _)| *hash).collect();
-    let new_hashes: HashSet<ContentHash> = new_side.iter().map(|(hash, _)| *hash).collect();
-    old_side.retain(|(hash, _)| !new_hashes.contains(hash));
-    new_side.retain(|(hash, _)| !old_hashes.contains(hash));
+    let old_hashes: HashSet<ContentHash> = old_side.iter().map(|subtree| subtree.hash).collect();
+    let new_hashes: HashSet<ContentHash> = new_side.iter().map(|subtree| subtree.hash).collect();
+    old_side.retain(|subtree| !new_hashes.contains(&subtree.hash));
+    new_side.retain(|subtree| !old_hashes.contains(&subtree.hash));
 }
 
-fn leaf_entries(frontier: &Frontier) -> BTreeMap<&SitePath, &Entry> {
-    frontier
+fn leaf_entries(leaves: &[Arc<Node>]) -> BTreeMap<&SitePath, &Entry> {
+    leaves
         .iter()
-        .flat_map(|(_, node)| match node.as_ref() {
+        .flat_map(|node| match node.as_ref() {
             Node::Leaf(entries) => entries.as_slice(),
             Node::Interior { .. } => &[],
         })
@@ -100,9 +130,9 @@ fn leaf_entries(frontier: &Frontier) -> BTreeMap<&SitePath, &Entry> {
         .collect()
 }
 
-fn compare_leaves(old_side: &Frontier, new_side: &Frontier) -> Vec<Difference> {
-    let old_entries = leaf_entries(old_side);
-    let mut new_entries = leaf_entries(new_side);
+fn compare_leaves(old_leaves: &[Arc<Node>], new_leaves: &[Arc<Node>]) -> Vec<Difference> {
+    let old_entries = leaf_entries(old_leaves);
+    let mut new_entries = leaf_entries(new_leaves);
     let mut differences = Vec::new();
     for (path, old) in old_entries {
         match new_entries.remove(path) {

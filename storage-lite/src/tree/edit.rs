@@ -28,7 +28,11 @@ impl Trees {
     /// Applies `changes` to the tree `root` and returns the new root. Later
     /// changes to a path override earlier ones; removing an absent path is a
     /// no-op. The result is the tree a build from scratch would give.
-    pub async fn apply(&self, root: &ContentHash, changes: impl IntoIterator<Item = Change>) -> Result<ContentHash, TreeError> {
+    pub async fn apply(
+        &self,
+        root: &ContentHash,
+        changes: impl IntoIterator<Item = Change>,
+    ) -> Result<ContentHash, TreeError> {
         let mut leaf_changes = BTreeMap::new();
         for change in changes {
             match change {
@@ -91,7 +95,11 @@ struct LevelOutcome {
 impl LevelOutcome {
     fn is_unchanged(&self) -> bool {
         self.consumed.len() == self.created.len()
-            && self.consumed.iter().zip(&self.created).all(|(old, (_, new))| old.hash == new.hash)
+            && self
+                .consumed
+                .iter()
+                .zip(&self.created)
+                .all(|(old, (_, new))| old.hash == new.hash)
     }
 
     /// The changes this level's edit makes to the level above: replaced nodes
@@ -124,7 +132,11 @@ struct OldTree<'a> {
 }
 
 impl OldTree<'_> {
-    async fn edit_level<I: Item>(&self, level: u8, changes: BTreeMap<SitePath, Option<I>>) -> Result<LevelOutcome, TreeError> {
+    async fn edit_level<I: Item>(
+        &self,
+        level: u8,
+        changes: BTreeMap<SitePath, Option<I>>,
+    ) -> Result<LevelOutcome, TreeError> {
         let changes: Vec<(SitePath, Option<I>)> = changes.into_iter().collect();
         let mut outcome = LevelOutcome::default();
         let mut next_change = 0;
@@ -165,7 +177,9 @@ impl OldTree<'_> {
             let mut node = Arc::clone(&self.root);
             loop {
                 let children = interior_children(&node);
-                let index = children.partition_point(|child| child.first_key <= *key).saturating_sub(1);
+                let index = children
+                    .partition_point(|child| child.first_key <= *key)
+                    .saturating_sub(1);
                 let child = children[index].clone();
                 stack.push((Arc::clone(&node), index));
                 if node.level() == level + 1 {

@@ -206,11 +206,7 @@ fn write_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 fn write_key(out: &mut Vec<u8>, previous: &str, key: &str) {
-    let shared = previous
-        .bytes()
-        .zip(key.bytes())
-        .take_while(|(a, b)| a == b)
-        .count();
+    let shared = previous.bytes().zip(key.bytes()).take_while(|(a, b)| a == b).count();
     write_uint(out, shared as u64);
     write_bytes(out, &key.as_bytes()[shared..]);
 }
@@ -317,7 +313,10 @@ mod tests {
         assert_eq!(Node::decode(&trailing).unwrap_err(), DecodeError("trailing bytes"));
 
         let unsorted = Node::Leaf(vec![entry("b.html", "text/html"), entry("a.html", "text/html")]).encode();
-        assert_eq!(Node::decode(&unsorted).unwrap_err(), DecodeError("keys are not strictly increasing"));
+        assert_eq!(
+            Node::decode(&unsorted).unwrap_err(),
+            DecodeError("keys are not strictly increasing")
+        );
 
         let escaping = Node::Leaf(vec![entry("a.html", "text/html")]).encode();
         let escaping = replace(&escaping, b"a.html", b"../etc");
@@ -325,7 +324,10 @@ mod tests {
 
         let mut wrong_version = good.clone();
         wrong_version[2] = 9;
-        assert_eq!(Node::decode(&wrong_version).unwrap_err(), DecodeError("unsupported format version"));
+        assert_eq!(
+            Node::decode(&wrong_version).unwrap_err(),
+            DecodeError("unsupported format version")
+        );
     }
 
     fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
@@ -335,7 +337,9 @@ mod tests {
 
     #[test]
     fn boundaries_give_the_target_fanout() {
-        let keys: Vec<SitePath> = (0..20_000).map(|i| SitePath::parse(&format!("p/{i}.html")).unwrap()).collect();
+        let keys: Vec<SitePath> = (0..20_000)
+            .map(|i| SitePath::parse(&format!("p/{i}.html")).unwrap())
+            .collect();
         let boundaries = keys.iter().filter(|key| is_boundary(0, key)).count();
         let fanout = keys.len() as f64 / boundaries as f64;
         assert!((48.0..=80.0).contains(&fanout), "fanout {fanout}");

@@ -30,7 +30,10 @@ impl MotoServer {
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "moto_server did not start listening within 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start listening within 30 s"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         server

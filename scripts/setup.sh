@@ -1,0 +1,56 @@
+# Installs what grove's build and tests need and a fresh Debian machine with
+# only the Rust toolchain lacks. Sourced by scripts/test and scripts/demo;
+# every step is skipped when its tool is already there.
+
+set -euo pipefail
+
+# One target directory outside the clone, shared by every checkout and by CI.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/grove-target}"
+# Tools installed by these scripts (the S3 test server's virtualenv).
+export GROVE_TOOLS="${GROVE_TOOLS:-/var/tmp/grove-tools}"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+apt_updated=""
+apt_install() {
+    if [ -z "$apt_updated" ]; then
+        log "apt-get update"
+        apt-get update -qq
+        apt_updated=1
+    fi
+    log "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# Pingora's build needs cmake; -sys crates need a C compiler.
+ensure_build_tools() {
+    local missing=()
+    command -v cmake >/dev/null || missing+=(cmake)
+    command -v cc >/dev/null || missing+=(gcc libc6-dev)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
+ensure_rust_components() {
+    for component in rustfmt clippy; do
+        if ! rustup component list --installed 2>/dev/null | grep -q "^$component"; then
+            log "rustup component add $component"
+            rustup component add "$component"
+        fi
+    done
+}
+
+# moto_server: a real S3-protocol server for the tests, in its own virtualenv.
+ensure_moto() {
+    local venv="$GROVE_TOOLS/venv"
+    if [ ! -x "$venv/bin/moto_server" ]; then
+        if ! command -v python3 >/dev/null || ! python3 -m venv --help >/dev/null 2>&1; then
+            apt_install python3 python3-venv
+        fi
+        log "installing moto[server] into $venv"
+        rm -rf "$venv"
+        python3 -m venv "$venv" || { apt_install python3-venv && python3 -m venv "$venv"; }
+        "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+    fi
+    export GROVE_MOTO_SERVER="$venv/bin/moto_server"
+}

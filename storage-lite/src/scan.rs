@@ -1,0 +1,168 @@
+//! Turning a site build directory into tree entries.
+//!
+//! The publisher runs this on the user's `./dist`; the proxy runs it to seed
+//! its demo site. Everything that would not survive as a URL path is refused
+//! up front, all offenders listed at once, so a publish either takes the whole
+//! directory or changes nothing.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use crate::hash::Hasher;
+use crate::names::{ContentType, NameError, SitePath};
+use crate::tree::Entry;
+
+/// The per-directory ignore file, in gitignore syntax.
+pub const IGNORE_FILE: &str = ".groveignore";
+/// Never published, whatever the ignore files say.
+const ALWAYS_IGNORED: &[&str] = &[".git", ".DS_Store", IGNORE_FILE];
+
+/// One file found in the directory, hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedFile {
+    pub entry: Entry,
+    /// Where its bytes are on disk.
+    pub source: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error("{} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("reading {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("walking the directory: {0}")]
+    Walk(#[from] ignore::Error),
+    #[error("{} file name(s) cannot be published:\n{}", .0.len(), list(.0))]
+    InvalidNames(Vec<String>),
+    #[error("{} symlink(s) point outside the directory:\n{}", .0.len(), list(.0))]
+    EscapingSymlinks(Vec<String>),
+}
+
+fn list(items: &[String]) -> String {
+    items.iter().map(|item| format!("  {item}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Scans `dir`, honouring `.groveignore` files, and hashes every file using
+/// all cores. Symlinks are followed only while they stay inside `dir`.
+pub fn scan_dir(dir: &Path) -> Result<Vec<ScannedFile>, ScanError> {
+    let io_error = |path: &Path| {
+        let path = path.to_owned();
+        move |source| ScanError::Io { path, source }
+    };
+    let root = dir.canonicalize().map_err(io_error(dir))?;
+    if !root.is_dir() {
+        return Err(ScanError::NotADirectory(dir.to_owned()));
+    }
+    let walker = ignore::WalkBuilder::new(&root)
+        .standard_filters(false)
+        .follow_links(true)
+        .add_custom_ignore_filename(IGNORE_FILE)
+        .filter_entry(|entry| !ALWAYS_IGNORED.iter().any(|name| entry.file_name() == *name))
+        .build();
+    let mut found = Vec::new();
+    let mut invalid = Vec::new();
+    let mut escaping = Vec::new();
+    for entry in walker {
+        let entry = entry?;
+        if !entry.file_type().is_some_and(|kind| kind.is_file()) {
+            continue;
+        }
+        let path = entry.path();
+        let relative = path.strip_prefix(&root).expect("walk stays under its root");
+        let shown = relative.to_string_lossy().into_owned();
+        let resolved = path.canonicalize().map_err(io_error(path))?;
+        if !resolved.starts_with(&root) {
+            escaping.push(format!("{shown} -> {}", resolved.display()));
+            continue;
+        }
+        match site_path(relative) {
+            Ok(site_path) => found.push((site_path, resolved)),
+            Err(reason) => invalid.push(format!("{shown}: {reason}")),
+        }
+    }
+    if !escaping.is_empty() {
+        return Err(ScanError::EscapingSymlinks(escaping));
+    }
+    if !invalid.is_empty() {
+        invalid.sort();
+        return Err(ScanError::InvalidNames(invalid));
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    hash_all(found)
+}
+
+/// The URL path of a file, or why it cannot have one.
+fn site_path(relative: &Path) -> Result<SitePath, String> {
+    let mut segments = Vec::new();
+    for component in relative.components() {
+        let segment = component.as_os_str().to_str().ok_or("the name is not valid UTF-8")?;
+        segments.push(segment);
+    }
+    SitePath::parse(&segments.join("/")).map_err(|error: NameError| error.to_string())
+}
+
+/// Hashes files on every core, keeping their order.
+fn hash_all(files: Vec<(SitePath, PathBuf)>) -> Result<Vec<ScannedFile>, ScanError> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let per_thread = files.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(|(path, source)| hash_file(path, source)).collect()))
+            .collect();
+        let mut scanned = Vec::with_capacity(files.len());
+        for worker in workers {
+            let chunk: Result<Vec<_>, _> = worker.join().expect("hashing does not panic");
+            scanned.extend(chunk?);
+        }
+        Ok(scanned)
+    })
+}
+
+fn hash_file(path: &SitePath, source: &Path) -> Result<ScannedFile, ScanError> {
+    let failed = |error| ScanError::Io {
+        path: source.to_owned(),
+        source: error,
+    };
+    let mut file = File::open(source).map_err(failed)?;
+    let mut hasher = Hasher::new();
+    let mut buffer = vec![0; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let read = file.read(&mut buffer).map_err(failed)?;
+        if read == 0 {
+            break;
+        }
+        hasher.update(&buffer[..read]);
+        size += read as u64;
+    }
+    Ok(ScannedFile {
+        entry: Entry {
+            path: path.clone(),
+            hash: hasher.finish(),
+            size,
+            content_type: content_type_of(path),
+        },
+        source: source.to_owned(),
+    })
+}
+
+/// The media type served for `path`, from its extension; text types are
+/// declared UTF-8, which is what site generators write.
+pub fn content_type_of(path: &SitePath) -> ContentType {
+    let guess = mime_guess::from_path(path.as_str()).first_or_octet_stream();
+    let textual = guess.type_() == mime_guess::mime::TEXT
+        || matches!(guess.essence_str(), "application/javascript" | "application/json" | "application/manifest+json");
+    let text = if textual {
+        format!("{}; charset=utf-8", guess.essence_str())
+    } else {
+        guess.essence_str().to_owned()
+    };
+    ContentType::parse(&text).unwrap_or_else(|_| ContentType::parse("application/octet-stream").expect("valid"))
+}
