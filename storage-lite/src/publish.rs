@@ -68,10 +68,12 @@ async fn upload(blobs: &ContentStore, file: &ScannedFile) -> Result<(), PublishE
     if blobs.contains(&file.entry.hash).await.map_err(ContentError::from)? {
         return Ok(());
     }
-    let bytes = tokio::fs::read(&file.source).await.map_err(|source| PublishError::Read {
-        path: file.source.display().to_string(),
-        source,
-    })?;
+    let bytes = tokio::fs::read(&file.source)
+        .await
+        .map_err(|source| PublishError::Read {
+            path: file.source.display().to_string(),
+            source,
+        })?;
     let stored = blobs.put(bytes.into()).await?;
     if stored != file.entry.hash {
         return Err(PublishError::ChangedDuringPublish {

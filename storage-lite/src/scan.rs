@@ -45,7 +45,11 @@ pub enum ScanError {
 }
 
 fn list(items: &[String]) -> String {
-    items.iter().map(|item| format!("  {item}")).collect::<Vec<_>>().join("\n")
+    items
+        .iter()
+        .map(|item| format!("  {item}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Scans `dir`, honouring `.groveignore` files, and hashes every file using
@@ -158,7 +162,10 @@ fn hash_file(path: &SitePath, source: &Path) -> Result<ScannedFile, ScanError> {
 pub fn content_type_of(path: &SitePath) -> ContentType {
     let guess = mime_guess::from_path(path.as_str()).first_or_octet_stream();
     let textual = guess.type_() == mime_guess::mime::TEXT
-        || matches!(guess.essence_str(), "application/javascript" | "application/json" | "application/manifest+json");
+        || matches!(
+            guess.essence_str(),
+            "application/javascript" | "application/json" | "application/manifest+json"
+        );
     let text = if textual {
         format!("{}; charset=utf-8", guess.essence_str())
     } else {

@@ -34,12 +34,26 @@ fn scans_files_with_hashes_types_and_ignores() {
 
     let scanned = scan_dir(dir.path()).unwrap();
     let paths: Vec<&str> = scanned.iter().map(|file| file.entry.path.as_str()).collect();
-    assert_eq!(paths, [".well-known/security.txt", "assets/app.3f2a.js", "img/logo.png", "index.html"]);
-    let index = scanned.iter().find(|file| file.entry.path.as_str() == "index.html").unwrap();
+    assert_eq!(
+        paths,
+        [
+            ".well-known/security.txt",
+            "assets/app.3f2a.js",
+            "img/logo.png",
+            "index.html"
+        ]
+    );
+    let index = scanned
+        .iter()
+        .find(|file| file.entry.path.as_str() == "index.html")
+        .unwrap();
     assert_eq!(index.entry.hash, ContentHash::of(b"<h1>hi</h1>"));
     assert_eq!(index.entry.size, 11);
     assert_eq!(index.entry.content_type.as_str(), "text/html; charset=utf-8");
-    let logo = scanned.iter().find(|file| file.entry.path.as_str() == "img/logo.png").unwrap();
+    let logo = scanned
+        .iter()
+        .find(|file| file.entry.path.as_str() == "img/logo.png")
+        .unwrap();
     assert_eq!(logo.entry.content_type.as_str(), "image/png");
 }
 
@@ -80,7 +94,10 @@ fn invalid_names_are_all_listed() {
         }
         other => panic!("expected invalid names, got {other:?}"),
     }
-    assert!(matches!(scan_dir(&dir.path().join("ok.html")), Err(ScanError::NotADirectory(_))));
+    assert!(matches!(
+        scan_dir(&dir.path().join("ok.html")),
+        Err(ScanError::NotADirectory(_))
+    ));
 }
 
 #[tokio::test]
@@ -94,12 +111,20 @@ async fn publishing_a_directory_uploads_only_missing_blobs() {
     write(dir.path(), "index.html", "v1");
     write(dir.path(), "about.html", "about");
 
-    let v1 = publish_dir(&blobs, &trees, &sites, &demo, dir.path(), "first").await.unwrap();
+    let v1 = publish_dir(&blobs, &trees, &sites, &demo, dir.path(), "first")
+        .await
+        .unwrap();
     write(dir.path(), "index.html", "v2");
-    let v2 = publish_dir(&blobs, &trees, &sites, &demo, dir.path(), "second").await.unwrap();
+    let v2 = publish_dir(&blobs, &trees, &sites, &demo, dir.path(), "second")
+        .await
+        .unwrap();
     assert_eq!((v1.n, v2.n), (1, 2));
     assert_eq!(store.list("blobs/", None, 100).await.unwrap().keys.len(), 3);
-    let index = trees.lookup(&v2.tree, &SitePath::parse("index.html").unwrap()).await.unwrap().unwrap();
+    let index = trees
+        .lookup(&v2.tree, &SitePath::parse("index.html").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(blobs.get(&index.hash).await.unwrap().as_ref(), b"v2");
     let differences = trees.diff(&v1.tree, &v2.tree).await.unwrap();
     assert_eq!(differences.len(), 1);

@@ -74,7 +74,9 @@ async fn main() {
     // One-entry change. Each side runs its own loop, so one's allocation
     // pattern does not bill the other (freeing a 13 MiB manifest makes the
     // allocator consolidate on the next small allocation).
-    let changes: Vec<Entry> = (0..ROUNDS).map(|round| entry((round as usize * 7919) % n, round + 1)).collect();
+    let changes: Vec<Entry> = (0..ROUNDS)
+        .map(|round| entry((round as usize * 7919) % n, round + 1))
+        .collect();
     let (mut tree_times, mut max_written, mut max_read) = (Vec::new(), 0, 0);
     for changed in &changes {
         let before = trees.stats();
@@ -102,11 +104,20 @@ async fn main() {
 
     // Diff of two trees differing in 10 entries, read cold from the store.
     let changed_sets: Vec<Vec<Entry>> = (0..ROUNDS)
-        .map(|round| (0..10).map(|k| entry((round as usize * 7919 + k * 9973) % n, round + 1)).collect())
+        .map(|round| {
+            (0..10)
+                .map(|k| entry((round as usize * 7919 + k * 9973) % n, round + 1))
+                .collect()
+        })
         .collect();
     let mut others = Vec::new();
     for changed in &changed_sets {
-        others.push(trees.apply(&root, changed.iter().cloned().map(Change::Upsert)).await.unwrap());
+        others.push(
+            trees
+                .apply(&root, changed.iter().cloned().map(Change::Upsert))
+                .await
+                .unwrap(),
+        );
     }
     let (mut tree_times, mut max_read) = (Vec::new(), 0);
     for other in &others {

@@ -154,7 +154,9 @@ impl Trees {
             let pairs: Vec<(Arc<Node>, ChildRef)> = level
                 .iter()
                 .flat_map(|parent| match parent.as_ref() {
-                    Node::Interior { children, .. } => children.iter().map(|c| (Arc::clone(parent), c.clone())).collect(),
+                    Node::Interior { children, .. } => {
+                        children.iter().map(|c| (Arc::clone(parent), c.clone())).collect()
+                    }
                     Node::Leaf(_) => Vec::new(),
                 })
                 .collect();
@@ -194,7 +196,10 @@ impl Trees {
     /// one level down and starting at the key the parent lists.
     pub(crate) async fn child(&self, parent: &Node, child: &ChildRef) -> Result<Arc<Node>, TreeError> {
         let node = self.node(&child.hash).await?;
-        let structure = |reason| TreeError::Structure { hash: child.hash, reason };
+        let structure = |reason| TreeError::Structure {
+            hash: child.hash,
+            reason,
+        };
         if node.level() + 1 != parent.level() {
             return Err(structure("its level is not one below its parent's"));
         }
