@@ -1,0 +1,518 @@
+//! The request -> reply logic of the edge server, independent of Pingora.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use grove_storage::content::ContentStore;
+use grove_storage::site::Sites;
+use grove_storage::store::{ObjectKey, ObjectStore};
+use grove_storage::tree::{Entry, TreeError, Trees};
+use grove_storage::{ContentHash, SiteName, SitePath};
+use http::{HeaderMap, Method, StatusCode, header};
+
+use crate::cache::{BlobCache, CacheError, CachedBlob, DiskCache};
+use crate::compress::Compressor;
+use crate::config::{Config, SiteConfig};
+use crate::reply::{Body, Reply};
+use crate::resolve::{Files, RequestPath, Resolution, encode_path, resolve};
+use crate::roots::{Roots, Served};
+use crate::routing::{Router, Target};
+use crate::rules::{HeaderRules, Redirects, RuleAction, SiteRules};
+use crate::semantics::{self, Encoding, RangeRequest};
+
+/// Header a client may send to pin a version (as preview hosts do).
+pub const VERSION_HEADER: &str = "x-grove-version";
+/// Header naming the tree of the version served.
+pub const ROOT_HEADER: &str = "x-grove-root";
+
+/// The parts of a request the server looks at.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    pub host: Option<&'a str>,
+    /// Path of the URI, still percent-encoded.
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    pub headers: &'a HeaderMap,
+}
+
+impl Request<'_> {
+    fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
+
+/// Everything the server shares across requests.
+pub struct Grove {
+    config: Config,
+    router: Router,
+    roots: Roots,
+    trees: Trees,
+    nodes: ContentStore,
+    node_bytes: moka::future::Cache<ContentHash, Bytes>,
+    store: Arc<dyn ObjectStore>,
+    blobs: BlobCache,
+    compressor: Compressor,
+    rules: moka::future::Cache<ContentHash, Arc<SiteRules>>,
+}
+
+impl Grove {
+    pub fn new(config: Config, store: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
+        let mut custom = Vec::new();
+        for (name, site) in &config.sites {
+            let site_name = SiteName::parse(name)?;
+            custom.extend(site.domains.iter().map(|domain| (domain.clone(), site_name.clone())));
+        }
+        let trees = Trees::new(Arc::clone(&store), 4_000_000);
+        let disk = DiskCache::open(&config.cache_dir(), config.cache.disk_bytes)?;
+        Ok(Self {
+            router: Router::new(&config.base_domain, custom),
+            roots: Roots::new(Sites::new(Arc::clone(&store), trees.clone()), config.root_refresh()),
+            nodes: ContentStore::trees(Arc::clone(&store)),
+            node_bytes: moka::future::Cache::builder()
+                .max_capacity(64 << 20)
+                .weigher(|_, bytes: &Bytes| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
+                .build(),
+            blobs: BlobCache::new(
+                Arc::clone(&store),
+                config.cache.memory_bytes,
+                disk,
+                config.cache.max_memory_object_bytes,
+            ),
+            compressor: Compressor::new(config.cache.memory_bytes / 4),
+            rules: moka::future::Cache::new(10_000),
+            store,
+            trees,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub async fn handle(&self, request: &Request<'_>) -> Reply {
+        if !matches!(*request.method, Method::GET | Method::HEAD) {
+            return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here")
+                .with(header::ALLOW, "GET, HEAD");
+        }
+        let Some(target) = request.host.and_then(|host| self.router.route(host)) else {
+            return Reply::unknown();
+        };
+        if let Some(rest) = request.path.strip_prefix("/_grove/") {
+            return self.grove_namespace(&target, rest, request).await;
+        }
+        let served = match self.version(&target, request).await {
+            Ok(served) => served,
+            Err(reply) => return reply,
+        };
+        let mut reply = self.serve_site(&target.site, served, request).await;
+        reply.set(
+            header::HeaderName::from_static(VERSION_HEADER),
+            served.version.to_string(),
+        );
+        reply.set(header::HeaderName::from_static(ROOT_HEADER), served.tree.to_hex());
+        reply.served = Some((target.site.to_string(), served.version));
+        reply
+    }
+
+    /// The version to serve: pinned by the host or the version header, else current.
+    async fn version(&self, target: &Target, request: &Request<'_>) -> Result<Served, Reply> {
+        let pinned = match (target.pinned, request.header(VERSION_HEADER)) {
+            (Some(n), _) => Some(n),
+            (None, Some(text)) => match text.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => {
+                    return Err(Reply::text(
+                        StatusCode::BAD_REQUEST,
+                        "x-grove-version must be a version number",
+                    ));
+                }
+            },
+            (None, None) => None,
+        };
+        let result = match pinned {
+            Some(n) => self.roots.pinned(&target.site, n).await,
+            None => self.roots.current(&target.site).await,
+        };
+        match result {
+            Ok(Some(served)) => Ok(served),
+            Ok(None) => match pinned {
+                Some(n) => Err(Reply::text(
+                    StatusCode::NOT_FOUND,
+                    &format!("version {n} does not exist"),
+                )),
+                None => Err(Reply::unknown()),
+            },
+            Err(error) => {
+                tracing::error!(site = %target.site, %error, "reading the site's version failed");
+                Err(Reply::unavailable())
+            }
+        }
+    }
+
+    async fn serve_site(&self, site: &SiteName, served: Served, request: &Request<'_>) -> Reply {
+        let path = match RequestPath::parse(request.path, self.config.http.max_path_bytes) {
+            Ok(path) => path,
+            Err(error) => return Reply::text(StatusCode::BAD_REQUEST, &error.to_string()),
+        };
+        let rules = match self.rules(served.tree).await {
+            Ok(rules) => rules,
+            Err(reply) => return reply,
+        };
+        let site_config = self.config.site(site.as_str());
+        let url_path = path.url_path();
+        let context = Context {
+            site,
+            served,
+            request,
+            rules: &rules,
+            url_path: &url_path,
+        };
+        if let Some(action) = rules.redirects.find(&url_path, true) {
+            return self.apply_rule(&context, action).await;
+        }
+        let files = VersionFiles {
+            trees: &self.trees,
+            root: served.tree,
+        };
+        match resolve(&files, &path, site_config.trailing_slash).await {
+            Ok(Resolution::File(entry)) => self.serve_file(&context, &entry, StatusCode::OK).await,
+            Ok(Resolution::Canonical(location)) => {
+                let location = with_query(&encode_path(&location), request.query);
+                Reply::redirect(StatusCode::PERMANENT_REDIRECT, &location)
+            }
+            Ok(Resolution::NotFound) => {
+                if let Some(action) = rules.redirects.find(&url_path, false) {
+                    return self.apply_rule(&context, action).await;
+                }
+                self.not_found(&context, &path, &site_config).await
+            }
+            Err(error) => self.tree_failure(error),
+        }
+    }
+
+    async fn not_found(&self, context: &Context<'_>, path: &RequestPath, site_config: &SiteConfig) -> Reply {
+        let files = VersionFiles {
+            trees: &self.trees,
+            root: context.served.tree,
+        };
+        if site_config.spa && !path.has_extension() {
+            match files.file("index.html").await {
+                Ok(Some(index)) => return self.serve_file(context, &index, StatusCode::OK).await,
+                Ok(None) => {}
+                Err(error) => return self.tree_failure(error),
+            }
+        }
+        match files.file("404.html").await {
+            Ok(Some(page)) => self.serve_file(context, &page, StatusCode::NOT_FOUND).await,
+            Ok(None) => Reply::text(StatusCode::NOT_FOUND, "not found"),
+            Err(error) => self.tree_failure(error),
+        }
+    }
+
+    async fn apply_rule(&self, context: &Context<'_>, action: RuleAction) -> Reply {
+        match action {
+            RuleAction::Redirect { status, location } => {
+                let location = if location.starts_with('/') {
+                    encode_path(&location)
+                } else {
+                    location
+                };
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+                Reply::redirect(status, &location)
+            }
+            RuleAction::Rewrite { status, path } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                let files = VersionFiles {
+                    trees: &self.trees,
+                    root: context.served.tree,
+                };
+                let target = match RequestPath::parse(&encode_path(&path), self.config.http.max_path_bytes) {
+                    Ok(target) => target,
+                    Err(_) => return Reply::text(StatusCode::NOT_FOUND, "not found"),
+                };
+                match resolve(&files, &target, crate::config::TrailingSlash::Auto).await {
+                    Ok(Resolution::File(entry)) => self.serve_file(context, &entry, status).await,
+                    Ok(_) => Reply::text(StatusCode::NOT_FOUND, "not found"),
+                    Err(error) => self.tree_failure(error),
+                }
+            }
+        }
+    }
+
+    fn tree_failure(&self, error: TreeError) -> Reply {
+        tracing::error!(%error, "reading the site's tree failed");
+        Reply::unavailable()
+    }
+
+    /// Serves one file with every HTTP rule that applies to it.
+    async fn serve_file(&self, context: &Context<'_>, entry: &Entry, status: StatusCode) -> Reply {
+        let request = context.request;
+        let blob = match self.blobs.get(&entry.hash, entry.size).await {
+            Ok(blob) => blob,
+            Err(error) => return blob_failure(&entry.hash, &error),
+        };
+        let content_type = entry.content_type.as_str();
+        let compressible = semantics::is_compressible(content_type);
+        let (cache_control, cdn_cache_control) = semantics::cache_control(entry.path.as_str());
+        let mut tags = vec![semantics::site_tag(context.site)];
+        if cdn_cache_control.is_some() {
+            tags.push(semantics::path_tag(context.site, entry.path.as_str()));
+        }
+
+        let mut encoding = Encoding::Identity;
+        let mut body = match &blob {
+            CachedBlob::Memory(bytes) => Body::Bytes(bytes.clone()),
+            CachedBlob::Disk { path, size } => Body::File {
+                path: Arc::clone(path),
+                start: 0,
+                len: *size,
+            },
+        };
+        let ranged = request.headers.contains_key(header::RANGE);
+        if let (CachedBlob::Memory(bytes), true, false) = (&blob, compressible, ranged) {
+            let wanted = semantics::negotiate(request.header(header::ACCEPT_ENCODING));
+            if let Some(encoded) = self.compressor.encode(entry.hash, wanted, bytes.clone()).await {
+                encoding = wanted;
+                body = Body::Bytes(encoded);
+            }
+        }
+        let etag = semantics::etag(&entry.hash, encoding, None);
+
+        let mut reply = Reply::new(status, Body::Empty)
+            .with(header::CONTENT_TYPE, content_type)
+            .with(header::ETAG, &etag)
+            .with(header::CACHE_CONTROL, &cache_control)
+            .with(header::HeaderName::from_static("cache-tag"), tags.join(","))
+            .with(header::ACCEPT_RANGES, "bytes");
+        if let Some(cdn) = &cdn_cache_control {
+            reply.set(header::HeaderName::from_static("cdn-cache-control"), cdn);
+        }
+        if compressible {
+            reply.set(header::VARY, "Accept-Encoding");
+        }
+        if let Some(token) = encoding.token() {
+            reply.set(header::CONTENT_ENCODING, token);
+        }
+        for (name, value) in context.rules.headers.for_path(context.url_path) {
+            reply.insert(name.clone(), value.clone());
+        }
+
+        if status == StatusCode::OK {
+            if let Some(if_none_match) = request.header(header::IF_NONE_MATCH)
+                && semantics::none_match(if_none_match, &etag)
+            {
+                reply.status = StatusCode::NOT_MODIFIED;
+                reply
+                    .headers
+                    .retain(|(name, _)| name != header::CONTENT_TYPE && name != header::CONTENT_ENCODING);
+                return reply;
+            }
+            let if_range_fails = request.header(header::IF_RANGE).is_some_and(|tag| tag.trim() != etag);
+            if encoding == Encoding::Identity && !if_range_fails {
+                let size = body.len();
+                match semantics::range(request.header(header::RANGE), size) {
+                    RangeRequest::Full => {}
+                    RangeRequest::Partial { start, end } => {
+                        reply.status = StatusCode::PARTIAL_CONTENT;
+                        reply.set(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
+                        body = slice(body, start, end - start + 1);
+                    }
+                    RangeRequest::Unsatisfiable => {
+                        let mut refused = Reply::text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
+                        refused.set(header::CONTENT_RANGE, format!("bytes */{size}"));
+                        return refused;
+                    }
+                }
+            }
+        }
+        reply.body = body;
+        reply
+    }
+
+    /// The parsed `_redirects` and `_headers` of a version, read once per tree.
+    async fn rules(&self, tree: ContentHash) -> Result<Arc<SiteRules>, Reply> {
+        self.rules
+            .try_get_with(tree, async {
+                let redirects = self.rule_file(tree, "_redirects").await?;
+                let headers = self.rule_file(tree, "_headers").await?;
+                let rules = SiteRules {
+                    redirects: redirects
+                        .map(|text| log_errors("_redirects", Redirects::parse(&text)))
+                        .unwrap_or_default(),
+                    headers: headers
+                        .map(|text| log_errors("_headers", HeaderRules::parse(&text)))
+                        .unwrap_or_default(),
+                };
+                Ok::<_, Reply>(Arc::new(rules))
+            })
+            .await
+            .map_err(|reply| (*reply).clone())
+    }
+
+    async fn rule_file(&self, tree: ContentHash, name: &str) -> Result<Option<String>, Reply> {
+        let path = SitePath::parse(name).expect("valid path");
+        let entry = match self.trees.lookup(&tree, &path).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return Ok(None),
+            Err(error) => return Err(self.tree_failure(error)),
+        };
+        match self.blobs.bytes(&entry.hash, entry.size).await {
+            Ok(Some(bytes)) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
+            Ok(None) => {
+                tracing::warn!(file = name, "rule file too large; ignored");
+                Ok(None)
+            }
+            Err(error) => Err(blob_failure(&entry.hash, &error)),
+        }
+    }
+
+    /// `/_grove/...`: the host's own namespace on every site.
+    async fn grove_namespace(&self, target: &Target, rest: &str, request: &Request<'_>) -> Reply {
+        match rest.split_once('/') {
+            None if rest == "health" => Reply::text(StatusCode::OK, "ok"),
+            None if rest == "root" => match self.version(target, request).await {
+                Ok(served) => {
+                    let body = serde_json::json!({
+                        "site": target.site.as_str(),
+                        "version": served.version,
+                        "root": served.tree.to_hex(),
+                    });
+                    Reply::new(StatusCode::OK, Body::Bytes(Bytes::from(body.to_string())))
+                        .with(header::CONTENT_TYPE, "application/json")
+                        .with(header::CACHE_CONTROL, "no-store")
+                }
+                Err(reply) => reply,
+            },
+            Some(("tree", hex)) => match hex.parse::<ContentHash>() {
+                Ok(hash) => self.tree_node(&hash, request).await,
+                Err(_) => Reply::text(StatusCode::BAD_REQUEST, "expected /_grove/tree/<sha256 hex>"),
+            },
+            Some(("blob", hex)) => match hex.parse::<ContentHash>() {
+                Ok(hash) => self.raw_blob(&hash, request).await,
+                Err(_) => Reply::text(StatusCode::BAD_REQUEST, "expected /_grove/blob/<sha256 hex>"),
+            },
+            _ => Reply::text(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    async fn tree_node(&self, hash: &ContentHash, request: &Request<'_>) -> Reply {
+        let loaded = self
+            .node_bytes
+            .try_get_with(*hash, async { self.nodes.get(hash).await })
+            .await;
+        match loaded {
+            Ok(bytes) => immutable(hash, Body::Bytes(bytes), request),
+            Err(error) if error.is_not_found() => Reply::text(StatusCode::NOT_FOUND, "no such tree node"),
+            Err(error) => {
+                tracing::error!(%hash, %error, "reading a tree node failed");
+                Reply::unavailable()
+            }
+        }
+    }
+
+    async fn raw_blob(&self, hash: &ContentHash, request: &Request<'_>) -> Reply {
+        let size = match self.store.head(&blob_key(hash)).await {
+            Ok(meta) => meta.size,
+            Err(error) if error.is_not_found() => return Reply::text(StatusCode::NOT_FOUND, "no such blob"),
+            Err(error) => {
+                tracing::error!(%hash, %error, "reading a blob failed");
+                return Reply::unavailable();
+            }
+        };
+        match self.blobs.get(hash, size).await {
+            Ok(CachedBlob::Memory(bytes)) => immutable(hash, Body::Bytes(bytes), request),
+            Ok(CachedBlob::Disk { path, size }) => immutable(
+                hash,
+                Body::File {
+                    path,
+                    start: 0,
+                    len: size,
+                },
+                request,
+            ),
+            Err(error) => blob_failure(hash, &error),
+        }
+    }
+}
+
+/// Per-request facts the file-serving steps share.
+struct Context<'a> {
+    site: &'a SiteName,
+    served: Served,
+    request: &'a Request<'a>,
+    rules: &'a SiteRules,
+    url_path: &'a str,
+}
+
+struct VersionFiles<'a> {
+    trees: &'a Trees,
+    root: ContentHash,
+}
+
+impl Files for VersionFiles<'_> {
+    async fn file(&self, path: &str) -> Result<Option<Entry>, TreeError> {
+        match SitePath::parse(path) {
+            Ok(path) => self.trees.lookup(&self.root, &path).await,
+            Err(_) => Ok(None),
+        }
+    }
+}
+
+fn blob_key(hash: &ContentHash) -> ObjectKey {
+    ObjectKey::new(format!("blobs/{hash}")).expect("valid key")
+}
+
+/// A content-addressed response: cacheable forever, revalidated by hash.
+fn immutable(hash: &ContentHash, body: Body, request: &Request<'_>) -> Reply {
+    let etag = semantics::etag(hash, Encoding::Identity, None);
+    let mut reply = Reply::new(StatusCode::OK, body)
+        .with(header::CONTENT_TYPE, "application/octet-stream")
+        .with(header::ETAG, &etag)
+        .with(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+    if request
+        .header(header::IF_NONE_MATCH)
+        .is_some_and(|tags| semantics::none_match(tags, &etag))
+    {
+        reply.status = StatusCode::NOT_MODIFIED;
+        reply.body = Body::Empty;
+    }
+    reply
+}
+
+fn blob_failure(hash: &ContentHash, error: &CacheError) -> Reply {
+    tracing::error!(%hash, %error, "serving a blob failed");
+    match error {
+        CacheError::Store(_) | CacheError::Disk(_) => Reply::unavailable(),
+        CacheError::Missing(_) | CacheError::Corrupt { .. } => {
+            Reply::text(StatusCode::BAD_GATEWAY, "the stored content is damaged; retry later")
+                .with(header::RETRY_AFTER, "30")
+        }
+    }
+}
+
+fn slice(body: Body, start: u64, len: u64) -> Body {
+    match body {
+        Body::Bytes(bytes) => Body::Bytes(bytes.slice(start as usize..(start + len) as usize)),
+        Body::File { path, start: base, .. } => Body::File {
+            path,
+            start: base + start,
+            len,
+        },
+        Body::Empty => Body::Empty,
+    }
+}
+
+fn with_query(location: &str, query: Option<&str>) -> String {
+    match query {
+        Some(query) if !query.is_empty() => format!("{location}?{query}"),
+        _ => location.to_owned(),
+    }
+}
+
+fn log_errors<T>(file: &str, (parsed, errors): (T, Vec<String>)) -> T {
+    for error in errors {
+        tracing::warn!(file, %error, "ignoring a bad rule");
+    }
+    parsed
+}

@@ -1,0 +1,263 @@
+//! The blob cache: memory (moka, weighed in bytes), then a size-bounded
+//! content-addressed disk cache, then the object store.
+//!
+//! Concurrent misses for one blob coalesce into one store fetch (moka runs
+//! one loader per key and hands its result to every waiter). Every blob is
+//! verified against its hash before it is cached; a corrupt blob is an error,
+//! never a response. Blobs larger than `max_memory_object` are fetched in
+//! ranges into a disk file and served from there in pieces.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use grove_storage::ContentHash;
+use grove_storage::content::{ContentError, ContentStore};
+use grove_storage::hash::Hasher;
+use grove_storage::store::{ObjectStore, StoreError};
+use tokio::io::AsyncWriteExt;
+
+use crate::metrics;
+
+/// Piece size for fetching and serving large blobs.
+pub const CHUNK_BYTES: u64 = 4 << 20;
+
+/// A cached blob: held in memory, or a verified file in the disk cache.
+#[derive(Debug, Clone)]
+pub enum CachedBlob {
+    Memory(Bytes),
+    Disk { path: Arc<PathBuf>, size: u64 },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("blob {0} is not in the store")]
+    Missing(ContentHash),
+    #[error("blob {hash} is corrupt in the store")]
+    Corrupt { hash: ContentHash },
+    #[error("the store is unavailable: {0}")]
+    Store(#[source] StoreError),
+    #[error("the disk cache failed: {0}")]
+    Disk(#[from] io::Error),
+}
+
+impl CacheError {
+    fn from_content(hash: ContentHash, error: ContentError) -> Self {
+        match error {
+            ContentError::Corrupt { .. } => Self::Corrupt { hash },
+            ContentError::Store(StoreError::NotFound { .. }) => Self::Missing(hash),
+            ContentError::Store(error) => Self::Store(error),
+        }
+    }
+}
+
+pub struct BlobCache {
+    memory: moka::future::Cache<ContentHash, CachedBlob>,
+    disk: DiskCache,
+    store: Arc<dyn ObjectStore>,
+    blobs: ContentStore,
+    max_memory_object: u64,
+}
+
+impl BlobCache {
+    pub fn new(store: Arc<dyn ObjectStore>, memory_bytes: u64, disk: DiskCache, max_memory_object: u64) -> Self {
+        let memory = moka::future::Cache::builder()
+            .max_capacity(memory_bytes)
+            .weigher(|_, blob: &CachedBlob| match blob {
+                CachedBlob::Memory(bytes) => u32::try_from(bytes.len()).unwrap_or(u32::MAX).max(64),
+                CachedBlob::Disk { .. } => 256,
+            })
+            .build();
+        Self {
+            memory,
+            disk,
+            blobs: ContentStore::blobs(Arc::clone(&store)),
+            store,
+            max_memory_object,
+        }
+    }
+
+    /// The blob `hash` of `size` bytes, from the nearest tier that has it.
+    pub async fn get(&self, hash: &ContentHash, size: u64) -> Result<CachedBlob, Arc<CacheError>> {
+        if let Some(blob) = self.memory.get(hash).await {
+            metrics::CACHE_LOOKUPS.with_label_values(&["memory"]).inc();
+            return Ok(blob);
+        }
+        self.memory.try_get_with(*hash, self.load(*hash, size)).await
+    }
+
+    /// Whole bytes of a blob small enough to hold in memory (rule files,
+    /// compression input); `None` if it is too large for that.
+    pub async fn bytes(&self, hash: &ContentHash, size: u64) -> Result<Option<Bytes>, Arc<CacheError>> {
+        match self.get(hash, size).await? {
+            CachedBlob::Memory(bytes) => Ok(Some(bytes)),
+            CachedBlob::Disk { .. } => Ok(None),
+        }
+    }
+
+    async fn load(&self, hash: ContentHash, size: u64) -> Result<CachedBlob, CacheError> {
+        let in_memory = size <= self.max_memory_object;
+        if let Some(blob) = self.disk.get(&hash, in_memory).await {
+            metrics::CACHE_LOOKUPS.with_label_values(&["disk"]).inc();
+            return Ok(blob);
+        }
+        metrics::CACHE_LOOKUPS.with_label_values(&["store"]).inc();
+        let started = Instant::now();
+        let fetched = if in_memory {
+            self.fetch_small(hash).await
+        } else {
+            self.fetch_large(hash, size).await
+        };
+        metrics::STORE_FETCH_SECONDS.observe(started.elapsed().as_secs_f64());
+        if fetched.is_err() {
+            metrics::STORE_ERRORS.inc();
+        }
+        fetched
+    }
+
+    async fn fetch_small(&self, hash: ContentHash) -> Result<CachedBlob, CacheError> {
+        let bytes = self
+            .blobs
+            .get(&hash)
+            .await
+            .map_err(|error| CacheError::from_content(hash, error))?;
+        if let Err(error) = self.disk.insert(&hash, &bytes).await {
+            tracing::warn!(%hash, %error, "could not write the disk cache");
+        }
+        Ok(CachedBlob::Memory(bytes))
+    }
+
+    /// Streams a large blob into the disk cache in ranges, hashing as it
+    /// goes, and keeps it only if the hash matches.
+    async fn fetch_large(&self, hash: ContentHash, size: u64) -> Result<CachedBlob, CacheError> {
+        let key = self.blobs.key(&hash);
+        let (temp, temp_path) = self.disk.temp_file().await?;
+        let mut temp = tokio::io::BufWriter::new(temp);
+        let mut hasher = Hasher::new();
+        let mut offset = 0;
+        while offset < size {
+            let piece = self
+                .store
+                .get_range(&key, offset..(offset + CHUNK_BYTES).min(size))
+                .await
+                .map_err(|error| CacheError::from_content(hash, error.into()))?;
+            if piece.is_empty() {
+                break;
+            }
+            hasher.update(&piece);
+            temp.write_all(&piece).await?;
+            offset += piece.len() as u64;
+        }
+        temp.flush().await?;
+        drop(temp);
+        if offset != size || hasher.finish() != hash {
+            let _ = tokio::fs::remove_file(&temp_path).await;
+            return Err(CacheError::Corrupt { hash });
+        }
+        let path = self.disk.adopt(&hash, &temp_path, size).await?;
+        Ok(CachedBlob::Disk {
+            path: Arc::new(path),
+            size,
+        })
+    }
+}
+
+/// Content-addressed files under one directory, bounded in total size.
+/// Eviction deletes the file (a reader that has it open keeps reading).
+pub struct DiskCache {
+    dir: PathBuf,
+    index: moka::sync::Cache<ContentHash, u64>,
+}
+
+impl DiskCache {
+    /// Opens the cache in `dir`, indexing the files a previous run left.
+    pub fn open(dir: &Path, max_bytes: u64) -> io::Result<Self> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        let index = moka::sync::Cache::builder()
+            // Weighed in KiB so sizes fit moka's u32 weights.
+            .max_capacity(max_bytes / 1024)
+            .weigher(|_, size: &u64| u32::try_from(size / 1024 + 1).unwrap_or(u32::MAX))
+            .eviction_listener({
+                let dir = dir.to_owned();
+                move |hash: Arc<ContentHash>, _, _| {
+                    let _ = std::fs::remove_file(file_path(&dir, &hash));
+                }
+            })
+            .build();
+        for shard in std::fs::read_dir(dir)? {
+            let shard = shard?;
+            if shard.file_name() == "tmp" || !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(shard.path())? {
+                let file = file?;
+                if let Some(hash) = file
+                    .file_name()
+                    .to_str()
+                    .and_then(|name| name.parse::<ContentHash>().ok())
+                {
+                    index.insert(hash, file.metadata()?.len());
+                }
+            }
+        }
+        for stale in std::fs::read_dir(dir.join("tmp"))? {
+            let _ = std::fs::remove_file(stale?.path());
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            index,
+        })
+    }
+
+    fn path(&self, hash: &ContentHash) -> PathBuf {
+        file_path(&self.dir, hash)
+    }
+
+    /// The cached blob, read into memory (and verified) if `into_memory`.
+    async fn get(&self, hash: &ContentHash, into_memory: bool) -> Option<CachedBlob> {
+        let size = self.index.get(hash)?;
+        let path = self.path(hash);
+        if !into_memory {
+            return Some(CachedBlob::Disk {
+                path: Arc::new(path),
+                size,
+            });
+        }
+        match tokio::fs::read(&path).await {
+            Ok(bytes) if ContentHash::of(&bytes) == *hash => Some(CachedBlob::Memory(Bytes::from(bytes))),
+            _ => {
+                tracing::warn!(%hash, "disk cache entry unreadable or corrupt; dropping it");
+                self.index.invalidate(hash);
+                None
+            }
+        }
+    }
+
+    async fn temp_file(&self) -> io::Result<(tokio::fs::File, PathBuf)> {
+        let path = self.dir.join("tmp").join(format!("{:016x}", rand::random::<u64>()));
+        Ok((tokio::fs::File::create(&path).await?, path))
+    }
+
+    async fn insert(&self, hash: &ContentHash, bytes: &[u8]) -> io::Result<()> {
+        let (mut file, temp) = self.temp_file().await?;
+        file.write_all(bytes).await?;
+        drop(file);
+        self.adopt(hash, &temp, bytes.len() as u64).await.map(drop)
+    }
+
+    /// Moves a complete, verified temp file into place.
+    async fn adopt(&self, hash: &ContentHash, temp: &Path, size: u64) -> io::Result<PathBuf> {
+        let path = self.path(hash);
+        tokio::fs::create_dir_all(path.parent().expect("sharded path")).await?;
+        tokio::fs::rename(temp, &path).await?;
+        self.index.insert(*hash, size);
+        Ok(path)
+    }
+}
+
+fn file_path(dir: &Path, hash: &ContentHash) -> PathBuf {
+    let hex = hash.to_hex();
+    dir.join(&hex[..2]).join(hex)
+}

@@ -1,0 +1,175 @@
+//! `grove-proxy`: serves published sites by host name.
+//!
+//! `fn main` stays synchronous: Pingora owns the runtimes. Start-up work that
+//! needs async (opening the store, seeding the demo) runs on a short-lived
+//! runtime of its own first.
+
+mod admin;
+mod app;
+mod cache;
+mod compress;
+mod config;
+mod demo;
+mod metrics;
+mod reply;
+mod resolve;
+mod roots;
+mod routing;
+mod rules;
+mod semantics;
+mod server;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use grove_storage::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
+use pingora::apps::HttpServerOptions;
+use pingora::server::Server;
+use pingora::server::configuration::{Opt, ServerConf};
+
+use crate::config::{Config, StoreConfig};
+
+const CONFIG_HELP: &str = "\
+Configuration file keys (TOML; every key optional):
+  listen = \"127.0.0.1:8080\"          public HTTP listener (HTTP/1.1 and h2c)
+  admin_listen = \"127.0.0.1:9180\"    Prometheus /metrics and /health; \"\" disables
+  base_domain = \"localhost\"          sites are <site>.<base_domain>; previews <n>--<site>.<base_domain>
+  state_dir = \".grove\"               local store, disk cache, pid file, upgrade socket
+  root_refresh_ms = 1000             bound on how stale a site's current version may be
+  [store]  kind = \"local\"  path = \"<state_dir>/store\"
+           kind = \"s3\"     endpoint = \"https://<account>.r2.cloudflarestorage.com\"  bucket = \"...\"  region = \"auto\"
+           (S3 keys only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS config files)
+  [cache]  memory_bytes = 268435456  disk_bytes = 4294967296  max_memory_object_bytes = 8388608
+  [http]   keepalive_secs = 60  read_timeout_secs = 30  write_timeout_secs = 30
+           max_request_body_bytes = 1048576  max_path_bytes = 2048
+  [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
+
+Flags override environment variables, which override the file.
+Logs: RUST_LOG (default info); GROVE_LOG_FORMAT=json for JSON lines.";
+
+/// Serve published grove sites from a local cache in front of the object store.
+#[derive(Debug, Parser)]
+#[command(version, after_help = CONFIG_HELP)]
+struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "GROVE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Public listener address (overrides `listen`).
+    #[arg(long, env = "GROVE_LISTEN")]
+    listen: Option<String>,
+    /// Admin listener address (overrides `admin_listen`).
+    #[arg(long, env = "GROVE_ADMIN_LISTEN")]
+    admin_listen: Option<String>,
+    /// Base domain (overrides `base_domain`).
+    #[arg(long, env = "GROVE_BASE_DOMAIN")]
+    base_domain: Option<String>,
+    /// State directory (overrides `state_dir`).
+    #[arg(long, env = "GROVE_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Publish the bundled demo site as `demo` if the store lacks it.
+    #[arg(long)]
+    demo: bool,
+    /// Take over the listeners of a running instance (zero-downtime upgrade).
+    #[arg(short, long)]
+    upgrade: bool,
+    /// Run in the background.
+    #[arg(short, long)]
+    daemon: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging();
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(listen) = cli.listen {
+        config.listen = listen;
+    }
+    if let Some(admin) = cli.admin_listen {
+        config.admin_listen = admin;
+    }
+    if let Some(base) = cli.base_domain {
+        config.base_domain = base;
+    }
+    if let Some(state) = cli.state_dir {
+        config.state_dir = state;
+    }
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
+
+    let startup = tokio::runtime::Runtime::new()?;
+    if cli.demo {
+        let version = startup.block_on(demo::seed(open_store(&config)?))?;
+        let port = config.listen.rsplit_once(':').map_or("8080", |(_, port)| port);
+        println!(
+            "demo site (version {version}) at http://demo.{}:{port}/",
+            config.base_domain
+        );
+    }
+    drop(startup);
+
+    let grove = Arc::new(app::Grove::new(config.clone(), open_store(&config)?)?);
+    let mut server_conf = ServerConf {
+        pid_file: config.state_dir.join("grove-proxy.pid").display().to_string(),
+        upgrade_sock: config.state_dir.join("grove-proxy-upgrade.sock").display().to_string(),
+        grace_period_seconds: Some(5),
+        graceful_shutdown_timeout_seconds: Some(10),
+        ..ServerConf::default()
+    };
+    server_conf.threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let opt = Opt {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    server.bootstrap();
+
+    let mut public = pingora::proxy::http_proxy_service(&server.configuration, server::GroveProxy { grove });
+    if let Some(logic) = public.app_logic_mut() {
+        let mut options = HttpServerOptions::default();
+        options.h2c = true;
+        logic.server_options = Some(options);
+    }
+    public.add_tcp(&config.listen);
+    server.add_service(public);
+    if !config.admin_listen.is_empty() {
+        let mut admin = pingora::proxy::http_proxy_service(&server.configuration, admin::Admin);
+        admin.add_tcp(&config.admin_listen);
+        server.add_service(admin);
+    }
+    tracing::info!(listen = %config.listen, admin = %config.admin_listen, base_domain = %config.base_domain, "grove-proxy starting");
+    server.run_forever();
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    Ok(match &config.store {
+        StoreConfig::Local { .. } => {
+            let path = config.store_path().expect("local stores have a path");
+            Arc::new(LocalStore::open(&path).with_context(|| format!("opening the local store {}", path.display()))?)
+        }
+        StoreConfig::S3 {
+            endpoint,
+            bucket,
+            region,
+        } => {
+            let mut s3 = S3StoreConfig::new(endpoint.clone(), bucket.clone());
+            s3.region = region.clone();
+            Arc::new(S3Store::new(s3))
+        }
+    })
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("GROVE_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

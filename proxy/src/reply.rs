@@ -1,0 +1,102 @@
+//! What the server answers, independent of the HTTP library that sends it.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode, header};
+
+/// A response body whose length is known before it is sent, so every
+/// response is framed with `Content-Length`.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Empty,
+    Bytes(Bytes),
+    /// `len` bytes of a cached file from `start`, sent in pieces.
+    File {
+        path: Arc<PathBuf>,
+        start: u64,
+        len: u64,
+    },
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Self::Empty => 0,
+            Self::Bytes(bytes) => bytes.len() as u64,
+            Self::File { len, .. } => *len,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Body,
+    /// For the access log and metrics: the site version served, if any.
+    pub served: Option<(String, u64)>,
+}
+
+impl Reply {
+    pub fn new(status: StatusCode, body: Body) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body,
+            served: None,
+        }
+    }
+
+    /// A short plain-text answer that no cache should keep.
+    pub fn text(status: StatusCode, message: &str) -> Self {
+        Self::new(status, Body::Bytes(Bytes::from(format!("{message}\n"))))
+            .with(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+            .with(header::CACHE_CONTROL, "no-store")
+    }
+
+    /// The 404 for hosts and sites this server does not know: it reveals
+    /// nothing about what exists.
+    pub fn unknown() -> Self {
+        Self::text(StatusCode::NOT_FOUND, "not found")
+    }
+
+    /// 503 with a retry hint: the store could not be reached.
+    pub fn unavailable() -> Self {
+        Self::text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily unavailable; retry shortly",
+        )
+        .with(header::RETRY_AFTER, "5")
+    }
+
+    pub fn redirect(status: StatusCode, location: &str) -> Self {
+        let mut reply = Self::text(status, &format!("redirecting to {location}"));
+        match HeaderValue::try_from(location) {
+            Ok(value) => reply.headers.push((header::LOCATION, value)),
+            Err(_) => return Self::text(StatusCode::INTERNAL_SERVER_ERROR, "invalid redirect target"),
+        }
+        reply
+    }
+
+    /// Adds a header; values are built from trusted strings, so an invalid
+    /// one is a bug, logged and skipped rather than sent.
+    pub fn with(mut self, name: HeaderName, value: impl AsRef<str>) -> Self {
+        self.set(name, value);
+        self
+    }
+
+    /// Sets a header, replacing any earlier value.
+    pub fn set(&mut self, name: HeaderName, value: impl AsRef<str>) {
+        match HeaderValue::try_from(value.as_ref()) {
+            Ok(value) => self.insert(name, value),
+            Err(_) => tracing::error!(%name, "skipping an invalid header value"),
+        }
+    }
+
+    pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {
+        self.headers.retain(|(existing, _)| *existing != name);
+        self.headers.push((name, value));
+    }
+}

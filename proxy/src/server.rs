@@ -1,0 +1,156 @@
+//! Pingora glue: turns each request into a [`Request`], asks [`Grove`] for a
+//! [`Reply`] and writes it, always framed with `Content-Length`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{ProxyHttp, Session};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use crate::app::{Grove, Request};
+use crate::cache::CHUNK_BYTES;
+use crate::metrics;
+use crate::reply::{Body, Reply};
+
+pub struct GroveProxy {
+    pub grove: Arc<Grove>,
+}
+
+/// What the access log records about a request.
+pub struct RequestLog {
+    started: Instant,
+    status: u16,
+    bytes: u64,
+    served: Option<(String, u64)>,
+}
+
+#[async_trait]
+impl ProxyHttp for GroveProxy {
+    type CTX = RequestLog;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestLog {
+            started: Instant::now(),
+            status: 0,
+            bytes: 0,
+            served: None,
+        }
+    }
+
+    /// Every request is answered here; nothing is proxied upstream yet.
+    async fn request_filter(&self, session: &mut Session, log: &mut Self::CTX) -> Result<bool> {
+        let http = &self.grove.config().http;
+        session.set_keepalive(Some(http.keepalive_secs));
+        session.set_read_timeout(Some(Duration::from_secs(http.read_timeout_secs)));
+        session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
+
+        let header = session.req_header();
+        let too_large = header
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+            .is_some_and(|length| length > http.max_request_body_bytes);
+        let reply = if too_large {
+            Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+        } else {
+            let host = header.uri.authority().map(|authority| authority.as_str()).or_else(|| {
+                header
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|host| host.to_str().ok())
+            });
+            let request = Request {
+                method: &header.method,
+                host,
+                path: header.uri.path(),
+                query: header.uri.query(),
+                headers: &header.headers,
+            };
+            self.grove.handle(&request).await
+        };
+        let head = session.req_header().method == http::Method::HEAD;
+        log.status = reply.status.as_u16();
+        log.served = reply.served.clone();
+        log.bytes = write_reply(session, reply, head).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _log: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        Err(Error::explain(
+            ErrorType::InternalError,
+            "grove-proxy has no upstream for this request",
+        ))
+    }
+
+    async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, log: &mut Self::CTX) {
+        let status_class = match log.status {
+            0 => "error",
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        metrics::REQUESTS.with_label_values(&[status_class]).inc();
+        metrics::RESPONSE_BYTES.inc_by(log.bytes);
+        if let Some((site, version)) = &log.served {
+            metrics::SITE_VERSION
+                .with_label_values(&[site.as_str()])
+                .set(i64::try_from(*version).unwrap_or(i64::MAX));
+        }
+        let request = session.req_header();
+        tracing::info!(
+            target: "grove::access",
+            method = %request.method,
+            host = request.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("-"),
+            path = %request.uri.path(),
+            status = log.status,
+            bytes = log.bytes,
+            ms = log.started.elapsed().as_secs_f64() * 1000.0,
+            site = log.served.as_ref().map_or("-", |(site, _)| site.as_str()),
+            version = log.served.as_ref().map_or(0, |(_, version)| *version),
+            error = error.map(|e| e.to_string()),
+        );
+    }
+}
+
+/// Writes a reply; returns the body bytes sent.
+pub async fn write_reply(session: &mut Session, reply: Reply, head: bool) -> Result<u64> {
+    let mut header = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
+    for (name, value) in reply.headers {
+        header.append_header(name, value)?;
+    }
+    let length = reply.body.len();
+    let bodiless = head || reply.status == http::StatusCode::NOT_MODIFIED;
+    if reply.status != http::StatusCode::NOT_MODIFIED {
+        header.insert_header(http::header::CONTENT_LENGTH, length.to_string())?;
+    }
+    if bodiless || length == 0 {
+        session.write_response_header(Box::new(header), true).await?;
+        return Ok(0);
+    }
+    session.write_response_header(Box::new(header), false).await?;
+    match reply.body {
+        Body::Empty => unreachable!("empty bodies end with the header"),
+        Body::Bytes(bytes) => session.write_response_body(Some(bytes), true).await?,
+        Body::File { path, start, len } => {
+            let failed = |error: std::io::Error| Error::because(ErrorType::ReadError, "reading the disk cache", error);
+            let mut file = tokio::fs::File::open(path.as_ref()).await.map_err(failed)?;
+            file.seek(std::io::SeekFrom::Start(start)).await.map_err(failed)?;
+            let mut remaining = len;
+            while remaining > 0 {
+                let mut piece = vec![0; remaining.min(CHUNK_BYTES / 16) as usize];
+                file.read_exact(&mut piece).await.map_err(failed)?;
+                remaining -= piece.len() as u64;
+                session
+                    .write_response_body(Some(Bytes::from(piece)), remaining == 0)
+                    .await?;
+            }
+        }
+    }
+    Ok(length)
+}
