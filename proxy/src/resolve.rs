@@ -260,7 +260,8 @@ mod tests {
         assert_eq!(parse("/a%00b"), Err(PathError::Control));
         assert_eq!(parse("/a\\b"), Err(PathError::Backslash));
         assert_eq!(parse("/%ff"), Err(PathError::BadEncoding));
-        assert_eq!(parse(&format!("/{}", "a".repeat(64))), Err(PathError::TooLong));
+        let long = format!("/{}", "a".repeat(64));
+        assert_eq!(parse(&long), Err(PathError::TooLong));
         assert_eq!(parse("relative"), Err(PathError::NotAbsolute));
         // %2525 decodes once to %25, never twice to %.
         assert_eq!(parse("/100%2525").unwrap().path, "100%25");
