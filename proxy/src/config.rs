@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::tls::TlsConfig;
+
 /// Every key of the config file, with its default.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -28,6 +30,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Per-site settings, keyed by site name.
     pub sites: BTreeMap<String, SiteConfig>,
+    /// An HTTPS listener; none when absent.
+    pub tls: Option<TlsConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -113,6 +117,7 @@ impl Default for Config {
             root_refresh_ms: 1000,
             http: HttpConfig::default(),
             sites: BTreeMap::new(),
+            tls: None,
         }
     }
 }

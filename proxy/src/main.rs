@@ -18,6 +18,7 @@ mod routing;
 mod rules;
 mod semantics;
 mod server;
+mod tls;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +45,8 @@ Configuration file keys (TOML; every key optional):
   [cache]  memory_bytes = 268435456  disk_bytes = 4294967296  max_memory_object_bytes = 8388608
   [http]   keepalive_secs = 60  read_timeout_secs = 30  write_timeout_secs = 30
            max_request_body_bytes = 1048576  max_path_bytes = 2048
+  [tls]    listen = \"0.0.0.0:8443\"  reload_secs = 30     HTTPS with HTTP/2 (ALPN); certificates chosen by SNI
+  [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
 
 Flags override environment variables, which override the file.
@@ -133,6 +136,14 @@ fn main() -> anyhow::Result<()> {
         logic.server_options = Some(options);
     }
     public.add_tcp(&config.listen);
+    if let Some(tls) = &config.tls {
+        let certificates = tls::Certificates::load(tls.certificates.clone())?;
+        certificates.watch(std::time::Duration::from_secs(tls.reload_secs.max(1)));
+        let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")?;
+        settings.set_cert_resolver(certificates);
+        settings.enable_h2();
+        public.add_tls_with_settings(&tls.listen, None, settings);
+    }
     server.add_service(public);
     if !config.admin_listen.is_empty() {
         let mut admin = pingora::proxy::http_proxy_service(&server.configuration, admin::Admin);

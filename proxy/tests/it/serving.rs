@@ -1,11 +1,9 @@
 //! grove-proxy as a process on loopback, serving sites published into its store.
 
-mod support;
-
+use crate::support::{Proxy, publish, raw_status, site_dir};
 use grove_storage::ContentHash;
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap};
-use support::{Proxy, publish, raw_status, site_dir};
 
 const HOSTS: &[&str] = &["demo.localhost", "app.localhost", "www.example.test", "nope.localhost"];
 
@@ -474,8 +472,8 @@ async fn the_host_namespace_serves_roots_nodes_and_blobs() {
 
 #[tokio::test]
 async fn a_store_outage_serves_what_is_cached_and_refuses_the_rest_clearly() {
+    use crate::support::moto::MotoServer;
     use grove_storage::store::{S3Credentials, S3Store, S3StoreConfig};
-    use support::moto::MotoServer;
 
     let moto = MotoServer::start();
     moto.create_bucket("grove").await;
@@ -510,4 +508,30 @@ async fn a_store_outage_serves_what_is_cached_and_refuses_the_rest_clearly() {
     assert_eq!(uncached.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(uncached.headers(), "retry-after"), "5");
     assert!(!uncached.text().await.unwrap().contains("never fetched"));
+}
+
+#[tokio::test]
+async fn large_blobs_stream_from_the_disk_cache_with_ranges() {
+    let proxy = Proxy::start("[cache]\nmax_memory_object_bytes = 4096");
+    let large: String = (0..50_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let dir = site_dir(&[("video.bin", &large)]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let client = proxy.client(HOSTS);
+    let url = proxy.url("demo.localhost", "/video.bin");
+    let full = client.get(&url).send().await.unwrap();
+    assert_eq!(header(full.headers(), "content-length"), "50000");
+    assert_eq!(full.text().await.unwrap(), large);
+    let cached = std::fs::read_dir(proxy.state.path().join("cache"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().file_name() != "tmp")
+        .count();
+    assert_eq!(cached, 1, "the blob is in the disk cache");
+    let partial = client
+        .get(&url)
+        .header(header::RANGE, "bytes=26-51")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(partial.text().await.unwrap(), large[26..52]);
 }

@@ -1,7 +1,7 @@
 //! Test harness: a real `grove-proxy` process on loopback ports, and helpers
 //! to publish into the store it serves.
 
-#[path = "../../../storage-lite/tests/support/moto.rs"]
+#[path = "../../../../storage-lite/tests/support/moto.rs"]
 pub mod moto;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -23,6 +23,7 @@ pub fn free_port() -> u16 {
 
 pub struct Proxy {
     child: Child,
+    config_path: PathBuf,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub state: tempfile::TempDir,
@@ -44,17 +45,10 @@ impl Proxy {
         );
         let config_path = state.path().join("grove.toml");
         std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_grove-proxy"))
-            .arg("--config")
-            .arg(&config_path)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+        let child = spawn(&config_path, env, &[]);
         let proxy = Self {
             child,
+            config_path,
             addr,
             admin,
             state,
@@ -65,6 +59,28 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(20));
         }
         proxy
+    }
+
+    /// Waits up to `limit` for the process to exit; true if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Starts a second process with `--upgrade`, to take over this one's
+    /// listeners when it is sent SIGQUIT.
+    pub fn spawn_upgrade(&self) -> Child {
+        spawn(&self.config_path, &[], &["--upgrade"])
     }
 
     pub fn store_dir(&self) -> PathBuf {
@@ -120,6 +136,19 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn spawn(config: &Path, env: &[(&str, &str)], args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_grove-proxy"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .envs(env.iter().copied())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
 }
 
 /// Writes `files` (path, contents) into a fresh directory.

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# grove-proxy against nginx on this machine, same files, same load generator
+# (wrk, keep-alive, 64 connections), no compression on either side.
+# Usage: bench/proxy.sh [seconds per run, default 10]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+ensure_build_tools
+command -v nginx >/dev/null && command -v wrk >/dev/null || apt_install nginx wrk
+
+SECONDS_PER_RUN="${1:-10}"
+WORK="$(mktemp -d /tmp/grove-bench.XXXXXX)"
+trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$WORK/nginx" -c nginx.conf -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
+
+log "building (release)"
+cargo build --release --locked -p grove-proxy -p grove-bench
+BIN="$CARGO_TARGET_DIR/release"
+
+log "generating data"
+mkdir -p "$WORK/site/assets" "$WORK/nginx/logs"
+python3 - "$WORK/site" <<'PY'
+import os, random, sys
+root = sys.argv[1]
+random.seed(7)
+words = [''.join(random.choice('abcdefghijklmnopqrstuvwxyz') for _ in range(random.randint(2, 9))) for _ in range(2000)]
+def text(size):
+    out = []
+    while sum(len(w) + 1 for w in out) < size:
+        out.append(random.choice(words))
+    return ' '.join(out)[:size]
+open(os.path.join(root, 'page.html'), 'w').write(text(5 * 1024))
+open(os.path.join(root, 'assets', 'app.3f9a1c2e.js'), 'w').write(text(200 * 1024))
+PY
+"$BIN/seed" "$WORK/grove/store" bench "$WORK/site"
+
+cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 2;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    gzip off;
+    types { text/html html; text/javascript js; }
+    server {
+        listen 127.0.0.1:18080;
+        root $WORK/site;
+    }
+}
+CONF
+nginx -p "$WORK/nginx" -c nginx.conf
+
+RUST_LOG=warn "$BIN/grove-proxy" --state-dir "$WORK/grove" --listen 127.0.0.1:18081 --admin-listen 127.0.0.1:18082 --base-domain localhost &
+for port in 18080 18081; do
+    until curl -s -o /dev/null "http://127.0.0.1:$port/"; do sleep 0.1; done
+done
+
+# Cold miss: the first request for a blob only the store has.
+cold="$(curl -s -o /dev/null -w '%{time_total}' -H 'Host: bench.localhost' http://127.0.0.1:18081/assets/app.3f9a1c2e.js)"
+warm="$(curl -s -o /dev/null -w '%{time_total}' -H 'Host: bench.localhost' http://127.0.0.1:18081/assets/app.3f9a1c2e.js)"
+
+run() { # server-name port path
+    local out
+    out="$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -H 'Host: bench.localhost' "http://127.0.0.1:$2$3")"
+    local rps p50 p99
+    rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
+    p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
+    p99="$(awk '$1 == "99%" {print $2}' <<<"$out")"
+    echo "$1 $3 $rps $p50 $p99"
+}
+
+to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else printf "%.3f", v * 1000 }'; }
+
+log "load: wrk -t2 -c64 -d${SECONDS_PER_RUN}s"
+printf '%-10s %-28s %12s %10s %10s\n' server path req/s p50_ms p99_ms
+declare -A RPS P99
+for path in /page.html /assets/app.3f9a1c2e.js; do
+    for server in nginx:18080 grove:18081; do
+        run "${server%%:*}" "${server##*:}" "$path" >/dev/null # warm-up
+        read -r name p rps p50 p99 < <(run "${server%%:*}" "${server##*:}" "$path")
+        printf '%-10s %-28s %12s %10s %10s\n' "$name" "$p" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")"
+        RPS[$name$p]="$rps"; P99[$name$p]="$(to_ms "$p99")"
+    done
+    awk -v g="${RPS[grove$path]}" -v n="${RPS[nginx$path]}" -v gp="${P99[grove$path]}" -v np="${P99[nginx$path]}" -v p="$path" \
+        'BEGIN { printf "ratio grove/nginx %-24s throughput %.2f   p99 %.2f\n", p, g / n, gp / np }'
+done
+echo "cold miss (blob only in the local store): ${cold}s; the same request warm: ${warm}s"
