@@ -27,6 +27,8 @@ use anyhow::Context;
 use clap::Parser;
 use grove_storage::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
 use pingora::apps::HttpServerOptions;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 
@@ -135,14 +137,18 @@ fn main() -> anyhow::Result<()> {
         options.h2c = true;
         logic.server_options = Some(options);
     }
-    public.add_tcp(&config.listen);
+    // A write buffer large enough for a page and its header makes most
+    // responses one send(); Pingora's default (1460 bytes) sends the header
+    // and the body separately.
+    let buffers = L4BufferSettings::new(64 * 1024, 64 * 1024);
+    public.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
     if let Some(tls) = &config.tls {
         let certificates = tls::Certificates::load(tls.certificates.clone())?;
         certificates.watch(std::time::Duration::from_secs(tls.reload_secs.max(1)));
         let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")?;
         settings.set_cert_resolver(certificates);
         settings.enable_h2();
-        public.add_tls_with_settings(&tls.listen, None, settings);
+        public.add_listener(ListenerConfig::tcp(&tls.listen).tls(settings).l4_buffer(buffers));
     }
     server.add_service(public);
     if !config.admin_listen.is_empty() {
