@@ -31,6 +31,7 @@ def text(size):
 open(os.path.join(root, 'page.html'), 'w').write(text(5 * 1024))
 open(os.path.join(root, 'assets', 'app.3f9a1c2e.js'), 'w').write(text(200 * 1024))
 PY
+chmod -R a+rX "$WORK"  # nginx workers run unprivileged
 "$BIN/seed" "$WORK/grove/store" bench "$WORK/site"
 
 cat > "$WORK/nginx/nginx.conf" <<CONF
@@ -73,6 +74,14 @@ run() { # server-name port path
 }
 
 to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.3f", v / 1000; else if (v ~ /ms$/) printf "%.3f", v + 0; else printf "%.3f", v * 1000 }'; }
+
+# Both must serve the same bytes, or the comparison means nothing.
+for path in /page.html /assets/app.3f9a1c2e.js; do
+    sizes="$(for port in 18080 18081; do curl -s -o /dev/null -w '%{http_code}:%{size_download} ' -H 'Host: bench.localhost' "http://127.0.0.1:$port$path"; done)"
+    echo "$path nginx, grove: $sizes"
+    read -r a b <<<"$sizes"
+    [ "$a" = "$b" ] || { echo "the servers answer $path differently" >&2; exit 1; }
+done
 
 log "load: wrk -t2 -c64 -d${SECONDS_PER_RUN}s"
 printf '%-10s %-28s %12s %10s %10s\n' server path req/s p50_ms p99_ms
