@@ -11,6 +11,11 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
     headers.get(name).map_or("", |value| value.to_str().unwrap())
 }
 
+/// GET `path` on the demo site.
+async fn get(client: &reqwest::Client, proxy: &Proxy, path: &str) -> reqwest::Response {
+    client.get(proxy.url("demo.localhost", path)).send().await.unwrap()
+}
+
 fn demo_files() -> Vec<(&'static str, &'static str)> {
     vec![
         ("index.html", "<h1>home</h1>"),
@@ -39,7 +44,7 @@ async fn demo_proxy(extra: &str) -> (Proxy, reqwest::Client) {
 async fn routes_by_host_over_http1_and_http2() {
     let (proxy, client) = demo_proxy("[sites.demo]\ndomains = [\"www.example.test\"]").await;
     for client in [client, proxy.h2_client(HOSTS)] {
-        let response = client.get(proxy.url("demo.localhost", "/")).send().await.unwrap();
+        let response = get(&client, &proxy, "/").await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(response.text().await.unwrap(), "<h1>home</h1>");
         let custom = client.get(proxy.url("www.example.test", "/")).send().await.unwrap();
@@ -227,7 +232,7 @@ async fn validators_head_ranges_and_caching_headers() {
     assert_eq!(decoded, body, "a decompressing client gets the original bytes");
 
     // Caching: pages revalidate and carry purge tags; fingerprinted assets are immutable.
-    let page = client.get(proxy.url("demo.localhost", "/about/")).send().await.unwrap();
+    let page = get(&client, &proxy, "/about/").await;
     assert_eq!(
         header(page.headers(), "cache-control"),
         "public, max-age=0, must-revalidate"
@@ -238,11 +243,7 @@ async fn validators_head_ranges_and_caching_headers() {
         "grove:demo,grove:demo/about/index.html"
     );
     assert_eq!(header(page.headers(), "content-type"), "text/html; charset=utf-8");
-    let asset = client
-        .get(proxy.url("demo.localhost", "/assets/app.3f9a1c2e.js"))
-        .send()
-        .await
-        .unwrap();
+    let asset = get(&client, &proxy, "/assets/app.3f9a1c2e.js").await;
     assert_eq!(
         header(asset.headers(), "cache-control"),
         "public, max-age=31536000, immutable"
@@ -263,7 +264,7 @@ async fn versions_can_be_pinned_by_header_and_preview_host() {
         publish(store.clone(), "demo", dir.path()).await;
     }
     let client = proxy.client(&["demo.localhost", "2--demo.localhost", "9--demo.localhost"]);
-    let current = client.get(proxy.url("demo.localhost", "/")).send().await.unwrap();
+    let current = get(&client, &proxy, "/").await;
     assert_eq!(header(current.headers(), "x-grove-version"), "3");
     assert_eq!(header(current.headers(), "x-grove-root").len(), 64);
     assert_eq!(current.text().await.unwrap(), "v3");
@@ -357,15 +358,11 @@ async fn a_corrupt_blob_in_the_store_is_never_served() {
     let hash = ContentHash::of(b"good");
     std::fs::write(proxy.store_dir().join(format!("objects/blobs/{hash}")), "evil").unwrap();
     let client = proxy.client(HOSTS);
-    let response = client.get(proxy.url("demo.localhost", "/")).send().await.unwrap();
+    let response = get(&client, &proxy, "/").await;
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert!(response.headers().contains_key("retry-after"));
     assert!(!response.text().await.unwrap().contains("evil"));
-    let fine = client
-        .get(proxy.url("demo.localhost", "/other.html"))
-        .send()
-        .await
-        .unwrap();
+    let fine = get(&client, &proxy, "/other.html").await;
     assert_eq!(fine.text().await.unwrap(), "fine");
 }
 
@@ -416,50 +413,23 @@ async fn concurrent_cold_requests_make_one_store_fetch() {
 #[tokio::test]
 async fn the_host_namespace_serves_roots_nodes_and_blobs() {
     let (proxy, client) = demo_proxy("").await;
-    let root: serde_json::Value = client
-        .get(proxy.url("demo.localhost", "/_grove/root"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let root: serde_json::Value = get(&client, &proxy, "/_grove/root").await.json().await.unwrap();
     let tree = root["root"].as_str().unwrap().to_owned();
-    let node = client
-        .get(proxy.url("demo.localhost", &format!("/_grove/tree/{tree}")))
-        .send()
-        .await
-        .unwrap();
+    let node = get(&client, &proxy, &format!("/_grove/tree/{tree}")).await;
     assert_eq!(
         header(node.headers(), "cache-control"),
         "public, max-age=31536000, immutable"
     );
     assert_eq!(ContentHash::of(&node.bytes().await.unwrap()).to_hex(), tree);
     let hash = ContentHash::of(b"<h1>home</h1>");
-    let blob = client
-        .get(proxy.url("demo.localhost", &format!("/_grove/blob/{hash}")))
-        .send()
-        .await
-        .unwrap();
+    let blob = get(&client, &proxy, &format!("/_grove/blob/{hash}")).await;
     assert_eq!(blob.text().await.unwrap(), "<h1>home</h1>");
     let absent = ContentHash::of(b"absent");
-    let missing = client
-        .get(proxy.url("demo.localhost", &format!("/_grove/blob/{absent}")))
-        .send()
-        .await
-        .unwrap();
+    let missing = get(&client, &proxy, &format!("/_grove/blob/{absent}")).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    let bad = client
-        .get(proxy.url("demo.localhost", "/_grove/blob/xyz"))
-        .send()
-        .await
-        .unwrap();
+    let bad = get(&client, &proxy, "/_grove/blob/xyz").await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
-    let health = client
-        .get(proxy.url("demo.localhost", "/_grove/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = get(&client, &proxy, "/_grove/health").await;
     assert_eq!(health.status(), StatusCode::OK);
     let metrics = reqwest::get(format!("http://{}/metrics", proxy.admin))
         .await
@@ -496,15 +466,15 @@ async fn a_store_outage_serves_what_is_cached_and_refuses_the_rest_clearly() {
     let dir = site_dir(&[("a.html", "cached"), ("b.html", "never fetched")]);
     publish(std::sync::Arc::new(store), "demo", dir.path()).await;
     let client = proxy.client(HOSTS);
-    let cached = client.get(proxy.url("demo.localhost", "/a.html")).send().await.unwrap();
+    let cached = get(&client, &proxy, "/a.html").await;
     assert_eq!(cached.text().await.unwrap(), "cached");
 
     drop(moto);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    let still = client.get(proxy.url("demo.localhost", "/a.html")).send().await.unwrap();
+    let still = get(&client, &proxy, "/a.html").await;
     assert_eq!(still.status(), StatusCode::OK);
     assert_eq!(still.text().await.unwrap(), "cached");
-    let uncached = client.get(proxy.url("demo.localhost", "/b.html")).send().await.unwrap();
+    let uncached = get(&client, &proxy, "/b.html").await;
     assert_eq!(uncached.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(header(uncached.headers(), "retry-after"), "5");
     assert!(!uncached.text().await.unwrap().contains("never fetched"));

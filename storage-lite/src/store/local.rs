@@ -22,9 +22,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use super::memory::page_of;
-use super::{
-    ETag, ListPage, Object, ObjectKey, ObjectMeta, ObjectStore, PresignedPut, StoreError, StoreOp, clamp_range,
-};
+use super::{ETag, ListPage, Object, ObjectKey, ObjectMeta, ObjectStore, StoreError, StoreOp, clamp_range};
 use crate::hash::ContentHash;
 
 /// Temp files older than this are leftovers of a crashed writer.
@@ -334,14 +332,5 @@ impl ObjectStore for LocalStore {
             }
         })
         .await
-    }
-
-    async fn presign_put(
-        &self,
-        _: &ObjectKey,
-        _: &ContentHash,
-        _: Duration,
-    ) -> Result<Option<PresignedPut>, StoreError> {
-        Ok(None)
     }
 }

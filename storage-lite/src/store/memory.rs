@@ -3,13 +3,11 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use super::{ETag, ListPage, Object, ObjectKey, ObjectMeta, ObjectStore, PresignedPut, StoreError, clamp_range};
-use crate::hash::ContentHash;
+use super::{ETag, ListPage, Object, ObjectKey, ObjectMeta, ObjectStore, StoreError, clamp_range};
 
 /// A process-local store; every call is atomic under one lock.
 #[derive(Debug, Default)]
@@ -107,15 +105,6 @@ impl ObjectStore for MemoryStore {
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         self.objects().remove(key);
         Ok(())
-    }
-
-    async fn presign_put(
-        &self,
-        _: &ObjectKey,
-        _: &ContentHash,
-        _: Duration,
-    ) -> Result<Option<PresignedPut>, StoreError> {
-        Ok(None)
     }
 }
 
