@@ -1,8 +1,8 @@
 //! Which version of a site to serve: the current root, kept at most
 //! `root_refresh` stale, or a pinned version.
 //!
-//! Refreshes are single-flight per site and lazy (a site nobody visits costs
-//! nothing). If the store is unreachable, the last known root keeps being
+//! Refreshes are single-flight per site, lazy (a site nobody visits costs
+//! nothing) and conditional (an unchanged root is a 304 from S3, no body). If the store is unreachable, the last known root keeps being
 //! served: a stale site beats an error page. Versions are immutable, so
 //! pinned ones are cached without expiry.
 
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use grove_storage::ContentHash;
 use grove_storage::SiteName;
 use grove_storage::site::{Root, SiteError, Sites};
+use grove_storage::store::ETag;
 
 /// Sites whose root state is kept; more are re-read on demand.
 const MAX_TRACKED_SITES: u64 = 100_000;
@@ -23,10 +24,17 @@ pub struct Served {
     pub tree: ContentHash,
 }
 
+/// What a slot last learned about a site's root.
+struct Known {
+    served: Option<Served>,
+    /// The root object's tag, for conditional reads.
+    etag: Option<ETag>,
+    checked: Instant,
+}
+
 #[derive(Default)]
 struct Slot {
-    /// The last root read, when it was read.
-    known: Mutex<Option<(Option<Served>, Instant)>>,
+    known: Mutex<Option<Known>>,
     /// Held while one request refreshes this site.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -58,23 +66,43 @@ impl Roots {
         if let Some(fresh) = self.fresh(&slot) {
             return Ok(fresh);
         }
-        let read = self.sites.root(site).await;
+        let etag = slot
+            .known
+            .lock()
+            .expect("never poisoned")
+            .as_ref()
+            .and_then(|known| known.etag.clone());
+        let read = match &etag {
+            Some(etag) => self.sites.root_if_changed(site, etag).await,
+            None => self.sites.root(site).await.map(Some),
+        };
         let mut known = slot.known.lock().expect("never poisoned");
-        match read {
-            Ok(root) => {
-                let served = root.map(|(root, _)| served(&root));
-                *known = Some((served, Instant::now()));
+        match (read, known.as_mut()) {
+            (Ok(None), Some(unchanged)) => {
+                unchanged.checked = Instant::now();
+                Ok(unchanged.served)
+            }
+            // Only a conditional read answers "unchanged", and it needs a known root.
+            (Ok(None), None) => Ok(None),
+            (Ok(Some(root)), _) => {
+                let (served, etag) = match root {
+                    Some((root, etag)) => (Some(served(&root)), Some(etag)),
+                    None => (None, None),
+                };
+                *known = Some(Known {
+                    served,
+                    etag,
+                    checked: Instant::now(),
+                });
                 Ok(served)
             }
-            Err(error) => match known.as_mut() {
-                Some((last, checked)) => {
-                    tracing::warn!(%site, %error, "store unreachable; serving the last known version");
-                    // Retry after another refresh period, not on every request.
-                    *checked = Instant::now();
-                    Ok(*last)
-                }
-                None => Err(error),
-            },
+            (Err(error), Some(last)) => {
+                tracing::warn!(%site, %error, "store unreachable; serving the last known version");
+                // Retry after another refresh period, not on every request.
+                last.checked = Instant::now();
+                Ok(last.served)
+            }
+            (Err(error), None) => Err(error),
         }
     }
 
@@ -82,8 +110,8 @@ impl Roots {
         let known = slot.known.lock().expect("never poisoned");
         known
             .as_ref()
-            .filter(|(_, checked)| checked.elapsed() < self.refresh)
-            .map(|(served, _)| *served)
+            .filter(|known| known.checked.elapsed() < self.refresh)
+            .map(|known| known.served)
     }
 
     /// Version `n` of the site; `None` if it does not exist.

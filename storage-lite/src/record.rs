@@ -28,11 +28,31 @@ pub(crate) async fn read<T: DeserializeOwned>(
         Err(error) if error.is_not_found() => return Ok(None),
         Err(error) => return Err(error.into()),
     };
+    parse(key, object).map(Some)
+}
+
+/// Like [`read`], but `Ok(None)` if the record still has tag `known`, and
+/// `Ok(Some(None))` if it is gone.
+pub(crate) async fn read_if_changed<T: DeserializeOwned>(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+    known: &ETag,
+) -> Result<Option<Option<(T, ETag)>>, RecordError> {
+    let object = match store.get_if_changed(key, known).await {
+        Ok(Some(object)) => object,
+        Ok(None) => return Ok(None),
+        Err(error) if error.is_not_found() => return Ok(Some(None)),
+        Err(error) => return Err(error.into()),
+    };
+    parse(key, object).map(|parsed| Some(Some(parsed)))
+}
+
+fn parse<T: DeserializeOwned>(key: &ObjectKey, object: crate::store::Object) -> Result<(T, ETag), RecordError> {
     let value = serde_json::from_slice(&object.bytes).map_err(|source| RecordError::Corrupt {
         key: key.to_string(),
         source,
     })?;
-    Ok(Some((value, object.etag)))
+    Ok((value, object.etag))
 }
 
 pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {

@@ -149,6 +149,16 @@ impl Sites {
         Ok(record::read(self.store.as_ref(), &Self::root_key(site)).await?)
     }
 
+    /// The root pointer unless it still has tag `known` (`Ok(None)`): what
+    /// a poller calls, so an unchanged root costs no transfer.
+    pub async fn root_if_changed(
+        &self,
+        site: &SiteName,
+        known: &ETag,
+    ) -> Result<Option<Option<(Root, ETag)>>, SiteError> {
+        Ok(record::read_if_changed(self.store.as_ref(), &Self::root_key(site), known).await?)
+    }
+
     pub async fn version(&self, site: &SiteName, n: u64) -> Result<Version, SiteError> {
         record::read(self.store.as_ref(), &Self::version_key(site, n))
             .await?

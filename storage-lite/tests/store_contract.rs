@@ -12,7 +12,7 @@ use grove_storage::ContentHash;
 use grove_storage::content::ContentStore;
 use grove_storage::site::{Commit, Sites};
 use grove_storage::store::{
-    LocalStore, MemoryStore, ObjectKey, ObjectStore, S3Credentials, S3Store, S3StoreConfig, StoreError,
+    ETag, LocalStore, MemoryStore, ObjectKey, ObjectStore, S3Credentials, S3Store, S3StoreConfig, StoreError,
 };
 use grove_storage::tree::{Entry, Trees};
 use grove_storage::{ContentType, SiteName, SitePath};
@@ -37,6 +37,14 @@ async fn contract(store: Arc<dyn ObjectStore>) {
     let meta = store.head(&a).await.unwrap();
     assert_eq!((meta.size, &meta.etag), (11, &tag));
     assert_eq!(store.put(&a, Bytes::from_static(b"hello world")).await.unwrap(), tag);
+
+    // Conditional reads: nothing while the tag holds, the object once it changed.
+    assert!(store.get_if_changed(&a, &tag).await.unwrap().is_none());
+    let other = ETag::new("\"stale\"");
+    assert_eq!(
+        store.get_if_changed(&a, &other).await.unwrap().unwrap().bytes.as_ref(),
+        b"hello world"
+    );
 
     // Ranges clamp at the end; a start past the end is refused.
     assert_eq!(store.get_range(&a, 6..11).await.unwrap().as_ref(), b"world");

@@ -129,6 +129,11 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.inner.get(key).await
     }
 
+    async fn get_if_changed(&self, key: &ObjectKey, known: &ETag) -> Result<Option<Object>, StoreError> {
+        self.enter(StoreOp::Get, key.as_str()).await?;
+        self.inner.get_if_changed(key, known).await
+    }
+
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes, StoreError> {
         self.enter(StoreOp::GetRange, key.as_str()).await?;
         self.inner.get_range(key, range).await

@@ -184,6 +184,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
     /// Reads a whole object.
     async fn get(&self, key: &ObjectKey) -> Result<Object, StoreError>;
 
+    /// Reads the object unless its tag is still `known`; `Ok(None)` means
+    /// unchanged. Pollers use this so an unchanged object costs no transfer
+    /// (S3 answers `If-None-Match` with 304). The default reads and compares.
+    async fn get_if_changed(&self, key: &ObjectKey, known: &ETag) -> Result<Option<Object>, StoreError> {
+        let object = self.get(key).await?;
+        Ok((object.etag != *known).then_some(object))
+    }
+
     /// Reads `range` (end exclusive, clamped to the object's size) so large
     /// objects can be streamed in pieces. A start at or past the end is
     /// [`StoreError::RangeNotSatisfiable`].

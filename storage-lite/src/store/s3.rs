@@ -180,26 +180,47 @@ impl HttpStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
+/// Collects a GET response into an object.
+async fn object_of(
+    key: &ObjectKey,
+    output: aws_sdk_s3::operation::get_object::GetObjectOutput,
+) -> Result<Object, StoreError> {
+    let etag = output
+        .e_tag()
+        .map(ETag::new)
+        .ok_or_else(|| StoreError::backend(StoreOp::Get, key, "response carried no ETag"))?;
+    let bytes = output
+        .body
+        .collect()
+        .await
+        .map_err(|error| StoreError::backend(StoreOp::Get, key, error))?
+        .into_bytes();
+    Ok(Object { bytes, etag })
+}
+
 #[async_trait]
 impl ObjectStore for S3Store {
     async fn get(&self, key: &ObjectKey) -> Result<Object, StoreError> {
-        let output = self
+        let request = self.client.get_object().bucket(&self.bucket).key(key.as_str());
+        let output = request
+            .send()
+            .await
+            .map_err(|error| classify(StoreOp::Get, key, error))?;
+        object_of(key, output).await
+    }
+
+    async fn get_if_changed(&self, key: &ObjectKey, known: &ETag) -> Result<Option<Object>, StoreError> {
+        let request = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key.as_str())
-            .send()
-            .await
-            .map_err(|error| classify(StoreOp::Get, key, error))?;
-        let etag = output.e_tag().map(ETag::new);
-        let bytes = output
-            .body
-            .collect()
-            .await
-            .map_err(|error| StoreError::backend(StoreOp::Get, key, error))?
-            .into_bytes();
-        let etag = etag.ok_or_else(|| StoreError::backend(StoreOp::Get, key, "response carried no ETag"))?;
-        Ok(Object { bytes, etag })
+            .if_none_match(known.as_str());
+        match request.send().await {
+            Ok(output) => object_of(key, output).await.map(Some),
+            Err(error) if error.raw_response().map(HttpStatus::status) == Some(304) => Ok(None),
+            Err(error) => Err(classify(StoreOp::Get, key, error)),
+        }
     }
 
     async fn get_range(&self, key: &ObjectKey, range: Range<u64>) -> Result<Bytes, StoreError> {
