@@ -261,3 +261,54 @@ fn file_path(dir: &Path, hash: &ContentHash) -> PathBuf {
     let hex = hash.to_hex();
     dir.join(&hex[..2]).join(hex)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files_in(dir: &Path) -> usize {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|shard| shard.unwrap())
+            .filter(|shard| shard.file_name() != "tmp")
+            .map(|shard| std::fs::read_dir(shard.path()).unwrap().count())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn the_disk_cache_stays_within_its_bound_and_survives_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskCache::open(dir.path(), 16 * 1024).unwrap();
+        let blobs: Vec<Vec<u8>> = (0..40u8).map(|i| vec![i; 1024]).collect();
+        for blob in &blobs {
+            disk.insert(&ContentHash::of(blob), blob).await.unwrap();
+        }
+        disk.index.run_pending_tasks();
+        let kept = files_in(dir.path());
+        assert!((1..=16).contains(&kept), "{kept} files of 1 KiB in a 16 KiB cache");
+
+        // Which blobs stay is moka's admission policy; every one that stays is
+        // found again, whole, after a restart.
+        let reopened = DiskCache::open(dir.path(), 16 * 1024).unwrap();
+        let indexed: Vec<ContentHash> = reopened.index.iter().map(|(hash, _)| *hash).collect();
+        assert_eq!(indexed.len(), kept, "a restart re-indexes what is on disk");
+        for hash in indexed {
+            match reopened.get(&hash, true).await {
+                Some(CachedBlob::Memory(bytes)) => assert_eq!(ContentHash::of(&bytes), hash),
+                other => panic!("an indexed blob is unreadable: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_disk_entry_is_dropped_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        let hash = ContentHash::of(b"original");
+        disk.insert(&hash, b"original").await.unwrap();
+        std::fs::write(disk.path(&hash), b"bit rot").unwrap();
+        assert!(disk.get(&hash, true).await.is_none());
+        disk.index.run_pending_tasks();
+        assert!(!disk.path(&hash).exists());
+    }
+}
