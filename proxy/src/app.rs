@@ -53,6 +53,7 @@ pub struct Grove {
     blobs: BlobCache,
     compressor: Compressor,
     rules: moka::future::Cache<ContentHash, Arc<SiteRules>>,
+    prepared: moka::sync::Cache<PreparedKey, Arc<Reply>>,
 }
 
 impl Grove {
@@ -80,6 +81,18 @@ impl Grove {
             ),
             compressor: Compressor::new(config.cache.memory_bytes / 4),
             rules: moka::future::Cache::new(10_000),
+            // Bodies are shared with the blob cache; the weight bounds how much
+            // memory prepared replies can keep alive after the blob cache let go.
+            prepared: moka::sync::Cache::builder()
+                .max_capacity(config.cache.memory_bytes / 4)
+                .weigher(|_, reply: &Arc<Reply>| {
+                    let body = match &reply.body {
+                        Body::Bytes(bytes) => bytes.len(),
+                        Body::Empty | Body::File { .. } => 0,
+                    };
+                    u32::try_from(body + 1024).unwrap_or(u32::MAX)
+                })
+                .build(),
             store,
             trees,
             config,
@@ -105,6 +118,17 @@ impl Grove {
             Ok(served) => served,
             Err(reply) => return reply,
         };
+        // A full GET of one path of one version in one coding always gets the
+        // same reply, so it is prepared once; conditional GETs reuse it too.
+        let prepared_key = (!request.headers.contains_key(header::RANGE)).then(|| PreparedKey {
+            site: target.site.clone(),
+            version: served.version,
+            path: request.path.to_owned(),
+            encoding: semantics::negotiate(request.header(header::ACCEPT_ENCODING)),
+        });
+        if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
+            return revalidate((*prepared).clone(), request);
+        }
         let mut reply = self.serve_site(&target.site, served, request).await;
         reply.set(
             header::HeaderName::from_static(VERSION_HEADER),
@@ -112,6 +136,11 @@ impl Grove {
         );
         reply.set(header::HeaderName::from_static(ROOT_HEADER), served.tree.to_hex());
         reply.served = Some((target.site.to_string(), served.version));
+        if let Some(key) = prepared_key
+            && reply.status == StatusCode::OK
+        {
+            self.prepared.insert(key, Arc::new(reply.clone()));
+        }
         reply
     }
 
@@ -302,11 +331,7 @@ impl Grove {
             if let Some(if_none_match) = request.header(header::IF_NONE_MATCH)
                 && semantics::none_match(if_none_match, &etag)
             {
-                reply.status = StatusCode::NOT_MODIFIED;
-                reply
-                    .headers
-                    .retain(|(name, _)| name != header::CONTENT_TYPE && name != header::CONTENT_ENCODING);
-                return reply;
+                return not_modified(reply);
             }
             let if_range_fails = request.header(header::IF_RANGE).is_some_and(|tag| tag.trim() != etag);
             if encoding == Encoding::Identity && !if_range_fails {
@@ -434,6 +459,40 @@ impl Grove {
             Err(error) => blob_failure(hash, &error),
         }
     }
+}
+
+/// What a prepared full reply depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PreparedKey {
+    site: SiteName,
+    version: u64,
+    /// The raw request path (the query never changes a file reply).
+    path: String,
+    encoding: Encoding,
+}
+
+/// A prepared 200 reply, or a 304 if the request already has its ETag.
+fn revalidate(reply: Reply, request: &Request<'_>) -> Reply {
+    let etag = reply
+        .headers
+        .iter()
+        .find(|(name, _)| name == header::ETAG)
+        .and_then(|(_, value)| value.to_str().ok());
+    match (request.header(header::IF_NONE_MATCH), etag) {
+        (Some(if_none_match), Some(etag)) if semantics::none_match(if_none_match, etag) => not_modified(reply),
+        _ => reply,
+    }
+}
+
+/// Turns a full reply into its 304: same validators and caching headers, no
+/// body or body-describing headers.
+fn not_modified(mut reply: Reply) -> Reply {
+    reply.status = StatusCode::NOT_MODIFIED;
+    reply.body = Body::Empty;
+    reply
+        .headers
+        .retain(|(name, _)| name != header::CONTENT_TYPE && name != header::CONTENT_ENCODING);
+    reply
 }
 
 /// Per-request facts the file-serving steps share.
