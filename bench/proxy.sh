@@ -83,17 +83,36 @@ for path in /page.html /assets/app.3f9a1c2e.js; do
     [ "$a" = "$b" ] || { echo "the servers answer $path differently" >&2; exit 1; }
 done
 
-log "load: wrk -t2 -c64 -d${SECONDS_PER_RUN}s"
-printf '%-10s %-28s %12s %10s %10s\n' server path req/s p50_ms p99_ms
-declare -A RPS P99
+ROUNDS="${ROUNDS:-3}"
+log "load: wrk -t2 -c64 -d${SECONDS_PER_RUN}s, $ROUNDS alternating rounds, medians reported"
 for path in /page.html /assets/app.3f9a1c2e.js; do
     for server in nginx:18080 grove:18081; do
         run "${server%%:*}" "${server##*:}" "$path" >/dev/null # warm-up
-        read -r name p rps p50 p99 < <(run "${server%%:*}" "${server##*:}" "$path")
-        printf '%-10s %-28s %12s %10s %10s\n' "$name" "$p" "$rps" "$(to_ms "$p50")" "$(to_ms "$p99")"
-        RPS[$name$p]="$rps"; P99[$name$p]="$(to_ms "$p99")"
     done
-    awk -v g="${RPS[grove$path]}" -v n="${RPS[nginx$path]}" -v gp="${P99[grove$path]}" -v np="${P99[nginx$path]}" -v p="$path" \
-        'BEGIN { printf "ratio grove/nginx %-24s throughput %.2f   p99 %.2f\n", p, g / n, gp / np }'
 done
+for round in $(seq "$ROUNDS"); do
+    for path in /page.html /assets/app.3f9a1c2e.js; do
+        for server in nginx:18080 grove:18081; do
+            read -r name p rps p50 p99 < <(run "${server%%:*}" "${server##*:}" "$path")
+            echo "$name $p $rps $(to_ms "$p50") $(to_ms "$p99")" >>"$WORK/results"
+        done
+    done
+done
+python3 - "$WORK/results" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+med = {}
+for name, path, rps, p50, p99 in rows:
+    med.setdefault((name, path), []).append((float(rps), float(p50), float(p99)))
+print(f"{'server':<8} {'path':<26} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}   (median of {len(rows) // 4} runs)")
+for path in ["/page.html", "/assets/app.3f9a1c2e.js"]:
+    values = {}
+    for name in ["nginx", "grove"]:
+        runs = med[(name, path)]
+        values[name] = [statistics.median(r[i] for r in runs) for i in range(3)]
+        rps, p50, p99 = values[name]
+        print(f"{name:<8} {path:<26} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f}")
+    g, n = values["grove"], values["nginx"]
+    print(f"ratio grove/nginx {path:<26} throughput {g[0] / n[0]:.2f}   p99 {g[2] / n[2]:.2f}")
+PY
 echo "cold miss (blob only in the local store): ${cold}s; the same request warm: ${warm}s"
