@@ -78,6 +78,9 @@ pub struct HttpConfig {
     pub max_request_body_bytes: u64,
     /// Longest request path accepted, in bytes.
     pub max_path_bytes: usize,
+    /// Per-connection write buffer, in bytes: a response whose header and
+    /// body fit goes out in one send(). Allocated per open connection.
+    pub write_buffer_bytes: usize,
 }
 
 /// How a site's URLs end.
@@ -140,6 +143,7 @@ impl Default for HttpConfig {
             write_timeout_secs: 30,
             max_request_body_bytes: 1 << 20,
             max_path_bytes: 2048,
+            write_buffer_bytes: 32 * 1024,
         }
     }
 }

@@ -46,12 +46,12 @@ Configuration file keys (TOML; every key optional):
            (S3 keys only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS config files)
   [cache]  memory_bytes = 268435456  disk_bytes = 4294967296  max_memory_object_bytes = 8388608
   [http]   keepalive_secs = 60  read_timeout_secs = 30  write_timeout_secs = 30
-           max_request_body_bytes = 1048576  max_path_bytes = 2048
+           max_request_body_bytes = 1048576  max_path_bytes = 2048  write_buffer_bytes = 32768
   [tls]    listen = \"0.0.0.0:8443\"  reload_secs = 30     HTTPS with HTTP/2 (ALPN); certificates chosen by SNI
   [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
 
-Flags override environment variables, which override the file.
+The flags above override their GROVE_* environment variables, which override the file.
 Logs: RUST_LOG (default info); GROVE_LOG_FORMAT=json for JSON lines.";
 
 /// Serve published grove sites from a local cache in front of the object store.
@@ -140,7 +140,7 @@ fn main() -> anyhow::Result<()> {
     // A write buffer large enough for a page and its header makes most
     // responses one send(); Pingora's default (1460 bytes) sends the header
     // and the body separately.
-    let buffers = L4BufferSettings::new(64 * 1024, 64 * 1024);
+    let buffers = L4BufferSettings::default().write(config.http.write_buffer_bytes);
     public.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
     if let Some(tls) = &config.tls {
         let certificates = tls::Certificates::load(tls.certificates.clone())?;
