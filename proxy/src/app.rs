@@ -138,6 +138,7 @@ impl Grove {
         reply.served = Some((target.site.to_string(), served.version));
         if let Some(key) = prepared_key
             && reply.status == StatusCode::OK
+            && matches!(reply.body, Body::Bytes(_))
         {
             self.prepared.insert(key, Arc::new(reply.clone()));
         }
@@ -292,8 +293,8 @@ impl Grove {
         let mut encoding = Encoding::Identity;
         let mut body = match &blob {
             CachedBlob::Memory(bytes) => Body::Bytes(bytes.clone()),
-            CachedBlob::Disk { path, size } => Body::File {
-                path: Arc::clone(path),
+            CachedBlob::Disk { file, size } => Body::File {
+                file: Arc::clone(file),
                 start: 0,
                 len: *size,
             },
@@ -447,10 +448,10 @@ impl Grove {
         };
         match self.blobs.get(hash, size).await {
             Ok(CachedBlob::Memory(bytes)) => immutable(hash, Body::Bytes(bytes), request),
-            Ok(CachedBlob::Disk { path, size }) => immutable(
+            Ok(CachedBlob::Disk { file, size }) => immutable(
                 hash,
                 Body::File {
-                    path,
+                    file,
                     start: 0,
                     len: size,
                 },
@@ -553,8 +554,8 @@ fn blob_failure(hash: &ContentHash, error: &CacheError) -> Reply {
 fn slice(body: Body, start: u64, len: u64) -> Body {
     match body {
         Body::Bytes(bytes) => Body::Bytes(bytes.slice(start as usize..(start + len) as usize)),
-        Body::File { path, start: base, .. } => Body::File {
-            path,
+        Body::File { file, start: base, .. } => Body::File {
+            file,
             start: base + start,
             len,
         },

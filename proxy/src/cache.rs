@@ -24,11 +24,13 @@ use crate::metrics;
 /// Piece size for fetching and serving large blobs.
 pub const CHUNK_BYTES: u64 = 4 << 20;
 
-/// A cached blob: held in memory, or a verified file in the disk cache.
+/// A cached blob: held in memory, or an open, verified file of the disk
+/// cache. Holding the file open (not its path) keeps its bytes readable even
+/// if the disk cache evicts and unlinks it meanwhile.
 #[derive(Debug, Clone)]
 pub enum CachedBlob {
     Memory(Bytes),
-    Disk { path: Arc<PathBuf>, size: u64 },
+    Disk { file: Arc<std::fs::File>, size: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,8 @@ impl BlobCache {
             .max_capacity(memory_bytes)
             .weigher(|_, blob: &CachedBlob| match blob {
                 CachedBlob::Memory(bytes) => u32::try_from(bytes.len()).unwrap_or(u32::MAX).max(64),
-                CachedBlob::Disk { .. } => 256,
+                // Counted heavily: each holds an open file descriptor.
+                CachedBlob::Disk { .. } => 64 * 1024,
             })
             .build();
         Self {
@@ -99,7 +102,7 @@ impl BlobCache {
 
     async fn load(&self, hash: ContentHash, size: u64) -> Result<CachedBlob, CacheError> {
         let in_memory = size <= self.max_memory_object;
-        if let Some(blob) = self.disk.get(&hash, in_memory).await {
+        if let Some(blob) = self.disk.get(&hash, size, in_memory).await {
             metrics::CACHE_LOOKUPS.with_label_values(&["disk"]).inc();
             return Ok(blob);
         }
@@ -151,14 +154,17 @@ impl BlobCache {
             offset += piece.len() as u64;
         }
         temp.flush().await?;
+        temp.get_ref().sync_all().await?;
         drop(temp);
         if offset != size || hasher.finish() != hash {
             let _ = tokio::fs::remove_file(&temp_path).await;
             return Err(CacheError::Corrupt { hash });
         }
-        let path = self.disk.adopt(&hash, &temp_path, size).await?;
+        // Opened before it is handed to the index, which may evict it at once.
+        let file = std::fs::File::open(&temp_path)?;
+        self.disk.adopt(&hash, &temp_path, size).await?;
         Ok(CachedBlob::Disk {
-            path: Arc::new(path),
+            file: Arc::new(file),
             size,
         })
     }
@@ -215,24 +221,34 @@ impl DiskCache {
         file_path(&self.dir, hash)
     }
 
-    /// The cached blob, read into memory (and verified) if `into_memory`.
-    async fn get(&self, hash: &ContentHash, into_memory: bool) -> Option<CachedBlob> {
-        let size = self.index.get(hash)?;
+    /// The cached blob of `size` bytes, read into memory (and verified) if
+    /// `into_memory`, else opened. A file of the wrong size is dropped.
+    async fn get(&self, hash: &ContentHash, size: u64, into_memory: bool) -> Option<CachedBlob> {
+        let indexed = self.index.get(hash)?;
         let path = self.path(hash);
-        if !into_memory {
-            return Some(CachedBlob::Disk {
-                path: Arc::new(path),
-                size,
-            });
-        }
-        match tokio::fs::read(&path).await {
-            Ok(bytes) if ContentHash::of(&bytes) == *hash => Some(CachedBlob::Memory(Bytes::from(bytes))),
-            _ => {
-                tracing::warn!(%hash, "disk cache entry unreadable or corrupt; dropping it");
-                self.index.invalidate(hash);
-                None
+        let found = if indexed != size {
+            None
+        } else if into_memory {
+            match tokio::fs::read(&path).await {
+                Ok(bytes) if ContentHash::of(&bytes) == *hash => Some(CachedBlob::Memory(Bytes::from(bytes))),
+                _ => None,
             }
+        } else {
+            // Large files were hashed as they were written and fsynced before
+            // being renamed into place; the size check catches truncation.
+            std::fs::File::open(&path)
+                .ok()
+                .filter(|file| file.metadata().is_ok_and(|meta| meta.len() == size))
+                .map(|file| CachedBlob::Disk {
+                    file: Arc::new(file),
+                    size,
+                })
+        };
+        if found.is_none() {
+            tracing::warn!(%hash, "disk cache entry unreadable, corrupt or of the wrong size; dropping it");
+            self.index.invalidate(hash);
         }
+        found
     }
 
     async fn temp_file(&self) -> io::Result<(tokio::fs::File, PathBuf)> {
@@ -243,17 +259,18 @@ impl DiskCache {
     async fn insert(&self, hash: &ContentHash, bytes: &[u8]) -> io::Result<()> {
         let (mut file, temp) = self.temp_file().await?;
         file.write_all(bytes).await?;
+        file.sync_all().await?;
         drop(file);
-        self.adopt(hash, &temp, bytes.len() as u64).await.map(drop)
+        self.adopt(hash, &temp, bytes.len() as u64).await
     }
 
-    /// Moves a complete, verified temp file into place.
-    async fn adopt(&self, hash: &ContentHash, temp: &Path, size: u64) -> io::Result<PathBuf> {
+    /// Moves a complete, verified, fsynced temp file into place.
+    async fn adopt(&self, hash: &ContentHash, temp: &Path, size: u64) -> io::Result<()> {
         let path = self.path(hash);
         tokio::fs::create_dir_all(path.parent().expect("sharded path")).await?;
         tokio::fs::rename(temp, &path).await?;
         self.index.insert(*hash, size);
-        Ok(path)
+        Ok(())
     }
 }
 
@@ -293,7 +310,7 @@ mod tests {
         let indexed: Vec<ContentHash> = reopened.index.iter().map(|(hash, _)| *hash).collect();
         assert_eq!(indexed.len(), kept, "a restart re-indexes what is on disk");
         for hash in indexed {
-            match reopened.get(&hash, true).await {
+            match reopened.get(&hash, 1024, true).await {
                 Some(CachedBlob::Memory(bytes)) => assert_eq!(ContentHash::of(&bytes), hash),
                 other => panic!("an indexed blob is unreadable: {other:?}"),
             }
@@ -307,7 +324,7 @@ mod tests {
         let hash = ContentHash::of(b"original");
         disk.insert(&hash, b"original").await.unwrap();
         std::fs::write(disk.path(&hash), b"bit rot").unwrap();
-        assert!(disk.get(&hash, true).await.is_none());
+        assert!(disk.get(&hash, 8, true).await.is_none());
         disk.index.run_pending_tasks();
         assert!(!disk.path(&hash).exists());
     }

@@ -1,6 +1,5 @@
 //! What the server answers, independent of the HTTP library that sends it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,9 +11,9 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 pub enum Body {
     Empty,
     Bytes(Bytes),
-    /// `len` bytes of a cached file from `start`, sent in pieces.
+    /// `len` bytes of an open cached file from `start`, sent in pieces.
     File {
-        path: Arc<PathBuf>,
+        file: Arc<std::fs::File>,
         start: u64,
         len: u64,
     },

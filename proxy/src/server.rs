@@ -9,12 +9,14 @@ use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use std::os::unix::fs::FileExt;
 
 use crate::app::{Grove, Request};
-use crate::cache::CHUNK_BYTES;
 use crate::metrics;
 use crate::reply::{Body, Reply};
+
+/// Size of the pieces a cached file is sent in.
+const FILE_PIECE_BYTES: u64 = 256 * 1024;
 
 pub struct GroveProxy {
     pub grove: Arc<Grove>,
@@ -137,17 +139,22 @@ pub async fn write_reply(session: &mut Session, reply: Reply, head: bool) -> Res
     match reply.body {
         Body::Empty => unreachable!("empty bodies end with the header"),
         Body::Bytes(bytes) => session.write_response_body(Some(bytes), true).await?,
-        Body::File { path, start, len } => {
-            let failed = |error: std::io::Error| Error::because(ErrorType::ReadError, "reading the disk cache", error);
-            let mut file = tokio::fs::File::open(path.as_ref()).await.map_err(failed)?;
-            file.seek(std::io::SeekFrom::Start(start)).await.map_err(failed)?;
-            let mut remaining = len;
-            while remaining > 0 {
-                let mut piece = vec![0; remaining.min(CHUNK_BYTES / 16) as usize];
-                file.read_exact(&mut piece).await.map_err(failed)?;
-                remaining -= piece.len() as u64;
+        Body::File { file, start, len } => {
+            let mut offset = start;
+            let end = start + len;
+            while offset < end {
+                let piece_len = (end - offset).min(FILE_PIECE_BYTES);
+                let file = Arc::clone(&file);
+                let piece = tokio::task::spawn_blocking(move || {
+                    let mut piece = vec![0; piece_len as usize];
+                    file.read_exact_at(&mut piece, offset).map(|()| piece)
+                })
+                .await
+                .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?
+                .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?;
+                offset += piece_len;
                 session
-                    .write_response_body(Some(Bytes::from(piece)), remaining == 0)
+                    .write_response_body(Some(Bytes::from(piece)), offset == end)
                     .await?;
             }
         }
