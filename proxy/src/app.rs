@@ -126,8 +126,9 @@ impl Grove {
             path: request.path.to_owned(),
             encoding: semantics::negotiate(request.header(header::ACCEPT_ENCODING)),
         });
+        let pinned_by_header = target.pinned.is_none() && request.headers.contains_key(VERSION_HEADER);
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
-            return revalidate((*prepared).clone(), request);
+            return private_if(pinned_by_header, revalidate((*prepared).clone(), request));
         }
         let mut reply = self.serve_site(&target.site, served, request).await;
         reply.set(
@@ -142,7 +143,7 @@ impl Grove {
         {
             self.prepared.insert(key, Arc::new(reply.clone()));
         }
-        reply
+        private_if(pinned_by_header, reply)
     }
 
     /// The version to serve: pinned by the host or the version header, else current.
@@ -161,7 +162,12 @@ impl Grove {
             (None, None) => None,
         };
         let result = match pinned {
-            Some(n) => self.roots.pinned(&target.site, n).await,
+            // A version above the live one was recorded but never went live.
+            Some(n) => match self.roots.current(&target.site).await {
+                Ok(Some(current)) if n <= current.version => self.roots.pinned(&target.site, n).await,
+                Ok(_) => Ok(None),
+                Err(error) => Err(error),
+            },
             None => self.roots.current(&target.site).await,
         };
         match result {
@@ -206,7 +212,7 @@ impl Grove {
             root: served.tree,
         };
         match resolve(&files, &path, site_config.trailing_slash).await {
-            Ok(Resolution::File(entry)) => self.serve_file(&context, &entry, StatusCode::OK).await,
+            Ok(Resolution::File(entry)) => self.serve_file(&context, &entry, StatusCode::OK, Answer::Exact).await,
             Ok(Resolution::Canonical(location)) => {
                 let location = with_query(&encode_path(&location), request.query);
                 Reply::redirect(StatusCode::PERMANENT_REDIRECT, &location)
@@ -228,13 +234,18 @@ impl Grove {
         };
         if site_config.spa && !path.has_extension() {
             match files.file("index.html").await {
-                Ok(Some(index)) => return self.serve_file(context, &index, StatusCode::OK).await,
+                Ok(Some(index)) => {
+                    return self.serve_file(context, &index, StatusCode::OK, Answer::Fallback).await;
+                }
                 Ok(None) => {}
                 Err(error) => return self.tree_failure(error),
             }
         }
         match files.file("404.html").await {
-            Ok(Some(page)) => self.serve_file(context, &page, StatusCode::NOT_FOUND).await,
+            Ok(Some(page)) => {
+                self.serve_file(context, &page, StatusCode::NOT_FOUND, Answer::Fallback)
+                    .await
+            }
             Ok(None) => Reply::text(StatusCode::NOT_FOUND, "not found"),
             Err(error) => self.tree_failure(error),
         }
@@ -262,7 +273,7 @@ impl Grove {
                     Err(_) => return Reply::text(StatusCode::NOT_FOUND, "not found"),
                 };
                 match resolve(&files, &target, crate::config::TrailingSlash::Auto).await {
-                    Ok(Resolution::File(entry)) => self.serve_file(context, &entry, status).await,
+                    Ok(Resolution::File(entry)) => self.serve_file(context, &entry, status, Answer::Fallback).await,
                     Ok(_) => Reply::text(StatusCode::NOT_FOUND, "not found"),
                     Err(error) => self.tree_failure(error),
                 }
@@ -276,7 +287,7 @@ impl Grove {
     }
 
     /// Serves one file with every HTTP rule that applies to it.
-    async fn serve_file(&self, context: &Context<'_>, entry: &Entry, status: StatusCode) -> Reply {
+    async fn serve_file(&self, context: &Context<'_>, entry: &Entry, status: StatusCode, answer: Answer) -> Reply {
         let request = context.request;
         let blob = match self.blobs.get(&entry.hash, entry.size).await {
             Ok(blob) => blob,
@@ -284,7 +295,12 @@ impl Grove {
         };
         let content_type = entry.content_type.as_str();
         let compressible = semantics::is_compressible(content_type);
-        let (cache_control, cdn_cache_control) = semantics::cache_control(entry.path.as_str());
+        let (cache_control, cdn_cache_control) = match answer {
+            Answer::Exact => semantics::cache_control(entry.path.as_str()),
+            // Served for another URL: a later publish of a file at that URL
+            // purges no tag of this reply, so the CDN must not keep it.
+            Answer::Fallback => ("public, max-age=0, must-revalidate".to_owned(), None),
+        };
         let mut tags = vec![semantics::site_tag(context.site)];
         if cdn_cache_control.is_some() {
             tags.push(semantics::path_tag(context.site, entry.path.as_str()));
@@ -462,6 +478,14 @@ impl Grove {
     }
 }
 
+/// Whether a file answers its own URL or stands in for another one (404
+/// page, SPA index, rewrite target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    Exact,
+    Fallback,
+}
+
 /// What a prepared full reply depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PreparedKey {
@@ -470,6 +494,18 @@ struct PreparedKey {
     /// The raw request path (the query never changes a file reply).
     path: String,
     encoding: Encoding,
+}
+
+/// A reply for a version pinned by request header is for that client only:
+/// a shared cache keyed by URL must never store it for everyone.
+fn private_if(pinned_by_header: bool, mut reply: Reply) -> Reply {
+    if pinned_by_header {
+        reply.set(header::CACHE_CONTROL, "private, no-store");
+        reply
+            .headers
+            .retain(|(name, _)| name.as_str() != "cdn-cache-control" && name.as_str() != "cache-tag");
+    }
+    reply
 }
 
 /// A prepared 200 reply, or a 304 if the request already has its ETag.

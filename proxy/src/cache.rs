@@ -109,7 +109,7 @@ impl BlobCache {
         metrics::CACHE_LOOKUPS.with_label_values(&["store"]).inc();
         let started = Instant::now();
         let fetched = if in_memory {
-            self.fetch_small(hash).await
+            self.fetch_small(hash, size).await
         } else {
             self.fetch_large(hash, size).await
         };
@@ -120,10 +120,10 @@ impl BlobCache {
         fetched
     }
 
-    async fn fetch_small(&self, hash: ContentHash) -> Result<CachedBlob, CacheError> {
+    async fn fetch_small(&self, hash: ContentHash, size: u64) -> Result<CachedBlob, CacheError> {
         let bytes = self
             .blobs
-            .get(&hash)
+            .get_sized(&hash, size)
             .await
             .map_err(|error| CacheError::from_content(hash, error))?;
         if let Err(error) = self.disk.insert(&hash, &bytes).await {

@@ -63,15 +63,20 @@ impl ContentStore {
     pub async fn get(&self, hash: &ContentHash) -> Result<Bytes, ContentError> {
         let key = self.key(hash);
         let object = self.store.get(&key).await?;
-        let actual = ContentHash::of(&object.bytes);
-        if actual != *hash {
-            tracing::error!(%key, %actual, "content-addressed object is corrupt");
-            return Err(ContentError::Corrupt {
-                key: key.to_string(),
-                actual,
-            });
-        }
-        Ok(object.bytes)
+        verified(&key, hash, object.bytes)
+    }
+
+    /// Reads and verifies the object named `hash`, which a manifest says has
+    /// `size` bytes. Reads at most `size + 1` bytes, so a lying manifest or a
+    /// swapped object cannot make the reader hold more than it planned for.
+    pub async fn get_sized(&self, hash: &ContentHash, size: u64) -> Result<Bytes, ContentError> {
+        let key = self.key(hash);
+        let bytes = match self.store.get_range(&key, 0..size + 1).await {
+            Ok(bytes) => bytes,
+            Err(StoreError::RangeNotSatisfiable { size: 0, .. }) => Bytes::new(),
+            Err(error) => return Err(error.into()),
+        };
+        verified(&key, hash, bytes)
     }
 
     /// True if an object is stored under `hash` (not verified: use [`Self::get`]
@@ -83,6 +88,18 @@ impl ContentStore {
             Err(error) => Err(error),
         }
     }
+}
+
+fn verified(key: &ObjectKey, hash: &ContentHash, bytes: Bytes) -> Result<Bytes, ContentError> {
+    let actual = ContentHash::of(&bytes);
+    if actual != *hash {
+        tracing::error!(%key, %actual, "content-addressed object is corrupt");
+        return Err(ContentError::Corrupt {
+            key: key.to_string(),
+            actual,
+        });
+    }
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -98,6 +115,15 @@ mod tests {
         assert_eq!(blobs.put(Bytes::from_static(b"hello")).await.unwrap(), hash);
         assert_eq!(blobs.get(&hash).await.unwrap(), Bytes::from_static(b"hello"));
         assert!(blobs.contains(&hash).await.unwrap());
+
+        assert_eq!(blobs.get_sized(&hash, 5).await.unwrap(), Bytes::from_static(b"hello"));
+        // A manifest that understates the size reads a bounded prefix, which fails verification.
+        assert!(matches!(
+            blobs.get_sized(&hash, 2).await,
+            Err(ContentError::Corrupt { .. })
+        ));
+        let empty = blobs.put(Bytes::new()).await.unwrap();
+        assert!(blobs.get_sized(&empty, 0).await.unwrap().is_empty());
 
         // Tamper with the stored bytes behind the content store's back.
         memory

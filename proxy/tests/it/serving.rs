@@ -82,6 +82,11 @@ async fn path_rules_indexes_clean_urls_slashes_and_404_page() {
     let missing = get("/missing").await.unwrap();
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(header(missing.headers(), "x-frame-options"), "DENY");
+    assert_eq!(
+        header(missing.headers(), "cdn-cache-control"),
+        "",
+        "a 404 page must not be kept by the CDN"
+    );
     assert_eq!(missing.text().await.unwrap(), "<h1>custom 404</h1>");
 }
 
@@ -274,6 +279,12 @@ async fn versions_can_be_pinned_by_header_and_preview_host() {
         .send()
         .await
         .unwrap();
+    assert_eq!(header(pinned.headers(), "cache-control"), "private, no-store");
+    assert_eq!(
+        header(pinned.headers(), "cache-tag"),
+        "",
+        "a shared cache must not keep a header-pinned reply"
+    );
     assert_eq!(pinned.text().await.unwrap(), "v1");
     let preview = client.get(proxy.url("2--demo.localhost", "/")).send().await.unwrap();
     assert_eq!(header(preview.headers(), "x-grove-version"), "2");
