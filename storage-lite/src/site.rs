@@ -49,6 +49,9 @@ pub struct Version {
     /// For a rollback, the version whose tree it restored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restores: Option<u64>,
+    /// Random per commit attempt: lets a committer recognise its own record
+    /// when a retried create-only write reports that the record exists.
+    pub commit_id: String,
 }
 
 /// The root pointer (`sites/<site>/root`). It is derived from the version it
@@ -115,6 +118,15 @@ pub enum SiteError {
     MessageTooLong,
     #[error("commit to site {site} gave up after {MAX_COMMIT_ATTEMPTS} attempts under contention")]
     Contention { site: SiteName },
+    #[error(
+        "version {version} of site {site} is recorded, but moving the root failed ({source}); it goes live with the next commit"
+    )]
+    RootNotAdvanced {
+        site: SiteName,
+        version: u64,
+        #[source]
+        source: Box<SiteError>,
+    },
 }
 
 impl From<StoreError> for SiteError {
@@ -219,23 +231,33 @@ impl Sites {
                 message: commit.message.clone(),
                 kind,
                 restores,
+                commit_id: hex::encode(rand::random::<[u8; 16]>()),
             };
             let current_tag = current.map(|(_, etag)| etag);
             let key = Self::version_key(site, version.n);
-            match self.store.put_if_absent(&key, record::encode(&version)).await {
-                Ok(_) => {
-                    self.advance_root(site, &version, current_tag.as_ref()).await?;
-                    tracing::info!(%site, version = version.n, tree = %version.tree, "committed");
-                    return Ok(version);
-                }
+            let created = match self.store.put_if_absent(&key, record::encode(&version)).await {
+                Ok(_) => true,
+                // A retried write whose first attempt landed reads as a lost race.
                 Err(error) if error.is_precondition_failed() => {
-                    // Someone else owns version n; make sure the root reaches
-                    // it (its committer may have died), then try n + 1.
-                    let theirs = self.version(site, version.n).await?;
-                    self.advance_root(site, &theirs, current_tag.as_ref()).await?;
+                    self.version(site, version.n).await?.commit_id == version.commit_id
                 }
                 Err(error) => return Err(error.into()),
+            };
+            if created {
+                self.advance_root(site, &version, current_tag.as_ref())
+                    .await
+                    .map_err(|source| SiteError::RootNotAdvanced {
+                        site: site.clone(),
+                        version: version.n,
+                        source: Box::new(source),
+                    })?;
+                tracing::info!(%site, version = version.n, tree = %version.tree, "committed");
+                return Ok(version);
             }
+            // Someone else owns version n; make sure the root reaches it (its
+            // committer may have died), then try n + 1.
+            let theirs = self.version(site, version.n).await?;
+            self.advance_root(site, &theirs, current_tag.as_ref()).await?;
         }
         Err(SiteError::Contention { site: site.clone() })
     }

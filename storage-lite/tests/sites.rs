@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use grove_storage::site::{Commit, SiteError, Sites, VersionKind};
-use grove_storage::store::{Fault, FaultyStore, MemoryStore, ObjectStore, StoreOp};
+use grove_storage::store::{Fault, FaultKind, FaultyStore, MemoryStore, ObjectStore, StoreOp};
 use grove_storage::token::{Handle, Right, TokenError, Tokens};
 use grove_storage::tree::{Entry, Trees};
 use grove_storage::{ContentHash, ContentType, SiteName, SitePath};
@@ -185,6 +185,10 @@ async fn a_commit_that_died_before_the_root_swap_is_finished_by_the_next() {
         ..Fault::next(StoreOp::PutIfMatch, 1)
     });
     let error = sites.commit(&demo, commit(tree, "v2")).await.unwrap_err();
+    assert!(
+        matches!(error, SiteError::RootNotAdvanced { version: 2, .. }),
+        "{error}"
+    );
     assert!(error.to_string().contains("injected fault"), "{error}");
     assert_eq!(
         sites.root(&demo).await.unwrap().unwrap().0.version,
@@ -196,6 +200,27 @@ async fn a_commit_that_died_before_the_root_swap_is_finished_by_the_next() {
     assert_eq!(v3.n, 3);
     assert_eq!(sites.version(&demo, 2).await.unwrap().message, "v2");
     assert_eq!(sites.root(&demo).await.unwrap().unwrap().0.version, 3);
+}
+
+#[tokio::test]
+async fn a_retried_create_that_had_landed_is_recognised_as_ours() {
+    let store = Arc::new(FaultyStore::new(MemoryStore::new()));
+    let (trees, sites) = setup(store.clone());
+    let demo = site("demo");
+    let tree = tree_with(&trees, "a").await;
+    store.inject(Fault {
+        key_prefix: "sites/demo/versions/".to_owned(),
+        kind: FaultKind::AppliedThenLost,
+        ..Fault::next(StoreOp::PutIfAbsent, 1)
+    });
+    let first = Commit {
+        expected_parent: Some(0),
+        ..commit(tree, "v1")
+    };
+    let version = sites.commit(&demo, first).await.unwrap();
+    assert_eq!(version.n, 1, "not a conflict, not a duplicate version 2");
+    assert_eq!(sites.root(&demo).await.unwrap().unwrap().0.version, 1);
+    assert!(sites.version(&demo, 2).await.is_err());
 }
 
 #[tokio::test]

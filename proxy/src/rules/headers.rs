@@ -68,11 +68,33 @@ impl HeaderRules {
     }
 }
 
+/// Headers the server owns: framing, connection management, and the
+/// validators and codings it computes. A site may not set them.
+const RESERVED: &[&str] = &[
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-range",
+    "date",
+    "etag",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "x-grove-root",
+    "x-grove-version",
+];
+
 fn parse_header(line: &str) -> Result<(HeaderName, HeaderValue), String> {
     let (name, value) = line
         .split_once(':')
         .ok_or_else(|| format!("expected 'Name: value', got {line:?}"))?;
     let name = HeaderName::try_from(name.trim()).map_err(|_| format!("invalid header name {name:?}"))?;
+    if RESERVED.contains(&name.as_str()) {
+        return Err(format!("{name} is set by the server and cannot be overridden"));
+    }
     let value = HeaderValue::try_from(value.trim()).map_err(|_| format!("invalid value for {name}"))?;
     Ok((name, value))
 }
@@ -84,9 +106,13 @@ mod tests {
     #[test]
     fn blocks_apply_to_matching_paths_in_order() {
         let (rules, errors) = HeaderRules::parse(
-            "/assets/*\n  Cache-Control: immutable\n/*\n  X-Frame-Options: DENY\n  Bad Header: x\n\tX-Test: 1\nnot-a-path\n  X-Lost: 1\n",
+            "/assets/*\n  Cache-Control: immutable\n/*\n  X-Frame-Options: DENY\n  Bad Header: x\n\tX-Test: 1\n  Transfer-Encoding: chunked\n  ETag: \"x\"\nnot-a-path\n  X-Lost: 1\n",
         );
-        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert!(
+            errors[1].contains("transfer-encoding is set by the server"),
+            "{errors:?}"
+        );
         let names = |path| {
             rules
                 .for_path(path)

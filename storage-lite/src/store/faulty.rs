@@ -22,6 +22,20 @@ pub struct Fault {
     pub key_prefix: String,
     pub skip: u32,
     pub times: u32,
+    /// What the failure looks like.
+    pub kind: FaultKind,
+}
+
+/// How an injected fault shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FaultKind {
+    /// The call fails and has no effect.
+    #[default]
+    Fail,
+    /// A conditional write takes effect, but its reply is lost and the
+    /// client's retry is told the precondition failed (what an SDK retry
+    /// after a timeout sees).
+    AppliedThenLost,
 }
 
 impl Fault {
@@ -32,6 +46,7 @@ impl Fault {
             key_prefix: String::new(),
             skip: 0,
             times,
+            kind: FaultKind::Fail,
         }
     }
 }
@@ -93,10 +108,34 @@ impl<S: ObjectStore> FaultyStore<S> {
 
     /// Counts the call, waits out the latency, and decides whether it fails.
     async fn enter(&self, op: StoreOp, key: &str) -> Result<(), StoreError> {
+        match self.decide(op, key).await {
+            Some(FaultKind::Fail) => Err(StoreError::backend(op, key, InjectedFault)),
+            Some(FaultKind::AppliedThenLost) | None => Ok(()),
+        }
+    }
+
+    /// A conditional write under the fault plan.
+    async fn conditional_write(
+        &self,
+        op: StoreOp,
+        key: &ObjectKey,
+        write: impl Future<Output = Result<ETag, StoreError>>,
+    ) -> Result<ETag, StoreError> {
+        match self.decide(op, key.as_str()).await {
+            Some(FaultKind::Fail) => Err(StoreError::backend(op, key, InjectedFault)),
+            Some(FaultKind::AppliedThenLost) => {
+                write.await?;
+                Err(StoreError::PreconditionFailed { key: key.to_string() })
+            }
+            None => write.await,
+        }
+    }
+
+    async fn decide(&self, op: StoreOp, key: &str) -> Option<FaultKind> {
         let (latency, fail) = {
             let mut state = self.state();
             *state.calls.entry(op).or_default() += 1;
-            let mut fail = state.unreachable;
+            let mut fail = state.unreachable.then_some(FaultKind::Fail);
             if let Some(fault) = state
                 .faults
                 .iter_mut()
@@ -106,7 +145,7 @@ impl<S: ObjectStore> FaultyStore<S> {
                     fault.skip -= 1;
                 } else {
                     fault.times = fault.times.saturating_sub(1);
-                    fail = true;
+                    fail = Some(fault.kind);
                 }
             }
             state.faults.retain(|fault| fault.times > 0);
@@ -115,10 +154,7 @@ impl<S: ObjectStore> FaultyStore<S> {
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        if fail {
-            return Err(StoreError::backend(op, key, InjectedFault));
-        }
-        Ok(())
+        fail
     }
 }
 
@@ -150,13 +186,13 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
     }
 
     async fn put_if_absent(&self, key: &ObjectKey, bytes: Bytes) -> Result<ETag, StoreError> {
-        self.enter(StoreOp::PutIfAbsent, key.as_str()).await?;
-        self.inner.put_if_absent(key, bytes).await
+        self.conditional_write(StoreOp::PutIfAbsent, key, self.inner.put_if_absent(key, bytes))
+            .await
     }
 
     async fn put_if_match(&self, key: &ObjectKey, bytes: Bytes, expected: &ETag) -> Result<ETag, StoreError> {
-        self.enter(StoreOp::PutIfMatch, key.as_str()).await?;
-        self.inner.put_if_match(key, bytes, expected).await
+        self.conditional_write(StoreOp::PutIfMatch, key, self.inner.put_if_match(key, bytes, expected))
+            .await
     }
 
     async fn list(&self, prefix: &str, start_after: Option<&ObjectKey>, limit: usize) -> Result<ListPage, StoreError> {

@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use crate::hash::ContentHash;
 
-pub use faulty::{Fault, FaultyStore};
+pub use faulty::{Fault, FaultKind, FaultyStore};
 pub use key::ObjectKey;
 pub use local::LocalStore;
 pub use memory::MemoryStore;
