@@ -259,17 +259,41 @@ impl Tokens {
         Ok(handle)
     }
 
-    /// Revokes `target`. A token may revoke itself, and a token with `grant`
-    /// on the target's path may revoke it. Takes effect for the very next check.
+    /// Revokes `target`. A token may revoke itself and anything granted
+    /// through it (directly or down the chain); an operator token may revoke
+    /// anything. Holding `grant` on the same path is not enough, so a
+    /// delegate cannot revoke the token that delegated to it. Takes effect for
+    /// the very next check.
     pub async fn revoke(&self, issuer: &Handle, target: &Handle) -> Result<(), TokenError> {
         let now = OffsetDateTime::now_utc();
         let target_record = self.load(&target.id()).await?.ok_or(TokenError::Unknown)?;
         if issuer != target {
-            self.authorize(issuer, &target_record.path, Right::Grant, now).await?;
+            let (issuer_record, _) = self.authorize(issuer, &target_record.path, Right::Grant, now).await?;
+            let is_operator = issuer_record.granted_by.is_none() && issuer_record.path.is_empty();
+            if !is_operator && !self.granted_through(&target_record, issuer_record.id).await? {
+                return Err(TokenError::Forbidden {
+                    right: Right::Grant,
+                    path: target_record.path.clone(),
+                    allowed: "tokens granted through this one".to_owned(),
+                });
+            }
         }
         self.store.delete(&Self::key(&target_record.id)).await?;
         tracing::info!(token = %target_record.id, "token revoked");
         Ok(())
+    }
+
+    /// Whether `ancestor` is in the chain of grantors of `record`.
+    async fn granted_through(&self, record: &TokenRecord, ancestor: TokenId) -> Result<bool, TokenError> {
+        let mut grantor = record.granted_by;
+        for _ in 0..=MAX_CHAIN {
+            match grantor {
+                Some(id) if id == ancestor => return Ok(true),
+                Some(id) => grantor = self.load(&id).await?.and_then(|parent| parent.granted_by),
+                None => return Ok(false),
+            }
+        }
+        Ok(false)
     }
 
     /// Checks that `handle` may exercise `right` on `path` now.
@@ -297,6 +321,15 @@ impl Tokens {
         right: Right,
         now: OffsetDateTime,
     ) -> Result<(TokenRecord, usize), TokenError> {
+        // Paths are compared by prefix, so one that is not a valid key (a
+        // `..` segment, say) could appear to lie inside a prefix it escapes.
+        if !path.is_empty() && ObjectKey::new(path).is_err() {
+            return Err(TokenError::Forbidden {
+                right,
+                path: path.to_owned(),
+                allowed: "valid storage paths".to_owned(),
+            });
+        }
         let record = self.load(&handle.id()).await?.ok_or(TokenError::Unknown)?;
         if now >= record.until {
             return Err(TokenError::Expired { at: record.until });

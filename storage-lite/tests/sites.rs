@@ -312,6 +312,24 @@ async fn tokens_grant_only_what_they_hold_and_revocation_cascades() {
         assert!(!text.contains(&root.reveal()[6..]) && !text.contains(&publisher.reveal()[6..]));
     }
 
+    // A path that escapes its prefix is not inside it.
+    let escaping = tokens.check(&publisher, "sites/demo/../other", Right::Read).await;
+    assert!(matches!(escaping, Err(TokenError::Forbidden { .. })), "{escaping:?}");
+
+    // A delegate holding grant on the same path cannot revoke its grantor or
+    // a sibling; the grantor can revoke what it granted.
+    let delegate = tokens
+        .grant(&publisher, "sites/demo", &[Right::Write, Right::Grant], in_hours(1))
+        .await
+        .unwrap();
+    assert!(tokens.revoke(&delegate, &publisher).await.is_err());
+    assert!(tokens.revoke(&delegate, &reader).await.is_err());
+    tokens.revoke(&publisher, &delegate).await.unwrap();
+    assert!(matches!(
+        tokens.check(&delegate, "sites/demo", Right::Write).await,
+        Err(TokenError::Unknown)
+    ));
+
     // A reader cannot revoke its grantor; revoking the publisher disables the
     // reader it granted, immediately.
     assert!(tokens.revoke(&reader, &publisher).await.is_err());
