@@ -96,6 +96,12 @@ async fn contract(store: Arc<dyn ObjectStore>) {
     assert_eq!(second.next, None);
     assert_eq!(store.list("list/", None, 10).await.unwrap().keys.len(), 6);
     assert!(store.list("nothing/", None, 10).await.unwrap().keys.is_empty());
+    assert!(
+        store
+            .list("../../etc/", None, 10)
+            .await
+            .map_or(true, |page| page.keys.is_empty())
+    );
 
     // Deleting, twice.
     store.delete(&a).await.unwrap();

@@ -138,7 +138,7 @@ impl Dirs {
             }
         }
         let parent = target.parent().expect("object paths have a parent");
-        fs::create_dir_all(parent).map_err(io_error)?;
+        create_dirs_durably(&self.objects, parent).map_err(io_error)?;
         temp.persist(&target).map_err(io_error)?;
         sync_dir(parent).map_err(io_error)?;
         Ok(ETag::of_content(bytes))
@@ -181,6 +181,28 @@ impl Drop for TempFile {
     }
 }
 
+/// Creates `dir` and any missing parents below `root`, syncing each new
+/// directory's parent, so a new site's first object survives a power loss.
+fn create_dirs_durably(root: &Path, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut next = Some(dir);
+    while let Some(current) = next {
+        if current == root || current.is_dir() {
+            break;
+        }
+        missing.push(current);
+        next = current.parent();
+    }
+    for created in missing.into_iter().rev() {
+        match fs::create_dir(created) {
+            Ok(()) => sync_dir(created.parent().expect("below the store root"))?,
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -202,10 +224,13 @@ fn is_missing(error: &io::Error) -> bool {
 fn remove_stale_temp_files(tmp: &Path) -> io::Result<()> {
     let now = SystemTime::now();
     for entry in fs::read_dir(tmp)? {
-        let entry = entry?;
-        let modified = entry.metadata()?.modified()?;
+        // Other processes rename their temp files away at any moment.
+        let Ok(modified) = entry.and_then(|entry| Ok((entry.path(), entry.metadata()?.modified()?))) else {
+            continue;
+        };
+        let (path, modified) = modified;
         if now.duration_since(modified).unwrap_or_default() > STALE_TEMP_AGE {
-            let _ = fs::remove_file(entry.path());
+            let _ = fs::remove_file(path);
         }
     }
     Ok(())
@@ -301,9 +326,15 @@ impl ObjectStore for LocalStore {
         let dirs = Arc::clone(&self.inner);
         let prefix = prefix.to_owned();
         let start_after = start_after.cloned();
+        // Only the part of the prefix before its last '/' becomes a directory
+        // path; it must be a valid key, so it cannot leave the store.
+        let walk_from = prefix.rfind('/').map_or("", |slash| &prefix[..slash]).to_owned();
+        if !walk_from.is_empty() {
+            ObjectKey::new(walk_from.as_str())?;
+        }
         let walk = move || {
             // Walk only the deepest directory the prefix names in full.
-            let walk_from = prefix.rfind('/').map_or("", |slash| &prefix[..slash]);
+            let walk_from = walk_from.as_str();
             let mut keys = Vec::new();
             collect_keys(&dirs.objects.join(walk_from), walk_from, &mut keys)
                 .map_err(|error| StoreError::backend(StoreOp::List, &prefix, error))?;
