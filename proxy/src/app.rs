@@ -254,11 +254,6 @@ impl Grove {
     async fn apply_rule(&self, context: &Context<'_>, action: RuleAction) -> Reply {
         match action {
             RuleAction::Redirect { status, location } => {
-                let location = if location.starts_with('/') {
-                    encode_path(&location)
-                } else {
-                    location
-                };
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::MOVED_PERMANENTLY);
                 Reply::redirect(status, &location)
             }
@@ -268,7 +263,7 @@ impl Grove {
                     trees: &self.trees,
                     root: context.served.tree,
                 };
-                let target = match RequestPath::parse(&encode_path(&path), self.config.http.max_path_bytes) {
+                let target = match RequestPath::parse(&path, self.config.http.max_path_bytes) {
                     Ok(target) => target,
                     Err(_) => return Reply::text(StatusCode::NOT_FOUND, "not found"),
                 };

@@ -63,15 +63,27 @@ fn segments_of(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|segment| !segment.is_empty())
 }
 
-/// Replaces `:name` (and `:splat`) in `template` with captured values.
-pub fn substitute(template: &str, captures: &Captures) -> String {
-    let mut out = template.to_owned();
-    // Longest names first, so `:id` does not eat the start of `:identity`.
-    let mut ordered: Vec<&(String, String)> = captures.iter().collect();
-    ordered.sort_by_key(|(name, _)| std::cmp::Reverse(name.len()));
-    for (name, value) in ordered {
-        out = out.replace(&format!(":{name}"), value);
+/// Replaces `:name` (and `:splat`) in `template` with captured values, in
+/// one pass: a captured value is never itself searched for placeholders.
+/// `escape` is applied to captured values only; the template is used as the
+/// site author wrote it.
+pub fn substitute(template: &str, captures: &Captures, escape: impl Fn(&str) -> String) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(colon) = rest.find(':') {
+        out.push_str(&rest[..colon]);
+        let after = &rest[colon + 1..];
+        let name_len = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let name = &after[..name_len];
+        match captures.iter().find(|(captured, _)| captured == name) {
+            Some((_, value)) if !name.is_empty() => out.push_str(&escape(value)),
+            _ => out.push_str(&rest[colon..colon + 1 + name_len]),
+        }
+        rest = &after[name_len..];
     }
+    out.push_str(rest);
     out
 }
 
@@ -83,7 +95,18 @@ mod tests {
     fn literals_params_and_splats() {
         let pattern = Pattern::parse("/blog/:year/*").unwrap();
         let captures = pattern.matches("/blog/2024/a/b.html").unwrap();
-        assert_eq!(substitute("/news/:year/:splat", &captures), "/news/2024/a/b.html");
+        assert_eq!(
+            substitute("/news/:year/:splat", &captures, str::to_owned),
+            "/news/2024/a/b.html"
+        );
+        // Values are not searched again, and unknown placeholders stay as written.
+        let tricky = vec![("id".to_owned(), ":splat".to_owned())];
+        assert_eq!(
+            substitute("/u/:id?x=:other", &tricky, str::to_owned),
+            "/u/:splat?x=:other"
+        );
+        let spaced = vec![("id".to_owned(), "a b".to_owned())];
+        assert_eq!(substitute("/u/:id", &spaced, |v| v.replace(' ', "%20")), "/u/a%20b");
         assert_eq!(
             pattern.matches("/blog/2024").unwrap()[1],
             ("splat".to_owned(), String::new())

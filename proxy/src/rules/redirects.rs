@@ -12,6 +12,7 @@
 //! Unforced rules apply only when no file answers the path (shadowing).
 
 use super::pattern::{Pattern, substitute};
+use crate::resolve::encode_path;
 
 /// Rules beyond this many are ignored, so one file cannot make every request slow.
 pub const MAX_RULES: usize = 10_000;
@@ -27,9 +28,11 @@ pub struct RedirectRule {
 /// What a matching rule says to do with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RuleAction {
-    /// Answer with a redirect to this location (status 301/302/303/307/308).
+    /// Answer with a redirect to this location, ready for the header
+    /// (status 301/302/303/307/308).
     Redirect { status: u16, location: String },
-    /// Serve this site path instead, with this status (200 or 404).
+    /// Serve this site path (URL form, percent-encoded) instead, with this
+    /// status (200 or 404).
     Rewrite { status: u16, path: String },
 }
 
@@ -66,7 +69,9 @@ impl Redirects {
     pub fn find(&self, path: &str, forced: bool) -> Option<RuleAction> {
         self.rules.iter().filter(|rule| rule.force == forced).find_map(|rule| {
             let captures = rule.from.matches(path)?;
-            let target = substitute(&rule.to, &captures);
+            // Captures come from the decoded request path; they go back into
+            // a URL, so they are escaped (the template already is one).
+            let target = substitute(&rule.to, &captures, encode_path);
             Some(match rule.status {
                 200 | 404 => RuleAction::Rewrite {
                     status: rule.status,

@@ -26,7 +26,7 @@ fn demo_files() -> Vec<(&'static str, &'static str)> {
         ("big.txt", &*Box::leak("0123456789".repeat(1000).into_boxed_str())),
         (
             "_redirects",
-            "/old /blog/post 301\n/go/*  /blog/:splat 302\n/u/:id /blog/:id.html 200\n/hidden /404.html 404\n/index.html /about/ 302!\n",
+            "/old /blog/post 301\n/go/*  /blog/:splat 302\n/u/:id /blog/:id.html 200\n/hidden /404.html 404\n/index.html /about/ 302!\n/search /find?q=1 302\n",
         ),
         ("_headers", "/blog/*\n  X-Section: blog\n/*\n  X-Frame-Options: DENY\n"),
     ]
@@ -104,6 +104,18 @@ async fn redirects_and_headers_files() {
     assert_eq!(
         (splat.status().as_u16(), header(splat.headers(), "location")),
         (302, "/blog/post")
+    );
+    let query = get("/search").await.unwrap();
+    assert_eq!(
+        header(query.headers(), "location"),
+        "/find?q=1",
+        "the author's query is kept as written"
+    );
+    let unicode = get("/go/caf%C3%A9").await.unwrap();
+    assert_eq!(
+        header(unicode.headers(), "location"),
+        "/blog/caf%C3%A9",
+        "captures are escaped once"
     );
     let rewrite = get("/u/post").await.unwrap();
     assert_eq!(rewrite.status(), StatusCode::OK);
