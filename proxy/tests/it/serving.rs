@@ -303,6 +303,27 @@ async fn versions_can_be_pinned_by_header_and_preview_host() {
     assert_eq!(preview.text().await.unwrap(), "v2");
     let unknown = client.get(proxy.url("9--demo.localhost", "/")).send().await.unwrap();
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // A version recorded above the live root (its committer died before the
+    // swap) is not live yet, so it cannot be pinned either.
+    let demo = grove_storage::SiteName::parse("demo").unwrap();
+    let trees = grove_storage::tree::Trees::new(store.clone(), 100);
+    let sites = grove_storage::site::Sites::new(store.clone(), trees);
+    let mut orphan = sites.version(&demo, 3).await.unwrap();
+    orphan.n = 4;
+    orphan.parent = Some(3);
+    let key = grove_storage::site::Sites::version_key(&demo, 4);
+    store
+        .put_if_absent(&key, serde_json::to_vec(&orphan).unwrap().into())
+        .await
+        .unwrap();
+    let not_live = client
+        .get(proxy.url("demo.localhost", "/"))
+        .header("x-grove-version", "4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_live.status(), StatusCode::NOT_FOUND);
     let malformed = client
         .get(proxy.url("demo.localhost", "/"))
         .header("x-grove-version", "latest")
