@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use grove_storage::content::ContentStore;
 use grove_storage::site::Sites;
-use grove_storage::store::{ObjectKey, ObjectStore};
+use grove_storage::store::ObjectStore;
 use grove_storage::tree::{Entry, TreeError, Trees};
 use grove_storage::{ContentHash, SiteName, SitePath};
 use http::{HeaderMap, Method, StatusCode, header};
@@ -49,7 +49,6 @@ pub struct Grove {
     trees: Trees,
     nodes: ContentStore,
     node_bytes: moka::future::Cache<ContentHash, Bytes>,
-    store: Arc<dyn ObjectStore>,
     blobs: BlobCache,
     compressor: Compressor,
     rules: moka::future::Cache<ContentHash, Arc<SiteRules>>,
@@ -93,7 +92,6 @@ impl Grove {
                     u32::try_from(body + 1024).unwrap_or(u32::MAX)
                 })
                 .build(),
-            store,
             trees,
             config,
         })
@@ -318,7 +316,7 @@ impl Grove {
                 body = Body::Bytes(encoded);
             }
         }
-        let etag = semantics::etag(&entry.hash, encoding, None);
+        let etag = semantics::etag(&entry.hash, encoding);
 
         let mut reply = Reply::new(status, Body::Empty)
             .with(header::CONTENT_TYPE, content_type)
@@ -449,15 +447,7 @@ impl Grove {
     }
 
     async fn raw_blob(&self, hash: &ContentHash, request: &Request<'_>) -> Reply {
-        let size = match self.store.head(&blob_key(hash)).await {
-            Ok(meta) => meta.size,
-            Err(error) if error.is_not_found() => return Reply::text(StatusCode::NOT_FOUND, "no such blob"),
-            Err(error) => {
-                tracing::error!(%hash, %error, "reading a blob failed");
-                return Reply::unavailable();
-            }
-        };
-        match self.blobs.get(hash, size).await {
+        match self.blobs.get_unsized(hash).await {
             Ok(CachedBlob::Memory(bytes)) => immutable(hash, Body::Bytes(bytes), request),
             Ok(CachedBlob::Disk { file, size }) => immutable(
                 hash,
@@ -468,6 +458,9 @@ impl Grove {
                 },
                 request,
             ),
+            Err(error) if matches!(*error, CacheError::Missing(_)) => {
+                Reply::text(StatusCode::NOT_FOUND, "no such blob")
+            }
             Err(error) => blob_failure(hash, &error),
         }
     }
@@ -550,13 +543,9 @@ impl Files for VersionFiles<'_> {
     }
 }
 
-fn blob_key(hash: &ContentHash) -> ObjectKey {
-    ObjectKey::new(format!("blobs/{hash}")).expect("valid key")
-}
-
 /// A content-addressed response: cacheable forever, revalidated by hash.
 fn immutable(hash: &ContentHash, body: Body, request: &Request<'_>) -> Reply {
-    let etag = semantics::etag(hash, Encoding::Identity, None);
+    let etag = semantics::etag(hash, Encoding::Identity);
     let mut reply = Reply::new(StatusCode::OK, body)
         .with(header::CONTENT_TYPE, "application/octet-stream")
         .with(header::ETAG, &etag)

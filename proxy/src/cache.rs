@@ -91,6 +91,20 @@ impl BlobCache {
         self.memory.try_get_with(*hash, self.load(*hash, size)).await
     }
 
+    /// The blob `hash` when no manifest says its size (`/_grove/blob/<hash>`):
+    /// a memory hit costs nothing; a miss asks the store for the size first.
+    pub async fn get_unsized(&self, hash: &ContentHash) -> Result<CachedBlob, Arc<CacheError>> {
+        if let Some(blob) = self.memory.get(hash).await {
+            metrics::CACHE_LOOKUPS.with_label_values(&["memory"]).inc();
+            return Ok(blob);
+        }
+        let size = match self.store.head(&self.blobs.key(hash)).await {
+            Ok(meta) => meta.size,
+            Err(error) => return Err(Arc::new(CacheError::from_content(*hash, error.into()))),
+        };
+        self.get(hash, size).await
+    }
+
     /// Whole bytes of a blob small enough to hold in memory (rule files,
     /// compression input); `None` if it is too large for that.
     pub async fn bytes(&self, hash: &ContentHash, size: u64) -> Result<Option<Bytes>, Arc<CacheError>> {

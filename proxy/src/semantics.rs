@@ -66,10 +66,9 @@ pub fn is_compressible(content_type: &str) -> bool {
 }
 
 /// The strong ETag of a representation: the content hash, plus the coding.
-pub fn etag(hash: &ContentHash, encoding: Encoding, variant: Option<&str>) -> String {
+pub fn etag(hash: &ContentHash, encoding: Encoding) -> String {
     let coding = encoding.token().map_or(String::new(), |token| format!("-{token}"));
-    let variant = variant.map_or(String::new(), |variant| format!("-{variant}"));
-    format!("\"{hash}{variant}{coding}\"")
+    format!("\"{hash}{coding}\"")
 }
 
 /// Whether `If-None-Match` matches `etag` (weak comparison, as RFC 9110 says
@@ -234,12 +233,12 @@ mod tests {
     #[test]
     fn validators() {
         let hash = ContentHash::of(b"x");
-        let tag = etag(&hash, Encoding::Brotli, None);
+        let tag = etag(&hash, Encoding::Brotli);
         assert!(tag.ends_with("-br\""));
         assert!(none_match(&tag, &tag));
         assert!(none_match(&format!("\"other\", W/{tag}"), &tag));
         assert!(none_match("*", &tag));
-        assert!(!none_match(&etag(&hash, Encoding::Identity, None), &tag));
+        assert!(!none_match(&etag(&hash, Encoding::Identity), &tag));
     }
 
     #[test]

@@ -178,21 +178,6 @@ impl Tokens {
         .await
     }
 
-    /// Registers an existing secret as an operator token (e.g. one the
-    /// operator supplies through the environment), idempotently.
-    pub async fn register_root(&self, handle: &Handle, until: OffsetDateTime) -> Result<(), TokenError> {
-        let record = TokenRecord {
-            id: handle.id(),
-            path: String::new(),
-            rights: vec![Right::Read, Right::Write, Right::Grant],
-            until,
-            created_at: OffsetDateTime::now_utc(),
-            granted_by: None,
-        };
-        self.store.put(&Self::key(&record.id), record::encode(&record)).await?;
-        Ok(())
-    }
-
     /// Grants `rights` on `path` until `until`, on the authority of `issuer`.
     pub async fn grant(
         &self,

@@ -157,6 +157,17 @@ async fn local_store_keeps_the_contract() {
     contract(Arc::new(LocalStore::open(dir.path()).unwrap())).await;
 }
 
+#[tokio::test]
+async fn local_listing_cannot_walk_out_of_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("outside")).unwrap();
+    std::fs::write(dir.path().join("outside/secret"), "x").unwrap();
+    let store = LocalStore::open(dir.path()).unwrap();
+    // `objects/../outside` is the directory next to the objects.
+    let listed = store.list("../outside/", None, 10).await;
+    assert!(matches!(listed, Err(StoreError::InvalidKey { .. })), "{listed:?}");
+}
+
 fn s3_store(server: &MotoServer, bucket: &str) -> S3Store {
     S3Store::new(S3StoreConfig {
         credentials: S3Credentials::Static {

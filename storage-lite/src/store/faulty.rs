@@ -1,7 +1,6 @@
 //! A wrapper that injects failures and latency, for testing what callers do
 //! when the store misbehaves (outages, slow links, a write lost mid-commit).
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -61,7 +60,6 @@ struct State {
     faults: Vec<Fault>,
     unreachable: bool,
     latency: Duration,
-    calls: HashMap<StoreOp, u64>,
 }
 
 /// Wraps any store; by default it passes every call through unchanged.
@@ -79,10 +77,6 @@ impl<S: ObjectStore> FaultyStore<S> {
         }
     }
 
-    pub fn inner(&self) -> &S {
-        &self.inner
-    }
-
     pub fn inject(&self, fault: Fault) {
         self.state().faults.push(fault);
     }
@@ -95,11 +89,6 @@ impl<S: ObjectStore> FaultyStore<S> {
     /// Delay added before every call.
     pub fn set_latency(&self, latency: Duration) {
         self.state().latency = latency;
-    }
-
-    /// How many `op` calls were made, failed ones included.
-    pub fn calls(&self, op: StoreOp) -> u64 {
-        self.state().calls.get(&op).copied().unwrap_or(0)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -134,7 +123,6 @@ impl<S: ObjectStore> FaultyStore<S> {
     async fn decide(&self, op: StoreOp, key: &str) -> Option<FaultKind> {
         let (latency, fail) = {
             let mut state = self.state();
-            *state.calls.entry(op).or_default() += 1;
             let mut fail = state.unreachable.then_some(FaultKind::Fail);
             if let Some(fault) = state
                 .faults

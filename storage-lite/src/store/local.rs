@@ -36,7 +36,6 @@ pub struct LocalStore {
 
 #[derive(Debug)]
 struct Dirs {
-    root: PathBuf,
     objects: PathBuf,
     tmp: PathBuf,
     locks: PathBuf,
@@ -46,22 +45,17 @@ impl LocalStore {
     /// Opens (creating if needed) a store rooted at `root`, and removes temp
     /// files that crashed writers left behind.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
-        let root = root.into();
+        let root: PathBuf = root.into();
         let dirs = Dirs {
             objects: root.join("objects"),
             tmp: root.join(".tmp"),
             locks: root.join(".locks"),
-            root,
         };
         for dir in [&dirs.objects, &dirs.tmp, &dirs.locks] {
             fs::create_dir_all(dir)?;
         }
         remove_stale_temp_files(&dirs.tmp)?;
         Ok(Self { inner: Arc::new(dirs) })
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.inner.root
     }
 
     /// Runs blocking file work off the async runtime's worker threads.

@@ -55,13 +55,6 @@ pub enum TreeError {
     DuplicatePath(SitePath),
 }
 
-impl TreeError {
-    /// True if a node is missing from the store (as opposed to corrupt or unreadable).
-    pub fn is_missing_node(&self) -> bool {
-        matches!(self, Self::Load { source, .. } if source.is_not_found())
-    }
-}
-
 /// Counts of node reads (cache misses) and writes, for tests and benchmarks
 /// that check the O(log n) promises.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
