@@ -10,6 +10,7 @@ use grove_storage::tree::{Entry, TreeError, Trees};
 use grove_storage::{ContentHash, SiteName, SitePath};
 use http::{HeaderMap, Method, StatusCode, header};
 
+use crate::api::PublishApi;
 use crate::cache::{BlobCache, CacheError, CachedBlob, DiskCache};
 use crate::compress::Compressor;
 use crate::config::{Config, SiteConfig};
@@ -45,7 +46,8 @@ impl Request<'_> {
 pub struct Grove {
     config: Config,
     router: Router,
-    roots: Roots,
+    roots: Arc<Roots>,
+    api: PublishApi,
     trees: Trees,
     nodes: ContentStore,
     node_bytes: moka::future::Cache<ContentHash, Bytes>,
@@ -64,9 +66,14 @@ impl Grove {
         }
         let trees = Trees::new(Arc::clone(&store), 4_000_000);
         let disk = DiskCache::open(&config.cache_dir(), config.cache.disk_bytes)?;
+        let roots = Arc::new(Roots::new(
+            Sites::new(Arc::clone(&store), trees.clone()),
+            config.root_refresh(),
+        ));
         Ok(Self {
             router: Router::new(&config.base_domain, custom),
-            roots: Roots::new(Sites::new(Arc::clone(&store), trees.clone()), config.root_refresh()),
+            api: PublishApi::new(Arc::clone(&store), trees.clone(), Arc::clone(&roots), config.clone()),
+            roots,
             nodes: ContentStore::trees(Arc::clone(&store)),
             node_bytes: moka::future::Cache::builder()
                 .max_capacity(64 << 20)
@@ -99,6 +106,10 @@ impl Grove {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    pub fn api(&self) -> &PublishApi {
+        &self.api
     }
 
     pub async fn handle(&self, request: &Request<'_>) -> Reply {

@@ -32,6 +32,30 @@ pub struct Config {
     pub sites: BTreeMap<String, SiteConfig>,
     /// An HTTPS listener; none when absent.
     pub tls: Option<TlsConfig>,
+    /// How sites are reached from outside, with `{host}` standing for a
+    /// site's host name; default `http://{host}:<listen port>/`. Publish
+    /// replies build live and preview URLs from it.
+    pub public_url: Option<String>,
+    pub publish: PublishConfig,
+}
+
+/// Limits on publishing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// Largest file a site may contain, in bytes.
+    pub max_file_bytes: u64,
+    /// Most files one site version may contain.
+    pub max_files_per_site: u64,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: 100 << 20,
+            max_files_per_site: 100_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,6 +145,8 @@ impl Default for Config {
             http: HttpConfig::default(),
             sites: BTreeMap::new(),
             tls: None,
+            public_url: None,
+            publish: PublishConfig::default(),
         }
     }
 }
@@ -176,6 +202,18 @@ impl Config {
     pub fn site(&self, name: &str) -> SiteConfig {
         self.sites.get(name).cloned().unwrap_or_default()
     }
+
+    /// The public URL of the site reached as `host` (`<site>.<base domain>`
+    /// or a preview host).
+    pub fn site_url(&self, host: &str) -> String {
+        match &self.public_url {
+            Some(template) => template.replace("{host}", host),
+            None => {
+                let port = self.listen.rsplit_once(':').map_or("8080", |(_, port)| port);
+                format!("http://{host}:{port}/")
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -208,5 +246,11 @@ mod tests {
         assert!(matches!(config.store, StoreConfig::S3 { ref region, .. } if region == "auto"));
         assert_eq!(config.site("blog").trailing_slash, TrailingSlash::Always);
         assert!(toml::from_str::<Config>("lisen = \"typo\"").is_err());
+        assert_eq!(config.site_url("blog.example.net"), "http://blog.example.net:80/");
+        let behind_cdn: Config = toml::from_str("public_url = \"https://{host}/\"").unwrap();
+        assert_eq!(
+            behind_cdn.site_url("3--blog.example.net"),
+            "https://3--blog.example.net/"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! runtime of its own first.
 
 mod admin;
+mod api;
 mod app;
 mod cache;
 mod compress;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use grove_storage::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
+use grove_storage::token::{Handle, Tokens};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
@@ -33,6 +35,9 @@ use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 
 use crate::config::{Config, StoreConfig};
+
+/// Lifetime of the operator token the host creates or installs.
+const OPERATOR_TOKEN_DAYS: i64 = 100 * 365;
 
 const CONFIG_HELP: &str = "\
 Configuration file keys (TOML; every key optional):
@@ -50,8 +55,11 @@ Configuration file keys (TOML; every key optional):
   [tls]    listen = \"0.0.0.0:8443\"  reload_secs = 30     HTTPS with HTTP/2 (ALPN); certificates chosen by SNI
   [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
+  public_url = \"https://{host}/\"    live and preview URLs in publish replies; default http://{host}:<listen port>/
+  [publish]  max_file_bytes = 104857600  max_files_per_site = 100000
 
 The flags above override their GROVE_* environment variables, which override the file.
+The operator token: GROVE_ADMIN_TOKEN (grove_ + 64 hex digits), or one created and printed once on first start.
 Logs: RUST_LOG (default info); GROVE_LOG_FORMAT=json for JSON lines.";
 
 /// Serve published grove sites from a local cache in front of the object store.
@@ -104,13 +112,11 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
 
     let startup = tokio::runtime::Runtime::new()?;
+    startup.block_on(bootstrap_operator(open_store(&config)?))?;
     if cli.demo {
         let version = startup.block_on(demo::seed(open_store(&config)?))?;
-        let port = config.listen.rsplit_once(':').map_or("8080", |(_, port)| port);
-        println!(
-            "demo site (version {version}) at http://demo.{}:{port}/",
-            config.base_domain
-        );
+        let url = config.site_url(&format!("demo.{}", config.base_domain));
+        println!("demo site (version {version}) at {url}");
     }
     drop(startup);
 
@@ -176,6 +182,32 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
             Arc::new(S3Store::new(s3))
         }
     })
+}
+
+/// Makes sure an operator can publish: `GROVE_ADMIN_TOKEN` becomes an
+/// operator token; without it, the first start on an empty store creates one
+/// and prints it, once. Only the token's hash is stored.
+async fn bootstrap_operator(store: Arc<dyn ObjectStore>) -> anyhow::Result<()> {
+    let tokens = Tokens::new(store);
+    let until = time::OffsetDateTime::now_utc() + time::Duration::days(OPERATOR_TOKEN_DAYS);
+    match std::env::var("GROVE_ADMIN_TOKEN") {
+        Ok(text) => {
+            let handle = Handle::parse(text.trim()).context("GROVE_ADMIN_TOKEN")?;
+            tokens
+                .install_root(&handle, until)
+                .await
+                .context("installing GROVE_ADMIN_TOKEN")?;
+        }
+        Err(_) => {
+            if let Some(handle) = tokens.bootstrap(until).await.context("creating the operator token")? {
+                println!(
+                    "operator token (shown only this once; keep it, e.g. `grove login --token ...`):\n{}",
+                    handle.reveal()
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn init_logging() {

@@ -30,6 +30,8 @@ struct Known {
     /// The root object's tag, for conditional reads.
     etag: Option<ETag>,
     checked: Instant,
+    /// Set when this host changed the root: re-read it whatever `checked` says.
+    expired: bool,
 }
 
 #[derive(Default)]
@@ -80,6 +82,7 @@ impl Roots {
         match (read, known.as_mut()) {
             (Ok(None), Some(unchanged)) => {
                 unchanged.checked = Instant::now();
+                unchanged.expired = false;
                 Ok(unchanged.served)
             }
             // Only a conditional read answers "unchanged", and it needs a known root.
@@ -93,6 +96,7 @@ impl Roots {
                     served,
                     etag,
                     checked: Instant::now(),
+                    expired: false,
                 });
                 Ok(served)
             }
@@ -100,9 +104,20 @@ impl Roots {
                 tracing::warn!(%site, %error, "store unreachable; serving the last known version");
                 // Retry after another refresh period, not on every request.
                 last.checked = Instant::now();
+                last.expired = false;
                 Ok(last.served)
             }
             (Err(error), None) => Err(error),
+        }
+    }
+
+    /// Makes the next request re-read the site's root: this host just moved
+    /// it, and its own publishes should be visible at once.
+    pub fn expire(&self, site: &SiteName) {
+        if let Some(slot) = self.slots.get(site)
+            && let Some(known) = slot.known.lock().expect("never poisoned").as_mut()
+        {
+            known.expired = true;
         }
     }
 
@@ -110,7 +125,7 @@ impl Roots {
         let known = slot.known.lock().expect("never poisoned");
         known
             .as_ref()
-            .filter(|known| known.checked.elapsed() < self.refresh)
+            .filter(|known| !known.expired && known.checked.elapsed() < self.refresh)
             .map(|known| known.served)
     }
 

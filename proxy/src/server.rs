@@ -5,12 +5,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use pingora::http::ResponseHeader;
+use bytes::{Bytes, BytesMut};
+use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
 use pingora::proxy::{ProxyHttp, Session};
 use std::os::unix::fs::FileExt;
 
+use crate::api::{Failure, PublishApi};
 use crate::app::{Grove, Request};
 use crate::metrics;
 use crate::reply::{Body, Reply};
@@ -51,28 +52,12 @@ impl ProxyHttp for GroveProxy {
         session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
 
         let header = session.req_header();
-        let too_large = header
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
-            .is_some_and(|length| length > http.max_request_body_bytes);
-        let reply = if too_large {
+        let reply = if PublishApi::owns(header.uri.path()) {
+            self.publish_api(session).await
+        } else if declared_length(header).is_some_and(|length| length > http.max_request_body_bytes) {
             Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
         } else {
-            let host = header.uri.authority().map(|authority| authority.as_str()).or_else(|| {
-                header
-                    .headers
-                    .get(http::header::HOST)
-                    .and_then(|host| host.to_str().ok())
-            });
-            let request = Request {
-                method: &header.method,
-                host,
-                path: header.uri.path(),
-                query: header.uri.query(),
-                headers: &header.headers,
-            };
-            self.grove.handle(&request).await
+            self.grove.handle(&request_of(header)).await
         };
         let head = session.req_header().method == http::Method::HEAD;
         log.status = reply.status.as_u16();
@@ -117,6 +102,67 @@ impl ProxyHttp for GroveProxy {
             version = log.served.as_ref().map_or(0, |(_, version)| *version),
             error = error.map(|e| e.to_string()),
         );
+    }
+}
+
+impl GroveProxy {
+    /// Reads the request body, bounded by the route's limit, and hands the
+    /// request to the publish API. A body that is too large or cut short is
+    /// refused before the API sees any of it, so nothing is stored.
+    async fn publish_api(&self, session: &mut Session) -> Reply {
+        let api = self.grove.api();
+        let header = session.req_header();
+        let (limit, limit_key) = api.body_limit(&header.method, header.uri.path());
+        if declared_length(header).is_some_and(|length| length > limit) {
+            session.set_keepalive(None);
+            return Failure::too_large(limit_key, limit).into_reply();
+        }
+        let mut body = BytesMut::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if (body.len() + chunk.len()) as u64 > limit {
+                        session.set_keepalive(None);
+                        return Failure::too_large(limit_key, limit).into_reply();
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    session.set_keepalive(None);
+                    return Failure::new(
+                        http::StatusCode::BAD_REQUEST,
+                        "bad_request",
+                        format!("the request body could not be read whole: {error}"),
+                    )
+                    .into_reply();
+                }
+            }
+        }
+        api.handle(&request_of(session.req_header()), body.freeze()).await
+    }
+}
+
+fn declared_length(header: &RequestHeader) -> Option<u64> {
+    header
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+}
+
+fn request_of(header: &RequestHeader) -> Request<'_> {
+    let host = header.uri.authority().map(|authority| authority.as_str()).or_else(|| {
+        header
+            .headers
+            .get(http::header::HOST)
+            .and_then(|host| host.to_str().ok())
+    });
+    Request {
+        method: &header.method,
+        host,
+        path: header.uri.path(),
+        query: header.uri.query(),
+        headers: &header.headers,
     }
 }
 

@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::hash::ContentHash;
+use crate::hash::{ContentHash, Hasher};
+
+/// Size of the reads [`ContentStore::verify`] hashes a blob in.
+const VERIFY_PIECE_BYTES: u64 = 8 << 20;
 use crate::store::{ObjectKey, ObjectStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -79,14 +82,63 @@ impl ContentStore {
         verified(&key, hash, bytes)
     }
 
+    /// Checks that the object named `hash` exists, has `size` bytes and
+    /// hashes to its name, reading it in bounded pieces so that verifying a
+    /// large file does not hold it in memory.
+    pub async fn verify(&self, hash: &ContentHash, size: u64) -> Result<(), ContentError> {
+        let key = self.key(hash);
+        let mut hasher = Hasher::new();
+        let mut offset = 0;
+        while offset < size {
+            let piece = match self
+                .store
+                .get_range(&key, offset..(offset + VERIFY_PIECE_BYTES).min(size))
+                .await
+            {
+                Ok(piece) if !piece.is_empty() => piece,
+                // Shorter than the manifest says: it cannot hash right.
+                Ok(_) | Err(StoreError::RangeNotSatisfiable { .. }) => break,
+                Err(error) => return Err(error.into()),
+            };
+            offset += piece.len() as u64;
+            hasher.update(&piece);
+        }
+        // Longer than the manifest says: one byte past the end must not exist.
+        let longer = match self.store.get_range(&key, size..size + 1).await {
+            Ok(extra) => !extra.is_empty(),
+            Err(StoreError::RangeNotSatisfiable { .. }) => false,
+            Err(error) => return Err(error.into()),
+        };
+        let actual = hasher.finish();
+        if offset != size || longer || actual != *hash {
+            return Err(ContentError::Corrupt {
+                key: key.to_string(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+
     /// True if an object is stored under `hash` (not verified: use [`Self::get`]
     /// where the bytes matter).
     pub async fn contains(&self, hash: &ContentHash) -> Result<bool, StoreError> {
-        match self.store.head(&self.key(hash)).await {
+        match self.store.size(&self.key(hash)).await {
             Ok(_) => Ok(true),
             Err(error) if error.is_not_found() => Ok(false),
             Err(error) => Err(error),
         }
+    }
+
+    /// Removes the object named `hash`: how a corrupt object found by a
+    /// verifying read is cleared, so that it can be uploaded again.
+    pub async fn remove(&self, hash: &ContentHash) -> Result<(), StoreError> {
+        self.store.delete(&self.key(hash)).await
+    }
+
+    /// The backend, for what the content namespace does not cover (presigned
+    /// uploads).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
     }
 }
 
@@ -115,6 +167,9 @@ mod tests {
         assert_eq!(blobs.put(Bytes::from_static(b"hello")).await.unwrap(), hash);
         assert_eq!(blobs.get(&hash).await.unwrap(), Bytes::from_static(b"hello"));
         assert!(blobs.contains(&hash).await.unwrap());
+        blobs.verify(&hash, 5).await.unwrap();
+        assert!(blobs.verify(&hash, 4).await.is_err());
+        assert!(blobs.verify(&hash, 6).await.is_err());
 
         assert_eq!(blobs.get_sized(&hash, 5).await.unwrap(), Bytes::from_static(b"hello"));
         // A manifest that understates the size reads a bounded prefix, which fails verification.
@@ -132,6 +187,12 @@ mod tests {
             .unwrap();
         let error = blobs.get(&hash).await.unwrap_err();
         assert!(matches!(error, ContentError::Corrupt { .. }), "{error}");
+        assert!(matches!(
+            blobs.verify(&hash, 5).await,
+            Err(ContentError::Corrupt { .. })
+        ));
+        blobs.remove(&hash).await.unwrap();
+        assert!(blobs.verify(&hash, 5).await.unwrap_err().is_not_found());
     }
 
     #[tokio::test]

@@ -8,9 +8,11 @@
 //! here, so no other crate spells one.
 
 pub mod content;
+pub mod deploy;
 pub mod hash;
 pub mod names;
 pub mod publish;
+pub mod publish_api;
 pub mod record;
 pub mod scan;
 pub mod site;

@@ -22,6 +22,9 @@ use crate::store::{ObjectKey, ObjectStore, StoreError};
 const HANDLE_PREFIX: &str = "grove_";
 /// Grant chains longer than this are refused (and cannot be created).
 const MAX_CHAIN: usize = 16;
+/// Marks a store whose first operator token was created (holds its id).
+const BOOTSTRAP_KEY: &str = "auth/bootstrap";
+const ALL_RIGHTS: [Right; 3] = [Right::Read, Right::Write, Right::Grant];
 
 /// A bearer secret. Its `Debug` and `Display` never show the secret.
 #[derive(Clone, PartialEq, Eq)]
@@ -169,13 +172,57 @@ impl Tokens {
     /// Creates an operator token with every right on every path. Only the
     /// host's own bootstrap calls this; it is not reachable over any API.
     pub async fn issue_root(&self, until: OffsetDateTime) -> Result<Handle, TokenError> {
-        self.store_new(
-            String::new(),
-            vec![Right::Read, Right::Write, Right::Grant],
-            until,
-            None,
-        )
-        .await
+        let handle = Handle::generate();
+        self.store_new(&handle, String::new(), ALL_RIGHTS.to_vec(), until, None)
+            .await?;
+        Ok(handle)
+    }
+
+    /// Makes `handle`, chosen by the operator (`GROVE_ADMIN_TOKEN`), an
+    /// operator token, unless it already is one. Idempotent, so every host
+    /// sharing the store can call it at start-up.
+    pub async fn install_root(&self, handle: &Handle, until: OffsetDateTime) -> Result<(), TokenError> {
+        if let Some(existing) = self.load(&handle.id()).await? {
+            return if existing.granted_by.is_none() && existing.path.is_empty() {
+                Ok(())
+            } else {
+                Err(TokenError::InvalidGrant(
+                    "the operator token is already in use as a granted token".to_owned(),
+                ))
+            };
+        }
+        match self
+            .store_new(handle, String::new(), ALL_RIGHTS.to_vec(), until, None)
+            .await
+        {
+            Err(TokenError::Record(RecordError::Store(error))) if error.is_precondition_failed() => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Creates the store's first operator token, once per store: the first
+    /// host to start on an empty store gets `Some(handle)` to show the
+    /// operator; every later call, from any host, gets `None`. Only the
+    /// token's hash is kept.
+    pub async fn bootstrap(&self, until: OffsetDateTime) -> Result<Option<Handle>, TokenError> {
+        let marker = ObjectKey::new(BOOTSTRAP_KEY).expect("a valid key");
+        if self.store.size(&marker).await.is_ok() {
+            return Ok(None);
+        }
+        let handle = self.issue_root(until).await?;
+        match self.store.put_if_absent(&marker, record::encode(&handle.id())).await {
+            Ok(_) => Ok(Some(handle)),
+            Err(error) => {
+                // Another host bootstrapped first (or the marker write failed):
+                // this token must not outlive the attempt.
+                self.store.delete(&Self::key(&handle.id())).await?;
+                if error.is_precondition_failed() {
+                    Ok(None)
+                } else {
+                    Err(error.into())
+                }
+            }
+        }
     }
 
     /// Grants `rights` on `path` until `until`, on the authority of `issuer`.
@@ -218,17 +265,20 @@ impl Tokens {
         let mut rights = rights.to_vec();
         rights.sort_unstable();
         rights.dedup();
-        self.store_new(path.to_owned(), rights, until, Some(grantor.id)).await
+        let handle = Handle::generate();
+        self.store_new(&handle, path.to_owned(), rights, until, Some(grantor.id))
+            .await?;
+        Ok(handle)
     }
 
     async fn store_new(
         &self,
+        handle: &Handle,
         path: String,
         rights: Vec<Right>,
         until: OffsetDateTime,
         granted_by: Option<TokenId>,
-    ) -> Result<Handle, TokenError> {
-        let handle = Handle::generate();
+    ) -> Result<(), TokenError> {
         let record = TokenRecord {
             id: handle.id(),
             path,
@@ -241,7 +291,7 @@ impl Tokens {
             .put_if_absent(&Self::key(&record.id), record::encode(&record))
             .await?;
         tracing::info!(token = %record.id, path = %record.path, rights = ?record.rights, "token granted");
-        Ok(handle)
+        Ok(())
     }
 
     /// Revokes `target`. A token may revoke itself and anything granted

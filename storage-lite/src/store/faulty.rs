@@ -168,6 +168,11 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.inner.head(key).await
     }
 
+    async fn size(&self, key: &ObjectKey) -> Result<u64, StoreError> {
+        self.enter(StoreOp::Head, key.as_str()).await?;
+        self.inner.size(key).await
+    }
+
     async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<ETag, StoreError> {
         self.enter(StoreOp::Put, key.as_str()).await?;
         self.inner.put(key, bytes).await

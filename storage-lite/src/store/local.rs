@@ -302,6 +302,14 @@ impl ObjectStore for LocalStore {
         })
     }
 
+    async fn size(&self, key: &ObjectKey) -> Result<u64, StoreError> {
+        self.blocking(StoreOp::Head, key, |dirs, key| {
+            let metadata = fs::metadata(dirs.object_path(key)).map_err(missing_or(StoreOp::Head, key))?;
+            Ok(metadata.len())
+        })
+        .await
+    }
+
     async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<ETag, StoreError> {
         self.write(StoreOp::Put, key, bytes, None).await
     }

@@ -199,6 +199,14 @@ pub trait ObjectStore: Send + Sync + fmt::Debug {
 
     async fn head(&self, key: &ObjectKey) -> Result<ObjectMeta, StoreError>;
 
+    /// The object's size, or [`StoreError::NotFound`]. Existence checks of
+    /// thousands of blobs during a publish use this: it may skip computing
+    /// the tag, which costs a full read on backends that derive tags from
+    /// content. The default asks [`Self::head`].
+    async fn size(&self, key: &ObjectKey) -> Result<u64, StoreError> {
+        Ok(self.head(key).await?.size)
+    }
+
     /// Writes unconditionally.
     async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<ETag, StoreError>;
 
