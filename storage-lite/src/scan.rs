@@ -55,6 +55,12 @@ fn list(items: &[String]) -> String {
 /// Scans `dir`, honouring `.groveignore` files, and hashes every file using
 /// all cores. Symlinks are followed only while they stay inside `dir`.
 pub fn scan_dir(dir: &Path) -> Result<Vec<ScannedFile>, ScanError> {
+    scan_dir_observed(dir, &|_| {})
+}
+
+/// [`scan_dir`], calling `hashed` with each file's size as it is hashed (from
+/// several threads), so a caller can show progress.
+pub fn scan_dir_observed(dir: &Path, hashed: &(dyn Fn(u64) + Sync)) -> Result<Vec<ScannedFile>, ScanError> {
     let io_error = |path: &Path| {
         let path = path.to_owned();
         move |source| ScanError::Io { path, source }
@@ -98,7 +104,7 @@ pub fn scan_dir(dir: &Path) -> Result<Vec<ScannedFile>, ScanError> {
         return Err(ScanError::InvalidNames(invalid));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    hash_all(found)
+    hash_all(found, hashed)
 }
 
 /// The URL path of a file, or why it cannot have one.
@@ -112,13 +118,24 @@ fn site_path(relative: &Path) -> Result<SitePath, String> {
 }
 
 /// Hashes files on every core, keeping their order.
-fn hash_all(files: Vec<(SitePath, PathBuf)>) -> Result<Vec<ScannedFile>, ScanError> {
+fn hash_all(files: Vec<(SitePath, PathBuf)>, hashed: &(dyn Fn(u64) + Sync)) -> Result<Vec<ScannedFile>, ScanError> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let per_thread = files.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
         let workers: Vec<_> = files
             .chunks(per_thread)
-            .map(|chunk| scope.spawn(move || chunk.iter().map(|(path, source)| hash_file(path, source)).collect()))
+            .map(|chunk| {
+                scope.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(path, source)| {
+                            let file = hash_file(path, source)?;
+                            hashed(file.entry.size);
+                            Ok::<_, ScanError>(file)
+                        })
+                        .collect()
+                })
+            })
             .collect();
         let mut scanned = Vec::with_capacity(files.len());
         for worker in workers {

@@ -1,0 +1,326 @@
+//! `grove`: publish static sites to a grove host.
+//!
+//! Exit codes: 0 ok, 1 failure, 2 usage, 3 a publish conflict that
+//! rebasing could not resolve.
+
+mod client;
+mod nodes;
+mod progress;
+mod publish;
+mod settings;
+
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use grove_storage::SiteName;
+use grove_storage::publish_api::GrantRequest;
+use grove_storage::site::VersionKind;
+use grove_storage::token::Right;
+use grove_storage::tree::Difference;
+
+use crate::client::Client;
+use crate::progress::Progress;
+use crate::publish::{ConflictUnresolved, LocalBuild};
+use crate::settings::Settings;
+
+/// Publish static sites to a grove host: only what the host lacks is uploaded,
+/// and the site switches to the new version atomically.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "Host and token come from GROVE_HOST and GROVE_TOKEN, else from `grove login`.\n\
+                  Exit codes: 0 ok, 1 failure, 2 usage, 3 publish conflict not resolved."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Publish DIR as the next version of a site.
+    Publish {
+        dir: PathBuf,
+        #[command(flatten)]
+        site: SiteArg,
+        /// Describes the version in `grove versions`.
+        #[arg(long, short, default_value = "")]
+        message: String,
+        /// Print what would change; upload nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print one JSON object on stdout and no progress.
+        #[arg(long)]
+        json: bool,
+    },
+    /// What publishing DIR would change.
+    Diff {
+        #[command(flatten)]
+        site: SiteArg,
+        dir: PathBuf,
+    },
+    /// A site's versions, newest first.
+    Versions {
+        #[command(flatten)]
+        site: SiteArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make an earlier (or later) version live again, as a new version.
+    Rollback {
+        #[command(flatten)]
+        site: SiteArg,
+        /// Version to restore; default: the one before the live one.
+        #[arg(long)]
+        to: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grant and revoke tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Save the host and a token for later commands (file mode 0600).
+    Login {
+        /// e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        host: String,
+        /// Default: read one line from standard input.
+        #[arg(long)]
+        token: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+struct SiteArg {
+    /// Site name.
+    #[arg(long)]
+    site: String,
+}
+
+impl SiteArg {
+    fn parse(&self) -> anyhow::Result<SiteName> {
+        SiteName::parse(&self.site).with_context(|| format!("--site {}", self.site))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Grant a token limited to a path (a site is `sites/<name>`).
+    Grant {
+        #[arg(long)]
+        path: String,
+        /// Comma-separated: read, write, grant.
+        #[arg(long, value_delimiter = ',', value_parser = parse_right, required = true)]
+        rights: Vec<Right>,
+        /// Lifetime, e.g. 90d, 12h, 30m.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        until: Duration,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token (and every token granted through it).
+    Revoke { handle: String },
+}
+
+fn parse_right(text: &str) -> Result<Right, String> {
+    match text.trim() {
+        "read" => Ok(Right::Read),
+        "write" => Ok(Right::Write),
+        "grant" => Ok(Right::Grant),
+        other => Err(format!("unknown right {other:?}: use read, write or grant")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            if error.downcast_ref::<ConflictUnresolved>().is_some() {
+                ExitCode::from(3)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    if let Command::Login { host, token } = command {
+        return login(host, token);
+    }
+    let settings = Settings::load()?;
+    let (host, token) = settings.require()?;
+    let client = Client::new(host, token)?;
+    match command {
+        Command::Publish {
+            dir,
+            site,
+            message,
+            dry_run,
+            json,
+        } => {
+            let site = site.parse()?;
+            let progress = Progress::new(json);
+            let build = LocalBuild::of(&dir, &site, &client, &progress).await?;
+            if dry_run {
+                let changes = build.diff(live_tree(&client, &site).await?).await?;
+                print_changes(&changes, json);
+                return Ok(());
+            }
+            let summary = publish::publish(&client, &site, &build, &message, &progress).await?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "published {} version {}: {} files, {} uploaded ({}), {} already on the host\n  live:    {}\n  preview: {}",
+                    summary.site,
+                    summary.version,
+                    summary.files,
+                    summary.uploaded_files,
+                    progress::human_bytes(summary.uploaded_bytes),
+                    summary.reused_files,
+                    summary.url,
+                    summary.preview_url
+                );
+            }
+        }
+        Command::Diff { site, dir } => {
+            let site = site.parse()?;
+            let progress = Progress::new(false);
+            let build = LocalBuild::of(&dir, &site, &client, &progress).await?;
+            let changes = build.diff(live_tree(&client, &site).await?).await?;
+            print_changes(&changes, false);
+        }
+        Command::Versions { site, json } => versions(&client, &site.parse()?, json).await?,
+        Command::Rollback { site, to, json } => {
+            let published = client.rollback(&site.parse()?, to).await?;
+            if json {
+                println!("{}", serde_json::to_string(&published)?);
+            } else {
+                println!(
+                    "{} version {} is live ({} files)\n  live:    {}\n  preview: {}",
+                    published.site, published.version, published.files, published.url, published.preview_url
+                );
+            }
+        }
+        Command::Token(TokenCommand::Grant {
+            path,
+            rights,
+            until,
+            json,
+        }) => {
+            let until = time::OffsetDateTime::now_utc() + until;
+            let granted = client.grant(&GrantRequest { path, rights, until }).await?;
+            if json {
+                println!("{}", serde_json::to_string(&granted)?);
+            } else {
+                println!("{}", granted.handle);
+                eprintln!("valid until {}; shown only this once", granted.until);
+            }
+        }
+        Command::Token(TokenCommand::Revoke { handle }) => {
+            client.revoke(&handle).await?;
+            eprintln!("revoked");
+        }
+        Command::Login { .. } => unreachable!("handled above"),
+    }
+    Ok(())
+}
+
+fn login(host: String, token: Option<String>) -> anyhow::Result<()> {
+    let token = match token {
+        Some(token) => token,
+        None => {
+            eprintln!("token:");
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim().to_owned()
+        }
+    };
+    grove_storage::token::Handle::parse(&token).context("the token")?;
+    if !(host.starts_with("http://") || host.starts_with("https://")) {
+        bail!("--host must be an http:// or https:// URL");
+    }
+    let path = Settings {
+        host: Some(host),
+        token: Some(token),
+    }
+    .save()?;
+    eprintln!("saved to {}", path.display());
+    Ok(())
+}
+
+/// The live version's tree, or `None` for a site never published.
+async fn live_tree(client: &Client, site: &SiteName) -> anyhow::Result<Option<grove_storage::ContentHash>> {
+    match client.versions(site, None).await {
+        Ok(page) => Ok(page
+            .versions
+            .iter()
+            .find(|version| version.n == page.live)
+            .map(|version| version.tree)),
+        Err(error) if error.code() == Some("not_found") => Ok(None),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn print_changes(changes: &[Difference], json: bool) {
+    let paths = |pick: fn(&Difference) -> bool| -> Vec<String> {
+        changes
+            .iter()
+            .filter(|change| pick(change))
+            .map(|change| change.path().to_string())
+            .collect()
+    };
+    let added = paths(|change| matches!(change, Difference::Added(_)));
+    let changed = paths(|change| matches!(change, Difference::Changed { .. }));
+    let removed = paths(|change| matches!(change, Difference::Removed(_)));
+    if json {
+        let report = serde_json::json!({ "added": added, "changed": changed, "removed": removed });
+        println!("{report}");
+        return;
+    }
+    for (mark, paths) in [("+", &added), ("~", &changed), ("-", &removed)] {
+        for path in paths {
+            println!("{mark} {path}");
+        }
+    }
+    eprintln!(
+        "{} added, {} changed, {} removed; nothing was uploaded",
+        added.len(),
+        changed.len(),
+        removed.len()
+    );
+}
+
+async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Result<()> {
+    let mut before = None;
+    let mut all = Vec::new();
+    let live = loop {
+        let page = client.versions(site, before).await?;
+        all.extend(page.versions);
+        match page.next_before {
+            Some(next) => before = Some(next),
+            None => break page.live,
+        }
+    };
+    if json {
+        println!("{}", serde_json::json!({ "live": live, "versions": all }));
+        return Ok(());
+    }
+    for version in all {
+        let what = match (version.kind, version.restores) {
+            (VersionKind::Rollback, Some(restores)) => format!("rollback to {restores}"),
+            _ => version.message.clone(),
+        };
+        let marker = if version.n == live { "*" } else { " " };
+        println!("{marker} {:>5}  {}  {}  {what}", version.n, version.created_at, version.tree);
+    }
+    Ok(())
+}

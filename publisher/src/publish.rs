@@ -1,0 +1,351 @@
+//! `grove publish`: hash, build the tree, negotiate, upload, store nodes,
+//! commit; rebase and retry when another publish got there first.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use grove_storage::content::ContentStore;
+use grove_storage::publish_api::{self, CommitRequest, Published, UploadTarget};
+use grove_storage::scan::{ScannedFile, scan_dir_observed};
+use grove_storage::tree::{Difference, Trees};
+use grove_storage::{ContentHash, SiteName};
+use serde::Serialize;
+
+use crate::client::{Client, ClientError};
+use crate::nodes::NodeOverlay;
+use crate::progress::Progress;
+
+/// Blob uploads in flight at once.
+const UPLOAD_CONCURRENCY: usize = 16;
+/// Node batches in flight at once.
+const BATCH_CONCURRENCY: usize = 4;
+/// Bytes of nodes per probe or store request; under the host's default
+/// request body limit (1 MiB).
+const BATCH_BYTES: usize = 512 << 10;
+/// Times a publish rebases onto a newer version before giving up.
+const MAX_REBASES: usize = 8;
+/// Times a commit re-uploads content the host reports missing.
+const MAX_REPAIRS: usize = 3;
+
+/// A publish lost every race it ran: exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("site {site} kept moving while publishing ({MAX_REBASES} rebases); nothing was published, run again")]
+pub struct ConflictUnresolved {
+    site: SiteName,
+}
+
+/// The one JSON object `grove publish --json` prints.
+#[derive(Debug, Serialize)]
+pub struct Summary {
+    pub site: String,
+    pub version: u64,
+    pub root: ContentHash,
+    pub files: u64,
+    pub uploaded_files: u64,
+    pub uploaded_bytes: u64,
+    pub reused_files: u64,
+    pub url: String,
+    pub preview_url: String,
+    /// HTTP requests made, retries included.
+    pub requests: u64,
+    /// Request body bytes sent, retries included.
+    pub sent_bytes: u64,
+}
+
+/// A directory hashed and built into a tree, on the client.
+pub struct LocalBuild {
+    pub root: ContentHash,
+    pub files: Vec<ScannedFile>,
+    pub trees: Trees,
+    nodes: ContentStore,
+}
+
+impl LocalBuild {
+    /// Hashes `dir` on every core and builds its tree in memory; nodes the
+    /// host has are read from `client` when a diff needs them.
+    pub async fn of(dir: &Path, site: &SiteName, client: &Client, progress: &Progress) -> anyhow::Result<Self> {
+        let hashing = progress.bytes("hashing", None);
+        let walk_dir = dir.to_owned();
+        let bar = hashing.clone();
+        let files = tokio::task::spawn_blocking(move || {
+            scan_dir_observed(&walk_dir, &|size| {
+                bar.inc(size);
+                bar.inc_length(size);
+            })
+        })
+        .await
+        .expect("scanning does not panic")?;
+        let bytes: u64 = files.iter().map(|file| file.entry.size).sum();
+        hashing.finish_and_clear();
+        progress.say(format!(
+            "hashed {} files ({}) in {:.1?}",
+            files.len(),
+            crate::progress::human_bytes(bytes),
+            hashing.elapsed()
+        ));
+        let (trees, nodes) = NodeOverlay::trees(Some((client.clone(), site.clone())));
+        let root = trees.build(files.iter().map(|file| file.entry.clone())).await?;
+        Ok(Self {
+            root,
+            files,
+            trees,
+            nodes,
+        })
+    }
+
+    /// What publishing this build would change on top of `live`.
+    pub async fn diff(&self, live: Option<ContentHash>) -> anyhow::Result<Vec<Difference>> {
+        Ok(match live {
+            Some(live) => self.trees.diff(&live, &self.root).await?,
+            None => self
+                .files
+                .iter()
+                .map(|file| Difference::Added(file.entry.clone()))
+                .collect(),
+        })
+    }
+
+    async fn node(&self, hash: &ContentHash) -> anyhow::Result<Bytes> {
+        self.nodes
+            .get(hash)
+            .await
+            .with_context(|| format!("the host asked for tree node {hash}, which this build does not have"))
+    }
+
+    fn source_of(&self) -> HashMap<ContentHash, (PathBuf, String)> {
+        self.files
+            .iter()
+            .map(|file| (file.entry.hash, (file.source.clone(), file.entry.path.to_string())))
+            .collect()
+    }
+}
+
+/// Publishes `build` as the next version of `site`.
+pub async fn publish(
+    client: &Client,
+    site: &SiteName,
+    build: &LocalBuild,
+    message: &str,
+    progress: &Progress,
+) -> anyhow::Result<Summary> {
+    let sources = build.source_of();
+    let mut uploaded = Uploaded::default();
+    for attempt in 0..=MAX_REBASES {
+        let negotiating = progress.spinner("negotiating");
+        let offer = client.offer(site, build.root).await?;
+        let (to_store, targets) = negotiate(client, site, build, offer.missing_nodes).await?;
+        negotiating.finish_and_clear();
+        progress.say(format!(
+            "host lacks {} of {} files and {} tree nodes",
+            targets.len(),
+            sources.len(),
+            to_store.iter().map(Vec::len).sum::<usize>()
+        ));
+        upload_all(client, &sources, targets, &mut uploaded, progress).await?;
+        store_nodes(client, site, build, to_store).await?;
+
+        let committing = progress.spinner("committing");
+        let commit = CommitRequest {
+            root: build.root,
+            message: message.to_owned(),
+            parent: offer.parent,
+        };
+        let result = commit_repairing(client, site, &commit, &sources, &mut uploaded, progress).await;
+        committing.finish_and_clear();
+        match result {
+            Ok(published) => return Ok(summary(client, published, build, &uploaded)),
+            Err(error) if error.code() == Some("conflict") && attempt < MAX_REBASES => {
+                let current = match &error {
+                    ClientError::Api { body, .. } => body.current.unwrap_or_default(),
+                    _ => 0,
+                };
+                progress.say(format!(
+                    "site {site} moved on to version {current} while publishing; rebasing onto it"
+                ));
+            }
+            Err(error) if error.code() == Some("conflict") => break,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(ConflictUnresolved { site: site.clone() }.into())
+}
+
+/// Commits; if the host reports content missing (removed as corrupt, or
+/// lost), uploads it and commits again.
+async fn commit_repairing(
+    client: &Client,
+    site: &SiteName,
+    commit: &CommitRequest,
+    sources: &HashMap<ContentHash, (PathBuf, String)>,
+    uploaded: &mut Uploaded,
+    progress: &Progress,
+) -> Result<Published, ClientError> {
+    let mut repairs = 0;
+    loop {
+        match client.commit(site, commit).await {
+            Err(ClientError::Api { body, .. }) if body.error == "missing_content" && repairs < MAX_REPAIRS => {
+                repairs += 1;
+                progress.say(format!("host reports {} files missing; uploading them again", body.missing_blobs.len()));
+                if let Err(error) = upload_all(client, sources, body.missing_blobs, uploaded, progress).await {
+                    progress.say(format!("re-upload failed: {error:#}"));
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Walks down from the nodes the host lacks, a tree level per round, and
+/// returns those nodes (top level first) and the blobs the host lacks.
+async fn negotiate(
+    client: &Client,
+    site: &SiteName,
+    build: &LocalBuild,
+    mut level: Vec<ContentHash>,
+) -> anyhow::Result<(Vec<Vec<ContentHash>>, Vec<UploadTarget>)> {
+    let mut levels = Vec::new();
+    let mut targets: Vec<UploadTarget> = Vec::new();
+    let mut seen_blobs = HashSet::new();
+    while !level.is_empty() {
+        let replies: Vec<_> = futures::stream::iter(batches(build, &level).await?)
+            .map(|batch| client.probe(site, batch))
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect()
+            .await?;
+        let mut next = HashSet::new();
+        for reply in replies {
+            next.extend(reply.missing_nodes);
+            targets.extend(
+                reply
+                    .missing_blobs
+                    .into_iter()
+                    .filter(|target| seen_blobs.insert(target.hash)),
+            );
+        }
+        levels.push(std::mem::take(&mut level));
+        level = next.into_iter().collect();
+    }
+    Ok((levels, targets))
+}
+
+/// Stores the nodes, deepest level first, so the host never holds a node
+/// whose subtree is incomplete.
+async fn store_nodes(
+    client: &Client,
+    site: &SiteName,
+    build: &LocalBuild,
+    levels: Vec<Vec<ContentHash>>,
+) -> anyhow::Result<()> {
+    for level in levels.into_iter().rev() {
+        futures::stream::iter(batches(build, &level).await?)
+            .map(|batch| client.store_nodes(site, batch))
+            .buffer_unordered(BATCH_CONCURRENCY)
+            .try_collect::<()>()
+            .await?;
+    }
+    Ok(())
+}
+
+/// The nodes `hashes`, in node batches of at most [`BATCH_BYTES`].
+async fn batches(build: &LocalBuild, hashes: &[ContentHash]) -> anyhow::Result<Vec<Bytes>> {
+    let mut batches = Vec::new();
+    let mut current: Vec<Bytes> = Vec::new();
+    let mut size = 0;
+    for hash in hashes {
+        let node = build.node(hash).await?;
+        if size + node.len() > BATCH_BYTES && !current.is_empty() {
+            batches.push(Bytes::from(publish_api::encode_node_batch(current.iter().map(|n| n.as_ref()))));
+            current.clear();
+            size = 0;
+        }
+        size += node.len() + 4;
+        current.push(node);
+    }
+    if !current.is_empty() {
+        batches.push(Bytes::from(publish_api::encode_node_batch(current.iter().map(|n| n.as_ref()))));
+    }
+    Ok(batches)
+}
+
+#[derive(Debug, Default)]
+struct Uploaded {
+    hashes: HashSet<ContentHash>,
+    bytes: u64,
+}
+
+async fn upload_all(
+    client: &Client,
+    sources: &HashMap<ContentHash, (PathBuf, String)>,
+    targets: Vec<UploadTarget>,
+    uploaded: &mut Uploaded,
+    progress: &Progress,
+) -> anyhow::Result<()> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let total: u64 = targets.iter().map(|target| target.size).sum();
+    let bar = progress.files_and_bytes("uploading", targets.len() as u64, total);
+    let done: Vec<(ContentHash, u64)> = futures::stream::iter(targets)
+        .map(|target| {
+            let bar = bar.clone();
+            async move {
+                let Some((source, path)) = sources.get(&target.hash) else {
+                    bail!("the host asked for blob {}, which this build does not have", target.hash);
+                };
+                let bytes = Bytes::from(
+                    tokio::fs::read(source)
+                        .await
+                        .with_context(|| format!("reading {}", source.display()))?,
+                );
+                if ContentHash::of(&bytes) != target.hash {
+                    bail!("{path} changed while it was being published; publish again");
+                }
+                client
+                    .upload(&target, bytes)
+                    .await
+                    .with_context(|| format!("uploading {path}"))?;
+                bar.tick_file(target.size);
+                Ok((target.hash, target.size))
+            }
+        })
+        .buffer_unordered(UPLOAD_CONCURRENCY)
+        .try_collect()
+        .await?;
+    bar.finish();
+    for (hash, size) in done {
+        if uploaded.hashes.insert(hash) {
+            uploaded.bytes += size;
+        }
+    }
+    progress.say(format!(
+        "uploaded {} files ({})",
+        uploaded.hashes.len(),
+        crate::progress::human_bytes(uploaded.bytes)
+    ));
+    Ok(())
+}
+
+fn summary(client: &Client, published: Published, build: &LocalBuild, uploaded: &Uploaded) -> Summary {
+    let reused = build
+        .files
+        .iter()
+        .filter(|file| !uploaded.hashes.contains(&file.entry.hash))
+        .count() as u64;
+    let (requests, sent_bytes) = client.traffic();
+    Summary {
+        site: published.site,
+        version: published.version,
+        root: published.root,
+        files: published.files,
+        uploaded_files: uploaded.hashes.len() as u64,
+        uploaded_bytes: uploaded.bytes,
+        reused_files: reused,
+        url: published.url,
+        preview_url: published.preview_url,
+        requests,
+        sent_bytes,
+    }
+}
