@@ -383,7 +383,7 @@ impl From<DeployError> for Failure {
                 failure
             }
             DeployError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
-            DeployError::Site(error) => error.into(),
+            DeployError::Site(error) => (*error).into(),
             DeployError::Tree(error) => Self::unavailable(&error),
             DeployError::Store(error) => Self::unavailable(&error),
             DeployError::Content(error) => Self::unavailable(&error),

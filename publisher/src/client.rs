@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use grove_storage::ContentHash;
+use grove_storage::SiteName;
 use grove_storage::publish_api::{
     self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, OfferReply, ProbeReply, Published, RevokeRequest,
     RollbackRequest, UploadTarget, VersionsReply,
 };
-use grove_storage::SiteName;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -110,20 +110,26 @@ impl Client {
 
     pub async fn probe(&self, site: &SiteName, batch: Bytes) -> Result<ProbeReply, ClientError> {
         let body = self
-            .send(Method::POST, &Self::site_route(site, "probe"), || Payload::Binary(batch.clone()))
+            .send(Method::POST, &Self::site_route(site, "probe"), || {
+                Payload::Binary(batch.clone())
+            })
             .await?;
         parse(&body)
     }
 
     pub async fn store_nodes(&self, site: &SiteName, batch: Bytes) -> Result<(), ClientError> {
-        self.send(Method::POST, &Self::site_route(site, "nodes"), || Payload::Binary(batch.clone()))
-            .await
-            .map(drop)
+        self.send(Method::POST, &Self::site_route(site, "nodes"), || {
+            Payload::Binary(batch.clone())
+        })
+        .await
+        .map(drop)
     }
 
     pub async fn node(&self, site: &SiteName, hash: &ContentHash) -> Result<Bytes, ClientError> {
-        self.send(Method::GET, &Self::site_route(site, &format!("nodes/{hash}")), || Payload::None)
-            .await
+        self.send(Method::GET, &Self::site_route(site, &format!("nodes/{hash}")), || {
+            Payload::None
+        })
+        .await
     }
 
     pub async fn commit(&self, site: &SiteName, commit: &CommitRequest) -> Result<Published, ClientError> {
@@ -131,14 +137,22 @@ impl Client {
     }
 
     pub async fn rollback(&self, site: &SiteName, to: Option<u64>) -> Result<Published, ClientError> {
-        self.json(Method::POST, &Self::site_route(site, "rollback"), &RollbackRequest { to })
-            .await
+        self.json(
+            Method::POST,
+            &Self::site_route(site, "rollback"),
+            &RollbackRequest { to },
+        )
+        .await
     }
 
     pub async fn versions(&self, site: &SiteName, before: Option<u64>) -> Result<VersionsReply, ClientError> {
         let query = before.map_or_else(String::new, |before| format!("?before={before}"));
         let body = self
-            .send(Method::GET, &Self::site_route(site, &format!("versions{query}")), || Payload::None)
+            .send(
+                Method::GET,
+                &Self::site_route(site, &format!("versions{query}")),
+                || Payload::None,
+            )
             .await?;
         parse(&body)
     }
@@ -178,7 +192,12 @@ impl Client {
         .map(drop)
     }
 
-    async fn json<T: DeserializeOwned>(&self, method: Method, path: &str, body: &impl Serialize) -> Result<T, ClientError> {
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T, ClientError> {
         let encoded = serde_json::to_vec(body).expect("requests serialize");
         let reply = self.send(method, path, || Payload::Json(encoded.clone())).await?;
         parse(&reply)
@@ -230,7 +249,11 @@ impl Client {
                         .map(Duration::from_secs);
                     match response.bytes().await {
                         Ok(body) if status.is_success() => return Ok(body),
-                        Ok(body) => (api_error(&method, &shown, status, &body), retryable(status), retry_after),
+                        Ok(body) => (
+                            api_error(&method, &shown, status, &body),
+                            retryable(status),
+                            retry_after,
+                        ),
                         Err(source) => (transport(source), true, None),
                     }
                 }

@@ -320,7 +320,10 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
             _ => version.message.clone(),
         };
         let marker = if version.n == live { "*" } else { " " };
-        println!("{marker} {:>5}  {}  {}  {what}", version.n, version.created_at, version.tree);
+        println!(
+            "{marker} {:>5}  {}  {}  {what}",
+            version.n, version.created_at, version.tree
+        );
     }
     Ok(())
 }

@@ -34,7 +34,10 @@ impl NodeOverlay {
             local: MemoryStore::new(),
             remote,
         });
-        (Trees::new(Arc::clone(&store), NODE_CACHE_ITEMS), ContentStore::trees(store))
+        (
+            Trees::new(Arc::clone(&store), NODE_CACHE_ITEMS),
+            ContentStore::trees(store),
+        )
     }
 
     async fn fetch(&self, key: &ObjectKey) -> Result<Object, StoreError> {
@@ -45,7 +48,9 @@ impl NodeOverlay {
         let (Some((client, site)), Some(hash)) = (&self.remote, key.as_str().strip_prefix("trees/")) else {
             return Err(StoreError::NotFound { key: key.to_string() });
         };
-        let hash: ContentHash = hash.parse().map_err(|_| StoreError::NotFound { key: key.to_string() })?;
+        let hash: ContentHash = hash
+            .parse()
+            .map_err(|_| StoreError::NotFound { key: key.to_string() })?;
         let bytes = client.node(site, &hash).await.map_err(|error| match error.code() {
             Some("not_found") => StoreError::NotFound { key: key.to_string() },
             _ => StoreError::Backend {

@@ -188,7 +188,10 @@ async fn commit_repairing(
         match client.commit(site, commit).await {
             Err(ClientError::Api { body, .. }) if body.error == "missing_content" && repairs < MAX_REPAIRS => {
                 repairs += 1;
-                progress.say(format!("host reports {} files missing; uploading them again", body.missing_blobs.len()));
+                progress.say(format!(
+                    "host reports {} files missing; uploading them again",
+                    body.missing_blobs.len()
+                ));
                 if let Err(error) = upload_all(client, sources, body.missing_blobs, uploaded, progress).await {
                     progress.say(format!("re-upload failed: {error:#}"));
                 }
@@ -257,7 +260,9 @@ async fn batches(build: &LocalBuild, hashes: &[ContentHash]) -> anyhow::Result<V
     for hash in hashes {
         let node = build.node(hash).await?;
         if size + node.len() > BATCH_BYTES && !current.is_empty() {
-            batches.push(Bytes::from(publish_api::encode_node_batch(current.iter().map(|n| n.as_ref()))));
+            batches.push(Bytes::from(publish_api::encode_node_batch(
+                current.iter().map(|n| n.as_ref()),
+            )));
             current.clear();
             size = 0;
         }
@@ -265,7 +270,9 @@ async fn batches(build: &LocalBuild, hashes: &[ContentHash]) -> anyhow::Result<V
         current.push(node);
     }
     if !current.is_empty() {
-        batches.push(Bytes::from(publish_api::encode_node_batch(current.iter().map(|n| n.as_ref()))));
+        batches.push(Bytes::from(publish_api::encode_node_batch(
+            current.iter().map(|n| n.as_ref()),
+        )));
     }
     Ok(batches)
 }
@@ -293,7 +300,10 @@ async fn upload_all(
             let bar = bar.clone();
             async move {
                 let Some((source, path)) = sources.get(&target.hash) else {
-                    bail!("the host asked for blob {}, which this build does not have", target.hash);
+                    bail!(
+                        "the host asked for blob {}, which this build does not have",
+                        target.hash
+                    );
                 };
                 let bytes = Bytes::from(
                     tokio::fs::read(source)

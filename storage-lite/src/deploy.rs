@@ -57,13 +57,19 @@ pub enum DeployError {
     #[error("{0}")]
     NotFound(String),
     #[error(transparent)]
-    Site(#[from] SiteError),
+    Site(Box<SiteError>),
     #[error(transparent)]
     Tree(TreeError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Content(#[from] ContentError),
+}
+
+impl From<SiteError> for DeployError {
+    fn from(error: SiteError) -> Self {
+        Self::Site(Box::new(error))
+    }
 }
 
 impl From<TreeError> for DeployError {
