@@ -52,6 +52,13 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// True if an object store refused an upload because its bytes do not
+    /// match the signed SHA-256 checksum.
+    pub fn is_checksum_refusal(&self) -> bool {
+        matches!(self, Self::Protocol { status, detail, .. }
+            if *status == StatusCode::BAD_REQUEST && (detail.contains("BadDigest") || detail.contains("Checksum")))
+    }
 }
 
 /// Requests made and request bytes sent, over the client's lifetime.

@@ -310,13 +310,16 @@ async fn upload_all(
                         .await
                         .with_context(|| format!("reading {}", source.display()))?,
                 );
-                if ContentHash::of(&bytes) != target.hash {
-                    bail!("{path} changed while it was being published; publish again");
+                // The receiver checks the hash (the host, or the store's
+                // SHA-256 checksum), so a file edited since hashing is caught
+                // there without a second pass here.
+                match client.upload(&target, bytes).await {
+                    Ok(()) => {}
+                    Err(error) if error.code() == Some("hash_mismatch") || error.is_checksum_refusal() => {
+                        bail!("{path} changed while it was being published; publish again")
+                    }
+                    Err(error) => return Err(anyhow::Error::new(error).context(format!("uploading {path}"))),
                 }
-                client
-                    .upload(&target, bytes)
-                    .await
-                    .with_context(|| format!("uploading {path}"))?;
                 bar.tick_file(target.size);
                 Ok((target.hash, target.size))
             }

@@ -121,11 +121,13 @@ impl Dirs {
         let target = self.object_path(key);
         let _lock = self.lock_stripe(key).map_err(io_error)?;
         if let Some(condition) = condition {
-            let current = read_if_exists(&target).map_err(io_error)?;
-            let allowed = match (&condition, &current) {
-                (Condition::Absent, current) => current.is_none(),
-                (Condition::Matches(expected), Some(current)) => ETag::of_content(current) == *expected,
-                (Condition::Matches(_), None) => false,
+            let allowed = match &condition {
+                // Existence is enough; the object may be large.
+                Condition::Absent => !target.try_exists().map_err(io_error)?,
+                Condition::Matches(expected) => match read_if_exists(&target).map_err(io_error)? {
+                    Some(current) => ETag::of_content(&current) == *expected,
+                    None => false,
+                },
             };
             if !allowed {
                 return Err(StoreError::PreconditionFailed { key: key.to_string() });
