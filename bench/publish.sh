@@ -5,6 +5,7 @@
 #  2. republish after changing 10 pages (time, requests, bytes sent);
 #  3. dry run of the unchanged site.
 # rsync runs with --checksum where grove hashes, so both read every byte.
+# grove's bytes sent count request lines, headers and bodies.
 # Usage: bench/publish.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -101,6 +102,7 @@ print(f"site: {first['files']} files, {mb:.0f} MB")
 print(f"{'step':<34} {'grove':>10} {'rsync':>10} {'grove/rsync':>12}")
 print(f"{'first publish (s)':<34} {g1:>10.2f} {r1:>10.2f} {g1 / r1:>12.2f}")
 print(f"{'first publish (MB/s)':<34} {mb / g1:>10.1f} {mb / r1:>10.1f}")
+print(f"{'first publish: bytes sent':<34} {first['sent_bytes']:>10} {$rsync_first_sent:>10} {first['sent_bytes'] / $rsync_first_sent:>12.2f}")
 print(f"{'republish, 10 changed (s)':<34} {g2:>10.2f} {r2:>10.2f} {g2 / r2:>12.2f}")
 print(f"{'republish: bytes sent':<34} {second['sent_bytes']:>10} {$rsync_second_sent:>10} {second['sent_bytes'] / $rsync_second_sent:>12.2f}")
 print(f"{'republish: requests':<34} {second['requests']:>10}")

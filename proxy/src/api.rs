@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use grove_storage::deploy::{DeployError, DeployLimits, Deployed, Deployer};
+use grove_storage::deploy::{DeployError, DeployLimits, Deployed, Deployer, Limit};
 use grove_storage::publish_api::{
     self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, Published, RevokeRequest, RollbackRequest,
     VersionsReply,
@@ -23,10 +23,13 @@ use crate::app::Request;
 use crate::config::Config;
 use crate::reply::{Body, Reply};
 use crate::roots::Roots;
+use crate::routing::preview_host;
 
 /// Versions listed per page unless the client asks for fewer.
 const VERSIONS_PAGE: usize = 100;
 
+/// The publish API of one host: a [`Deployer`] and the token store, behind
+/// HTTP routes.
 pub struct PublishApi {
     deployer: Deployer,
     tokens: Tokens,
@@ -48,6 +51,30 @@ enum Route {
     Revoke,
 }
 
+impl Route {
+    /// The site and right a site route needs; token routes are authorized
+    /// by the token store itself, against the path in their body.
+    fn requires(&self) -> Option<(&SiteName, Right)> {
+        match self {
+            Self::Offer(site)
+            | Self::Probe(site)
+            | Self::StoreNodes(site)
+            | Self::UploadBlob(site, _)
+            | Self::Commit(site)
+            | Self::Rollback(site) => Some((site, Right::Write)),
+            Self::ReadNode(site, _) | Self::Versions(site) => Some((site, Right::Read)),
+            Self::Grant | Self::Revoke => None,
+        }
+    }
+}
+
+/// A request that was routed and authorized from its header alone, before
+/// any of its body was read.
+pub struct Call {
+    route: Route,
+    handle: Handle,
+}
+
 impl PublishApi {
     pub fn new(store: Arc<dyn ObjectStore>, trees: Trees, roots: Arc<Roots>, config: Config) -> Self {
         let limits = DeployLimits {
@@ -67,70 +94,72 @@ impl PublishApi {
         path.starts_with(publish_api::PREFIX) && path[publish_api::PREFIX.len()..].starts_with('/')
     }
 
-    /// The largest body the request at `path` may carry: a whole file for a
-    /// blob upload, the general request limit otherwise. Returns the limit and
-    /// its configuration key.
-    pub fn body_limit(&self, method: &Method, path: &str) -> (u64, &'static str) {
-        if *method == Method::PUT && path.contains("/blobs/") {
-            (self.config.publish.max_file_bytes, "publish.max_file_bytes")
-        } else {
-            (self.config.http.max_request_body_bytes, "http.max_request_body_bytes")
+    /// Routes the request and checks its token, so that nobody without the
+    /// right can make the host read (and hold) a body.
+    pub async fn begin(&self, request: &Request<'_>) -> Result<Call, Failure> {
+        let route = route(request.method, &request.path[publish_api::PREFIX.len()..])?;
+        let handle = bearer(request)?;
+        if let Some((site, right)) = route.requires() {
+            self.tokens.check(&handle, &format!("sites/{site}"), right).await?;
+        }
+        Ok(Call { route, handle })
+    }
+
+    /// The largest body `call` may carry: a whole file for a blob upload, the
+    /// general request limit otherwise. Returns the limit and its
+    /// configuration key.
+    pub fn body_limit(&self, call: &Call) -> (u64, &'static str) {
+        match call.route {
+            Route::UploadBlob(..) => (self.config.publish.max_file_bytes, Limit::FileBytes.key()),
+            _ => (self.config.http.max_request_body_bytes, "http.max_request_body_bytes"),
         }
     }
 
-    pub async fn handle(&self, request: &Request<'_>, body: Bytes) -> Reply {
-        match self.dispatch(request, body).await {
+    /// Answers an authorized call whose body has been read whole.
+    pub async fn finish(&self, call: Call, request: &Request<'_>, body: Bytes) -> Reply {
+        match self.dispatch(call, request, body).await {
             Ok(reply) => reply,
             Err(failure) => failure.into_reply(),
         }
     }
 
-    async fn dispatch(&self, request: &Request<'_>, body: Bytes) -> Result<Reply, Failure> {
-        let route = route(request.method, &request.path[publish_api::PREFIX.len()..])?;
-        let handle = bearer(request)?;
+    async fn dispatch(&self, call: Call, request: &Request<'_>, body: Bytes) -> Result<Reply, Failure> {
+        let Call { route, handle } = call;
         match route {
             Route::Offer(site) => {
-                self.authorize(&handle, &site, Right::Write).await?;
                 let offer: Offer = json_body(&body)?;
-                json(StatusCode::OK, &self.deployer.offer(&site, &offer.root).await?)
+                let mut reply = self.deployer.offer(&site, &offer.root).await?;
+                reply.max_request_bytes = Some(self.config.http.max_request_body_bytes);
+                json(StatusCode::OK, &reply)
             }
-            Route::Probe(site) => {
-                self.authorize(&handle, &site, Right::Write).await?;
-                json(StatusCode::OK, &self.deployer.probe(&site, &body).await?)
-            }
-            Route::StoreNodes(site) => {
-                self.authorize(&handle, &site, Right::Write).await?;
+            Route::Probe(site) => json(StatusCode::OK, &self.deployer.probe(&site, &body).await?),
+            Route::StoreNodes(_) => {
                 let stored = self.deployer.store_nodes(&body).await?;
                 json(StatusCode::OK, &serde_json::json!({ "stored": stored }))
             }
-            Route::ReadNode(site, hash) => {
-                self.authorize(&handle, &site, Right::Read).await?;
+            Route::ReadNode(_, hash) => {
                 let node = self.deployer.node_bytes(&hash).await?;
                 Ok(Reply::new(StatusCode::OK, Body::Bytes(node))
                     .with(header::CONTENT_TYPE, "application/octet-stream")
                     .with(header::CACHE_CONTROL, "no-store"))
             }
-            Route::UploadBlob(site, hash) => {
-                self.authorize(&handle, &site, Right::Write).await?;
+            Route::UploadBlob(_, hash) => {
                 self.deployer.upload_blob(&hash, body).await?;
                 json(StatusCode::CREATED, &serde_json::json!({ "hash": hash }))
             }
             Route::Commit(site) => {
-                self.authorize(&handle, &site, Right::Write).await?;
                 let commit: CommitRequest = json_body(&body)?;
                 let deployed = self.deployer.commit(&site, commit).await;
                 self.roots.expire(&site);
                 json(StatusCode::OK, &self.published(&site, deployed?))
             }
             Route::Rollback(site) => {
-                self.authorize(&handle, &site, Right::Write).await?;
                 let rollback: RollbackRequest = json_body(&body)?;
                 let deployed = self.deployer.rollback(&site, rollback.to).await;
                 self.roots.expire(&site);
                 json(StatusCode::OK, &self.published(&site, deployed?))
             }
             Route::Versions(site) => {
-                self.authorize(&handle, &site, Right::Read).await?;
                 let (before, limit) = page_query(request.query)?;
                 let page = self.deployer.sites().versions(&site, before, limit).await?;
                 let live = self
@@ -171,11 +200,6 @@ impl PublishApi {
         }
     }
 
-    async fn authorize(&self, handle: &Handle, site: &SiteName, right: Right) -> Result<(), Failure> {
-        self.tokens.check(handle, &format!("sites/{site}"), right).await?;
-        Ok(())
-    }
-
     fn published(&self, site: &SiteName, deployed: Deployed) -> Published {
         let Deployed { version, files } = deployed;
         let host = format!("{site}.{}", self.config.base_domain);
@@ -185,7 +209,7 @@ impl PublishApi {
             root: version.tree,
             files,
             url: self.config.site_url(&host),
-            preview_url: self.config.site_url(&format!("{}--{host}", version.n)),
+            preview_url: self.config.site_url(&preview_host(version.n, &host)),
         }
     }
 }
@@ -265,7 +289,8 @@ fn json(status: StatusCode, value: &impl Serialize) -> Result<Reply, Failure> {
         .with(header::CACHE_CONTROL, "no-store"))
 }
 
-/// An error reply in the API's JSON shape.
+/// An error reply in the API's JSON shape: `{error, message}` plus the
+/// details some codes carry.
 #[derive(Debug)]
 pub struct Failure {
     status: StatusCode,
@@ -273,6 +298,7 @@ pub struct Failure {
 }
 
 impl Failure {
+    /// `code` is the stable, machine-readable `error` field.
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -310,6 +336,7 @@ impl Failure {
         )
     }
 
+    /// The JSON reply, with `Retry-After` on 503 and `WWW-Authenticate` on 401.
     pub fn into_reply(self) -> Reply {
         let retry = self.status == StatusCode::SERVICE_UNAVAILABLE;
         let unauthorized = self.status == StatusCode::UNAUTHORIZED;
@@ -352,9 +379,11 @@ impl From<SiteError> for Failure {
             }
             SiteError::MessageTooLong => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
             SiteError::MissingTree { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "incomplete_tree", message),
-            SiteError::Record(_) | SiteError::Contention { .. } | SiteError::RootNotAdvanced { .. } => {
-                Self::unavailable(&error)
+            // Recorded, but not yet live: a retry would record another version.
+            SiteError::RootNotAdvanced { .. } => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "root_not_advanced", message)
             }
+            SiteError::Record(_) | SiteError::Contention { .. } => Self::unavailable(&error),
         }
     }
 }
@@ -364,24 +393,27 @@ impl From<DeployError> for Failure {
         let message = error.to_string();
         match error {
             DeployError::Limit { limit, .. } => {
-                let status = if limit == "max_file_bytes" {
-                    StatusCode::PAYLOAD_TOO_LARGE
-                } else {
-                    StatusCode::UNPROCESSABLE_ENTITY
+                let status = match limit {
+                    Limit::FileBytes => StatusCode::PAYLOAD_TOO_LARGE,
+                    Limit::FilesPerSite => StatusCode::UNPROCESSABLE_ENTITY,
                 };
                 let mut failure = Self::new(status, "limit", message);
-                failure.body.limit = Some(format!("publish.{limit}"));
+                failure.body.limit = Some(limit.key().to_owned());
                 failure
             }
             DeployError::Batch(_) => Self::bad_request(message),
             DeployError::BadNode { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_node", message),
+            DeployError::MalformedTree(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "bad_tree", message),
             DeployError::HashMismatch { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "hash_mismatch", message),
-            DeployError::IncompleteTree(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "incomplete_tree", message),
+            DeployError::IncompleteTree(_) | DeployError::ChildMissing { .. } => {
+                Self::new(StatusCode::UNPROCESSABLE_ENTITY, "incomplete_tree", message)
+            }
             DeployError::MissingContent(targets) => {
                 let mut failure = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "missing_content", message);
                 failure.body.missing_blobs = targets;
                 failure
             }
+            DeployError::Invalid(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
             DeployError::NotFound(_) => Self::new(StatusCode::NOT_FOUND, "not_found", message),
             DeployError::Site(error) => (*error).into(),
             DeployError::Tree(error) => Self::unavailable(&error),

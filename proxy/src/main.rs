@@ -112,7 +112,15 @@ fn main() -> anyhow::Result<()> {
         .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
 
     let startup = tokio::runtime::Runtime::new()?;
-    startup.block_on(bootstrap_operator(open_store(&config)?))?;
+    // Serving does not need the token store, so an unreachable store must
+    // not keep the cache from serving: warn, and bootstrap at the next start.
+    let admin_token = match std::env::var("GROVE_ADMIN_TOKEN") {
+        Ok(text) => Some(Handle::parse(text.trim()).context("GROVE_ADMIN_TOKEN")?),
+        Err(_) => None,
+    };
+    if let Err(error) = startup.block_on(bootstrap_operator(open_store(&config)?, admin_token)) {
+        tracing::warn!("operator token not set up ({error:#}); publishing needs it, serving does not");
+    }
     if cli.demo {
         let version = startup.block_on(demo::seed(open_store(&config)?))?;
         let url = config.site_url(&format!("demo.{}", config.base_domain));
@@ -187,18 +195,15 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
 /// Makes sure an operator can publish: `GROVE_ADMIN_TOKEN` becomes an
 /// operator token; without it, the first start on an empty store creates one
 /// and prints it, once. Only the token's hash is stored.
-async fn bootstrap_operator(store: Arc<dyn ObjectStore>) -> anyhow::Result<()> {
+async fn bootstrap_operator(store: Arc<dyn ObjectStore>, admin_token: Option<Handle>) -> anyhow::Result<()> {
     let tokens = Tokens::new(store);
     let until = time::OffsetDateTime::now_utc() + time::Duration::days(OPERATOR_TOKEN_DAYS);
-    match std::env::var("GROVE_ADMIN_TOKEN") {
-        Ok(text) => {
-            let handle = Handle::parse(text.trim()).context("GROVE_ADMIN_TOKEN")?;
-            tokens
-                .install_root(&handle, until)
-                .await
-                .context("installing GROVE_ADMIN_TOKEN")?;
-        }
-        Err(_) => {
+    match admin_token {
+        Some(handle) => tokens
+            .install_root(&handle, until)
+            .await
+            .context("installing GROVE_ADMIN_TOKEN")?,
+        None => {
             if let Some(handle) = tokens.bootstrap(until).await.context("creating the operator token")? {
                 println!(
                     "operator token (shown only this once; keep it, e.g. `grove login --token ...`):\n{}",

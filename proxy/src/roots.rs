@@ -6,6 +6,7 @@
 //! served: a stale site beats an error page. Versions are immutable, so
 //! pinned ones are cached without expiry.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,13 +31,16 @@ struct Known {
     /// The root object's tag, for conditional reads.
     etag: Option<ETag>,
     checked: Instant,
-    /// Set when this host changed the root: re-read it whatever `checked` says.
-    expired: bool,
+    /// The slot's generation when the read that produced this began.
+    generation: u64,
 }
 
 #[derive(Default)]
 struct Slot {
     known: Mutex<Option<Known>>,
+    /// Bumped when this host moves the root, so that what was read before
+    /// (even by a read still in flight) is no longer fresh.
+    generation: AtomicU64,
     /// Held while one request refreshes this site.
     refreshing: tokio::sync::Mutex<()>,
 }
@@ -68,6 +72,7 @@ impl Roots {
         if let Some(fresh) = self.fresh(&slot) {
             return Ok(fresh);
         }
+        let generation = slot.generation.load(Ordering::Acquire);
         let etag = slot
             .known
             .lock()
@@ -82,7 +87,7 @@ impl Roots {
         match (read, known.as_mut()) {
             (Ok(None), Some(unchanged)) => {
                 unchanged.checked = Instant::now();
-                unchanged.expired = false;
+                unchanged.generation = generation;
                 Ok(unchanged.served)
             }
             // Only a conditional read answers "unchanged", and it needs a known root.
@@ -96,7 +101,7 @@ impl Roots {
                     served,
                     etag,
                     checked: Instant::now(),
-                    expired: false,
+                    generation,
                 });
                 Ok(served)
             }
@@ -104,7 +109,7 @@ impl Roots {
                 tracing::warn!(%site, %error, "store unreachable; serving the last known version");
                 // Retry after another refresh period, not on every request.
                 last.checked = Instant::now();
-                last.expired = false;
+                last.generation = generation;
                 Ok(last.served)
             }
             (Err(error), None) => Err(error),
@@ -114,10 +119,8 @@ impl Roots {
     /// Makes the next request re-read the site's root: this host just moved
     /// it, and its own publishes should be visible at once.
     pub fn expire(&self, site: &SiteName) {
-        if let Some(slot) = self.slots.get(site)
-            && let Some(known) = slot.known.lock().expect("never poisoned").as_mut()
-        {
-            known.expired = true;
+        if let Some(slot) = self.slots.get(site) {
+            slot.generation.fetch_add(1, Ordering::AcqRel);
         }
     }
 
@@ -125,7 +128,9 @@ impl Roots {
         let known = slot.known.lock().expect("never poisoned");
         known
             .as_ref()
-            .filter(|known| !known.expired && known.checked.elapsed() < self.refresh)
+            .filter(|known| {
+                known.generation == slot.generation.load(Ordering::Acquire) && known.checked.elapsed() < self.refresh
+            })
             .map(|known| known.served)
     }
 

@@ -44,7 +44,7 @@ impl Router {
         if label.contains('.') {
             return None;
         }
-        match label.split_once("--") {
+        match label.split_once(PREVIEW_SEPARATOR) {
             Some((version, site)) => Some(Target {
                 site: SiteName::parse(site).ok()?,
                 pinned: Some(version.parse().ok().filter(|n| *n > 0)?),
@@ -55,6 +55,15 @@ impl Router {
             }),
         }
     }
+}
+
+/// Separates the version from the site in a preview host's first label.
+const PREVIEW_SEPARATOR: &str = "--";
+
+/// The preview host of version `n` of the site served at `site_host`
+/// (`<site>.<base domain>`): the form [`Router::route`] reads back.
+pub fn preview_host(n: u64, site_host: &str) -> String {
+    format!("{n}{PREVIEW_SEPARATOR}{site_host}")
 }
 
 fn normalize(host: &str) -> String {
@@ -94,6 +103,10 @@ mod tests {
         assert_eq!(router.route("Demo.LOCALHOST:8080"), target("demo", None));
         assert_eq!(router.route("demo.localhost."), target("demo", None));
         assert_eq!(router.route("12--demo.localhost:8080"), target("demo", Some(12)));
+        assert_eq!(
+            router.route(&preview_host(7, "demo.localhost")),
+            target("demo", Some(7))
+        );
         assert_eq!(router.route("WWW.example.com"), target("blog", None));
     }
 

@@ -111,9 +111,16 @@ impl GroveProxy {
     /// refused before the API sees any of it, so nothing is stored.
     async fn publish_api(&self, session: &mut Session) -> Reply {
         let api = self.grove.api();
-        let header = session.req_header();
-        let (limit, limit_key) = api.body_limit(&header.method, header.uri.path());
-        if declared_length(header).is_some_and(|length| length > limit) {
+        let call = match api.begin(&request_of(session.req_header())).await {
+            Ok(call) => call,
+            Err(failure) => {
+                // The body was never read, so the connection cannot be reused.
+                session.set_keepalive(None);
+                return failure.into_reply();
+            }
+        };
+        let (limit, limit_key) = api.body_limit(&call);
+        if declared_length(session.req_header()).is_some_and(|length| length > limit) {
             session.set_keepalive(None);
             return Failure::too_large(limit_key, limit).into_reply();
         }
@@ -139,7 +146,7 @@ impl GroveProxy {
                 }
             }
         }
-        api.handle(&request_of(session.req_header()), body.freeze()).await
+        api.finish(call, &request_of(session.req_header()), body.freeze()).await
     }
 }
 

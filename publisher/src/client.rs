@@ -35,6 +35,8 @@ pub enum ClientError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("the reply to {what} is not what the protocol says: {detail}")]
+    Reply { what: String, detail: String },
     #[error("{method} {url}: the host answered {status} with an unexpected body: {detail}")]
     Protocol {
         method: Method,
@@ -68,6 +70,7 @@ pub struct Traffic {
     pub sent_bytes: AtomicU64,
 }
 
+/// A client of one host's publish API, with one token.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -75,6 +78,17 @@ pub struct Client {
     base: String,
     token: String,
     traffic: Arc<Traffic>,
+}
+
+/// Whether a request may be sent again after it may have reached the host.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Repeating it changes nothing more than doing it once.
+    Idempotent,
+    /// Retried only if it never reached the host (the connection failed).
+    /// A commit or rollback that reached the host may have made a version
+    /// even though its reply was lost.
+    IfUnsent,
 }
 
 /// A request body.
@@ -85,6 +99,7 @@ enum Payload {
 }
 
 impl Client {
+    /// `base` is the host's URL (`http://host:port`); `token` a bearer handle.
     pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
@@ -99,6 +114,7 @@ impl Client {
         })
     }
 
+    /// Requests made and bytes sent so far, retries included.
     pub fn traffic(&self) -> (u64, u64) {
         (
             self.traffic.requests.load(Ordering::Relaxed),
@@ -110,85 +126,103 @@ impl Client {
         format!("{}/sites/{site}/{rest}", publish_api::PREFIX)
     }
 
+    /// Step 1 of a publish: the live version and whether the host lacks `root`.
     pub async fn offer(&self, site: &SiteName, root: ContentHash) -> Result<OfferReply, ClientError> {
-        self.json(Method::POST, &Self::site_route(site, "offer"), &Offer { root })
+        let route = Self::site_route(site, "offer");
+        self.json(Method::POST, &route, &Offer { root }, Retry::Idempotent)
             .await
     }
 
+    /// Step 2: what the host lacks under the nodes of `batch`.
     pub async fn probe(&self, site: &SiteName, batch: Bytes) -> Result<ProbeReply, ClientError> {
-        let body = self
-            .send(Method::POST, &Self::site_route(site, "probe"), || {
-                Payload::Binary(batch.clone())
-            })
+        let route = Self::site_route(site, "probe");
+        let reply = self
+            .send(
+                Method::POST,
+                &route,
+                || Payload::Binary(batch.clone()),
+                Retry::Idempotent,
+            )
             .await?;
-        parse(&body)
+        parse(&reply, "probe")
     }
 
+    /// Step 3b: stores a batch of nodes whose children are all stored.
     pub async fn store_nodes(&self, site: &SiteName, batch: Bytes) -> Result<(), ClientError> {
-        self.send(Method::POST, &Self::site_route(site, "nodes"), || {
-            Payload::Binary(batch.clone())
-        })
+        let route = Self::site_route(site, "nodes");
+        self.send(
+            Method::POST,
+            &route,
+            || Payload::Binary(batch.clone()),
+            Retry::Idempotent,
+        )
         .await
         .map(drop)
     }
 
+    /// One of the host's tree nodes, for diffs against the live version.
     pub async fn node(&self, site: &SiteName, hash: &ContentHash) -> Result<Bytes, ClientError> {
-        self.send(Method::GET, &Self::site_route(site, &format!("nodes/{hash}")), || {
-            Payload::None
-        })
-        .await
-    }
-
-    pub async fn commit(&self, site: &SiteName, commit: &CommitRequest) -> Result<Published, ClientError> {
-        self.json(Method::POST, &Self::site_route(site, "commit"), commit).await
-    }
-
-    pub async fn rollback(&self, site: &SiteName, to: Option<u64>) -> Result<Published, ClientError> {
-        self.json(
-            Method::POST,
-            &Self::site_route(site, "rollback"),
-            &RollbackRequest { to },
-        )
-        .await
-    }
-
-    pub async fn versions(&self, site: &SiteName, before: Option<u64>) -> Result<VersionsReply, ClientError> {
-        let query = before.map_or_else(String::new, |before| format!("?before={before}"));
-        let body = self
-            .send(
-                Method::GET,
-                &Self::site_route(site, &format!("versions{query}")),
-                || Payload::None,
-            )
-            .await?;
-        parse(&body)
-    }
-
-    pub async fn grant(&self, grant: &GrantRequest) -> Result<GrantReply, ClientError> {
-        self.json(Method::POST, &format!("{}/tokens/grant", publish_api::PREFIX), grant)
+        let route = Self::site_route(site, &format!("nodes/{hash}"));
+        self.send(Method::GET, &route, || Payload::None, Retry::Idempotent)
             .await
     }
 
+    /// Step 4: makes the offered tree the next version.
+    pub async fn commit(&self, site: &SiteName, commit: &CommitRequest) -> Result<Published, ClientError> {
+        let route = Self::site_route(site, "commit");
+        self.json(Method::POST, &route, commit, Retry::IfUnsent).await
+    }
+
+    /// A new version with the tree of version `to` (default: the previous).
+    pub async fn rollback(&self, site: &SiteName, to: Option<u64>) -> Result<Published, ClientError> {
+        let route = Self::site_route(site, "rollback");
+        self.json(Method::POST, &route, &RollbackRequest { to }, Retry::IfUnsent)
+            .await
+    }
+
+    /// A page of the site's history, newest first, from `before` down.
+    pub async fn versions(&self, site: &SiteName, before: Option<u64>) -> Result<VersionsReply, ClientError> {
+        let query = before.map_or_else(String::new, |before| format!("?before={before}"));
+        let route = Self::site_route(site, &format!("versions{query}"));
+        let reply = self
+            .send(Method::GET, &route, || Payload::None, Retry::Idempotent)
+            .await?;
+        parse(&reply, "versions")
+    }
+
+    /// A new token, granted on the authority of this client's.
+    pub async fn grant(&self, grant: &GrantRequest) -> Result<GrantReply, ClientError> {
+        let route = format!("{}/tokens/grant", publish_api::PREFIX);
+        self.json(Method::POST, &route, grant, Retry::IfUnsent).await
+    }
+
+    /// Revokes `handle` and every token granted through it.
     pub async fn revoke(&self, handle: &str) -> Result<(), ClientError> {
         let revoke = RevokeRequest {
             handle: handle.to_owned(),
         };
-        self.json::<serde_json::Value>(Method::POST, &format!("{}/tokens/revoke", publish_api::PREFIX), &revoke)
+        let route = format!("{}/tokens/revoke", publish_api::PREFIX);
+        self.json::<serde_json::Value>(Method::POST, &route, &revoke, Retry::IfUnsent)
             .await
             .map(drop)
     }
 
     /// Sends one blob to its target: the host (with the bearer token) or a
-    /// presigned store URL (with exactly the signed headers).
+    /// presigned store URL (with exactly the signed headers). Uploads are
+    /// idempotent: the bytes are named by their hash.
     pub async fn upload(&self, target: &UploadTarget, bytes: Bytes) -> Result<(), ClientError> {
         if target.via_host() {
             return self
-                .send(Method::PUT, &target.url, || Payload::Binary(bytes.clone()))
+                .send(
+                    Method::PUT,
+                    &target.url,
+                    || Payload::Binary(bytes.clone()),
+                    Retry::Idempotent,
+                )
                 .await
                 .map(drop);
         }
-        let sent = bytes.len() as u64;
-        self.retrying(Method::PUT, &target.url, sent, || {
+        self.retrying(&Method::PUT, &target.url, Retry::Idempotent, || {
             let mut request = self.http.put(&target.url).body(bytes.clone());
             for (name, value) in &target.headers {
                 request = request.header(name, value);
@@ -204,20 +238,24 @@ impl Client {
         method: Method,
         path: &str,
         body: &impl Serialize,
+        retry: Retry,
     ) -> Result<T, ClientError> {
         let encoded = serde_json::to_vec(body).expect("requests serialize");
-        let reply = self.send(method, path, || Payload::Json(encoded.clone())).await?;
-        parse(&reply)
+        let reply = self
+            .send(method, path, || Payload::Json(encoded.clone()), retry)
+            .await?;
+        parse(&reply, path)
     }
 
-    async fn send(&self, method: Method, path: &str, payload: impl Fn() -> Payload) -> Result<Bytes, ClientError> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        payload: impl Fn() -> Payload,
+        retry: Retry,
+    ) -> Result<Bytes, ClientError> {
         let url = format!("{}{path}", self.base);
-        let sent = match payload() {
-            Payload::None => 0,
-            Payload::Json(bytes) => bytes.len() as u64,
-            Payload::Binary(bytes) => bytes.len() as u64,
-        };
-        self.retrying(method.clone(), &url, sent, || {
+        self.retrying(&method, &url, retry, || {
             let request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
             match payload() {
                 Payload::None => request,
@@ -228,25 +266,27 @@ impl Client {
         .await
     }
 
+    /// Sends the request `build` makes, retrying with jittered exponential
+    /// backoff (or the host's `Retry-After`) while that can help.
     async fn retrying(
         &self,
-        method: Method,
+        method: &Method,
         url: &str,
-        sent: u64,
+        retry: Retry,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<Bytes, ClientError> {
         let shown = redact(url);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            self.traffic.requests.fetch_add(1, Ordering::Relaxed);
-            self.traffic.sent_bytes.fetch_add(sent, Ordering::Relaxed);
-            let transport = |source| ClientError::Transport {
+            let transport = |source: reqwest::Error| ClientError::Transport {
                 method: method.clone(),
                 url: shown.clone(),
-                source,
+                source: source.without_url(),
             };
-            let (error, retry, retry_after) = match build().send().await {
+            let request = build().build().map_err(transport)?;
+            self.count(&request);
+            let (error, retryable, retry_after) = match self.http.execute(request).await {
                 Ok(response) => {
                     let status = response.status();
                     let retry_after = response
@@ -257,16 +297,19 @@ impl Client {
                     match response.bytes().await {
                         Ok(body) if status.is_success() => return Ok(body),
                         Ok(body) => (
-                            api_error(&method, &shown, status, &body),
-                            retryable(status),
+                            api_error(method, &shown, status, &body),
+                            retry == Retry::Idempotent && transient(status),
                             retry_after,
                         ),
-                        Err(source) => (transport(source), true, None),
+                        Err(source) => (transport(source), retry == Retry::Idempotent, None),
                     }
                 }
-                Err(source) => (transport(source), true, None),
+                Err(source) => {
+                    let unsent = source.is_connect();
+                    (transport(source), unsent || retry == Retry::Idempotent, None)
+                }
             };
-            if !retry || attempt >= ATTEMPTS {
+            if !retryable || attempt >= ATTEMPTS {
                 return Err(error);
             }
             let backoff = FIRST_BACKOFF * 2u32.pow(attempt - 1);
@@ -274,9 +317,26 @@ impl Client {
             tokio::time::sleep(retry_after.unwrap_or(backoff + jitter).min(Duration::from_secs(30))).await;
         }
     }
+
+    /// Counts a request and its size on the wire: request line, headers and
+    /// body (HTTP/1.1 framing).
+    fn count(&self, request: &reqwest::Request) {
+        let line = request.method().as_str().len() + request.url().as_str().len() + 12;
+        let headers: usize = request
+            .headers()
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        let body = request.body().and_then(|body| body.as_bytes()).map_or(0, <[u8]>::len);
+        self.traffic.requests.fetch_add(1, Ordering::Relaxed);
+        self.traffic
+            .sent_bytes
+            .fetch_add((line + headers + body + 2) as u64, Ordering::Relaxed);
+    }
 }
 
-fn retryable(status: StatusCode) -> bool {
+/// Statuses that say "try again later".
+fn transient(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
@@ -292,11 +352,10 @@ fn api_error(method: &Method, url: &str, status: StatusCode, body: &[u8]) -> Cli
     }
 }
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ClientError> {
-    serde_json::from_slice(body).map_err(|error| ClientError::Protocol {
-        method: Method::GET,
-        url: String::new(),
-        status: StatusCode::OK,
+/// Parses a successful reply to `what`.
+fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|error| ClientError::Reply {
+        what: what.to_owned(),
         detail: error.to_string(),
     })
 }

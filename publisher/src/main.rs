@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use grove_storage::SiteName;
 use grove_storage::publish_api::GrantRequest;
@@ -62,6 +62,9 @@ enum Command {
         #[command(flatten)]
         site: SiteArg,
         dir: PathBuf,
+        /// Print one JSON object: {"added", "changed", "removed"}.
+        #[arg(long)]
+        json: bool,
     },
     /// A site's versions, newest first.
     Versions {
@@ -97,14 +100,12 @@ enum Command {
 #[derive(Debug, Args)]
 struct SiteArg {
     /// Site name.
-    #[arg(long)]
-    site: String,
+    #[arg(long, value_parser = parse_site)]
+    site: SiteName,
 }
 
-impl SiteArg {
-    fn parse(&self) -> anyhow::Result<SiteName> {
-        SiteName::parse(&self.site).with_context(|| format!("--site {}", self.site))
-    }
+fn parse_site(text: &str) -> Result<SiteName, String> {
+    SiteName::parse(text).map_err(|error| error.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -123,7 +124,11 @@ enum TokenCommand {
         json: bool,
     },
     /// Revoke a token (and every token granted through it).
-    Revoke { handle: String },
+    Revoke {
+        handle: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_right(text: &str) -> Result<Right, String> {
@@ -144,6 +149,8 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             if error.downcast_ref::<ConflictUnresolved>().is_some() {
                 ExitCode::from(3)
+            } else if error.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
             }
@@ -156,7 +163,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         return login(host, token);
     }
     let settings = Settings::load()?;
-    let (host, token) = settings.require()?;
+    let (host, token) = settings.require().map_err(UsageError)?;
     let client = Client::new(host, token)?;
     match command {
         Command::Publish {
@@ -166,7 +173,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             dry_run,
             json,
         } => {
-            let site = site.parse()?;
+            let site = site.site;
             let progress = Progress::new(json);
             let build = LocalBuild::of(&dir, &site, &client, &progress).await?;
             if dry_run {
@@ -191,16 +198,16 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
             }
         }
-        Command::Diff { site, dir } => {
-            let site = site.parse()?;
-            let progress = Progress::new(false);
+        Command::Diff { site, dir, json } => {
+            let site = site.site;
+            let progress = Progress::new(json);
             let build = LocalBuild::of(&dir, &site, &client, &progress).await?;
             let changes = build.diff(live_tree(&client, &site).await?).await?;
-            print_changes(&changes, false);
+            print_changes(&changes, json);
         }
-        Command::Versions { site, json } => versions(&client, &site.parse()?, json).await?,
+        Command::Versions { site, json } => versions(&client, &site.site, json).await?,
         Command::Rollback { site, to, json } => {
-            let published = client.rollback(&site.parse()?, to).await?;
+            let published = client.rollback(&site.site, to).await?;
             if json {
                 println!("{}", serde_json::to_string(&published)?);
             } else {
@@ -225,14 +232,23 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 eprintln!("valid until {}; shown only this once", granted.until);
             }
         }
-        Command::Token(TokenCommand::Revoke { handle }) => {
+        Command::Token(TokenCommand::Revoke { handle, json }) => {
             client.revoke(&handle).await?;
-            eprintln!("revoked");
+            if json {
+                println!("{}", serde_json::json!({ "revoked": true }));
+            } else {
+                eprintln!("revoked");
+            }
         }
         Command::Login { .. } => unreachable!("handled above"),
     }
     Ok(())
 }
+
+/// Wrong or missing arguments or settings: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+struct UsageError(anyhow::Error);
 
 fn login(host: String, token: Option<String>) -> anyhow::Result<()> {
     let token = match token {
@@ -244,9 +260,11 @@ fn login(host: String, token: Option<String>) -> anyhow::Result<()> {
             line.trim().to_owned()
         }
     };
-    grove_storage::token::Handle::parse(&token).context("the token")?;
+    grove_storage::token::Handle::parse(&token)
+        .context("the token")
+        .map_err(UsageError)?;
     if !(host.starts_with("http://") || host.starts_with("https://")) {
-        bail!("--host must be an http:// or https:// URL");
+        return Err(UsageError(anyhow::anyhow!("--host must be an http:// or https:// URL")).into());
     }
     let path = Settings {
         host: Some(host),

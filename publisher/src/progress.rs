@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Where the phases of a command report.
 #[derive(Clone)]
 pub struct Progress {
     bars: MultiProgress,
@@ -14,6 +15,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// `quiet`: draw nothing and say nothing (for `--json`).
     pub fn new(quiet: bool) -> Self {
         let target = if quiet {
             ProgressDrawTarget::hidden()
@@ -26,27 +28,22 @@ impl Progress {
         }
     }
 
-    /// A line for people, kept above the bars.
+    /// A line for people, kept above the bars; nothing when quiet.
     pub fn say(&self, line: impl AsRef<str>) {
         if !self.quiet {
-            // MultiProgress prints nothing when stderr is not a terminal.
-            if self.bars.is_hidden() {
-                eprintln!("{}", line.as_ref());
-            } else {
-                let _ = self.bars.println(line.as_ref());
-            }
+            self.notice(line);
         }
     }
 
-    /// A phase measured in bytes; `total` may grow as work is found.
-    pub fn bytes(&self, phase: &str, total: Option<u64>) -> ProgressBar {
-        let bar = self.bars.add(ProgressBar::new(total.unwrap_or(0)));
-        bar.set_style(
-            ProgressStyle::with_template("{prefix:>12} {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}")
-                .expect("a valid template"),
-        );
-        bar.set_prefix(phase.to_owned());
-        bar
+    /// A line that matters even with `--json` (on stderr, so stdout stays one
+    /// object): a rebase, a repair.
+    pub fn notice(&self, line: impl AsRef<str>) {
+        // MultiProgress prints nothing when stderr is not a terminal.
+        if self.bars.is_hidden() {
+            eprintln!("{}", line.as_ref());
+        } else {
+            let _ = self.bars.println(line.as_ref());
+        }
     }
 
     /// A phase with no measurable size.
@@ -58,42 +55,67 @@ impl Progress {
         bar
     }
 
-    /// A phase over `files` files of `bytes` bytes in all.
-    pub fn files_and_bytes(&self, phase: &str, files: u64, bytes: u64) -> FileBar {
-        let bar = self.bytes(phase, Some(bytes));
+    /// A phase over `files` files (more can be added); `bytes` is their size
+    /// if known, and `note` is shown after the counts.
+    pub fn files(&self, phase: &str, files: u64, bytes: Option<u64>, note: &str) -> FileBar {
+        let bar = self.bars.add(ProgressBar::new(files));
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>12} {bar:30} {msg} files, {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-            )
-            .expect("a valid template"),
+            ProgressStyle::with_template("{prefix:>12} {bar:30} {pos}/{len} files, {msg} eta {eta}")
+                .expect("a valid template"),
         );
-        bar.set_message(format!("0/{files}"));
-        FileBar {
+        bar.set_prefix(phase.to_owned());
+        let file_bar = FileBar {
             bar,
-            files,
-            done: Arc::default(),
-        }
+            bytes: Arc::default(),
+            total_bytes: bytes,
+            note: note.to_owned(),
+            started: Instant::now(),
+        };
+        file_bar.show();
+        file_bar
     }
 }
 
-/// Counts files and bytes of one phase.
+/// Counts the files and bytes of one phase.
 #[derive(Clone)]
 pub struct FileBar {
     bar: ProgressBar,
-    files: u64,
-    done: Arc<AtomicU64>,
+    bytes: Arc<AtomicU64>,
+    total_bytes: Option<u64>,
+    note: String,
+    started: Instant,
 }
 
 impl FileBar {
-    /// One more file of `size` bytes is done.
-    pub fn tick_file(&self, size: u64) {
-        let done = self.done.fetch_add(1, Ordering::Relaxed) + 1;
-        self.bar.set_message(format!("{done}/{}", self.files));
-        self.bar.inc(size);
+    /// The phase turned out to cover `files` files.
+    pub fn set_files(&self, files: u64) {
+        self.bar.set_length(files);
     }
 
-    pub fn finish(&self) {
+    /// One more file of `size` bytes is done.
+    pub fn tick_file(&self, size: u64) {
+        self.bytes.fetch_add(size, Ordering::Relaxed);
+        self.bar.inc(1);
+        self.show();
+    }
+
+    fn show(&self) {
+        let done = human_bytes(self.bytes.load(Ordering::Relaxed));
+        let bytes = match self.total_bytes {
+            Some(total) => format!("{done} of {}", human_bytes(total)),
+            None => done,
+        };
+        self.bar.set_message(format!("{bytes}{}", self.note));
+    }
+
+    /// Files and bytes done, and the time since the phase began.
+    pub fn finish(&self) -> (u64, u64, Duration) {
         self.bar.finish_and_clear();
+        (
+            self.bar.position(),
+            self.bytes.load(Ordering::Relaxed),
+            self.started.elapsed(),
+        )
     }
 }
 

@@ -9,22 +9,26 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use grove_storage::content::ContentStore;
 use grove_storage::publish_api::{self, CommitRequest, Published, UploadTarget};
-use grove_storage::scan::{ScannedFile, scan_dir_observed};
+use grove_storage::scan::{ScanProgress, ScannedFile, scan_dir_observed};
 use grove_storage::tree::{Difference, Trees};
 use grove_storage::{ContentHash, SiteName};
 use serde::Serialize;
 
 use crate::client::{Client, ClientError};
 use crate::nodes::NodeOverlay;
-use crate::progress::Progress;
+use crate::progress::{FileBar, Progress};
 
 /// Blob uploads in flight at once.
 const UPLOAD_CONCURRENCY: usize = 16;
 /// Node batches in flight at once.
 const BATCH_CONCURRENCY: usize = 4;
-/// Bytes of nodes per probe or store request; under the host's default
-/// request body limit (1 MiB).
+/// Bytes of nodes per probe or store request, at most; less if the host
+/// accepts less (it says so in its offer reply).
 const BATCH_BYTES: usize = 512 << 10;
+/// Room left under the host's body limit.
+const BATCH_HEADROOM: usize = 1024;
+/// Batches are never cut smaller than this.
+const MIN_BATCH_BYTES: usize = 4096;
 /// Times a publish rebases onto a newer version before giving up.
 const MAX_REBASES: usize = 8;
 /// Times a commit re-uploads content the host reports missing.
@@ -67,24 +71,19 @@ impl LocalBuild {
     /// Hashes `dir` on every core and builds its tree in memory; nodes the
     /// host has are read from `client` when a diff needs them.
     pub async fn of(dir: &Path, site: &SiteName, client: &Client, progress: &Progress) -> anyhow::Result<Self> {
-        let hashing = progress.bytes("hashing", None);
+        let hashing = HashingProgress(progress.files("hashing", 0, None, ""));
         let walk_dir = dir.to_owned();
-        let bar = hashing.clone();
-        let files = tokio::task::spawn_blocking(move || {
-            scan_dir_observed(&walk_dir, &|size| {
-                bar.inc(size);
-                bar.inc_length(size);
-            })
+        let (files, hashing) = tokio::task::spawn_blocking(move || {
+            let files = scan_dir_observed(&walk_dir, &hashing);
+            (files, hashing)
         })
         .await
-        .expect("scanning does not panic")?;
-        let bytes: u64 = files.iter().map(|file| file.entry.size).sum();
-        hashing.finish_and_clear();
+        .expect("scanning does not panic");
+        let files = files?;
+        let (count, bytes, took) = hashing.0.finish();
         progress.say(format!(
-            "hashed {} files ({}) in {:.1?}",
-            files.len(),
-            crate::progress::human_bytes(bytes),
-            hashing.elapsed()
+            "hashed {count} files ({}) in {took:.1?}",
+            crate::progress::human_bytes(bytes)
         ));
         let (trees, nodes) = NodeOverlay::trees(Some((client.clone(), site.clone())));
         let root = trees.build(files.iter().map(|file| file.entry.clone())).await?;
@@ -123,6 +122,19 @@ impl LocalBuild {
     }
 }
 
+/// Shows hashing progress on a file bar.
+struct HashingProgress(FileBar);
+
+impl ScanProgress for HashingProgress {
+    fn walked(&self, files: u64) {
+        self.0.set_files(files);
+    }
+
+    fn hashed(&self, bytes: u64) {
+        self.0.tick_file(bytes);
+    }
+}
+
 /// Publishes `build` as the next version of `site`.
 pub async fn publish(
     client: &Client,
@@ -136,7 +148,14 @@ pub async fn publish(
     for attempt in 0..=MAX_REBASES {
         let negotiating = progress.spinner("negotiating");
         let offer = client.offer(site, build.root).await?;
-        let (to_store, targets) = negotiate(client, site, build, offer.missing_nodes).await?;
+        let batch_bytes = offer.max_request_bytes.map_or(BATCH_BYTES, |max| {
+            usize::try_from(max)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(BATCH_HEADROOM)
+                .clamp(MIN_BATCH_BYTES, BATCH_BYTES)
+        });
+        let batcher = Batcher { build, batch_bytes };
+        let (to_store, targets) = negotiate(client, site, &batcher, offer.missing_nodes).await?;
         negotiating.finish_and_clear();
         progress.say(format!(
             "host lacks {} of {} files and {} tree nodes",
@@ -144,8 +163,9 @@ pub async fn publish(
             sources.len(),
             to_store.iter().map(Vec::len).sum::<usize>()
         ));
-        upload_all(client, &sources, targets, &mut uploaded, progress).await?;
-        store_nodes(client, site, build, to_store).await?;
+        let reused = sources.len() - targets.len();
+        upload_all(client, &sources, targets, reused, &mut uploaded, progress).await?;
+        store_nodes(client, site, &batcher, to_store).await?;
 
         let committing = progress.spinner("committing");
         let commit = CommitRequest {
@@ -162,7 +182,7 @@ pub async fn publish(
                     ClientError::Api { body, .. } => body.current.unwrap_or_default(),
                     _ => 0,
                 };
-                progress.say(format!(
+                progress.notice(format!(
                     "site {site} moved on to version {current} while publishing; rebasing onto it"
                 ));
             }
@@ -188,12 +208,12 @@ async fn commit_repairing(
         match client.commit(site, commit).await {
             Err(ClientError::Api { body, .. }) if body.error == "missing_content" && repairs < MAX_REPAIRS => {
                 repairs += 1;
-                progress.say(format!(
-                    "host reports {} files missing; uploading them again",
+                progress.notice(format!(
+                    "the host reports {} files missing or corrupt; uploading them again",
                     body.missing_blobs.len()
                 ));
-                if let Err(error) = upload_all(client, sources, body.missing_blobs, uploaded, progress).await {
-                    progress.say(format!("re-upload failed: {error:#}"));
+                if let Err(error) = upload_all(client, sources, body.missing_blobs, 0, uploaded, progress).await {
+                    progress.notice(format!("re-upload failed: {error:#}"));
                 }
             }
             other => return other,
@@ -206,14 +226,14 @@ async fn commit_repairing(
 async fn negotiate(
     client: &Client,
     site: &SiteName,
-    build: &LocalBuild,
+    batcher: &Batcher<'_>,
     mut level: Vec<ContentHash>,
 ) -> anyhow::Result<(Vec<Vec<ContentHash>>, Vec<UploadTarget>)> {
     let mut levels = Vec::new();
     let mut targets: Vec<UploadTarget> = Vec::new();
     let mut seen_blobs = HashSet::new();
     while !level.is_empty() {
-        let replies: Vec<_> = futures::stream::iter(batches(build, &level).await?)
+        let replies: Vec<_> = futures::stream::iter(batcher.batches(&level).await?)
             .map(|batch| client.probe(site, batch))
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect()
@@ -239,11 +259,11 @@ async fn negotiate(
 async fn store_nodes(
     client: &Client,
     site: &SiteName,
-    build: &LocalBuild,
+    batcher: &Batcher<'_>,
     levels: Vec<Vec<ContentHash>>,
 ) -> anyhow::Result<()> {
     for level in levels.into_iter().rev() {
-        futures::stream::iter(batches(build, &level).await?)
+        futures::stream::iter(batcher.batches(&level).await?)
             .map(|batch| client.store_nodes(site, batch))
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<()>()
@@ -252,29 +272,39 @@ async fn store_nodes(
     Ok(())
 }
 
-/// The nodes `hashes`, in node batches of at most [`BATCH_BYTES`].
-async fn batches(build: &LocalBuild, hashes: &[ContentHash]) -> anyhow::Result<Vec<Bytes>> {
-    let mut batches = Vec::new();
-    let mut current: Vec<Bytes> = Vec::new();
-    let mut size = 0;
-    for hash in hashes {
-        let node = build.node(hash).await?;
-        if size + node.len() > BATCH_BYTES && !current.is_empty() {
-            batches.push(Bytes::from(publish_api::encode_node_batch(
-                current.iter().map(|n| n.as_ref()),
-            )));
-            current.clear();
-            size = 0;
+/// Cuts a build's nodes into request-sized batches.
+struct Batcher<'a> {
+    build: &'a LocalBuild,
+    /// Largest batch body.
+    batch_bytes: usize,
+}
+
+impl Batcher<'_> {
+    /// The nodes `hashes`, in node batches of at most `batch_bytes` (a node
+    /// larger than that goes alone).
+    async fn batches(&self, hashes: &[ContentHash]) -> anyhow::Result<Vec<Bytes>> {
+        let mut batches = Vec::new();
+        let mut current: Vec<Bytes> = Vec::new();
+        let mut size = 0;
+        for hash in hashes {
+            let node = self.build.node(hash).await?;
+            if size + node.len() + 4 > self.batch_bytes && !current.is_empty() {
+                batches.push(encode(&current));
+                current.clear();
+                size = 0;
+            }
+            size += node.len() + 4;
+            current.push(node);
         }
-        size += node.len() + 4;
-        current.push(node);
+        if !current.is_empty() {
+            batches.push(encode(&current));
+        }
+        Ok(batches)
     }
-    if !current.is_empty() {
-        batches.push(Bytes::from(publish_api::encode_node_batch(
-            current.iter().map(|n| n.as_ref()),
-        )));
-    }
-    Ok(batches)
+}
+
+fn encode(nodes: &[Bytes]) -> Bytes {
+    Bytes::from(publish_api::encode_node_batch(nodes.iter().map(|node| node.as_ref())))
 }
 
 #[derive(Debug, Default)]
@@ -283,10 +313,12 @@ struct Uploaded {
     bytes: u64,
 }
 
+/// Uploads `targets`; `reused` files were already on the host (shown).
 async fn upload_all(
     client: &Client,
     sources: &HashMap<ContentHash, (PathBuf, String)>,
     targets: Vec<UploadTarget>,
+    reused: usize,
     uploaded: &mut Uploaded,
     progress: &Progress,
 ) -> anyhow::Result<()> {
@@ -294,7 +326,12 @@ async fn upload_all(
         return Ok(());
     }
     let total: u64 = targets.iter().map(|target| target.size).sum();
-    let bar = progress.files_and_bytes("uploading", targets.len() as u64, total);
+    let note = if reused > 0 {
+        format!(", {reused} already on the host")
+    } else {
+        String::new()
+    };
+    let bar = progress.files("uploading", targets.len() as u64, Some(total), &note);
     let done: Vec<(ContentHash, u64)> = futures::stream::iter(targets)
         .map(|target| {
             let bar = bar.clone();
@@ -327,16 +364,15 @@ async fn upload_all(
         .buffer_unordered(UPLOAD_CONCURRENCY)
         .try_collect()
         .await?;
-    bar.finish();
+    let (files, bytes, took) = bar.finish();
     for (hash, size) in done {
         if uploaded.hashes.insert(hash) {
             uploaded.bytes += size;
         }
     }
     progress.say(format!(
-        "uploaded {} files ({})",
-        uploaded.hashes.len(),
-        crate::progress::human_bytes(uploaded.bytes)
+        "uploaded {files} files ({}) in {took:.1?}",
+        crate::progress::human_bytes(bytes)
     ));
     Ok(())
 }

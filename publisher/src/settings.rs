@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
+/// The host to talk to and the token to present there.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Settings {
     pub host: Option<String>,
@@ -17,6 +18,7 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// Where `grove login` saves them.
     pub fn path() -> anyhow::Result<PathBuf> {
         let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|dir| !dir.is_empty()) {
             Some(dir) => PathBuf::from(dir),
@@ -35,6 +37,10 @@ impl Settings {
             Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
         };
         if let Some(host) = std::env::var("GROVE_HOST").ok().filter(|host| !host.is_empty()) {
+            // The saved token belongs to the saved host; never send it elsewhere.
+            if settings.host.as_deref() != Some(host.as_str()) {
+                settings.token = None;
+            }
             settings.host = Some(host);
         }
         if let Some(token) = std::env::var("GROVE_TOKEN").ok().filter(|token| !token.is_empty()) {

@@ -27,19 +27,36 @@ const PRESIGN_TTL: Duration = Duration::from_secs(3600);
 /// Limits on what one site may publish.
 #[derive(Debug, Clone, Copy)]
 pub struct DeployLimits {
+    /// Largest file, in bytes.
     pub max_file_bytes: u64,
+    /// Most files in one version.
     pub max_files_per_site: u64,
 }
 
+/// Which of the [`DeployLimits`] a publish exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    FileBytes,
+    FilesPerSite,
+}
+
+impl Limit {
+    /// The configuration key, as operators write it.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::FileBytes => "publish.max_file_bytes",
+            Self::FilesPerSite => "publish.max_files_per_site",
+        }
+    }
+}
+
+/// Why a publish step was refused or failed. Only [`DeployError::Store`],
+/// [`DeployError::Content`] and some [`DeployError::Site`] errors are worth
+/// retrying; every other one changes nothing and will fail again.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
-    /// `limit` names the configuration key.
-    #[error("{message} (limit {limit} = {value})")]
-    Limit {
-        limit: &'static str,
-        value: u64,
-        message: String,
-    },
+    #[error("{message} (limit {} = {value})", .limit.key())]
+    Limit { limit: Limit, value: u64, message: String },
     #[error(transparent)]
     Batch(#[from] BatchError),
     #[error("tree node {hash} is malformed: {source}")]
@@ -52,6 +69,13 @@ pub enum DeployError {
     HashMismatch { expected: ContentHash, actual: ContentHash },
     #[error("the tree is incomplete on the host ({0}); store its nodes before committing")]
     IncompleteTree(#[source] TreeError),
+    #[error("the tree on the host is malformed: {0}")]
+    MalformedTree(#[source] TreeError),
+    /// A tree node refers to a child that is neither in its batch nor stored.
+    #[error("tree node {node} refers to child {child}, which the host does not have; store children first")]
+    ChildMissing { node: ContentHash, child: ContentHash },
+    #[error("{0}")]
+    Invalid(String),
     #[error("{} file(s) are missing on the host or were corrupt; upload them and commit again", .0.len())]
     MissingContent(Vec<UploadTarget>),
     #[error("{0}")]
@@ -76,7 +100,12 @@ impl From<TreeError> for DeployError {
     fn from(error: TreeError) -> Self {
         match error {
             TreeError::Load { ref source, .. } if source.is_not_found() => Self::IncompleteTree(error),
-            TreeError::Decode { .. } | TreeError::Structure { .. } => Self::IncompleteTree(error),
+            TreeError::Load {
+                source: ContentError::Corrupt { .. },
+                ..
+            }
+            | TreeError::Decode { .. }
+            | TreeError::Structure { .. } => Self::MalformedTree(error),
             other => Self::Tree(other),
         }
     }
@@ -86,6 +115,7 @@ impl From<TreeError> for DeployError {
 #[derive(Debug, Clone)]
 pub struct Deployed {
     pub version: Version,
+    /// Files in the version.
     pub files: u64,
 }
 
@@ -100,6 +130,8 @@ pub struct Deployer {
 }
 
 impl Deployer {
+    /// `trees` should be the host's shared tree cache: commits read every
+    /// node of the tree they verify.
     pub fn new(store: Arc<dyn ObjectStore>, trees: Trees, limits: DeployLimits) -> Self {
         Self {
             blobs: ContentStore::blobs(Arc::clone(&store)),
@@ -110,12 +142,9 @@ impl Deployer {
         }
     }
 
+    /// Versions and roots, for the routes that only read them.
     pub fn sites(&self) -> &Sites {
         &self.sites
-    }
-
-    pub fn limits(&self) -> DeployLimits {
-        self.limits
     }
 
     /// Step 1: the live version, and whether the host lacks `root`.
@@ -130,6 +159,7 @@ impl Deployer {
             parent: live.as_ref().map_or(0, |root| root.version),
             parent_root: live.map(|root| root.tree),
             missing_nodes,
+            max_request_bytes: None,
         })
     }
 
@@ -144,61 +174,79 @@ impl Deployer {
                 (_, Node::Leaf(entries)) => files.extend(entries),
             }
         }
-        if let Some(large) = files.iter().find(|entry| entry.size > self.limits.max_file_bytes) {
-            return Err(self.file_too_large(large));
-        }
-        let mut seen = HashSet::new();
-        files.retain(|entry| seen.insert(entry.hash));
-        let missing_nodes = futures::stream::iter(children)
-            .map(|hash| async move { Ok::<_, StoreError>((!self.nodes.contains(&hash).await?).then_some(hash)) })
-            .buffer_unordered(CHECK_CONCURRENCY)
-            .try_collect::<Vec<Option<ContentHash>>>()
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
-        let missing_blobs = futures::stream::iter(files)
-            .map(
-                |entry| async move { Ok::<_, StoreError>((!self.blobs.contains(&entry.hash).await?).then_some(entry)) },
-            )
-            .buffer_unordered(CHECK_CONCURRENCY)
-            .try_collect::<Vec<Option<Entry>>>()
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
+        let files = self.distinct_within_limit(files)?;
+        let missing_nodes = keep_concurrently(
+            children
+                .into_iter()
+                .map(|hash| async move { Ok((hash, !self.nodes.contains(&hash).await?)) }),
+            CHECK_CONCURRENCY,
+        )
+        .await?;
+        let missing_blobs = keep_concurrently(
+            files.into_iter().map(|entry| async move {
+                let missing = !self.blobs.contains(&entry.hash).await?;
+                Ok((entry, missing))
+            }),
+            CHECK_CONCURRENCY,
+        )
+        .await?;
         Ok(ProbeReply {
             missing_nodes,
             missing_blobs: self.upload_targets(site, missing_blobs).await?,
         })
     }
 
-    /// Step 3b: stores the nodes of `batch`, each checked to decode. Returns
-    /// how many were stored.
+    /// Step 3b: stores the nodes of `batch`, each checked to decode and, for
+    /// an interior node, to have every child in the batch or already stored.
+    /// So a stored node always has its whole tree of nodes below it, which is
+    /// what lets [`Self::offer`] and [`Self::probe`] stop at nodes the host
+    /// has. Returns how many nodes were stored.
     pub async fn store_nodes(&self, batch: &[u8]) -> Result<usize, DeployError> {
         let mut nodes = Vec::new();
+        let mut children = Vec::new();
         for bytes in publish_api::decode_node_batch(batch)? {
-            decode(bytes)?;
-            nodes.push(Bytes::copy_from_slice(bytes));
+            let (hash, node) = decode(bytes)?;
+            let level = node.level();
+            if let Node::Interior { children: refs, .. } = node {
+                children.extend(refs.into_iter().map(|child| (hash, child.hash)));
+            }
+            nodes.push((level, hash, Bytes::copy_from_slice(bytes)));
         }
+        let in_batch: HashSet<ContentHash> = nodes.iter().map(|(_, hash, _)| *hash).collect();
+        children.retain(|(_, child)| !in_batch.contains(child));
+        let absent = keep_concurrently(
+            children.into_iter().map(|(node, child)| async move {
+                let missing = !self.nodes.contains(&child).await?;
+                Ok(((node, child), missing))
+            }),
+            CHECK_CONCURRENCY,
+        )
+        .await?;
+        if let Some(&(node, child)) = absent.first() {
+            return Err(DeployError::ChildMissing { node, child });
+        }
+        // Level by level from the leaves, so that even a batch cut short by a
+        // failure leaves no node stored without its children.
         let count = nodes.len();
-        futures::stream::iter(nodes)
-            .map(|bytes| self.nodes.put(bytes))
-            .buffer_unordered(CHECK_CONCURRENCY)
-            .try_collect::<Vec<_>>()
-            .await?;
+        nodes.sort_by_key(|(level, _, _)| *level);
+        for level in nodes.chunk_by(|a, b| a.0 == b.0) {
+            let level: Vec<Bytes> = level.iter().map(|(_, _, bytes)| bytes.clone()).collect();
+            futures::stream::iter(level)
+                .map(|bytes| self.nodes.put(bytes))
+                .buffer_unordered(CHECK_CONCURRENCY)
+                .try_collect::<Vec<_>>()
+                .await?;
+        }
         Ok(count)
     }
 
     /// Step 3a, for stores without presigned URLs: keeps `bytes` as blob
-    /// `expected`, or nothing if they hash to anything else.
+    /// `expected`, or nothing if they hash to anything else. The write
+    /// replaces whatever is stored under that hash: the bytes are verified,
+    /// so this is how a corrupt object found at commit gets repaired.
     pub async fn upload_blob(&self, expected: &ContentHash, bytes: Bytes) -> Result<(), DeployError> {
         if bytes.len() as u64 > self.limits.max_file_bytes {
-            return Err(DeployError::Limit {
-                limit: "max_file_bytes",
-                value: self.limits.max_file_bytes,
-                message: format!("the file is {} bytes", bytes.len()),
-            });
+            return Err(self.too_large(format!("the file is {} bytes", bytes.len())));
         }
         let actual = ContentHash::of(&bytes);
         if actual != *expected {
@@ -207,7 +255,7 @@ impl Deployer {
                 actual,
             });
         }
-        self.blobs.put(bytes).await?;
+        self.blobs.replace(bytes).await?;
         Ok(())
     }
 
@@ -233,7 +281,7 @@ impl Deployer {
         let files = entries.len() as u64;
         if files > self.limits.max_files_per_site {
             return Err(DeployError::Limit {
-                limit: "max_files_per_site",
+                limit: Limit::FilesPerSite,
                 value: self.limits.max_files_per_site,
                 message: format!("the site has {files} files"),
             });
@@ -280,7 +328,7 @@ impl Deployer {
             Some(n) => return Err(SiteError::UnknownVersion { site: site.clone(), n }.into()),
             None if live > 1 => live - 1,
             None => {
-                return Err(DeployError::NotFound(format!(
+                return Err(DeployError::Invalid(format!(
                     "site {site} has only one version: there is nothing to roll back to"
                 )));
             }
@@ -299,38 +347,43 @@ impl Deployer {
         }
     }
 
-    /// Verifies every file's blob; a corrupt blob is removed so that it can be
-    /// uploaded again, and every missing one is reported with its target.
-    async fn verify_files(&self, site: &SiteName, mut files: Vec<Entry>) -> Result<(), DeployError> {
-        if let Some(large) = files.iter().find(|entry| entry.size > self.limits.max_file_bytes) {
-            return Err(self.file_too_large(large));
-        }
-        let mut seen = HashSet::new();
-        files.retain(|entry| seen.insert(entry.hash));
-        let missing: Vec<Entry> = futures::stream::iter(files)
-            .map(|entry| async move {
-                match self.blobs.verify(&entry.hash, entry.size).await {
-                    Ok(()) => Ok(None),
-                    Err(error) if error.is_not_found() => Ok(Some(entry)),
+    /// Verifies every file's blob and reports every missing or corrupt one
+    /// with an upload target. Nothing is deleted here: a corrupt object is
+    /// replaced by the verified upload that follows, so a concurrent publish
+    /// that already repaired it cannot lose its repair.
+    async fn verify_files(&self, site: &SiteName, files: Vec<Entry>) -> Result<(), DeployError> {
+        let files = self.distinct_within_limit(files)?;
+        let missing = keep_concurrently(
+            files.into_iter().map(|entry| async move {
+                let missing = match self.blobs.verify(&entry.hash, entry.size).await {
+                    Ok(()) => false,
+                    Err(error) if error.is_not_found() => true,
                     Err(ContentError::Corrupt { key, actual }) => {
-                        tracing::warn!(%key, %actual, "removing a corrupt upload");
-                        self.blobs.remove(&entry.hash).await?;
-                        Ok(Some(entry))
+                        tracing::warn!(%key, %actual, "a stored blob is corrupt; asking for it again");
+                        true
                     }
-                    Err(ContentError::Store(error)) => Err(error),
-                }
-            })
-            .buffer_unordered(VERIFY_CONCURRENCY)
-            .try_collect::<Vec<Option<Entry>>>()
-            .await?
-            .into_iter()
-            .flatten()
-            .collect();
+                    Err(ContentError::Store(error)) => return Err(error),
+                };
+                Ok((entry, missing))
+            }),
+            VERIFY_CONCURRENCY,
+        )
+        .await?;
         if missing.is_empty() {
             Ok(())
         } else {
             Err(DeployError::MissingContent(self.upload_targets(site, missing).await?))
         }
+    }
+
+    /// `files` without repeated blobs, or the limit error if one is too large.
+    fn distinct_within_limit(&self, mut files: Vec<Entry>) -> Result<Vec<Entry>, DeployError> {
+        if let Some(large) = files.iter().find(|entry| entry.size > self.limits.max_file_bytes) {
+            return Err(self.too_large(format!("{} is {} bytes", large.path, large.size)));
+        }
+        let mut seen = HashSet::new();
+        files.retain(|entry| seen.insert(entry.hash));
+        Ok(files)
     }
 
     async fn upload_targets(&self, site: &SiteName, entries: Vec<Entry>) -> Result<Vec<UploadTarget>, StoreError> {
@@ -358,13 +411,29 @@ impl Deployer {
             .await
     }
 
-    fn file_too_large(&self, entry: &Entry) -> DeployError {
+    fn too_large(&self, message: String) -> DeployError {
         DeployError::Limit {
-            limit: "max_file_bytes",
+            limit: Limit::FileBytes,
             value: self.limits.max_file_bytes,
-            message: format!("{} is {} bytes", entry.path, entry.size),
+            message,
         }
     }
+}
+
+/// Runs `checks`, `concurrency` at a time, and keeps the items they answer
+/// true for.
+async fn keep_concurrently<T>(
+    checks: impl Iterator<Item = impl Future<Output = Result<(T, bool), StoreError>>>,
+    concurrency: usize,
+) -> Result<Vec<T>, StoreError> {
+    let checked: Vec<(T, bool)> = futures::stream::iter(checks)
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    Ok(checked
+        .into_iter()
+        .filter_map(|(item, keep)| keep.then_some(item))
+        .collect())
 }
 
 fn decode(bytes: &[u8]) -> Result<(ContentHash, Node), DeployError> {

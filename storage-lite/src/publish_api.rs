@@ -35,9 +35,11 @@ pub fn host_upload_path(site: &SiteName, hash: &ContentHash) -> String {
 /// Step 1: the root of the tree the client built.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Offer {
+    /// Root hash of the client's tree.
     pub root: ContentHash,
 }
 
+/// The host's answer to an [`Offer`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OfferReply {
     /// The live version, which a commit of this offer builds on (0: none).
@@ -46,12 +48,17 @@ pub struct OfferReply {
     pub parent_root: Option<ContentHash>,
     /// The offered root, if the host lacks it; empty if it has the whole tree.
     pub missing_nodes: Vec<ContentHash>,
+    /// Largest request body the host accepts: node batches must fit.
+    #[serde(default)]
+    pub max_request_bytes: Option<u64>,
 }
 
 /// Step 2: what the host lacks under the probed nodes.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ProbeReply {
+    /// Children of the probed nodes that the host lacks: probe them next.
     pub missing_nodes: Vec<ContentHash>,
+    /// Files of the probed leaves that the host lacks: upload them.
     pub missing_blobs: Vec<UploadTarget>,
 }
 
@@ -78,7 +85,9 @@ impl UploadTarget {
 /// Step 4: make the offered tree the next version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommitRequest {
+    /// Root hash of the tree to publish; its nodes must be stored.
     pub root: ContentHash,
+    /// Describes the version in its history.
     #[serde(default)]
     pub message: String,
     /// Commit only on top of this version (0: only as the first version).
@@ -97,6 +106,7 @@ pub struct Published {
     pub preview_url: String,
 }
 
+/// Make an earlier (or later) version's tree live again, as a new version.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RollbackRequest {
     /// Default: the version before the live one.
@@ -104,6 +114,7 @@ pub struct RollbackRequest {
     pub to: Option<u64>,
 }
 
+/// A page of a site's history.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionsReply {
     /// The live version.
@@ -114,6 +125,8 @@ pub struct VersionsReply {
     pub next_before: Option<u64>,
 }
 
+/// Grant a token limited to `path`, `rights` and `until`, on the authority
+/// of the bearer token (which must hold `grant` there).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GrantRequest {
     /// Storage path the token is limited to: `sites/<site>` for one site.
@@ -123,6 +136,7 @@ pub struct GrantRequest {
     pub until: OffsetDateTime,
 }
 
+/// A new token: the only time its secret is shown.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GrantReply {
     pub handle: String,
@@ -130,6 +144,7 @@ pub struct GrantReply {
     pub until: OffsetDateTime,
 }
 
+/// Revoke a token, and with it every token granted through it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RevokeRequest {
     pub handle: String,
@@ -164,6 +179,7 @@ pub fn encode_node_batch<'a>(nodes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u
     batch
 }
 
+/// A node batch whose framing does not add up.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("malformed node batch: a length prefix runs past the end of the body")]
 pub struct BatchError;

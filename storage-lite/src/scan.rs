@@ -52,15 +52,30 @@ fn list(items: &[String]) -> String {
         .join("\n")
 }
 
+/// Hears how a scan goes, to show progress. Called from several threads.
+pub trait ScanProgress: Sync {
+    /// The walk is done and found `files` files; hashing starts.
+    fn walked(&self, files: u64) {
+        let _ = files;
+    }
+
+    /// One more file, of `bytes` bytes, is hashed.
+    fn hashed(&self, bytes: u64) {
+        let _ = bytes;
+    }
+}
+
+/// No progress to show.
+impl ScanProgress for () {}
+
 /// Scans `dir`, honouring `.groveignore` files, and hashes every file using
 /// all cores. Symlinks are followed only while they stay inside `dir`.
 pub fn scan_dir(dir: &Path) -> Result<Vec<ScannedFile>, ScanError> {
-    scan_dir_observed(dir, &|_| {})
+    scan_dir_observed(dir, &())
 }
 
-/// [`scan_dir`], calling `hashed` with each file's size as it is hashed (from
-/// several threads), so a caller can show progress.
-pub fn scan_dir_observed(dir: &Path, hashed: &(dyn Fn(u64) + Sync)) -> Result<Vec<ScannedFile>, ScanError> {
+/// [`scan_dir`], telling `progress` how it goes.
+pub fn scan_dir_observed(dir: &Path, progress: &dyn ScanProgress) -> Result<Vec<ScannedFile>, ScanError> {
     let io_error = |path: &Path| {
         let path = path.to_owned();
         move |source| ScanError::Io { path, source }
@@ -104,7 +119,8 @@ pub fn scan_dir_observed(dir: &Path, hashed: &(dyn Fn(u64) + Sync)) -> Result<Ve
         return Err(ScanError::InvalidNames(invalid));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
-    hash_all(found, hashed)
+    progress.walked(found.len() as u64);
+    hash_all(found, progress)
 }
 
 /// The URL path of a file, or why it cannot have one.
@@ -118,7 +134,7 @@ fn site_path(relative: &Path) -> Result<SitePath, String> {
 }
 
 /// Hashes files on every core, keeping their order.
-fn hash_all(files: Vec<(SitePath, PathBuf)>, hashed: &(dyn Fn(u64) + Sync)) -> Result<Vec<ScannedFile>, ScanError> {
+fn hash_all(files: Vec<(SitePath, PathBuf)>, progress: &dyn ScanProgress) -> Result<Vec<ScannedFile>, ScanError> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let per_thread = files.len().div_ceil(threads).max(1);
     std::thread::scope(|scope| {
@@ -130,7 +146,7 @@ fn hash_all(files: Vec<(SitePath, PathBuf)>, hashed: &(dyn Fn(u64) + Sync)) -> R
                         .iter()
                         .map(|(path, source)| {
                             let file = hash_file(path, source)?;
-                            hashed(file.entry.size);
+                            progress.hashed(file.entry.size);
                             Ok::<_, ScanError>(file)
                         })
                         .collect()

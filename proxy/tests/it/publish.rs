@@ -168,11 +168,17 @@ impl Host {
         (response.status(), response.text().await.unwrap())
     }
 
-    /// The live version number, from the API.
+    /// The live version number, from the API (0: never published).
     async fn live(&self, site: &str) -> u64 {
         let versions = self.api().get(format!("{}{PREFIX}/sites/{site}/versions", self.base()));
-        let reply: Value = versions.send().await.unwrap().json().await.unwrap();
-        reply["live"].as_u64().unwrap_or(0)
+        let response = versions.send().await.unwrap();
+        let status = response.status();
+        let reply: Value = response.json().await.unwrap();
+        match status {
+            StatusCode::OK => reply["live"].as_u64().unwrap(),
+            StatusCode::NOT_FOUND if reply["error"] == "not_found" => 0,
+            other => panic!("reading versions: {other} {reply}"),
+        }
     }
 
     fn api(&self) -> ApiClient {
@@ -250,7 +256,9 @@ async fn first_publish_then_one_change_uploads_one_blob(host: &Host) {
     );
 
     std::fs::write(dir.path().join("index.html"), "<h1>two</h1>").unwrap();
+    let blobs_before = host.blob_count().await;
     let second = host.publish(dir.path(), "demo").await;
+    assert_eq!(host.blob_count().await, blobs_before + 1);
     assert_eq!(second["version"], 2);
     assert_eq!(second["uploaded_files"], 1, "{second}");
     assert_eq!(second["uploaded_bytes"], 12);
@@ -327,17 +335,15 @@ async fn s3_an_interrupted_publish_resumes_uploading_only_the_rest() {
 async fn concurrent_publishes_both_land_in_a_linear_history(host: &Host) {
     let a = generated_site(60, 4096, 2);
     let b = generated_site(60, 4096, 3);
-    let publish = |dir: &Path| {
-        host.grove_as(
-            &host.token,
-            &["publish", dir.to_str().unwrap(), "--site", "race", "--json"],
-        )
-        .output()
-    };
-    let (first, second) = tokio::join!(publish(a.path()), publish(b.path()));
-    let (first, second) = (first.unwrap(), second.unwrap());
+    let (a_dir, b_dir) = (a.path().to_str().unwrap(), b.path().to_str().unwrap());
+    let a_args = ["publish", a_dir, "--site", "race", "--json"];
+    let b_args = ["publish", b_dir, "--site", "race", "--json"];
+    let (first, second) = tokio::join!(host.grove(&a_args), host.grove(&b_args));
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(second.status.success(), "{}", stderr(&second));
+    // The two raced: whichever committed second had to rebase, and said so.
+    let notices = stderr(&first) + &stderr(&second);
+    assert!(notices.contains("rebasing onto it"), "no rebase reported: {notices}");
     let first: Value = serde_json::from_slice(&first.stdout).unwrap();
     let second: Value = serde_json::from_slice(&second.stdout).unwrap();
     let mut numbers = [first["version"].as_u64().unwrap(), second["version"].as_u64().unwrap()];
@@ -443,6 +449,7 @@ async fn forged_expired_revoked_and_wrong_site_tokens_are_refused() {
     assert_eq!(forged.status.code(), Some(1));
     assert!(stderr(&forged).contains("unknown or revoked"), "{}", stderr(&forged));
     let malformed = host.grove_with("grove_not-a-token", &publish_args).await;
+    assert_eq!(malformed.status.code(), Some(1));
     assert!(stderr(&malformed).contains("malformed"), "{}", stderr(&malformed));
 
     let other_site = host.grant("sites/other", "1h").await;
@@ -453,6 +460,7 @@ async fn forged_expired_revoked_and_wrong_site_tokens_are_refused() {
     let short = host.grant("sites/demo", "2s").await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let expired = host.grove_with(&short, &publish_args).await;
+    assert_eq!(expired.status.code(), Some(1));
     assert!(stderr(&expired).contains("expired"), "{}", stderr(&expired));
 
     let revoked = host.grant("sites/demo", "1h").await;
@@ -461,6 +469,7 @@ async fn forged_expired_revoked_and_wrong_site_tokens_are_refused() {
     let revoke = host.grove(&["token", "revoke", &revoked]).await;
     assert!(revoke.status.success(), "{}", stderr(&revoke));
     let after = host.grove_with(&revoked, &publish_args).await;
+    assert_eq!(after.status.code(), Some(1));
     assert!(stderr(&after).contains("unknown or revoked"), "{}", stderr(&after));
 
     // A missing header is a 401 that says what to send.
@@ -723,7 +732,7 @@ async fn the_operator_token_is_created_once_and_printed_once() {
     let state = tempfile::tempdir().unwrap();
     let start = || {
         let port = crate::support::free_port();
-        Command::new(env!("CARGO_BIN_EXE_grove-proxy"))
+        let child = Command::new(env!("CARGO_BIN_EXE_grove-proxy"))
             .args(["--state-dir", state.path().to_str().unwrap(), "--admin-listen", ""])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .env_remove("GROVE_ADMIN_TOKEN")
@@ -731,7 +740,8 @@ async fn the_operator_token_is_created_once_and_printed_once() {
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap()
+            .unwrap();
+        (child, port)
     };
     let read_token = |child: &mut std::process::Child| {
         use std::io::BufRead;
@@ -741,27 +751,162 @@ async fn the_operator_token_is_created_once_and_printed_once() {
         assert!(first.starts_with("operator token"), "{first}");
         lines.next().unwrap().unwrap()
     };
-    let mut first = start();
+    let (mut first, port) = start();
     let token = read_token(&mut first);
-    assert!(grove_storage::token::Handle::parse(&token).is_ok(), "{token}");
+    wait_listening(port);
+    // The printed token is an operator token: it can grant.
+    let granted = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}{PREFIX}/tokens/grant"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "path": "sites/demo", "rights": ["read"], "until": "2099-01-01T00:00:00Z" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), StatusCode::CREATED);
     first.kill().unwrap();
     first.wait().unwrap();
     let store = grove_storage::store::LocalStore::open(state.path().join("store")).unwrap();
     let records = store.list("auth/tokens/", None, 10).await.unwrap().keys;
-    assert_eq!(records.len(), 1);
-    let stored = store.get(&records[0]).await.unwrap().bytes;
-    assert!(
-        !String::from_utf8_lossy(&stored).contains(&token[6..]),
-        "the secret itself was stored"
-    );
+    assert_eq!(records.len(), 2, "the operator token and the one it granted");
+    for record in &records {
+        let stored = store.get(record).await.unwrap().bytes;
+        assert!(
+            !String::from_utf8_lossy(&stored).contains(&token[6..]),
+            "the secret itself was stored"
+        );
+    }
 
-    let mut second = start();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Bootstrap runs before the listener opens: once it accepts, the second
+    // start has had its chance to print.
+    let (mut second, port) = start();
+    wait_listening(port);
     second.kill().unwrap();
     second.wait().unwrap();
     let mut printed = String::new();
     use std::io::Read;
     second.stdout.take().unwrap().read_to_string(&mut printed).unwrap();
     assert!(!printed.contains("operator token"), "printed again: {printed}");
-    assert_eq!(store.list("auth/tokens/", None, 10).await.unwrap().keys.len(), 1);
+    assert_eq!(store.list("auth/tokens/", None, 10).await.unwrap().keys.len(), 2);
+}
+
+fn wait_listening(port: u16) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "grove-proxy did not start listening"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test]
+async fn usage_errors_exit_with_code_2() {
+    let host = Host::local("");
+    let dir = site_dir(&[("index.html", "x")]);
+    let bad_site = host
+        .grove(&["publish", dir.path().to_str().unwrap(), "--site", "Not_A_Site"])
+        .await;
+    assert_eq!(bad_site.status.code(), Some(2), "{}", stderr(&bad_site));
+    let no_token = tokio::process::Command::new(grove_bin())
+        .args(["versions", "--site", "demo"])
+        .env("GROVE_HOST", host.base())
+        .env_remove("GROVE_TOKEN")
+        .env("XDG_CONFIG_HOME", host.config_home.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(no_token.status.code(), Some(2), "{}", stderr(&no_token));
+    assert!(stderr(&no_token).contains("grove login"), "{}", stderr(&no_token));
+}
+
+#[tokio::test]
+async fn a_node_is_stored_only_after_its_children() {
+    use grove_storage::tree::ChildRef;
+    let host = Host::local("");
+    let leaf = Node::Leaf(vec![Entry {
+        path: SitePath::parse("a.html").unwrap(),
+        hash: ContentHash::of(b"a"),
+        size: 1,
+        content_type: ContentType::parse("text/html").unwrap(),
+    }]);
+    let leaf_bytes = leaf.encode();
+    let interior = Node::Interior {
+        level: 1,
+        children: vec![ChildRef {
+            first_key: SitePath::parse("a.html").unwrap(),
+            hash: ContentHash::of(&leaf_bytes),
+        }],
+    }
+    .encode();
+    let store = |nodes: Vec<&[u8]>| {
+        host.api()
+            .post(format!("{}{PREFIX}/sites/demo/nodes", host.base()))
+            .body(publish_api::encode_node_batch(nodes))
+            .send()
+    };
+    let orphan = store(vec![&interior]).await.unwrap();
+    assert_eq!(orphan.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error: Value = orphan.json().await.unwrap();
+    assert_eq!(error["error"], "incomplete_tree");
+    assert!(host.store.list("trees/", None, 10).await.unwrap().keys.is_empty());
+    // With its child in the same batch, or stored first, it is accepted.
+    let together = store(vec![&interior, &leaf_bytes]).await.unwrap();
+    assert_eq!(together.status(), StatusCode::OK);
+    assert_eq!(host.store.list("trees/", None, 10).await.unwrap().keys.len(), 2);
+}
+
+#[tokio::test]
+async fn s3_other_bytes_sent_to_a_presigned_url_never_go_live() {
+    let host = Host::s3("").await;
+    let leaf = Node::Leaf(vec![Entry {
+        path: SitePath::parse("index.html").unwrap(),
+        hash: ContentHash::of(b"the real page"),
+        size: 13,
+        content_type: ContentType::parse("text/html").unwrap(),
+    }])
+    .encode();
+    let base = host.base();
+    let api = host.api();
+    let probe: Value = api
+        .post(format!("{base}{PREFIX}/sites/demo/probe"))
+        .body(publish_api::encode_node_batch([leaf.as_slice()]))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let target = &probe["missing_blobs"][0];
+    let url = target["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("X-Amz-Signature"),
+        "{url}"
+    );
+    let mut forged = reqwest::Client::new().put(url).body("a forged page");
+    for pair in target["headers"].as_array().unwrap() {
+        forged = forged.header(pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+    }
+    // R2 and S3 refuse bytes that miss the signed SHA-256 checksum; the test
+    // server does not, so the host's commit check is what must catch them.
+    let forged = forged.send().await.unwrap();
+    if forged.status().is_success() {
+        let stored = api
+            .post(format!("{base}{PREFIX}/sites/demo/nodes"))
+            .body(publish_api::encode_node_batch([leaf.as_slice()]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), StatusCode::OK);
+        let commit = api
+            .post(format!("{base}{PREFIX}/sites/demo/commit"))
+            .json(&serde_json::json!({ "root": ContentHash::of(&leaf), "parent": 0 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(commit.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let error: Value = commit.json().await.unwrap();
+        assert_eq!(error["error"], "missing_content");
+    }
+    assert_eq!(host.live("demo").await, 0);
 }
