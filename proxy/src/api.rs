@@ -128,7 +128,7 @@ impl PublishApi {
         match route {
             Route::Offer(site) => {
                 let offer: Offer = json_body(&body)?;
-                let mut reply = self.deployer.offer(&site, &offer.root).await?;
+                let mut reply = self.deployer.offer(&site, &offer).await?;
                 reply.max_request_bytes = Some(self.config.http.max_request_body_bytes);
                 json(StatusCode::OK, &reply)
             }

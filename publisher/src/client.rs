@@ -127,10 +127,13 @@ impl Client {
     }
 
     /// Step 1 of a publish: the live version and whether the host lacks `root`.
-    pub async fn offer(&self, site: &SiteName, root: ContentHash) -> Result<OfferReply, ClientError> {
+    pub async fn offer(&self, site: &SiteName, root: ContentHash, files: u64) -> Result<OfferReply, ClientError> {
         let route = Self::site_route(site, "offer");
-        self.json(Method::POST, &route, &Offer { root }, Retry::Idempotent)
-            .await
+        let offer = Offer {
+            root,
+            files: Some(files),
+        };
+        self.json(Method::POST, &route, &offer, Retry::Idempotent).await
     }
 
     /// Step 2: what the host lacks under the nodes of `batch`.

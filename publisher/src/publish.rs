@@ -147,7 +147,7 @@ pub async fn publish(
     let mut uploaded = Uploaded::default();
     for attempt in 0..=MAX_REBASES {
         let negotiating = progress.spinner("negotiating");
-        let offer = client.offer(site, build.root).await?;
+        let offer = client.offer(site, build.root, build.files.len() as u64).await?;
         let batch_bytes = offer.max_request_bytes.map_or(BATCH_BYTES, |max| {
             usize::try_from(max)
                 .unwrap_or(usize::MAX)

@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use crate::content::{ContentError, ContentStore};
 use crate::hash::ContentHash;
 use crate::names::SiteName;
-use crate::publish_api::{self, BatchError, CommitRequest, OfferReply, ProbeReply, UploadTarget};
+use crate::publish_api::{self, BatchError, CommitRequest, Offer, OfferReply, ProbeReply, UploadTarget};
 use crate::site::{Commit, SiteError, Sites, Version};
 use crate::store::{ObjectStore, StoreError};
 use crate::tree::{DecodeError, Difference, Entry, Node, TreeError, Trees};
@@ -148,7 +148,11 @@ impl Deployer {
     }
 
     /// Step 1: the live version, and whether the host lacks `root`.
-    pub async fn offer(&self, site: &SiteName, root: &ContentHash) -> Result<OfferReply, DeployError> {
+    pub async fn offer(&self, site: &SiteName, offer: &Offer) -> Result<OfferReply, DeployError> {
+        if let Some(files) = offer.files {
+            self.check_file_count(files)?;
+        }
+        let root = &offer.root;
         let live = self.sites.root(site).await?.map(|(root, _)| root);
         let missing_nodes = if self.nodes.contains(root).await? {
             Vec::new()
@@ -279,13 +283,7 @@ impl Deployer {
         }
         let entries = self.trees.entries(&request.root).await?;
         let files = entries.len() as u64;
-        if files > self.limits.max_files_per_site {
-            return Err(DeployError::Limit {
-                limit: Limit::FilesPerSite,
-                value: self.limits.max_files_per_site,
-                message: format!("the site has {files} files"),
-            });
-        }
+        self.check_file_count(files)?;
         let fresh: Vec<Entry> = match live {
             Some(live) => self
                 .trees
@@ -409,6 +407,17 @@ impl Deployer {
             .buffered(CHECK_CONCURRENCY)
             .try_collect()
             .await
+    }
+
+    fn check_file_count(&self, files: u64) -> Result<(), DeployError> {
+        if files > self.limits.max_files_per_site {
+            return Err(DeployError::Limit {
+                limit: Limit::FilesPerSite,
+                value: self.limits.max_files_per_site,
+                message: format!("the site has {files} files"),
+            });
+        }
+        Ok(())
     }
 
     fn too_large(&self, message: String) -> DeployError {

@@ -37,6 +37,10 @@ pub fn host_upload_path(site: &SiteName, hash: &ContentHash) -> String {
 pub struct Offer {
     /// Root hash of the client's tree.
     pub root: ContentHash,
+    /// Files in the tree, so a site over the host's limit is refused before
+    /// anything is uploaded (the commit checks the tree itself).
+    #[serde(default)]
+    pub files: Option<u64>,
 }
 
 /// The host's answer to an [`Offer`].

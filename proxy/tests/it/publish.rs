@@ -637,6 +637,7 @@ async fn limits_are_refused_with_their_names() {
         .await;
     assert!(stderr(&refused).contains("422"), "{}", stderr(&refused));
     assert!(stderr(&refused).contains("max_files_per_site"), "{}", stderr(&refused));
+    assert_eq!(host.blob_count().await, 0, "refused before any upload");
 
     let api = host.api();
     let hash = ContentHash::of(&[b'y'; 2000]);
