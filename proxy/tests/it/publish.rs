@@ -911,3 +911,44 @@ async fn s3_other_bytes_sent_to_a_presigned_url_never_go_live() {
     }
     assert_eq!(host.live("demo").await, 0);
 }
+
+#[tokio::test]
+async fn login_saves_host_and_token_for_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = Host::local("");
+    let dir = site_dir(&[("index.html", "via login")]);
+    let login = tokio::process::Command::new(grove_bin())
+        .args(["login", "--host", &host.base(), "--token", &host.token])
+        .env_remove("GROVE_HOST")
+        .env_remove("GROVE_TOKEN")
+        .env("XDG_CONFIG_HOME", host.config_home.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(login.status.success(), "{}", stderr(&login));
+    let saved = host.config_home.path().join("grove/config.toml");
+    let mode = std::fs::metadata(&saved).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let publish = tokio::process::Command::new(grove_bin())
+        .args(["publish", dir.path().to_str().unwrap(), "--site", "demo"])
+        .env_remove("GROVE_HOST")
+        .env_remove("GROVE_TOKEN")
+        .env("XDG_CONFIG_HOME", host.config_home.path())
+        .output()
+        .await
+        .unwrap();
+    assert!(publish.status.success(), "{}", stderr(&publish));
+    assert_eq!(host.page("demo", "/").await.1, "via login");
+
+    // The saved token is for the saved host only.
+    let elsewhere = tokio::process::Command::new(grove_bin())
+        .args(["versions", "--site", "demo"])
+        .env("GROVE_HOST", "http://127.0.0.1:9")
+        .env_remove("GROVE_TOKEN")
+        .env("XDG_CONFIG_HOME", host.config_home.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status.code(), Some(2), "{}", stderr(&elsewhere));
+}
