@@ -170,10 +170,9 @@ impl Host {
 
     /// The live version number, from the API (0: never published).
     async fn live(&self, site: &str) -> u64 {
-        let versions = self.api().get(format!("{}{PREFIX}/sites/{site}/versions", self.base()));
-        let response = versions.send().await.unwrap();
-        let status = response.status();
-        let reply: Value = response.json().await.unwrap();
+        let (status, reply) = self
+            .call(reqwest::Method::GET, &format!("sites/{site}/versions"), "")
+            .await;
         match status {
             StatusCode::OK => reply["live"].as_u64().unwrap(),
             StatusCode::NOT_FOUND if reply["error"] == "not_found" => 0,
@@ -181,31 +180,51 @@ impl Host {
         }
     }
 
-    fn api(&self) -> ApiClient {
-        ApiClient {
-            http: reqwest::Client::new(),
-            token: self.token.clone(),
-        }
+    /// Sends `body` to the publish API `route` (below the prefix) with the
+    /// operator token; the status and the JSON reply (`null` if none).
+    async fn call(&self, method: reqwest::Method, route: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let response = reqwest::Client::new()
+            .request(method, format!("{}{PREFIX}/{route}", self.base()))
+            .bearer_auth(&self.token)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    /// Offers a node batch made of `nodes` to `route` (probe or nodes).
+    async fn send_nodes(&self, route: &str, nodes: &[&[u8]]) -> (StatusCode, Value) {
+        let batch = publish_api::encode_node_batch(nodes.iter().copied());
+        self.call(reqwest::Method::POST, &format!("sites/demo/{route}"), batch)
+            .await
+    }
+
+    /// Commits `root` as the first version of `demo`.
+    async fn commit_first(&self, root: ContentHash) -> (StatusCode, Value) {
+        let body = serde_json::json!({ "root": root, "parent": 0 }).to_string();
+        self.call(reqwest::Method::POST, "sites/demo/commit", body).await
+    }
+
+    /// Uploads `body` through the host as blob `hash` of `demo`.
+    async fn upload(&self, hash: &ContentHash, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
+        let path = publish_api::host_upload_path(&SiteName::parse("demo").unwrap(), hash);
+        let route = path.strip_prefix(&format!("{PREFIX}/")).unwrap().to_owned();
+        self.call(reqwest::Method::PUT, &route, body).await
     }
 }
 
-struct ApiClient {
-    http: reqwest::Client,
-    token: String,
-}
-
-impl ApiClient {
-    fn get(&self, url: String) -> reqwest::RequestBuilder {
-        self.http.get(url).bearer_auth(&self.token)
-    }
-
-    fn post(&self, url: String) -> reqwest::RequestBuilder {
-        self.http.post(url).bearer_auth(&self.token)
-    }
-
-    fn put(&self, url: String) -> reqwest::RequestBuilder {
-        self.http.put(url).bearer_auth(&self.token)
-    }
+/// The encoding of a one-file leaf node: `path` with `content`.
+fn leaf_of(path: &str, content: &[u8]) -> Vec<u8> {
+    Node::Leaf(vec![Entry {
+        path: SitePath::parse(path).unwrap(),
+        hash: ContentHash::of(content),
+        size: content.len() as u64,
+        content_type: ContentType::parse("text/html").unwrap(),
+    }])
+    .encode()
 }
 
 fn stderr(output: &Output) -> String {
@@ -488,49 +507,19 @@ async fn forged_expired_revoked_and_wrong_site_tokens_are_refused() {
 #[tokio::test]
 async fn wrong_content_is_refused_at_upload_and_at_commit() {
     let host = Host::local("");
-    let api = host.api();
-    let base = host.base();
     let claimed = ContentHash::of(b"the real bytes");
 
     // At upload: the host hashes what it receives and keeps nothing else.
-    let upload = api
-        .put(format!(
-            "{base}{}",
-            publish_api::host_upload_path(&SiteName::parse("demo").unwrap(), &claimed)
-        ))
-        .body("other bytes")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let error: Value = upload.json().await.unwrap();
+    let (status, error) = host.upload(&claimed, "other bytes").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error["error"], "hash_mismatch");
     assert_eq!(host.blob_count().await, 0);
 
     // At commit: a tree whose blob never arrived is reported, not published.
-    let leaf = Node::Leaf(vec![Entry {
-        path: SitePath::parse("index.html").unwrap(),
-        hash: claimed,
-        size: 14,
-        content_type: ContentType::parse("text/html; charset=utf-8").unwrap(),
-    }]);
-    let encoded = leaf.encode();
-    let root = ContentHash::of(&encoded);
-    let stored = api
-        .post(format!("{base}{PREFIX}/sites/demo/nodes"))
-        .body(publish_api::encode_node_batch([encoded.as_slice()]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(stored.status(), StatusCode::OK);
-    let commit = api
-        .post(format!("{base}{PREFIX}/sites/demo/commit"))
-        .json(&serde_json::json!({ "root": root, "parent": 0 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(commit.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let error: Value = commit.json().await.unwrap();
+    let encoded = leaf_of("index.html", b"the real bytes");
+    assert_eq!(host.send_nodes("nodes", &[&encoded]).await.0, StatusCode::OK);
+    let (status, error) = host.commit_first(ContentHash::of(&encoded)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error["error"], "missing_content");
     assert_eq!(error["missing_blobs"][0]["hash"], claimed.to_hex());
     assert_eq!(host.live("demo").await, 0);
@@ -594,25 +583,12 @@ async fn traversal_names_escaping_symlinks_and_malformed_nodes_are_refused() {
     assert_eq!(host.blob_count().await, 0);
 
     // A node naming a path that would escape the site, sent straight to the API.
-    let leaf = Node::Leaf(vec![Entry {
-        path: SitePath::parse("zz/passwd").unwrap(),
-        hash: ContentHash::of(b"x"),
-        size: 1,
-        content_type: ContentType::parse("text/plain").unwrap(),
-    }]);
-    let mut encoded = leaf.encode();
+    let mut encoded = leaf_of("zz/passwd", b"x");
     let at = encoded.windows(2).position(|pair| pair == b"zz").unwrap();
     encoded[at..at + 2].copy_from_slice(b"..");
     for route in ["probe", "nodes"] {
-        let response = host
-            .api()
-            .post(format!("{}{PREFIX}/sites/demo/{route}", host.base()))
-            .body(publish_api::encode_node_batch([encoded.as_slice()]))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY, "{route}");
-        let error: Value = response.json().await.unwrap();
+        let (status, error) = host.send_nodes(route, &[&encoded]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{route}");
         assert_eq!(error["error"], "bad_node");
     }
     assert!(host.store.list("trees/", None, 10).await.unwrap().keys.is_empty());
@@ -639,29 +615,14 @@ async fn limits_are_refused_with_their_names() {
     assert!(stderr(&refused).contains("max_files_per_site"), "{}", stderr(&refused));
     assert_eq!(host.blob_count().await, 0, "refused before any upload");
 
-    let api = host.api();
     let hash = ContentHash::of(&[b'y'; 2000]);
-    let upload = api
-        .put(format!(
-            "{}{}",
-            host.base(),
-            publish_api::host_upload_path(&SiteName::parse("demo").unwrap(), &hash)
-        ))
-        .body(vec![b'y'; 2000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(upload.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let error: Value = upload.json().await.unwrap();
+    let (status, error) = host.upload(&hash, vec![b'y'; 2000]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error["limit"], "publish.max_file_bytes");
-    let body = api
-        .post(format!("{}{PREFIX}/sites/demo/probe", host.base()))
-        .body(vec![0u8; 5000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(body.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let error: Value = body.json().await.unwrap();
+    let (status, error) = host
+        .call(reqwest::Method::POST, "sites/demo/probe", vec![0u8; 5000])
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error["limit"], "http.max_request_body_bytes");
     assert_eq!(host.live("demo").await, 0);
 }
@@ -670,41 +631,21 @@ async fn limits_are_refused_with_their_names() {
 async fn malformed_and_truncated_requests_change_nothing() {
     use std::io::{Read, Write};
     let host = Host::local("");
-    let api = host.api();
-    let bad_json = api
-        .post(format!("{}{PREFIX}/sites/demo/commit", host.base()))
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad_json.status(), StatusCode::BAD_REQUEST);
-    let error: Value = bad_json.json().await.unwrap();
+    let (status, error) = host.call(reqwest::Method::POST, "sites/demo/commit", "{not json").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(error["error"], "bad_request");
-    for (method, path) in [
-        ("GET", "sites/demo/offer"),
-        ("POST", "sites/Bad_Name/offer"),
-        ("POST", "nowhere"),
+    for (method, route) in [
+        (reqwest::Method::GET, "sites/demo/offer"),
+        (reqwest::Method::POST, "sites/Bad_Name/offer"),
+        (reqwest::Method::POST, "nowhere"),
     ] {
-        let response = api
-            .http
-            .request(method.parse().unwrap(), format!("{}{PREFIX}/{path}", host.base()))
-            .bearer_auth(&host.token)
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            response.status().is_client_error(),
-            "{method} {path}: {}",
-            response.status()
-        );
+        let (status, _) = host.call(method.clone(), route, "").await;
+        assert!(status.is_client_error(), "{method} {route}: {status}");
     }
-    let batch = api
-        .post(format!("{}{PREFIX}/sites/demo/nodes", host.base()))
-        .body(vec![0, 0, 0, 9, 1, 2])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(batch.status(), StatusCode::BAD_REQUEST);
+    let (status, _) = host
+        .call(reqwest::Method::POST, "sites/demo/nodes", vec![0, 0, 0, 9, 1, 2])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 
     // An upload whose connection drops before the declared length arrives.
     let content = vec![b'z'; 100_000];
@@ -825,13 +766,7 @@ async fn usage_errors_exit_with_code_2() {
 async fn a_node_is_stored_only_after_its_children() {
     use grove_storage::tree::ChildRef;
     let host = Host::local("");
-    let leaf = Node::Leaf(vec![Entry {
-        path: SitePath::parse("a.html").unwrap(),
-        hash: ContentHash::of(b"a"),
-        size: 1,
-        content_type: ContentType::parse("text/html").unwrap(),
-    }]);
-    let leaf_bytes = leaf.encode();
+    let leaf_bytes = leaf_of("a.html", b"a");
     let interior = Node::Interior {
         level: 1,
         children: vec![ChildRef {
@@ -840,44 +775,21 @@ async fn a_node_is_stored_only_after_its_children() {
         }],
     }
     .encode();
-    let store = |nodes: Vec<&[u8]>| {
-        host.api()
-            .post(format!("{}{PREFIX}/sites/demo/nodes", host.base()))
-            .body(publish_api::encode_node_batch(nodes))
-            .send()
-    };
-    let orphan = store(vec![&interior]).await.unwrap();
-    assert_eq!(orphan.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let error: Value = orphan.json().await.unwrap();
+    let (status, error) = host.send_nodes("nodes", &[&interior]).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error["error"], "incomplete_tree");
     assert!(host.store.list("trees/", None, 10).await.unwrap().keys.is_empty());
     // With its child in the same batch, or stored first, it is accepted.
-    let together = store(vec![&interior, &leaf_bytes]).await.unwrap();
-    assert_eq!(together.status(), StatusCode::OK);
+    let (status, _) = host.send_nodes("nodes", &[&interior, &leaf_bytes]).await;
+    assert_eq!(status, StatusCode::OK);
     assert_eq!(host.store.list("trees/", None, 10).await.unwrap().keys.len(), 2);
 }
 
 #[tokio::test]
 async fn s3_other_bytes_sent_to_a_presigned_url_never_go_live() {
     let host = Host::s3("").await;
-    let leaf = Node::Leaf(vec![Entry {
-        path: SitePath::parse("index.html").unwrap(),
-        hash: ContentHash::of(b"the real page"),
-        size: 13,
-        content_type: ContentType::parse("text/html").unwrap(),
-    }])
-    .encode();
-    let base = host.base();
-    let api = host.api();
-    let probe: Value = api
-        .post(format!("{base}{PREFIX}/sites/demo/probe"))
-        .body(publish_api::encode_node_batch([leaf.as_slice()]))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let leaf = leaf_of("index.html", b"the real page");
+    let (_, probe) = host.send_nodes("probe", &[&leaf]).await;
     let target = &probe["missing_blobs"][0];
     let url = target["url"].as_str().unwrap();
     assert!(
@@ -892,21 +804,9 @@ async fn s3_other_bytes_sent_to_a_presigned_url_never_go_live() {
     // server does not, so the host's commit check is what must catch them.
     let forged = forged.send().await.unwrap();
     if forged.status().is_success() {
-        let stored = api
-            .post(format!("{base}{PREFIX}/sites/demo/nodes"))
-            .body(publish_api::encode_node_batch([leaf.as_slice()]))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(stored.status(), StatusCode::OK);
-        let commit = api
-            .post(format!("{base}{PREFIX}/sites/demo/commit"))
-            .json(&serde_json::json!({ "root": ContentHash::of(&leaf), "parent": 0 }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(commit.status(), StatusCode::UNPROCESSABLE_ENTITY);
-        let error: Value = commit.json().await.unwrap();
+        assert_eq!(host.send_nodes("nodes", &[&leaf]).await.0, StatusCode::OK);
+        let (status, error) = host.commit_first(ContentHash::of(&leaf)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error["error"], "missing_content");
     }
     assert_eq!(host.live("demo").await, 0);
