@@ -52,5 +52,25 @@ ensure_moto() {
         python3 -m venv "$venv" || { apt_install python3-venv && python3 -m venv "$venv"; }
         "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
     fi
-    export GROVE_MOTO_SERVER="$venv/bin/moto_server"
+    # moto checks a conditional write's precondition and then writes, in two
+    # steps, while serving requests on many threads: concurrent If-Match
+    # writes could both succeed, which S3 and R2 never allow. Serving one
+    # request at a time makes its conditional writes atomic.
+    cat >"$venv/bin/moto_server_serial" <<PY
+#!$venv/bin/python
+import threading
+import moto.server as server
+
+_one_at_a_time = threading.Lock()
+
+class Serialized(server.DomainDispatcherApplication):
+    def __call__(self, environ, start_response):
+        with _one_at_a_time:
+            return super().__call__(environ, start_response)
+
+server.DomainDispatcherApplication = Serialized
+server.main()
+PY
+    chmod +x "$venv/bin/moto_server_serial"
+    export GROVE_MOTO_SERVER="$venv/bin/moto_server_serial"
 }

@@ -33,7 +33,9 @@ fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// The `grove` binary, built beside `grove-proxy` by the workspace's test run.
+/// The `grove` binary, built beside `grove-proxy` by `scripts/test` (cargo
+/// builds only the binaries of the package under test; after changing the
+/// CLI, run `cargo build -p grove-publisher` before `cargo test -p grove-proxy`).
 fn grove_bin() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_grove-proxy")).with_file_name("grove");
     assert!(
