@@ -338,10 +338,14 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
             _ => version.message.clone(),
         };
         let marker = if version.n == live { "*" } else { " " };
-        println!(
-            "{marker} {:>5}  {}  {}  {what}",
-            version.n, version.created_at, version.tree
-        );
+        let created = version
+            .created_at
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_default();
+        let tree = &version.tree.to_hex()[..12];
+        println!("{marker} {:>5}  {created}  {tree}  {what}", version.n);
     }
     Ok(())
 }
