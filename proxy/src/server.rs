@@ -48,6 +48,10 @@ impl ProxyHttp for GroveProxy {
     async fn request_filter(&self, session: &mut Session, log: &mut Self::CTX) -> Result<bool> {
         let http = &self.grove.config().http;
         session.set_keepalive(Some(http.keepalive_secs));
+        // HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests that arrive before
+        // the previous response is done are answered in order, as nginx does,
+        // instead of the connection being closed on them.
+        session.set_pipelining_enabled(true);
         session.set_read_timeout(Some(Duration::from_secs(http.read_timeout_secs)));
         session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
 

@@ -549,3 +549,39 @@ async fn large_blobs_stream_from_the_disk_cache_with_ranges() {
     assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT);
     assert_eq!(partial.text().await.unwrap(), large[26..52]);
 }
+
+#[tokio::test]
+async fn pipelined_requests_are_all_answered_in_order() {
+    use std::io::{Read, Write};
+    let proxy = Proxy::start("");
+    let dir = site_dir(&[("a.html", "first"), ("b.html", "second"), ("c.html", "third")]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+
+    let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let paths = ["/a.html", "/b.html", "/c.html", "/missing.html", "/a.html"];
+    let mut requests = String::new();
+    for (index, path) in paths.iter().enumerate() {
+        let close = if index + 1 == paths.len() {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        requests.push_str(&format!("GET {path} HTTP/1.1\r\nHost: demo.localhost\r\n{close}\r\n"));
+    }
+    // One write: every request is on the wire before the first answer.
+    stream.write_all(requests.as_bytes()).unwrap();
+    let mut replies = String::new();
+    stream.read_to_string(&mut replies).unwrap();
+    let statuses: Vec<&str> = replies
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &replies[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "200", "200", "404", "200"], "{replies}");
+    let first = replies.find("first").unwrap();
+    let second = replies.find("second").unwrap();
+    let third = replies.find("third").unwrap();
+    assert!(first < second && second < third, "answered out of order: {replies}");
+}
