@@ -162,16 +162,10 @@ impl PublishApi {
             Route::Versions(site) => {
                 let (before, limit) = page_query(request.query)?;
                 let page = self.deployer.sites().versions(&site, before, limit).await?;
-                let live = self
-                    .deployer
-                    .sites()
-                    .root(&site)
-                    .await?
-                    .map_or(0, |(root, _)| root.version);
                 json(
                     StatusCode::OK,
                     &VersionsReply {
-                        live,
+                        live: page.live,
                         versions: page.versions,
                         next_before: page.next_before,
                     },

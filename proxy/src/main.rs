@@ -118,11 +118,14 @@ fn main() -> anyhow::Result<()> {
         Ok(text) => Some(Handle::parse(text.trim()).context("GROVE_ADMIN_TOKEN")?),
         Err(_) => None,
     };
-    if let Err(error) = startup.block_on(bootstrap_operator(open_store(&config)?, admin_token)) {
+    // One store for the start-up work; the server opens its own, because an
+    // S3 client's connections belong to the runtime that made them.
+    let startup_store = open_store(&config)?;
+    if let Err(error) = startup.block_on(bootstrap_operator(Arc::clone(&startup_store), admin_token)) {
         tracing::warn!("operator token not set up ({error:#}); publishing needs it, serving does not");
     }
     if cli.demo {
-        let version = startup.block_on(demo::seed(open_store(&config)?))?;
+        let version = startup.block_on(demo::seed(startup_store))?;
         let url = config.site_url(&format!("demo.{}", config.base_domain));
         println!("demo site (version {version}) at {url}");
     }

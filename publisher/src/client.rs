@@ -183,9 +183,26 @@ impl Client {
             .await
     }
 
-    /// A page of the site's history, newest first, from `before` down.
-    pub async fn versions(&self, site: &SiteName, before: Option<u64>) -> Result<VersionsReply, ClientError> {
-        let query = before.map_or_else(String::new, |before| format!("?before={before}"));
+    /// A page of at most `limit` versions (the host's page size if `None`),
+    /// newest first, from `before` down.
+    pub async fn versions(
+        &self,
+        site: &SiteName,
+        before: Option<u64>,
+        limit: Option<usize>,
+    ) -> Result<VersionsReply, ClientError> {
+        let query: Vec<String> = [
+            before.map(|before| format!("before={before}")),
+            limit.map(|limit| format!("limit={limit}")),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let query = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", query.join("&"))
+        };
         let route = Self::site_route(site, &format!("versions{query}"));
         let reply = self
             .send(Method::GET, &route, || Payload::None, Retry::Idempotent)

@@ -277,7 +277,8 @@ fn login(host: String, token: Option<String>) -> anyhow::Result<()> {
 
 /// The live version's tree, or `None` for a site never published.
 async fn live_tree(client: &Client, site: &SiteName) -> anyhow::Result<Option<grove_storage::ContentHash>> {
-    match client.versions(site, None).await {
+    // The newest version is the live one: a page of one is enough.
+    match client.versions(site, None, Some(1)).await {
         Ok(page) => Ok(page
             .versions
             .iter()
@@ -321,7 +322,7 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
     let mut before = None;
     let mut all = Vec::new();
     let live = loop {
-        let page = client.versions(site, before).await?;
+        let page = client.versions(site, before, None).await?;
         all.extend(page.versions);
         match page.next_before {
             Some(next) => before = Some(next),

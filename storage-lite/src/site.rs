@@ -89,6 +89,8 @@ pub struct Commit {
 /// A page of history, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VersionPage {
+    /// The live version when the page was read.
+    pub live: u64,
     pub versions: Vec<Version>,
     /// Pass as `before` for the next (older) page; `None` on the last page.
     pub next_before: Option<u64>,
@@ -289,6 +291,7 @@ impl Sites {
         let oldest = newest.saturating_sub(limit.max(1) as u64 - 1).max(1);
         if newest == 0 {
             return Ok(VersionPage {
+                live: root.version,
                 versions: Vec::new(),
                 next_before: None,
             });
@@ -303,6 +306,7 @@ impl Sites {
             .map(|(version, _)| version)
             .collect();
         Ok(VersionPage {
+            live: root.version,
             versions,
             next_before: (oldest > 1).then_some(oldest),
         })
