@@ -208,19 +208,19 @@ impl Grove {
         let url_path = path.url_path();
         let context = Context {
             site,
-            served,
             request,
             rules: &rules,
             url_path: &url_path,
+            files: VersionFiles {
+                trees: &self.trees,
+                root: served.tree,
+            },
         };
         if let Some(action) = rules.redirects.find(&url_path, true) {
             return self.apply_rule(&context, action).await;
         }
-        let files = VersionFiles {
-            trees: &self.trees,
-            root: served.tree,
-        };
-        match resolve(&files, &path, site_config.trailing_slash).await {
+        let files = &context.files;
+        match resolve(files, &path, site_config.trailing_slash).await {
             Ok(Resolution::File(entry)) => self.serve_file(&context, &entry, StatusCode::OK, Answer::Exact).await,
             Ok(Resolution::Canonical(location)) => {
                 let location = with_query(&encode_path(&location), request.query);
@@ -237,10 +237,7 @@ impl Grove {
     }
 
     async fn not_found(&self, context: &Context<'_>, path: &RequestPath, site_config: &SiteConfig) -> Reply {
-        let files = VersionFiles {
-            trees: &self.trees,
-            root: context.served.tree,
-        };
+        let files = &context.files;
         if site_config.spa && !path.has_extension() {
             match files.file("index.html").await {
                 Ok(Some(index)) => {
@@ -268,15 +265,12 @@ impl Grove {
             }
             RuleAction::Rewrite { status, path } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                let files = VersionFiles {
-                    trees: &self.trees,
-                    root: context.served.tree,
-                };
+                let files = &context.files;
                 let target = match RequestPath::parse(&path, self.config.http.max_path_bytes) {
                     Ok(target) => target,
                     Err(_) => return Reply::text(StatusCode::NOT_FOUND, "not found"),
                 };
-                match resolve(&files, &target, crate::config::TrailingSlash::Auto).await {
+                match resolve(files, &target, crate::config::TrailingSlash::Auto).await {
                     Ok(Resolution::File(entry)) => self.serve_file(context, &entry, status, Answer::Fallback).await,
                     Ok(_) => Reply::text(StatusCode::NOT_FOUND, "not found"),
                     Err(error) => self.tree_failure(error),
@@ -349,9 +343,7 @@ impl Grove {
         }
 
         if status == StatusCode::OK {
-            if let Some(if_none_match) = request.header(header::IF_NONE_MATCH)
-                && semantics::none_match(if_none_match, &etag)
-            {
+            if etag_matches(request, &etag) {
                 return not_modified(reply);
             }
             let if_range_fails = request.header(header::IF_RANGE).is_some_and(|tag| tag.trim() != etag);
@@ -397,8 +389,11 @@ impl Grove {
     }
 
     async fn rule_file(&self, tree: ContentHash, name: &str) -> Result<Option<String>, Reply> {
-        let path = SitePath::parse(name).expect("valid path");
-        let entry = match self.trees.lookup(&tree, &path).await {
+        let files = VersionFiles {
+            trees: &self.trees,
+            root: tree,
+        };
+        let entry = match files.file(name).await {
             Ok(Some(entry)) => entry,
             Ok(None) => return Ok(None),
             Err(error) => return Err(self.tree_failure(error)),
@@ -514,10 +509,18 @@ fn revalidate(reply: Reply, request: &Request<'_>) -> Reply {
         .iter()
         .find(|(name, _)| name == header::ETAG)
         .and_then(|(_, value)| value.to_str().ok());
-    match (request.header(header::IF_NONE_MATCH), etag) {
-        (Some(if_none_match), Some(etag)) if semantics::none_match(if_none_match, etag) => not_modified(reply),
-        _ => reply,
+    if etag.is_some_and(|etag| etag_matches(request, etag)) {
+        not_modified(reply)
+    } else {
+        reply
     }
+}
+
+/// True if the request's `If-None-Match` names `etag`.
+fn etag_matches(request: &Request<'_>, etag: &str) -> bool {
+    request
+        .header(header::IF_NONE_MATCH)
+        .is_some_and(|tags| semantics::none_match(tags, etag))
 }
 
 /// Turns a full reply into its 304: same validators and caching headers, no
@@ -534,10 +537,11 @@ fn not_modified(mut reply: Reply) -> Reply {
 /// Per-request facts the file-serving steps share.
 struct Context<'a> {
     site: &'a SiteName,
-    served: Served,
     request: &'a Request<'a>,
     rules: &'a SiteRules,
     url_path: &'a str,
+    /// The files of the version served.
+    files: VersionFiles<'a>,
 }
 
 struct VersionFiles<'a> {
@@ -556,19 +560,11 @@ impl Files for VersionFiles<'_> {
 
 /// A content-addressed response: cacheable forever, revalidated by hash.
 fn immutable(hash: &ContentHash, body: Body, request: &Request<'_>) -> Reply {
-    let etag = semantics::etag(hash, Encoding::Identity);
-    let mut reply = Reply::new(StatusCode::OK, body)
+    let reply = Reply::new(StatusCode::OK, body)
         .with(header::CONTENT_TYPE, "application/octet-stream")
-        .with(header::ETAG, &etag)
+        .with(header::ETAG, semantics::etag(hash, Encoding::Identity))
         .with(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
-    if request
-        .header(header::IF_NONE_MATCH)
-        .is_some_and(|tags| semantics::none_match(tags, &etag))
-    {
-        reply.status = StatusCode::NOT_MODIFIED;
-        reply.body = Body::Empty;
-    }
-    reply
+    revalidate(reply, request)
 }
 
 fn blob_failure(hash: &ContentHash, error: &CacheError) -> Reply {

@@ -15,14 +15,13 @@ use std::time::Instant;
 use bytes::Bytes;
 use grove_storage::ContentHash;
 use grove_storage::content::{ContentError, ContentStore};
-use grove_storage::hash::Hasher;
 use grove_storage::store::{ObjectStore, StoreError};
 use tokio::io::AsyncWriteExt;
 
 use crate::metrics;
 
-/// Piece size for fetching and serving large blobs.
-pub const CHUNK_BYTES: u64 = 4 << 20;
+/// Piece size for fetching large blobs from the store.
+const CHUNK_BYTES: u64 = 4 << 20;
 
 /// A cached blob: held in memory, or an open, verified file of the disk
 /// cache. Holding the file open (not its path) keeps its bytes readable even
@@ -58,7 +57,6 @@ impl CacheError {
 pub struct BlobCache {
     memory: moka::future::Cache<ContentHash, CachedBlob>,
     disk: DiskCache,
-    store: Arc<dyn ObjectStore>,
     blobs: ContentStore,
     max_memory_object: u64,
 }
@@ -76,8 +74,7 @@ impl BlobCache {
         Self {
             memory,
             disk,
-            blobs: ContentStore::blobs(Arc::clone(&store)),
-            store,
+            blobs: ContentStore::blobs(store),
             max_memory_object,
         }
     }
@@ -98,8 +95,8 @@ impl BlobCache {
             metrics::CACHE_LOOKUPS.with_label_values(&["memory"]).inc();
             return Ok(blob);
         }
-        let size = match self.store.head(&self.blobs.key(hash)).await {
-            Ok(meta) => meta.size,
+        let size = match self.blobs.size(hash).await {
+            Ok(size) => size,
             Err(error) => return Err(Arc::new(CacheError::from_content(*hash, error.into()))),
         };
         self.get(hash, size).await
@@ -146,34 +143,26 @@ impl BlobCache {
         Ok(CachedBlob::Memory(bytes))
     }
 
-    /// Streams a large blob into the disk cache in ranges, hashing as it
-    /// goes, and keeps it only if the hash matches.
+    /// Streams a large blob into the disk cache in pieces, and keeps it only
+    /// if the whole blob turns out to have the right size and hash.
     async fn fetch_large(&self, hash: ContentHash, size: u64) -> Result<CachedBlob, CacheError> {
-        let key = self.blobs.key(&hash);
         let (temp, temp_path) = self.disk.temp_file().await?;
         let mut temp = tokio::io::BufWriter::new(temp);
-        let mut hasher = Hasher::new();
-        let mut offset = 0;
-        while offset < size {
-            let piece = self
-                .store
-                .get_range(&key, offset..(offset + CHUNK_BYTES).min(size))
-                .await
-                .map_err(|error| CacheError::from_content(hash, error.into()))?;
-            if piece.is_empty() {
-                break;
+        let mut pieces = self.blobs.pieces(&hash, size, CHUNK_BYTES);
+        loop {
+            match pieces.next().await {
+                Ok(Some(piece)) => temp.write_all(&piece).await?,
+                Ok(None) => break,
+                Err(error) => {
+                    drop(temp);
+                    let _ = tokio::fs::remove_file(&temp_path).await;
+                    return Err(CacheError::from_content(hash, error));
+                }
             }
-            hasher.update(&piece);
-            temp.write_all(&piece).await?;
-            offset += piece.len() as u64;
         }
         temp.flush().await?;
         temp.get_ref().sync_all().await?;
         drop(temp);
-        if offset != size || hasher.finish() != hash {
-            let _ = tokio::fs::remove_file(&temp_path).await;
-            return Err(CacheError::Corrupt { hash });
-        }
         // Opened before it is handed to the index, which may evict it at once.
         let file = std::fs::File::open(&temp_path)?;
         self.disk.adopt(&hash, &temp_path, size).await?;

@@ -86,43 +86,36 @@ impl ContentStore {
     /// hashes to its name, reading it in bounded pieces so that verifying a
     /// large file does not hold it in memory.
     pub async fn verify(&self, hash: &ContentHash, size: u64) -> Result<(), ContentError> {
-        let key = self.key(hash);
-        let mut hasher = Hasher::new();
-        let mut offset = 0;
-        while offset < size {
-            let piece = match self
-                .store
-                .get_range(&key, offset..(offset + VERIFY_PIECE_BYTES).min(size))
-                .await
-            {
-                Ok(piece) if !piece.is_empty() => piece,
-                // Shorter than the manifest says: it cannot hash right.
-                Ok(_) | Err(StoreError::RangeNotSatisfiable { .. }) => break,
-                Err(error) => return Err(error.into()),
-            };
-            offset += piece.len() as u64;
-            hasher.update(&piece);
-        }
-        // Longer than the manifest says: one byte past the end must not exist.
-        let longer = match self.store.get_range(&key, size..size + 1).await {
-            Ok(extra) => !extra.is_empty(),
-            Err(StoreError::RangeNotSatisfiable { .. }) => false,
-            Err(error) => return Err(error.into()),
-        };
-        let actual = hasher.finish();
-        if offset != size || longer || actual != *hash {
-            return Err(ContentError::Corrupt {
-                key: key.to_string(),
-                actual,
-            });
-        }
+        let mut pieces = self.pieces(hash, size, VERIFY_PIECE_BYTES);
+        while pieces.next().await?.is_some() {}
         Ok(())
+    }
+
+    /// Reads the object named `hash`, which a manifest says has `size` bytes,
+    /// in pieces of at most `piece_bytes`, checking its size and hash once the
+    /// last piece is read: how large objects are copied or verified without
+    /// being held whole.
+    pub fn pieces(&self, hash: &ContentHash, size: u64, piece_bytes: u64) -> Pieces<'_> {
+        Pieces {
+            content: self,
+            key: self.key(hash),
+            hash: *hash,
+            size,
+            piece_bytes: piece_bytes.max(1),
+            offset: 0,
+            hasher: Some(Hasher::new()),
+        }
+    }
+
+    /// The stored object's size (not verified).
+    pub async fn size(&self, hash: &ContentHash) -> Result<u64, StoreError> {
+        self.store.size(&self.key(hash)).await
     }
 
     /// True if an object is stored under `hash` (not verified: use [`Self::get`]
     /// where the bytes matter).
     pub async fn contains(&self, hash: &ContentHash) -> Result<bool, StoreError> {
-        match self.store.size(&self.key(hash)).await {
+        match self.size(hash).await {
             Ok(_) => Ok(true),
             Err(error) if error.is_not_found() => Ok(false),
             Err(error) => Err(error),
@@ -141,6 +134,58 @@ impl ContentStore {
     /// uploads).
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
         &self.store
+    }
+}
+
+/// An object read piece by piece; see [`ContentStore::pieces`].
+pub struct Pieces<'a> {
+    content: &'a ContentStore,
+    key: ObjectKey,
+    hash: ContentHash,
+    size: u64,
+    piece_bytes: u64,
+    offset: u64,
+    /// `None` once the object was checked.
+    hasher: Option<Hasher>,
+}
+
+impl Pieces<'_> {
+    /// The next piece, or `Ok(None)` once every piece was read and the whole
+    /// object has the expected size and hash. Pieces are not verified until
+    /// then: a caller keeping them must discard them all if this fails.
+    pub async fn next(&mut self) -> Result<Option<Bytes>, ContentError> {
+        let Some(hasher) = self.hasher.as_mut() else {
+            return Ok(None);
+        };
+        let store = &self.content.store;
+        if self.offset < self.size {
+            let end = (self.offset + self.piece_bytes).min(self.size);
+            match store.get_range(&self.key, self.offset..end).await {
+                Ok(piece) if !piece.is_empty() => {
+                    self.offset += piece.len() as u64;
+                    hasher.update(&piece);
+                    return Ok(Some(piece));
+                }
+                // Shorter than the manifest says: the check below fails.
+                Ok(_) | Err(StoreError::RangeNotSatisfiable { .. }) => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let actual = self.hasher.take().expect("checked above").finish();
+        // Longer than the manifest says: one byte past the end must not exist.
+        let longer = match store.get_range(&self.key, self.size..self.size + 1).await {
+            Ok(extra) => !extra.is_empty(),
+            Err(StoreError::RangeNotSatisfiable { .. }) => false,
+            Err(error) => return Err(error.into()),
+        };
+        if self.offset != self.size || longer || actual != self.hash {
+            tracing::error!(key = %self.key, %actual, "content-addressed object is corrupt");
+            return Err(ContentError::Corrupt {
+                key: self.key.to_string(),
+                actual,
+            });
+        }
+        Ok(None)
     }
 }
 
