@@ -7,8 +7,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use grove_storage::deploy::{DeployError, DeployLimits, Deployed, Deployer, Limit};
 use grove_storage::publish_api::{
-    self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, Published, RevokeRequest, RollbackRequest,
-    VersionsReply,
+    self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, PurgeState, Published, RevokeRequest,
+    RollbackRequest, VersionsReply,
 };
 use grove_storage::site::SiteError;
 use grove_storage::store::ObjectStore;
@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 
 use crate::app::Request;
 use crate::config::Config;
+use crate::purge::{self, Outbox, PurgeSetup, QueueError};
 use crate::reply::{Body, Reply};
 use crate::roots::Roots;
 use crate::routing::preview_host;
@@ -32,9 +33,13 @@ const VERSIONS_PAGE: usize = 100;
 /// HTTP routes.
 pub struct PublishApi {
     deployer: Deployer,
+    /// For purge statuses, which live beside the site's versions.
+    store: Arc<dyn ObjectStore>,
     tokens: Tokens,
     roots: Arc<Roots>,
     config: Config,
+    /// Queues each new version's CDN purge; none when no CDN is configured.
+    outbox: Option<Outbox>,
 }
 
 /// One route, parsed.
@@ -47,6 +52,7 @@ enum Route {
     Commit(SiteName),
     Rollback(SiteName),
     Versions(SiteName),
+    Purge(SiteName, u64),
     Grant,
     Revoke,
 }
@@ -62,7 +68,7 @@ impl Route {
             | Self::UploadBlob(site, _)
             | Self::Commit(site)
             | Self::Rollback(site) => Some((site, Right::Write)),
-            Self::ReadNode(site, _) | Self::Versions(site) => Some((site, Right::Read)),
+            Self::ReadNode(site, _) | Self::Versions(site) | Self::Purge(site, _) => Some((site, Right::Read)),
             Self::Grant | Self::Revoke => None,
         }
     }
@@ -76,14 +82,23 @@ pub struct Call {
 }
 
 impl PublishApi {
-    pub fn new(store: Arc<dyn ObjectStore>, trees: Trees, roots: Arc<Roots>, config: Config) -> Self {
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        trees: Trees,
+        roots: Arc<Roots>,
+        config: Config,
+        purge: Option<&PurgeSetup>,
+    ) -> Self {
         let limits = DeployLimits {
             max_file_bytes: config.publish.max_file_bytes,
             max_files_per_site: config.publish.max_files_per_site,
         };
+        let deployer = Deployer::new(Arc::clone(&store), trees, limits);
         Self {
-            deployer: Deployer::new(Arc::clone(&store), trees, limits),
-            tokens: Tokens::new(store),
+            outbox: purge.map(|setup| setup.outbox(Arc::clone(&store), deployer.sites().clone())),
+            deployer,
+            tokens: Tokens::new(Arc::clone(&store)),
+            store,
             roots,
             config,
         }
@@ -149,27 +164,51 @@ impl PublishApi {
             }
             Route::Commit(site) => {
                 let commit: CommitRequest = json_body(&body)?;
+                self.before_commit(&site).await?;
                 let deployed = self.deployer.commit(&site, commit).await;
                 self.roots.expire(&site);
-                json(StatusCode::OK, &self.published(&site, deployed?))
+                json(StatusCode::OK, &self.published(&site, deployed?).await)
             }
             Route::Rollback(site) => {
                 let rollback: RollbackRequest = json_body(&body)?;
+                self.before_commit(&site).await?;
                 let deployed = self.deployer.rollback(&site, rollback.to).await;
                 self.roots.expire(&site);
-                json(StatusCode::OK, &self.published(&site, deployed?))
+                json(StatusCode::OK, &self.published(&site, deployed?).await)
             }
             Route::Versions(site) => {
                 let (before, limit) = page_query(request.query)?;
                 let page = self.deployer.sites().versions(&site, before, limit).await?;
+                let store = &self.store;
+                let statuses = futures::future::try_join_all(
+                    page.versions
+                        .iter()
+                        .map(|version| purge::read_status(store.as_ref(), &site, version.n)),
+                )
+                .await
+                .map_err(|error| Failure::unavailable(&error))?;
                 json(
                     StatusCode::OK,
                     &VersionsReply {
                         live: page.live,
                         versions: page.versions,
                         next_before: page.next_before,
+                        purges: statuses.into_iter().flatten().collect(),
                     },
                 )
+            }
+            Route::Purge(site, n) => {
+                let status = purge::read_status(self.store.as_ref(), &site, n)
+                    .await
+                    .map_err(|error| Failure::unavailable(&error))?;
+                match status {
+                    Some(status) => json(StatusCode::OK, &status),
+                    None => Err(Failure::new(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("no CDN purge is recorded for version {n} of {site}"),
+                    )),
+                }
             }
             Route::Grant => {
                 let grant: GrantRequest = json_body(&body)?;
@@ -194,10 +233,27 @@ impl PublishApi {
         }
     }
 
-    fn published(&self, site: &SiteName, deployed: Deployed) -> Published {
+    /// Makes sure the new version's purge cannot be lost; refusing the
+    /// commit is better than a CDN silently serving it stale.
+    async fn before_commit(&self, site: &SiteName) -> Result<(), Failure> {
+        match &self.outbox {
+            Some(outbox) => outbox.before_commit(site).await.map_err(Failure::from),
+            None => Ok(()),
+        }
+    }
+
+    async fn published(&self, site: &SiteName, deployed: Deployed) -> Published {
         let Deployed { version, files } = deployed;
+        let purge = match &self.outbox {
+            Some(outbox) => {
+                outbox.after_commit(site, version.n).await;
+                Some(if version.n == 1 { PurgeState::Done } else { PurgeState::Pending })
+            }
+            None => None,
+        };
         let host = format!("{site}.{}", self.config.base_domain);
         Published {
+            purge,
             site: site.to_string(),
             version: version.n,
             root: version.tree,
@@ -224,6 +280,11 @@ fn route(method: &Method, path: &str) -> Result<Route, Failure> {
         (&Method::POST, ["sites", name, "commit"]) => Route::Commit(site(name)?),
         (&Method::POST, ["sites", name, "rollback"]) => Route::Rollback(site(name)?),
         (&Method::GET, ["sites", name, "versions"]) => Route::Versions(site(name)?),
+        (&Method::GET, ["sites", name, "purges", n]) => Route::Purge(
+            site(name)?,
+            n.parse()
+                .map_err(|_| Failure::bad_request(format!("{n} is not a version number")))?,
+        ),
         (&Method::POST, ["tokens", "grant"]) => Route::Grant,
         (&Method::POST, ["tokens", "revoke"]) => Route::Revoke,
         _ => {
@@ -356,6 +417,12 @@ impl From<TokenError> for Failure {
             TokenError::InvalidGrant(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_grant", message),
             TokenError::Record(error) => Self::unavailable(&error),
         }
+    }
+}
+
+impl From<QueueError> for Failure {
+    fn from(error: QueueError) -> Self {
+        Self::unavailable(&error)
     }
 }
 

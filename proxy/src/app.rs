@@ -14,6 +14,7 @@ use crate::api::PublishApi;
 use crate::cache::{BlobCache, CacheError, CachedBlob, DiskCache};
 use crate::compress::Compressor;
 use crate::config::{Config, SiteConfig};
+use crate::purge::PurgeSetup;
 use crate::reply::{Body, Reply};
 use crate::resolve::{Files, RequestPath, Resolution, encode_path, resolve};
 use crate::roots::{Roots, Served};
@@ -58,7 +59,7 @@ pub struct Grove {
 }
 
 impl Grove {
-    pub fn new(config: Config, store: Arc<dyn ObjectStore>) -> anyhow::Result<Self> {
+    pub fn new(config: Config, store: Arc<dyn ObjectStore>, purge: Option<&PurgeSetup>) -> anyhow::Result<Self> {
         let mut custom = Vec::new();
         for (name, site) in &config.sites {
             let site_name = SiteName::parse(name)?;
@@ -72,7 +73,13 @@ impl Grove {
         ));
         Ok(Self {
             router: Router::new(&config.base_domain, custom),
-            api: PublishApi::new(Arc::clone(&store), trees.clone(), Arc::clone(&roots), config.clone()),
+            api: PublishApi::new(
+                Arc::clone(&store),
+                trees.clone(),
+                Arc::clone(&roots),
+                config.clone(),
+                purge,
+            ),
             roots,
             nodes: ContentStore::trees(Arc::clone(&store)),
             node_bytes: moka::future::Cache::builder()

@@ -3,9 +3,11 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use grove_storage::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
 use serde::Deserialize;
 
 use crate::tls::TlsConfig;
@@ -37,6 +39,90 @@ pub struct Config {
     /// replies build live and preview URLs from it.
     pub public_url: Option<String>,
     pub publish: PublishConfig,
+    /// The CDN in front of this host, purged on every publish; none when
+    /// absent.
+    pub cdn: CdnConfig,
+}
+
+/// Which CDN to purge. At most one may be set.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CdnConfig {
+    pub cloudflare: Option<CloudflareConfig>,
+    pub webhook: Option<WebhookConfig>,
+}
+
+/// Cloudflare's purge-by-tag API.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CloudflareConfig {
+    pub zone_id: String,
+    /// The environment variable holding the API token (never the token).
+    #[serde(default = "default_cloudflare_token_env")]
+    pub api_token_env: String,
+    #[serde(default = "default_cloudflare_api_base")]
+    pub api_base: String,
+    #[serde(flatten)]
+    pub queue: PurgeQueueConfig,
+}
+
+/// A generic purger for other CDNs: `POST url` with `{"tags": [...]}` or
+/// `{"hosts": [...]}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// The environment variable holding a bearer token, if the hook wants one.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(flatten)]
+    pub queue: PurgeQueueConfig,
+}
+
+/// How purges are batched, throttled and retried. Defaults fit Cloudflare's
+/// Free plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PurgeQueueConfig {
+    /// Names the queue, shared by every zone and host of one CDN account
+    /// (the account's rate limit is shared too); default: the zone id or
+    /// the webhook URL.
+    pub account: Option<String>,
+    pub requests_per_minute: u32,
+    pub burst: u32,
+    pub max_tags_per_request: usize,
+    /// A version changing more tags than this purges its host names instead.
+    pub host_purge_threshold: usize,
+    /// Failed attempts before a version's purge is dead-lettered.
+    pub max_attempts: u32,
+    pub request_timeout_secs: u64,
+    /// One proxy sends for the account at a time; it holds a lease in the
+    /// store for this long and renews it.
+    pub lease_secs: u64,
+    /// How often the queue is re-read for purges other proxies queued.
+    pub poll_secs: u64,
+}
+
+impl Default for PurgeQueueConfig {
+    fn default() -> Self {
+        Self {
+            account: None,
+            requests_per_minute: 5,
+            burst: 25,
+            max_tags_per_request: 100,
+            host_purge_threshold: 500,
+            max_attempts: 8,
+            request_timeout_secs: 30,
+            lease_secs: 30,
+            poll_secs: 30,
+        }
+    }
+}
+
+fn default_cloudflare_token_env() -> String {
+    "CLOUDFLARE_API_TOKEN".to_owned()
+}
+
+fn default_cloudflare_api_base() -> String {
+    "https://api.cloudflare.com/client/v4".to_owned()
 }
 
 /// Limits on publishing.
@@ -147,6 +233,7 @@ impl Default for Config {
             tls: None,
             public_url: None,
             publish: PublishConfig::default(),
+            cdn: CdnConfig::default(),
         }
     }
 }
@@ -199,6 +286,35 @@ impl Config {
         self.state_dir.join("cache")
     }
 
+    /// Every host name site `name` is served at, previews aside.
+    pub fn site_hosts(&self, name: &str) -> Vec<String> {
+        let mut hosts = vec![format!("{name}.{}", self.base_domain)];
+        hosts.extend(self.site(name).domains);
+        hosts
+    }
+
+    /// Opens the configured store. Each runtime opens its own: an S3
+    /// client's connections belong to the runtime that made them.
+    pub fn open_store(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        Ok(match &self.store {
+            StoreConfig::Local { .. } => {
+                let path = self.store_path().expect("local stores have a path");
+                Arc::new(
+                    LocalStore::open(&path).with_context(|| format!("opening the local store {}", path.display()))?,
+                )
+            }
+            StoreConfig::S3 {
+                endpoint,
+                bucket,
+                region,
+            } => {
+                let mut s3 = S3StoreConfig::new(endpoint.clone(), bucket.clone());
+                s3.region = region.clone();
+                Arc::new(S3Store::new(s3))
+            }
+        })
+    }
+
     pub fn site(&self, name: &str) -> SiteConfig {
         self.sites.get(name).cloned().unwrap_or_default()
     }
@@ -247,6 +363,18 @@ mod tests {
         assert_eq!(config.site("blog").trailing_slash, TrailingSlash::Always);
         assert!(toml::from_str::<Config>("lisen = \"typo\"").is_err());
         assert_eq!(config.site_url("blog.example.net"), "http://blog.example.net:80/");
+        let cdn: Config = toml::from_str(
+            r#"
+            [cdn.cloudflare]
+            zone_id = "zone"
+            burst = 3
+            "#,
+        )
+        .unwrap();
+        let cloudflare = cdn.cdn.cloudflare.unwrap();
+        assert_eq!(cloudflare.api_token_env, "CLOUDFLARE_API_TOKEN");
+        assert_eq!((cloudflare.queue.burst, cloudflare.queue.requests_per_minute), (3, 5));
+        assert!(toml::from_str::<Config>("[cdn.cloudflare]\nzone_id = \"z\"\nbrust = 3").is_err());
         let behind_cdn: Config = toml::from_str("public_url = \"https://{host}/\"").unwrap();
         assert_eq!(
             behind_cdn.site_url("3--blog.example.net"),

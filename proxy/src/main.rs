@@ -12,6 +12,7 @@ mod compress;
 mod config;
 mod demo;
 mod metrics;
+mod purge;
 mod reply;
 mod resolve;
 mod roots;
@@ -26,15 +27,16 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use grove_storage::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
+use grove_storage::store::ObjectStore;
 use grove_storage::token::{Handle, Tokens};
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
+use pingora::services::background::background_service;
 
-use crate::config::{Config, StoreConfig};
+use crate::config::Config;
 
 /// Lifetime of the operator token the host creates or installs.
 const OPERATOR_TOKEN_DAYS: i64 = 100 * 365;
@@ -120,7 +122,7 @@ fn main() -> anyhow::Result<()> {
     };
     // One store for the start-up work; the server opens its own, because an
     // S3 client's connections belong to the runtime that made them.
-    let startup_store = open_store(&config)?;
+    let startup_store = config.open_store()?;
     if let Err(error) = startup.block_on(bootstrap_operator(Arc::clone(&startup_store), admin_token)) {
         tracing::warn!("operator token not set up ({error:#}); publishing needs it, serving does not");
     }
@@ -131,7 +133,8 @@ fn main() -> anyhow::Result<()> {
     }
     drop(startup);
 
-    let grove = Arc::new(app::Grove::new(config.clone(), open_store(&config)?)?);
+    let purge = purge::PurgeSetup::from_config(&config)?;
+    let grove = Arc::new(app::Grove::new(config.clone(), config.open_store()?, purge.as_ref())?);
     let mut server_conf = ServerConf {
         pid_file: config.state_dir.join("grove-proxy.pid").display().to_string(),
         upgrade_sock: config.state_dir.join("grove-proxy-upgrade.sock").display().to_string(),
@@ -173,26 +176,12 @@ fn main() -> anyhow::Result<()> {
         admin.add_tcp(&config.admin_listen);
         server.add_service(admin);
     }
+    if let Some(purge) = &purge {
+        let holder = purge::node_id(&config.state_dir)?;
+        server.add_service(background_service("cdn purge", purge.worker(config.clone(), holder)));
+    }
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, base_domain = %config.base_domain, "grove-proxy starting");
     server.run_forever();
-}
-
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn ObjectStore>> {
-    Ok(match &config.store {
-        StoreConfig::Local { .. } => {
-            let path = config.store_path().expect("local stores have a path");
-            Arc::new(LocalStore::open(&path).with_context(|| format!("opening the local store {}", path.display()))?)
-        }
-        StoreConfig::S3 {
-            endpoint,
-            bucket,
-            region,
-        } => {
-            let mut s3 = S3StoreConfig::new(endpoint.clone(), bucket.clone());
-            s3.region = region.clone();
-            Arc::new(S3Store::new(s3))
-        }
-    })
 }
 
 /// Makes sure an operator can publish: `GROVE_ADMIN_TOKEN` becomes an

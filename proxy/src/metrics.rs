@@ -3,8 +3,8 @@
 use std::sync::LazyLock;
 
 use prometheus::{
-    Histogram, IntCounter, IntCounterVec, IntGaugeVec, register_histogram, register_int_counter,
-    register_int_counter_vec, register_int_gauge_vec,
+    Histogram, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, register_histogram, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
 };
 
 pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -52,4 +52,39 @@ pub static SITE_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
         &["site"]
     )
     .expect("metric registers once")
+});
+
+pub static PURGE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "grove_purge_requests_total",
+        "CDN purge requests sent, by result: ok, retried (5xx, 429, timeout) or rejected",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
+pub static PURGE_TAGS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "grove_purge_tags_total",
+        "Cache tags (or host names) purged at the CDN"
+    )
+    .expect("metric registers once")
+});
+
+pub static PURGE_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!("grove_purge_retries_total", "CDN purge requests that failed and will be retried")
+        .expect("metric registers once")
+});
+
+pub static PURGE_DEAD_LETTERS: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "grove_purge_dead_letters_total",
+        "Versions whose CDN purge was given up after its attempts ran out or the CDN refused it"
+    )
+    .expect("metric registers once")
+});
+
+pub static PURGE_QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("grove_purge_queue_depth", "Versions awaiting their CDN purge")
+        .expect("metric registers once")
 });

@@ -167,6 +167,12 @@ pub fn site_tag(site: &SiteName) -> String {
     format!("grove:{site}")
 }
 
+/// The tag of a site's root document (`/_grove/root`), which every new
+/// version changes. Path tags start `grove:<site>/`, so it cannot collide.
+pub fn root_document_tag(site: &SiteName) -> String {
+    format!("grove:{site}:root")
+}
+
 /// The tag of one file of a site, under every URL that serves it (`/about`,
 /// `/about/`, `/about/index.html` all carry the tag of `about/index.html`).
 /// Printable ASCII without spaces or commas; over-long tags become a hash.

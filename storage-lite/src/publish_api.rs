@@ -15,6 +15,9 @@
 //! 4. `POST sites/<site>/commit` [`CommitRequest`] -> [`Published`], or an
 //!    [`ApiError`] with code `conflict` (rebase and retry) or
 //!    `missing_content` (upload its `missing_blobs`, then commit again).
+//!
+//! A host behind a CDN also queues a purge of what each new version changed;
+//! `GET sites/<site>/purges/<n>` -> [`PurgeStatus`] follows it.
 
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -108,6 +111,61 @@ pub struct Published {
     pub files: u64,
     pub url: String,
     pub preview_url: String,
+    /// The CDN purge of what this version changed; `None` when the host
+    /// purges no CDN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge: Option<PurgeState>,
+}
+
+/// Where a version's CDN purge stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PurgeState {
+    /// Queued or being sent.
+    Pending,
+    /// Every URL the version changed has been purged (or none needed it).
+    Done,
+    /// Dead-lettered after its attempts ran out; `error` says why.
+    Failed,
+}
+
+/// The CDN purge of one version: what changed since the version before it,
+/// and how sending it went. The host keeps it in the store
+/// (`sites/<site>/purges/<n>`), so it outlives restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeStatus {
+    pub version: u64,
+    pub state: PurgeState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub queued_at: OffsetDateTime,
+    /// What to purge, once worked out from the tree diff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<PurgePlan>,
+    /// How many of the plan's tags have been purged.
+    #[serde(default)]
+    pub sent: usize,
+    /// Purge requests that carried part of this version.
+    #[serde(default)]
+    pub requests: u32,
+    /// Failed attempts so far.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The last failure, kept after a retry succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+/// What one version's purge covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PurgePlan {
+    /// These cache tags.
+    Tags(Vec<String>),
+    /// Everything cached for these host names: the change was too large to
+    /// purge tag by tag.
+    Hosts(Vec<String>),
 }
 
 /// Make an earlier (or later) version's tree live again, as a new version.
@@ -127,6 +185,9 @@ pub struct VersionsReply {
     pub versions: Vec<Version>,
     /// Pass as `before` for the next (older) page.
     pub next_before: Option<u64>,
+    /// CDN purges of the versions on this page that have one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purges: Vec<PurgeStatus>,
 }
 
 /// Grant a token limited to `path`, `rights` and `until`, on the authority

@@ -1,4 +1,5 @@
-//! Small JSON records in the store (site roots, versions, tokens).
+//! Small JSON records in the store (site roots, versions, tokens, purge
+//! jobs): one reader and one encoding for every part that keeps state there.
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -19,7 +20,7 @@ pub enum RecordError {
 }
 
 /// Reads and parses the record at `key`; `None` if there is none.
-pub(crate) async fn read<T: DeserializeOwned>(
+pub async fn read<T: DeserializeOwned>(
     store: &dyn ObjectStore,
     key: &ObjectKey,
 ) -> Result<Option<(T, ETag)>, RecordError> {
@@ -33,7 +34,7 @@ pub(crate) async fn read<T: DeserializeOwned>(
 
 /// Like [`read`], but `Ok(None)` if the record still has tag `known`, and
 /// `Ok(Some(None))` if it is gone.
-pub(crate) async fn read_if_changed<T: DeserializeOwned>(
+pub async fn read_if_changed<T: DeserializeOwned>(
     store: &dyn ObjectStore,
     key: &ObjectKey,
     known: &ETag,
@@ -55,6 +56,6 @@ fn parse<T: DeserializeOwned>(key: &ObjectKey, object: crate::store::Object) -> 
     Ok((value, object.etag))
 }
 
-pub(crate) fn encode<T: Serialize>(value: &T) -> Bytes {
+pub fn encode<T: Serialize>(value: &T) -> Bytes {
     Bytes::from(serde_json::to_vec_pretty(value).expect("records serialize infallibly"))
 }

@@ -1,0 +1,159 @@
+//! CDN purge on publish.
+//!
+//! Every stable-URL response carries cache tags (see [`crate::semantics`]).
+//! When a version is committed, the publish API queues its purge in the
+//! store ([`queue`]); a background sender ([`worker`]) works out the tags
+//! from the tree diff ([`plan`]), batches them, keeps within the CDN's rate
+//! limit ([`bucket`]) and sends them ([`purger`]), retrying what fails and
+//! dead-lettering, visibly, what keeps failing.
+
+mod bucket;
+mod plan;
+mod purger;
+mod queue;
+mod worker;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use grove_storage::SiteName;
+use grove_storage::site::Sites;
+use grove_storage::store::ObjectStore;
+use tokio::sync::Notify;
+
+pub use queue::{QueueError, read_status};
+pub use worker::PurgeWorker;
+
+use crate::config::{Config, PurgeQueueConfig};
+use purger::{Flavor, HttpPurger, Purger, Secret};
+use queue::PurgeQueue;
+
+/// How the publish API reaches the sender of the same process.
+#[derive(Debug, Default)]
+struct Signals {
+    /// A purge was queued.
+    wake: Notify,
+    /// Queueing failed after a commit: the sender must catch up from the
+    /// cursors.
+    catch_up: AtomicBool,
+}
+
+/// The CDN purging configured for this host, checked at start-up.
+#[derive(Debug, Clone)]
+pub struct PurgeSetup {
+    /// Names the queue (and its rate limit) shared by the account.
+    account: String,
+    url: String,
+    token: Option<Secret>,
+    flavor: Flavor,
+    settings: PurgeQueueConfig,
+    signals: Arc<Signals>,
+}
+
+impl PurgeSetup {
+    /// `None` when no CDN is configured. Fails when both are, or when the
+    /// token's environment variable is missing.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
+        let (account, url, token, flavor, settings) = match (&config.cdn.cloudflare, &config.cdn.webhook) {
+            (Some(_), Some(_)) => anyhow::bail!("configure one of [cdn.cloudflare] and [cdn.webhook], not both"),
+            (None, None) => return Ok(None),
+            (Some(cloudflare), None) => {
+                anyhow::ensure!(!cloudflare.zone_id.is_empty(), "cdn.cloudflare.zone_id is empty");
+                (
+                    format!("cloudflare:{}", cloudflare.zone_id),
+                    HttpPurger::cloudflare_url(&cloudflare.api_base, &cloudflare.zone_id),
+                    Some(Secret::from_env(&cloudflare.api_token_env, "cdn.cloudflare.api_token_env")?),
+                    Flavor::Cloudflare,
+                    cloudflare.queue.clone(),
+                )
+            }
+            (None, Some(webhook)) => (
+                format!("webhook:{}", webhook.url),
+                webhook.url.clone(),
+                webhook
+                    .token_env
+                    .as_deref()
+                    .map(|name| Secret::from_env(name, "cdn.webhook.token_env"))
+                    .transpose()?,
+                Flavor::Webhook,
+                webhook.queue.clone(),
+            ),
+        };
+        Ok(Some(Self {
+            account: settings.account.clone().unwrap_or(account),
+            url,
+            token,
+            flavor,
+            settings,
+            signals: Arc::default(),
+        }))
+    }
+
+    /// The publish API's side, on the serving runtime's store.
+    pub fn outbox(&self, store: Arc<dyn ObjectStore>, sites: Sites) -> Outbox {
+        Outbox {
+            queue: PurgeQueue::new(store, sites, &self.account),
+            signals: Arc::clone(&self.signals),
+        }
+    }
+
+    /// The sender, to run as a background service. `holder` names this
+    /// proxy in the account's sending lease.
+    pub fn worker(&self, config: Config, holder: String) -> PurgeWorker {
+        PurgeWorker {
+            setup: self.clone(),
+            config,
+            holder,
+        }
+    }
+
+    fn purger(&self) -> anyhow::Result<Box<dyn Purger>> {
+        let timeout = Duration::from_secs(self.settings.request_timeout_secs.max(1));
+        Ok(Box::new(HttpPurger::new(
+            self.url.clone(),
+            self.token.clone(),
+            self.flavor,
+            timeout,
+        )?))
+    }
+}
+
+/// Queues purges for commits made through the publish API.
+#[derive(Debug)]
+pub struct Outbox {
+    queue: PurgeQueue,
+    signals: Arc<Signals>,
+}
+
+impl Outbox {
+    /// Before a commit: makes sure the site is tracked, so that a crash right
+    /// after the commit is caught up at the next start.
+    pub async fn before_commit(&self, site: &SiteName) -> Result<(), QueueError> {
+        self.queue.track(site).await
+    }
+
+    /// After version `n` went live: queues its purge and wakes the sender.
+    /// A failure here is caught up by the sender, so the commit stands.
+    pub async fn after_commit(&self, site: &SiteName, n: u64) {
+        if let Err(error) = self.queue.enqueue_through(site, n).await {
+            tracing::warn!(%site, version = n, %error, "queueing the CDN purge failed; the sender will catch up");
+            self.signals.catch_up.store(true, Ordering::Release);
+        }
+        self.signals.wake.notify_one();
+    }
+}
+
+/// This proxy's stable name in sending leases: kept in the state directory,
+/// so a restarted proxy takes its own lease back at once.
+pub fn node_id(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        return Ok(id.trim().to_owned());
+    }
+    let id = grove_storage::ContentHash::of(&rand::random::<[u8; 32]>()).to_hex()[..24].to_owned();
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}

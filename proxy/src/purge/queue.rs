@@ -1,0 +1,337 @@
+//! The durable purge queue of one CDN account, kept in the object store so
+//! that it survives crashes and restarts and is shared by every proxy and
+//! every site on the account.
+//!
+//! Layout, under `cdn/<account id>/`:
+//! - `cursors/<site>`: the newest version of the site whose purge is queued.
+//!   It is created before the site's first commit through a purging proxy,
+//!   so a crash between a commit and its enqueue is caught up at the next
+//!   start (every tracked site whose live version is past its cursor).
+//! - `queue/<site>/<n:020>`: version `n` of the site awaits its purge;
+//!   create-only, deleted once the purge is done or dead-lettered.
+//! - `lease`: which proxy sends, until when, and the rate limiter's state.
+//!
+//! Each version's [`PurgeStatus`] lives with its site, at
+//! `sites/<site>/purges/<n:020>`, where `grove versions` reads it.
+
+use std::sync::Arc;
+
+use grove_storage::publish_api::{PurgeState, PurgeStatus};
+use grove_storage::record::{self, RecordError};
+use grove_storage::site::{SiteError, Sites};
+use grove_storage::store::{ETag, ObjectKey, ObjectStore, StoreError};
+use grove_storage::{ContentHash, SiteName};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::bucket::{Rate, TokenBucket};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error(transparent)]
+    Site(#[from] SiteError),
+}
+
+/// The key of version `n`'s purge status.
+pub fn status_key(site: &SiteName, n: u64) -> ObjectKey {
+    ObjectKey::new(format!("sites/{site}/purges/{n:020}")).expect("site names are valid key segments")
+}
+
+/// Version `n`'s purge status, if it has one.
+pub async fn read_status(
+    store: &dyn ObjectStore,
+    site: &SiteName,
+    n: u64,
+) -> Result<Option<PurgeStatus>, RecordError> {
+    Ok(record::read(store, &status_key(site, n)).await?.map(|(status, _)| status))
+}
+
+/// One version awaiting its purge.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub site: SiteName,
+    pub status: PurgeStatus,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Cursor {
+    version: u64,
+}
+
+/// The right to send for the account, held until `expires_ms`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct LeaseRecord {
+    holder: String,
+    expires_ms: u64,
+    /// Makes every write unique, so a stale compare-and-swap cannot match.
+    seq: u64,
+    bucket: TokenBucket,
+}
+
+/// A lease this proxy holds, with the tag to renew it by.
+#[derive(Debug)]
+pub struct Lease {
+    record: LeaseRecord,
+    etag: ETag,
+}
+
+impl Lease {
+    /// When the lease runs out unless renewed (wall-clock milliseconds).
+    pub fn expires_ms(&self) -> u64 {
+        self.record.expires_ms
+    }
+
+    /// Takes a token from the account's bucket (in memory until the next
+    /// [`PurgeQueue::renew`]), or says how long until there is one.
+    pub fn take_token(&mut self, rate: Rate, now_ms: u64) -> Result<(), std::time::Duration> {
+        self.record.bucket.take(rate, now_ms)
+    }
+}
+
+/// What asking for the lease gave.
+#[derive(Debug)]
+pub enum LeaseOutcome {
+    Held(Lease),
+    /// Another proxy holds it until then (wall-clock milliseconds).
+    Busy { until_ms: u64 },
+}
+
+/// The purge queue of one CDN account.
+#[derive(Debug, Clone)]
+pub struct PurgeQueue {
+    store: Arc<dyn ObjectStore>,
+    sites: Sites,
+    prefix: String,
+}
+
+impl PurgeQueue {
+    /// The queue of `account` (any string naming the CDN account).
+    pub fn new(store: Arc<dyn ObjectStore>, sites: Sites, account: &str) -> Self {
+        let id = ContentHash::of(account.as_bytes()).to_hex();
+        Self {
+            store,
+            sites,
+            prefix: format!("cdn/{}", &id[..32]),
+        }
+    }
+
+    fn key(&self, rest: &str) -> ObjectKey {
+        ObjectKey::new(format!("{}/{rest}", self.prefix)).expect("queue keys are built from valid segments")
+    }
+
+    fn cursor_key(&self, site: &SiteName) -> ObjectKey {
+        self.key(&format!("cursors/{site}"))
+    }
+
+    fn entry_key(&self, site: &SiteName, n: u64) -> ObjectKey {
+        self.key(&format!("queue/{site}/{n:020}"))
+    }
+
+    /// Called before a commit: from now on, every version of `site` is
+    /// purged. Versions live before tracking began are not.
+    pub async fn track(&self, site: &SiteName) -> Result<(), QueueError> {
+        if record::read::<Cursor>(self.store.as_ref(), &self.cursor_key(site)).await?.is_some() {
+            return Ok(());
+        }
+        let live = self.sites.root(site).await?.map_or(0, |(root, _)| root.version);
+        match self
+            .store
+            .put_if_absent(&self.cursor_key(site), record::encode(&Cursor { version: live }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_precondition_failed() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Queues the purge of every version of `site` after its cursor, up to
+    /// `live`. Idempotent, and safe to run from several proxies at once.
+    pub async fn enqueue_through(&self, site: &SiteName, live: u64) -> Result<(), QueueError> {
+        loop {
+            let current = record::read::<Cursor>(self.store.as_ref(), &self.cursor_key(site)).await?;
+            let from = current.as_ref().map_or(live.saturating_sub(1), |(cursor, _)| cursor.version);
+            if from >= live {
+                return Ok(());
+            }
+            for n in from + 1..=live {
+                self.create_job(site, n).await?;
+            }
+            let cursor = record::encode(&Cursor { version: live });
+            let written = match &current {
+                Some((_, etag)) => self.store.put_if_match(&self.cursor_key(site), cursor, etag).await,
+                None => self.store.put_if_absent(&self.cursor_key(site), cursor).await,
+            };
+            match written {
+                Ok(_) => return Ok(()),
+                // Another proxy moved the cursor: look again.
+                Err(error) if error.is_precondition_failed() => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// The status first, then the queue entry: an entry always has a status.
+    /// The first version replaces nothing, so it needs no purge.
+    async fn create_job(&self, site: &SiteName, n: u64) -> Result<(), QueueError> {
+        let now = OffsetDateTime::now_utc();
+        let first = n == 1;
+        let status = PurgeStatus {
+            version: n,
+            state: if first { PurgeState::Done } else { PurgeState::Pending },
+            queued_at: now,
+            plan: None,
+            sent: 0,
+            requests: 0,
+            attempts: 0,
+            error: None,
+            finished_at: first.then_some(now),
+        };
+        ignore_existing(self.store.put_if_absent(&status_key(site, n), record::encode(&status)).await)?;
+        if !first {
+            let entry = serde_json::json!({ "site": site.as_str(), "version": n });
+            ignore_existing(self.store.put_if_absent(&self.entry_key(site, n), record::encode(&entry)).await)?;
+        }
+        Ok(())
+    }
+
+    /// Catches up every tracked site whose live version is past its cursor:
+    /// what a crash between a commit and its enqueue left behind.
+    pub async fn catch_up(&self) -> Result<usize, QueueError> {
+        let mut caught_up = 0;
+        for key in self.list(&format!("{}/cursors/", self.prefix)).await? {
+            let Some(site) = key.as_str().rsplit('/').next().and_then(|name| SiteName::parse(name).ok()) else {
+                continue;
+            };
+            let Some((root, _)) = self.sites.root(&site).await? else {
+                continue;
+            };
+            let cursor = record::read::<Cursor>(self.store.as_ref(), &key).await?;
+            if cursor.is_some_and(|(cursor, _)| cursor.version < root.version) {
+                self.enqueue_through(&site, root.version).await?;
+                caught_up += 1;
+            }
+        }
+        Ok(caught_up)
+    }
+
+    /// Every version awaiting its purge, oldest first. Entries left behind
+    /// by a crash after their purge finished are removed here.
+    pub async fn pending(&self) -> Result<Vec<Job>, QueueError> {
+        let mut jobs = Vec::new();
+        for key in self.list(&format!("{}/queue/", self.prefix)).await? {
+            let mut parts = key.as_str().rsplit('/');
+            let n = parts.next().and_then(|n| n.parse::<u64>().ok());
+            let site = parts.next().and_then(|name| SiteName::parse(name).ok());
+            let (Some(n), Some(site)) = (n, site) else {
+                tracing::warn!(%key, "ignoring a malformed purge queue entry");
+                continue;
+            };
+            match read_status(self.store.as_ref(), &site, n).await? {
+                Some(status) if status.state == PurgeState::Pending => jobs.push(Job { site, status }),
+                _ => self.store.delete(&key).await?,
+            }
+        }
+        jobs.sort_by_key(|job| (job.status.queued_at, job.status.version));
+        Ok(jobs)
+    }
+
+    /// Records progress on a job.
+    pub async fn save(&self, job: &Job) -> Result<(), QueueError> {
+        self.store
+            .put(&status_key(&job.site, job.status.version), record::encode(&job.status))
+            .await?;
+        Ok(())
+    }
+
+    /// Records a finished job (done or dead-lettered) and takes it off the
+    /// queue.
+    pub async fn finish(&self, job: &Job) -> Result<(), QueueError> {
+        self.save(job).await?;
+        self.store.delete(&self.entry_key(&job.site, job.status.version)).await?;
+        Ok(())
+    }
+
+    /// Takes or renews the account's sending lease for `ttl_ms`, unless
+    /// another proxy holds it. A new lease starts with a full bucket.
+    pub async fn lease(&self, holder: &str, ttl_ms: u64, rate: Rate, now_ms: u64) -> Result<LeaseOutcome, QueueError> {
+        let key = self.key("lease");
+        let current = record::read::<LeaseRecord>(self.store.as_ref(), &key).await?;
+        let (record, written) = match current {
+            None => {
+                let record = LeaseRecord {
+                    holder: holder.to_owned(),
+                    expires_ms: now_ms + ttl_ms,
+                    seq: 1,
+                    bucket: TokenBucket::full(rate, now_ms),
+                };
+                let written = self.store.put_if_absent(&key, record::encode(&record)).await;
+                (record, written)
+            }
+            Some((record, etag)) if record.holder == holder || record.expires_ms <= now_ms => {
+                let record = LeaseRecord {
+                    holder: holder.to_owned(),
+                    expires_ms: now_ms + ttl_ms,
+                    seq: record.seq + 1,
+                    bucket: record.bucket,
+                };
+                let written = self.store.put_if_match(&key, record::encode(&record), &etag).await;
+                (record, written)
+            }
+            Some((record, _)) => {
+                return Ok(LeaseOutcome::Busy {
+                    until_ms: record.expires_ms,
+                });
+            }
+        };
+        match written {
+            Ok(etag) => Ok(LeaseOutcome::Held(Lease { record, etag })),
+            Err(error) if error.is_precondition_failed() => Ok(LeaseOutcome::Busy { until_ms: now_ms }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Extends a held lease and stores its bucket; false if it was lost to
+    /// another proxy in the meantime.
+    pub async fn renew(&self, lease: &mut Lease, ttl_ms: u64, now_ms: u64) -> Result<bool, QueueError> {
+        let mut record = lease.record.clone();
+        record.expires_ms = now_ms + ttl_ms;
+        record.seq += 1;
+        match self
+            .store
+            .put_if_match(&self.key("lease"), record::encode(&record), &lease.etag)
+            .await
+        {
+            Ok(etag) => {
+                *lease = Lease { record, etag };
+                Ok(true)
+            }
+            Err(error) if error.is_precondition_failed() => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectKey>, QueueError> {
+        let mut keys = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.store.list(prefix, after.as_ref(), 1000).await?;
+            keys.extend(page.keys);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => return Ok(keys),
+            }
+        }
+    }
+}
+
+fn ignore_existing(written: Result<ETag, StoreError>) -> Result<(), StoreError> {
+    match written {
+        Err(error) if !error.is_precondition_failed() => Err(error),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,357 @@
+//! The sender: drains the account's queue in batches, within the rate limit,
+//! retrying with backoff and dead-lettering what keeps failing. It runs as a
+//! Pingora background service, one per proxy; the store lease makes one
+//! proxy per account send at a time.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use grove_storage::publish_api::{PurgePlan, PurgeState};
+use grove_storage::site::Sites;
+use grove_storage::tree::Trees;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use time::OffsetDateTime;
+
+use super::bucket::Rate;
+use super::plan::plan;
+use super::purger::{PurgeError, PurgeRequest, Purger};
+use super::queue::{Job, Lease, LeaseOutcome, PurgeQueue, QueueError};
+use super::{PurgeSetup, Signals};
+use crate::config::{Config, PurgeQueueConfig};
+use crate::metrics;
+
+/// Pause after the store failed, before trying again.
+const STORE_RETRY: Duration = Duration::from_secs(2);
+/// First retry delay after a failed request; doubled per attempt.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long to hold off after a 429 without `Retry-After`.
+const THROTTLE_DEFAULT: Duration = Duration::from_secs(60);
+
+/// The purge sender of one proxy.
+pub struct PurgeWorker {
+    pub(super) setup: PurgeSetup,
+    pub(super) config: Config,
+    pub(super) holder: String,
+}
+
+#[async_trait]
+impl BackgroundService for PurgeWorker {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let sender = match self.sender() {
+            Ok(sender) => sender,
+            Err(error) => {
+                tracing::error!("CDN purging is off: {error:#}");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => {}
+            () = sender.run() => {}
+        }
+    }
+}
+
+impl PurgeWorker {
+    /// Opens the store and the HTTP client on this service's own runtime.
+    fn sender(&self) -> anyhow::Result<Sender> {
+        let store = self.config.open_store()?;
+        let trees = Trees::new(Arc::clone(&store), 100_000);
+        let sites = Sites::new(Arc::clone(&store), trees.clone());
+        Ok(Sender {
+            queue: PurgeQueue::new(store, sites.clone(), &self.setup.account),
+            purger: self.setup.purger()?,
+            settings: self.setup.settings.clone(),
+            signals: Arc::clone(&self.setup.signals),
+            holder: self.holder.clone(),
+            config: self.config.clone(),
+            sites,
+            trees,
+        })
+    }
+}
+
+struct Sender {
+    queue: PurgeQueue,
+    purger: Box<dyn Purger>,
+    settings: PurgeQueueConfig,
+    signals: Arc<Signals>,
+    holder: String,
+    config: Config,
+    sites: Sites,
+    trees: Trees,
+}
+
+/// What one step of the loop found.
+enum Step {
+    /// Sent a request, or lost the lease: go on at once.
+    Again,
+    /// Nothing to do before this long (or a wake-up).
+    Idle(Duration),
+}
+
+/// One purge request and the part of each job it carries.
+struct Batch {
+    request: PurgeRequest,
+    /// Index into the jobs, and how many of the job's remaining tags.
+    parts: Vec<(usize, usize)>,
+}
+
+impl Sender {
+    async fn run(&self) {
+        let mut lease = None;
+        let mut not_before = Instant::now();
+        let mut caught_up = false;
+        loop {
+            if !caught_up || self.signals.catch_up.swap(false, Ordering::AcqRel) {
+                match self.queue.catch_up().await {
+                    Ok(0) => caught_up = true,
+                    Ok(sites) => {
+                        tracing::warn!(sites, "queued CDN purges that a crash or a store failure had left out");
+                        caught_up = true;
+                    }
+                    Err(error) => tracing::warn!(%error, "catching up the CDN purge queue failed; retrying"),
+                }
+            }
+            let wait = match self.step(&mut lease, &mut not_before).await {
+                Ok(Step::Again) => continue,
+                Ok(Step::Idle(wait)) => wait,
+                Err(error) => {
+                    tracing::warn!(%error, "the CDN purge queue could not be read or updated; retrying");
+                    lease = None;
+                    STORE_RETRY
+                }
+            };
+            tokio::select! {
+                () = self.signals.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn rate(&self) -> Rate {
+        Rate {
+            per_minute: self.settings.requests_per_minute,
+            burst: self.settings.burst,
+        }
+    }
+
+    async fn step(&self, lease: &mut Option<Lease>, not_before: &mut Instant) -> Result<Step, QueueError> {
+        let poll = Duration::from_secs(self.settings.poll_secs.max(1));
+        let mut jobs = self.queue.pending().await?;
+        metrics::PURGE_QUEUE_DEPTH.set(jobs.len() as i64);
+        if jobs.is_empty() {
+            return Ok(Step::Idle(poll));
+        }
+        let ttl_ms = self.settings.lease_secs.max(1) * 1000;
+        let now = now_ms();
+        let held = match lease {
+            Some(held) if held.expires_ms() > now + ttl_ms / 2 => held,
+            _ => match self.queue.lease(&self.holder, ttl_ms, self.rate(), now).await? {
+                LeaseOutcome::Held(held) => lease.insert(held),
+                LeaseOutcome::Busy { until_ms } => {
+                    *lease = None;
+                    return Ok(Step::Idle(Duration::from_millis(until_ms.saturating_sub(now)).clamp(Duration::from_millis(100), poll)));
+                }
+            },
+        };
+
+        for index in 0..jobs.len() {
+            if jobs[index].status.plan.is_none() {
+                match self.plan(&jobs[index]).await {
+                    Ok(planned) => {
+                        jobs[index].status.plan = Some(planned);
+                        self.queue.save(&jobs[index]).await?;
+                    }
+                    Err(error) => {
+                        self.failed(&mut jobs[index], &format!("working out what to purge failed: {error}"))
+                            .await?;
+                    }
+                }
+            }
+        }
+        let mut ready = Vec::new();
+        for mut job in jobs {
+            match (&job.status.state, remaining(&job)) {
+                (PurgeState::Pending, Some(0)) => self.done(&mut job).await?,
+                (PurgeState::Pending, Some(_)) => ready.push(job),
+                _ => {}
+            }
+        }
+        let Some(batch) = next_batch(&ready, self.settings.max_tags_per_request.max(1)) else {
+            return Ok(Step::Idle(poll));
+        };
+        let now = Instant::now();
+        if now < *not_before {
+            return Ok(Step::Idle(*not_before - now));
+        }
+        if let Err(wait) = held.take_token(self.rate(), now_ms()) {
+            return Ok(Step::Idle(wait));
+        }
+        if !self.queue.renew(held, ttl_ms, now_ms()).await? {
+            *lease = None;
+            return Ok(Step::Again);
+        }
+
+        let result = self.purger.purge(&batch.request).await;
+        match result {
+            Ok(()) => {
+                metrics::PURGE_REQUESTS.with_label_values(&["ok"]).inc();
+                metrics::PURGE_TAGS.inc_by(batch.request.len() as u64);
+                for (index, taken) in batch.parts {
+                    let job = &mut ready[index];
+                    job.status.sent += taken;
+                    job.status.requests += 1;
+                    if remaining(job) == Some(0) {
+                        self.done(job).await?;
+                    } else {
+                        self.queue.save(job).await?;
+                    }
+                }
+            }
+            Err(PurgeError::Retry {
+                message,
+                retry_after,
+                throttled,
+            }) => {
+                metrics::PURGE_REQUESTS.with_label_values(&["retried"]).inc();
+                metrics::PURGE_RETRIES.inc();
+                let mut delay = retry_after.unwrap_or(if throttled { THROTTLE_DEFAULT } else { Duration::ZERO });
+                for (index, _) in batch.parts {
+                    let job = &mut ready[index];
+                    job.status.requests += 1;
+                    if throttled {
+                        // The limit's doing, not the request's: no attempt used.
+                        job.status.error = Some(message.clone());
+                        self.queue.save(job).await?;
+                    } else {
+                        self.failed(job, &message).await?;
+                        delay = delay.max(backoff(job.status.attempts));
+                    }
+                }
+                tracing::warn!(error = %message, retry_in = ?delay, "a CDN purge failed; retrying");
+                *not_before = Instant::now() + delay;
+            }
+            Err(PurgeError::Rejected(message)) => {
+                metrics::PURGE_REQUESTS.with_label_values(&["rejected"]).inc();
+                for (index, _) in batch.parts {
+                    let job = &mut ready[index];
+                    job.status.requests += 1;
+                    job.status.attempts += 1;
+                    self.dead_letter(job, &message).await?;
+                }
+            }
+        }
+        Ok(Step::Again)
+    }
+
+    /// The purge of `job`'s version: what changed since the version before.
+    async fn plan(&self, job: &Job) -> anyhow::Result<PurgePlan> {
+        let n = job.status.version;
+        let new = self.sites.version(&job.site, n).await?;
+        let old = self.sites.version(&job.site, n - 1).await?;
+        let changes = self.trees.diff(&old.tree, &new.tree).await?;
+        Ok(plan(
+            &job.site,
+            &changes,
+            self.config.site_hosts(job.site.as_str()),
+            self.settings.host_purge_threshold,
+        ))
+    }
+
+    async fn done(&self, job: &mut Job) -> Result<(), QueueError> {
+        job.status.state = PurgeState::Done;
+        job.status.finished_at = Some(OffsetDateTime::now_utc());
+        self.queue.finish(job).await
+    }
+
+    /// Counts a failed attempt; the last allowed one dead-letters the job.
+    async fn failed(&self, job: &mut Job, message: &str) -> Result<(), QueueError> {
+        job.status.attempts += 1;
+        job.status.error = Some(message.to_owned());
+        if job.status.attempts < self.settings.max_attempts.max(1) {
+            return self.queue.save(job).await;
+        }
+        self.dead_letter(job, message).await
+    }
+
+    /// Gives up on `job`, visibly: its status says failed and why.
+    async fn dead_letter(&self, job: &mut Job, message: &str) -> Result<(), QueueError> {
+        job.status.error = Some(message.to_owned());
+        job.status.state = PurgeState::Failed;
+        job.status.finished_at = Some(OffsetDateTime::now_utc());
+        metrics::PURGE_DEAD_LETTERS.inc();
+        tracing::error!(
+            site = %job.site,
+            version = job.status.version,
+            attempts = job.status.attempts,
+            error = message,
+            "CDN purge dead-lettered: the CDN may serve this version's changed URLs stale until purged by hand"
+        );
+        self.queue.finish(job).await
+    }
+}
+
+/// Tags (or, for a host purge, hosts) of the job not yet purged; `None`
+/// before its plan is known.
+fn remaining(job: &Job) -> Option<usize> {
+    match job.status.plan.as_ref()? {
+        PurgePlan::Tags(tags) => Some(tags.len().saturating_sub(job.status.sent)),
+        PurgePlan::Hosts(hosts) => Some(hosts.len().saturating_sub(job.status.sent)),
+    }
+}
+
+/// The next request: the oldest job's kind (tags or hosts), filled with as
+/// many of the following jobs' remaining items as fit, duplicates sharing
+/// one slot. A job may end part-way; the rest goes in the next request.
+fn next_batch(jobs: &[Job], max: usize) -> Option<Batch> {
+    let hosts_first = matches!(jobs.first()?.status.plan, Some(PurgePlan::Hosts(_)));
+    let mut items: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    let mut parts = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let pending = match (&job.status.plan, hosts_first) {
+            (Some(PurgePlan::Hosts(list)), true) | (Some(PurgePlan::Tags(list)), false) => &list[job.status.sent..],
+            _ => continue,
+        };
+        let mut taken = 0;
+        for item in pending {
+            if !seen.contains(item) {
+                if items.len() == max {
+                    break;
+                }
+                seen.insert(item.clone());
+                items.push(item.clone());
+            }
+            taken += 1;
+        }
+        if taken > 0 {
+            parts.push((index, taken));
+        }
+        if items.len() == max {
+            break;
+        }
+    }
+    let request = if hosts_first {
+        PurgeRequest::Hosts(items)
+    } else {
+        PurgeRequest::Tags(items)
+    };
+    Some(Batch { request, parts })
+}
+
+fn backoff(attempts: u32) -> Duration {
+    let doubled = BACKOFF_BASE.saturating_mul(1 << attempts.saturating_sub(1).min(16));
+    let jitter = rand::random_range(0.8..1.2);
+    doubled.min(BACKOFF_MAX).mul_f64(jitter)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
