@@ -142,7 +142,7 @@ impl Grove {
             path: request.path.to_owned(),
             encoding: semantics::negotiate(request.header(header::ACCEPT_ENCODING)),
         });
-        let pinned_by_header = target.pinned.is_none() && request.headers.contains_key(VERSION_HEADER);
+        let pinned_by_header = pinned_by_header(&target, request);
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
             return private_if(pinned_by_header, revalidate((*prepared).clone(), request));
         }
@@ -426,9 +426,21 @@ impl Grove {
                         "version": served.version,
                         "root": served.tree.to_hex(),
                     });
-                    Reply::new(StatusCode::OK, Body::Bytes(Bytes::from(body.to_string())))
+                    // Browsers always ask again; a CDN keeps it until the
+                    // next version's purge, like every other stable URL.
+                    let reply = Reply::new(StatusCode::OK, Body::Bytes(Bytes::from(body.to_string())))
                         .with(header::CONTENT_TYPE, "application/json")
                         .with(header::CACHE_CONTROL, "no-store")
+                        .with(header::HeaderName::from_static("cdn-cache-control"), semantics::CDN_KEEP)
+                        .with(
+                            header::HeaderName::from_static("cache-tag"),
+                            format!(
+                                "{},{}",
+                                semantics::site_tag(&target.site),
+                                semantics::root_document_tag(&target.site)
+                            ),
+                        );
+                    private_if(pinned_by_header(target, request), reply)
                 }
                 Err(reply) => reply,
             },
@@ -495,6 +507,11 @@ struct PreparedKey {
     /// The raw request path (the query never changes a file reply).
     path: String,
     encoding: Encoding,
+}
+
+/// True when the request picks its version by header, not by host.
+fn pinned_by_header(target: &Target, request: &Request<'_>) -> bool {
+    target.pinned.is_none() && request.headers.contains_key(VERSION_HEADER)
 }
 
 /// A reply for a version pinned by request header is for that client only:

@@ -145,6 +145,10 @@ pub fn is_fingerprinted(path: &str) -> bool {
 /// One year: what immutable and CDN-purged responses may be cached for.
 const ONE_YEAR: u64 = 31_536_000;
 
+/// `CDN-Cache-Control` of stable URLs: the CDN keeps them until a publish
+/// purges their tags.
+pub const CDN_KEEP: &str = "public, s-maxage=31536000";
+
 /// `Cache-Control` and `CDN-Cache-Control` for a site file.
 pub fn cache_control(path: &str) -> (String, Option<String>) {
     if is_fingerprinted(path) {
@@ -154,7 +158,7 @@ pub fn cache_control(path: &str) -> (String, Option<String>) {
         // it until a publish purges its tag.
         (
             "public, max-age=0, must-revalidate".to_owned(),
-            Some(format!("public, s-maxage={ONE_YEAR}")),
+            Some(CDN_KEEP.to_owned()),
         )
     }
 }

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use grove_storage::ContentHash;
 use grove_storage::SiteName;
 use grove_storage::publish_api::{
-    self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, OfferReply, ProbeReply, Published, RevokeRequest,
-    RollbackRequest, UploadTarget, VersionsReply,
+    self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, OfferReply, ProbeReply, Published, PurgeStatus,
+    RevokeRequest, RollbackRequest, UploadTarget, VersionsReply,
 };
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -208,6 +208,15 @@ impl Client {
             .send(Method::GET, &route, || Payload::None, Retry::Idempotent)
             .await?;
         parse(&reply, "versions")
+    }
+
+    /// Where version `n`'s CDN purge stands.
+    pub async fn purge(&self, site: &SiteName, n: u64) -> Result<PurgeStatus, ClientError> {
+        let route = Self::site_route(site, &format!("purges/{n}"));
+        let reply = self
+            .send(Method::GET, &route, || Payload::None, Retry::Idempotent)
+            .await?;
+        parse(&reply, "purge status")
     }
 
     /// A new token, granted on the authority of this client's.

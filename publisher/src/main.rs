@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use grove_storage::SiteName;
-use grove_storage::publish_api::GrantRequest;
+use grove_storage::publish_api::{GrantRequest, PurgeState};
 use grove_storage::site::VersionKind;
 use grove_storage::token::Right;
 use grove_storage::tree::Difference;
@@ -33,7 +33,8 @@ use crate::settings::Settings;
 #[command(
     version,
     after_help = "Host and token come from GROVE_HOST and GROVE_TOKEN, else from `grove login`.\n\
-                  Exit codes: 0 ok, 1 failure, 2 usage, 3 publish conflict not resolved."
+                  Exit codes: 0 ok, 1 failure, 2 usage, 3 publish conflict not resolved,\n\
+                  4 published but the CDN purge failed (--wait-purge)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,6 +57,9 @@ enum Command {
         /// Print one JSON object on stdout and no progress.
         #[arg(long)]
         json: bool,
+        /// After publishing, wait until the CDN has purged what changed.
+        #[arg(long)]
+        wait_purge: bool,
     },
     /// What publishing DIR would change.
     Diff {
@@ -151,6 +155,8 @@ fn main() -> ExitCode {
                 ExitCode::from(3)
             } else if error.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
+            } else if error.downcast_ref::<PurgeFailed>().is_some() {
+                ExitCode::from(4)
             } else {
                 ExitCode::FAILURE
             }
@@ -172,6 +178,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             message,
             dry_run,
             json,
+            wait_purge,
         } => {
             let site = site.site;
             let progress = Progress::new(json);
@@ -181,7 +188,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 print_changes(&changes, json);
                 return Ok(());
             }
-            let summary = publish::publish(&client, &site, &build, &message, &progress).await?;
+            let mut summary = publish::publish(&client, &site, &build, &message, &progress).await?;
+            if wait_purge {
+                summary.purge = wait_for_purge(&client, &site, summary.version, summary.purge, &progress).await?;
+            }
             if json {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
@@ -196,6 +206,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     summary.url,
                     summary.preview_url
                 );
+                match summary.purge {
+                    Some(PurgeState::Pending) => println!("  CDN purge queued (`grove versions` follows it)"),
+                    Some(PurgeState::Done) => println!("  CDN purge done"),
+                    Some(PurgeState::Failed) | None => {}
+                }
+            }
+            if summary.purge == Some(PurgeState::Failed) {
+                return Err(PurgeFailed.into());
             }
         }
         Command::Diff { site, dir, json } => {
@@ -244,6 +262,41 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Polls version `n`'s purge until it is done or failed.
+async fn wait_for_purge(
+    client: &Client,
+    site: &SiteName,
+    n: u64,
+    queued: Option<PurgeState>,
+    progress: &Progress,
+) -> anyhow::Result<Option<PurgeState>> {
+    if queued.is_none() {
+        progress.notice("this host purges no CDN; nothing to wait for");
+        return Ok(None);
+    }
+    let spinner = progress.spinner("waiting for the CDN purge");
+    let status = loop {
+        let status = client.purge(site, n).await?;
+        if status.state != PurgeState::Pending {
+            break status;
+        }
+        tokio::time::sleep(PURGE_POLL).await;
+    };
+    spinner.finish_and_clear();
+    if let Some(error) = status.error.as_deref().filter(|_| status.state == PurgeState::Failed) {
+        progress.notice(format!("the CDN purge of version {n} failed: {error}"));
+    }
+    Ok(Some(status.state))
+}
+
+/// How often `--wait-purge` asks.
+const PURGE_POLL: Duration = Duration::from_millis(500);
+
+/// The version is live, but the CDN may serve what it changed stale: exit 4.
+#[derive(Debug, thiserror::Error)]
+#[error("published, but the CDN purge failed; the CDN may serve the changed pages stale")]
+struct PurgeFailed;
 
 /// Wrong or missing arguments or settings: exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -321,16 +374,22 @@ fn print_changes(changes: &[Difference], json: bool) {
 async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Result<()> {
     let mut before = None;
     let mut all = Vec::new();
+    let mut purges = std::collections::BTreeMap::new();
     let live = loop {
         let page = client.versions(site, before, None).await?;
         all.extend(page.versions);
+        purges.extend(page.purges.into_iter().map(|purge| (purge.version, purge)));
         match page.next_before {
             Some(next) => before = Some(next),
             None => break page.live,
         }
     };
     if json {
-        println!("{}", serde_json::json!({ "live": live, "versions": all }));
+        let purges: Vec<_> = purges.into_values().rev().collect();
+        println!(
+            "{}",
+            serde_json::json!({ "live": live, "versions": all, "purges": purges })
+        );
         return Ok(());
     }
     for version in all {
@@ -346,7 +405,17 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
             .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
             .unwrap_or_default();
         let tree = &version.tree.to_hex()[..12];
-        println!("{marker} {:>5}  {created}  {tree}  {what}", version.n);
+        let purge = purges.get(&version.n);
+        let state = match purge.map(|purge| purge.state) {
+            Some(PurgeState::Pending) => "purge pending",
+            Some(PurgeState::Done) => "purged",
+            Some(PurgeState::Failed) => "PURGE FAILED",
+            None => "",
+        };
+        println!("{marker} {:>5}  {created}  {tree}  {state:<13}  {what}", version.n);
+        if let Some(error) = purge.and_then(|purge| purge.error.as_deref()).filter(|_| state == "PURGE FAILED") {
+            println!("         purge error: {error}");
+        }
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use grove_storage::content::ContentStore;
-use grove_storage::publish_api::{self, CommitRequest, Published, UploadTarget};
+use grove_storage::publish_api::{self, CommitRequest, Published, PurgeState, UploadTarget};
 use grove_storage::scan::{ScanProgress, ScannedFile, scan_dir_observed};
 use grove_storage::tree::{Difference, Trees};
 use grove_storage::{ContentHash, SiteName};
@@ -57,6 +57,9 @@ pub struct Summary {
     pub requests: u64,
     /// Request body bytes sent, retries included.
     pub sent_bytes: u64,
+    /// The CDN purge of what changed; absent when the host purges no CDN.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub purge: Option<PurgeState>,
 }
 
 /// A directory hashed and built into a tree, on the client.
@@ -396,5 +399,6 @@ fn summary(client: &Client, published: Published, build: &LocalBuild, uploaded: 
         preview_url: published.preview_url,
         requests,
         sent_bytes,
+        purge: published.purge,
     }
 }
