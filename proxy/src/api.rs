@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use grove_storage::deploy::{DeployError, DeployLimits, Deployed, Deployer, Limit};
 use grove_storage::publish_api::{
-    self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, PurgeState, Published, RevokeRequest,
+    self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, Published, PurgeState, RevokeRequest,
     RollbackRequest, VersionsReply,
 };
 use grove_storage::site::SiteError;
@@ -247,7 +247,11 @@ impl PublishApi {
         let purge = match &self.outbox {
             Some(outbox) => {
                 outbox.after_commit(site, version.n).await;
-                Some(if version.n == 1 { PurgeState::Done } else { PurgeState::Pending })
+                Some(if version.n == 1 {
+                    PurgeState::Done
+                } else {
+                    PurgeState::Pending
+                })
             }
             None => None,
         };

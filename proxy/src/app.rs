@@ -431,7 +431,10 @@ impl Grove {
                     let reply = Reply::new(StatusCode::OK, Body::Bytes(Bytes::from(body.to_string())))
                         .with(header::CONTENT_TYPE, "application/json")
                         .with(header::CACHE_CONTROL, "no-store")
-                        .with(header::HeaderName::from_static("cdn-cache-control"), semantics::CDN_KEEP)
+                        .with(
+                            header::HeaderName::from_static("cdn-cache-control"),
+                            semantics::CDN_KEEP,
+                        )
                         .with(
                             header::HeaderName::from_static("cache-tag"),
                             format!(

@@ -64,16 +64,16 @@ pub static PURGE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 });
 
 pub static PURGE_TAGS: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!(
-        "grove_purge_tags_total",
-        "Cache tags (or host names) purged at the CDN"
-    )
-    .expect("metric registers once")
+    register_int_counter!("grove_purge_tags_total", "Cache tags (or host names) purged at the CDN")
+        .expect("metric registers once")
 });
 
 pub static PURGE_RETRIES: LazyLock<IntCounter> = LazyLock::new(|| {
-    register_int_counter!("grove_purge_retries_total", "CDN purge requests that failed and will be retried")
-        .expect("metric registers once")
+    register_int_counter!(
+        "grove_purge_retries_total",
+        "CDN purge requests that failed and will be retried"
+    )
+    .expect("metric registers once")
 });
 
 pub static PURGE_DEAD_LETTERS: LazyLock<IntCounter> = LazyLock::new(|| {
@@ -85,6 +85,5 @@ pub static PURGE_DEAD_LETTERS: LazyLock<IntCounter> = LazyLock::new(|| {
 });
 
 pub static PURGE_QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
-    register_int_gauge!("grove_purge_queue_depth", "Versions awaiting their CDN purge")
-        .expect("metric registers once")
+    register_int_gauge!("grove_purge_queue_depth", "Versions awaiting their CDN purge").expect("metric registers once")
 });

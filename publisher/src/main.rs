@@ -413,7 +413,10 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
             None => "",
         };
         println!("{marker} {:>5}  {created}  {tree}  {state:<13}  {what}", version.n);
-        if let Some(error) = purge.and_then(|purge| purge.error.as_deref()).filter(|_| state == "PURGE FAILED") {
+        if let Some(error) = purge
+            .and_then(|purge| purge.error.as_deref())
+            .filter(|_| state == "PURGE FAILED")
+        {
             println!("         purge error: {error}");
         }
     }

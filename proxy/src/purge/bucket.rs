@@ -49,6 +49,13 @@ impl TokenBucket {
             Err(Duration::from_millis((UNITS_PER_TOKEN - self.units).div_ceil(per_ms)))
         }
     }
+
+    /// Called when a request's answer arrives: the server took its token at
+    /// some moment between sending and now, so refill counts from now, and
+    /// this bucket never runs ahead of the server's.
+    pub fn settle(&mut self, now_ms: u64) {
+        self.at_ms = self.at_ms.max(now_ms);
+    }
 }
 
 #[cfg(test)]
@@ -76,5 +83,13 @@ mod tests {
         assert!(bucket.take(rate, later).is_err());
         // A clock that went backwards neither refills nor panics.
         assert!(bucket.take(rate, 0).is_err());
+        // Time a request spent in flight refills nothing.
+        let mut bucket = TokenBucket::full(rate, 0);
+        bucket.take(rate, 0).unwrap();
+        bucket.settle(12_000);
+        for _ in 0..24 {
+            bucket.take(rate, 12_000).unwrap();
+        }
+        assert_eq!(bucket.take(rate, 12_000), Err(Duration::from_secs(12)));
     }
 }

@@ -65,7 +65,10 @@ impl PurgeSetup {
                 (
                     format!("cloudflare:{}", cloudflare.zone_id),
                     HttpPurger::cloudflare_url(&cloudflare.api_base, &cloudflare.zone_id),
-                    Some(Secret::from_env(&cloudflare.api_token_env, "cdn.cloudflare.api_token_env")?),
+                    Some(Secret::from_env(
+                        &cloudflare.api_token_env,
+                        "cdn.cloudflare.api_token_env",
+                    )?),
                     Flavor::Cloudflare,
                     cloudflare.queue.clone(),
                 )

@@ -101,10 +101,18 @@ mod tests {
     #[test]
     fn changed_pages_purge_their_tags_and_the_root_document_only() {
         let site = SiteName::parse("blog").unwrap();
-        let changes = [changed("index.html"), changed("about/index.html"), changed("_astro/app.1a2b3c4d5e.js")];
+        let changes = [
+            changed("index.html"),
+            changed("about/index.html"),
+            changed("_astro/app.1a2b3c4d5e.js"),
+        ];
         assert_eq!(
             tags(plan(&site, &changes, vec![], 500)),
-            ["grove:blog/about/index.html", "grove:blog/index.html", "grove:blog:root"]
+            [
+                "grove:blog/about/index.html",
+                "grove:blog/index.html",
+                "grove:blog:root"
+            ]
         );
     }
 

@@ -42,12 +42,10 @@ pub fn status_key(site: &SiteName, n: u64) -> ObjectKey {
 }
 
 /// Version `n`'s purge status, if it has one.
-pub async fn read_status(
-    store: &dyn ObjectStore,
-    site: &SiteName,
-    n: u64,
-) -> Result<Option<PurgeStatus>, RecordError> {
-    Ok(record::read(store, &status_key(site, n)).await?.map(|(status, _)| status))
+pub async fn read_status(store: &dyn ObjectStore, site: &SiteName, n: u64) -> Result<Option<PurgeStatus>, RecordError> {
+    Ok(record::read(store, &status_key(site, n))
+        .await?
+        .map(|(status, _)| status))
 }
 
 /// One version awaiting its purge.
@@ -90,6 +88,11 @@ impl Lease {
     pub fn take_token(&mut self, rate: Rate, now_ms: u64) -> Result<(), std::time::Duration> {
         self.record.bucket.take(rate, now_ms)
     }
+
+    /// See [`TokenBucket::settle`].
+    pub fn settle(&mut self, now_ms: u64) {
+        self.record.bucket.settle(now_ms);
+    }
 }
 
 /// What asking for the lease gave.
@@ -97,7 +100,9 @@ impl Lease {
 pub enum LeaseOutcome {
     Held(Lease),
     /// Another proxy holds it until then (wall-clock milliseconds).
-    Busy { until_ms: u64 },
+    Busy {
+        until_ms: u64,
+    },
 }
 
 /// The purge queue of one CDN account.
@@ -134,7 +139,10 @@ impl PurgeQueue {
     /// Called before a commit: from now on, every version of `site` is
     /// purged. Versions live before tracking began are not.
     pub async fn track(&self, site: &SiteName) -> Result<(), QueueError> {
-        if record::read::<Cursor>(self.store.as_ref(), &self.cursor_key(site)).await?.is_some() {
+        if record::read::<Cursor>(self.store.as_ref(), &self.cursor_key(site))
+            .await?
+            .is_some()
+        {
             return Ok(());
         }
         let live = self.sites.root(site).await?.map_or(0, |(root, _)| root.version);
@@ -154,7 +162,9 @@ impl PurgeQueue {
     pub async fn enqueue_through(&self, site: &SiteName, live: u64) -> Result<(), QueueError> {
         loop {
             let current = record::read::<Cursor>(self.store.as_ref(), &self.cursor_key(site)).await?;
-            let from = current.as_ref().map_or(live.saturating_sub(1), |(cursor, _)| cursor.version);
+            let from = current
+                .as_ref()
+                .map_or(live.saturating_sub(1), |(cursor, _)| cursor.version);
             if from >= live {
                 return Ok(());
             }
@@ -191,10 +201,18 @@ impl PurgeQueue {
             error: None,
             finished_at: first.then_some(now),
         };
-        ignore_existing(self.store.put_if_absent(&status_key(site, n), record::encode(&status)).await)?;
+        ignore_existing(
+            self.store
+                .put_if_absent(&status_key(site, n), record::encode(&status))
+                .await,
+        )?;
         if !first {
             let entry = serde_json::json!({ "site": site.as_str(), "version": n });
-            ignore_existing(self.store.put_if_absent(&self.entry_key(site, n), record::encode(&entry)).await)?;
+            ignore_existing(
+                self.store
+                    .put_if_absent(&self.entry_key(site, n), record::encode(&entry))
+                    .await,
+            )?;
         }
         Ok(())
     }
@@ -204,7 +222,12 @@ impl PurgeQueue {
     pub async fn catch_up(&self) -> Result<usize, QueueError> {
         let mut caught_up = 0;
         for key in self.list(&format!("{}/cursors/", self.prefix)).await? {
-            let Some(site) = key.as_str().rsplit('/').next().and_then(|name| SiteName::parse(name).ok()) else {
+            let Some(site) = key
+                .as_str()
+                .rsplit('/')
+                .next()
+                .and_then(|name| SiteName::parse(name).ok())
+            else {
                 continue;
             };
             let Some((root, _)) = self.sites.root(&site).await? else {
@@ -252,7 +275,9 @@ impl PurgeQueue {
     /// queue.
     pub async fn finish(&self, job: &Job) -> Result<(), QueueError> {
         self.save(job).await?;
-        self.store.delete(&self.entry_key(&job.site, job.status.version)).await?;
+        self.store
+            .delete(&self.entry_key(&job.site, job.status.version))
+            .await?;
         Ok(())
     }
 

@@ -155,22 +155,23 @@ impl Sender {
                 LeaseOutcome::Held(held) => lease.insert(held),
                 LeaseOutcome::Busy { until_ms } => {
                     *lease = None;
-                    return Ok(Step::Idle(Duration::from_millis(until_ms.saturating_sub(now)).clamp(Duration::from_millis(100), poll)));
+                    return Ok(Step::Idle(
+                        Duration::from_millis(until_ms.saturating_sub(now)).clamp(Duration::from_millis(100), poll),
+                    ));
                 }
             },
         };
 
-        for index in 0..jobs.len() {
-            if jobs[index].status.plan.is_none() {
-                match self.plan(&jobs[index]).await {
-                    Ok(planned) => {
-                        jobs[index].status.plan = Some(planned);
-                        self.queue.save(&jobs[index]).await?;
-                    }
-                    Err(error) => {
-                        self.failed(&mut jobs[index], &format!("working out what to purge failed: {error}"))
-                            .await?;
-                    }
+        for job in jobs.iter_mut().filter(|job| job.status.plan.is_none()) {
+            match self.plan(job).await {
+                Ok(planned) => {
+                    job.status.plan = Some(planned);
+                    self.queue.save(job).await?;
+                }
+                Err(error) => {
+                    self.failed(job, &format!("working out what to purge failed: {error}"))
+                        .await?;
+                    *not_before = Instant::now() + backoff(job.status.attempts);
                 }
             }
         }
@@ -198,6 +199,7 @@ impl Sender {
         }
 
         let result = self.purger.purge(&batch.request).await;
+        held.settle(now_ms());
         match result {
             Ok(()) => {
                 metrics::PURGE_REQUESTS.with_label_values(&["ok"]).inc();
@@ -354,4 +356,55 @@ fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use grove_storage::SiteName;
+    use grove_storage::publish_api::PurgeStatus;
+
+    use super::*;
+
+    fn job(version: u64, plan: PurgePlan, sent: usize) -> Job {
+        Job {
+            site: SiteName::parse("blog").unwrap(),
+            status: PurgeStatus {
+                version,
+                state: PurgeState::Pending,
+                queued_at: OffsetDateTime::UNIX_EPOCH,
+                plan: Some(plan),
+                sent,
+                requests: 0,
+                attempts: 0,
+                error: None,
+                finished_at: None,
+            },
+        }
+    }
+
+    fn tags(names: &[&str]) -> PurgePlan {
+        PurgePlan::Tags(names.iter().map(|name| (*name).to_owned()).collect())
+    }
+
+    #[test]
+    fn batches_fill_from_the_oldest_job_share_duplicates_and_split_jobs() {
+        let jobs = [
+            job(2, tags(&["a", "b", "root"]), 1),
+            job(3, PurgePlan::Hosts(vec!["blog.example".to_owned()]), 0),
+            job(4, tags(&["c", "root", "d", "e"]), 0),
+        ];
+        let batch = next_batch(&jobs, 4).unwrap();
+        assert_eq!(
+            batch.request,
+            PurgeRequest::Tags(vec!["b".into(), "root".into(), "c".into(), "d".into()])
+        );
+        // Job 2 finishes; job 4 is carried up to "d" ("root" shared a slot).
+        assert_eq!(batch.parts, [(0, 2), (2, 3)]);
+
+        let hosts_first = [jobs[1].clone(), jobs[0].clone()];
+        let batch = next_batch(&hosts_first, 4).unwrap();
+        assert_eq!(batch.request, PurgeRequest::Hosts(vec!["blog.example".into()]));
+        assert_eq!(batch.parts, [(0, 1)]);
+        assert!(next_batch(&[], 4).is_none());
+    }
 }

@@ -2,6 +2,7 @@
 //! ports, one test binary so the harness is shared and linked once.
 
 mod publish;
+mod purge;
 mod serving;
 mod support;
 mod tls;

@@ -1,222 +1,17 @@
 //! Publishing end to end: the `grove` CLI process against a `grove-proxy`
 //! process, with the local store and with a real S3-protocol server.
 
-use std::path::{Path, PathBuf};
-use std::process::Output;
-use std::sync::Arc;
 use std::time::Duration;
 
 use grove_storage::publish_api::{self, PREFIX};
-use grove_storage::store::{ObjectKey, ObjectStore, S3Credentials, S3Store, S3StoreConfig};
+use grove_storage::store::{ObjectKey, ObjectStore};
 use grove_storage::tree::{Entry, Node};
 use grove_storage::{ContentHash, ContentType, SiteName, SitePath};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use crate::support::moto::MotoServer;
-use crate::support::{Proxy, site_dir};
-
-/// A grove host under test, with the operator token and direct store access.
-struct Host {
-    proxy: Proxy,
-    store: Arc<dyn ObjectStore>,
-    token: String,
-    config_home: tempfile::TempDir,
-    _moto: Option<MotoServer>,
-}
-
-fn random_token() -> String {
-    format!("grove_{}", hex_of(&rand::random::<[u8; 32]>()))
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
-}
-
-/// The `grove` binary, built beside `grove-proxy` by `scripts/test` (cargo
-/// builds only the binaries of the package under test; after changing the
-/// CLI, run `cargo build -p grove-publisher` before `cargo test -p grove-proxy`).
-fn grove_bin() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_grove-proxy")).with_file_name("grove");
-    assert!(
-        path.exists(),
-        "{} is missing: run the workspace tests (scripts/test), which build it",
-        path.display()
-    );
-    path
-}
-
-impl Host {
-    fn local(extra: &str) -> Self {
-        let token = random_token();
-        let proxy = Proxy::start_with(extra, &[("GROVE_ADMIN_TOKEN", &token)]);
-        let store = proxy.local_store();
-        Self {
-            proxy,
-            store,
-            token,
-            config_home: tempfile::tempdir().unwrap(),
-            _moto: None,
-        }
-    }
-
-    async fn s3(extra: &str) -> Self {
-        let moto = MotoServer::start();
-        moto.create_bucket("grove").await;
-        let token = random_token();
-        let config = format!(
-            "[store]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"grove\"\nregion = \"us-east-1\"\n{extra}",
-            moto.endpoint
-        );
-        let proxy = Proxy::start_with(
-            &config,
-            &[
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-                ("GROVE_ADMIN_TOKEN", &token),
-            ],
-        );
-        let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(S3StoreConfig {
-            credentials: S3Credentials::Static {
-                access_key_id: "testing".to_owned(),
-                secret_access_key: "testing".to_owned(),
-            },
-            region: "us-east-1".to_owned(),
-            ..S3StoreConfig::new(Some(moto.endpoint.clone()), "grove")
-        }));
-        Self {
-            proxy,
-            store,
-            token,
-            config_home: tempfile::tempdir().unwrap(),
-            _moto: Some(moto),
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("http://{}", self.proxy.addr)
-    }
-
-    /// `grove` with this host and `token`.
-    fn grove_as(&self, token: &str, args: &[&str]) -> tokio::process::Command {
-        let mut command = tokio::process::Command::new(grove_bin());
-        command
-            .args(args)
-            .env("GROVE_HOST", self.base())
-            .env("GROVE_TOKEN", token)
-            .env("XDG_CONFIG_HOME", self.config_home.path())
-            .kill_on_drop(true);
-        command
-    }
-
-    async fn grove(&self, args: &[&str]) -> Output {
-        self.grove_with(&self.token, args).await
-    }
-
-    async fn grove_with(&self, token: &str, args: &[&str]) -> Output {
-        self.grove_as(token, args).output().await.unwrap()
-    }
-
-    /// A token for `path` with read and write, valid for `until`.
-    async fn grant(&self, path: &str, until: &str) -> String {
-        let output = self
-            .grove(&[
-                "token",
-                "grant",
-                "--path",
-                path,
-                "--rights",
-                "read,write",
-                "--until",
-                until,
-            ])
-            .await;
-        assert!(output.status.success(), "{}", stderr(&output));
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    }
-
-    /// `grove publish DIR --site SITE --json`, which must succeed.
-    async fn publish(&self, dir: &Path, site: &str) -> Value {
-        let output = self
-            .grove(&["publish", dir.to_str().unwrap(), "--site", site, "--json"])
-            .await;
-        assert!(output.status.success(), "publish failed: {}", stderr(&output));
-        serde_json::from_slice(&output.stdout).unwrap()
-    }
-
-    async fn blob_count(&self) -> usize {
-        let mut count = 0;
-        let mut after: Option<ObjectKey> = None;
-        loop {
-            let page = self.store.list("blobs/", after.as_ref(), 1000).await.unwrap();
-            count += page.keys.len();
-            match page.next {
-                Some(next) => after = Some(next),
-                None => return count,
-            }
-        }
-    }
-
-    /// A page of `site` as served, fetched as a visitor.
-    async fn page(&self, site: &str, path: &str) -> (StatusCode, String) {
-        let host = format!("{site}.localhost");
-        let response = self
-            .proxy
-            .client(&[&host])
-            .get(self.proxy.url(&host, path))
-            .send()
-            .await
-            .unwrap();
-        (response.status(), response.text().await.unwrap())
-    }
-
-    /// The live version number, from the API (0: never published).
-    async fn live(&self, site: &str) -> u64 {
-        let (status, reply) = self
-            .call(reqwest::Method::GET, &format!("sites/{site}/versions"), "")
-            .await;
-        match status {
-            StatusCode::OK => reply["live"].as_u64().unwrap(),
-            StatusCode::NOT_FOUND if reply["error"] == "not_found" => 0,
-            other => panic!("reading versions: {other} {reply}"),
-        }
-    }
-
-    /// Sends `body` to the publish API `route` (below the prefix) with the
-    /// operator token; the status and the JSON reply (`null` if none).
-    async fn call(&self, method: reqwest::Method, route: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        let response = reqwest::Client::new()
-            .request(method, format!("{}{PREFIX}/{route}", self.base()))
-            .bearer_auth(&self.token)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.bytes().await.unwrap();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
-    }
-
-    /// Offers a node batch made of `nodes` to `route` (probe or nodes).
-    async fn send_nodes(&self, route: &str, nodes: &[&[u8]]) -> (StatusCode, Value) {
-        let batch = publish_api::encode_node_batch(nodes.iter().copied());
-        self.call(reqwest::Method::POST, &format!("sites/demo/{route}"), batch)
-            .await
-    }
-
-    /// Commits `root` as the first version of `demo`.
-    async fn commit_first(&self, root: ContentHash) -> (StatusCode, Value) {
-        let body = serde_json::json!({ "root": root, "parent": 0 }).to_string();
-        self.call(reqwest::Method::POST, "sites/demo/commit", body).await
-    }
-
-    /// Uploads `body` through the host as blob `hash` of `demo`.
-    async fn upload(&self, hash: &ContentHash, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
-        let path = publish_api::host_upload_path(&SiteName::parse("demo").unwrap(), hash);
-        let route = path.strip_prefix(&format!("{PREFIX}/")).unwrap().to_owned();
-        self.call(reqwest::Method::PUT, &route, body).await
-    }
-}
+use crate::support::host::{Host, grove_bin, random_token, stderr};
+use crate::support::site_dir;
 
 /// The encoding of a one-file leaf node: `path` with `content`.
 fn leaf_of(path: &str, content: &[u8]) -> Vec<u8> {
@@ -227,10 +22,6 @@ fn leaf_of(path: &str, content: &[u8]) -> Vec<u8> {
         content_type: ContentType::parse("text/html").unwrap(),
     }])
     .encode()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A site of `count` files of `size` pseudo-random bytes each, plus an index.

@@ -4,6 +4,8 @@
 #[path = "../../../../storage-lite/tests/support/moto.rs"]
 pub mod moto;
 
+pub mod host;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,6 +26,7 @@ pub fn free_port() -> u16 {
 pub struct Proxy {
     child: Child,
     config_path: PathBuf,
+    env: Vec<(String, String)>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub state: tempfile::TempDir,
@@ -49,16 +52,38 @@ impl Proxy {
         let proxy = Self {
             child,
             config_path,
+            env: env
+                .iter()
+                .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+                .collect(),
             addr,
             admin,
             state,
         };
+        proxy.wait_listening();
+        proxy
+    }
+
+    fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(addr).is_err() {
+        while TcpStream::connect(self.addr).is_err() {
             assert!(Instant::now() < deadline, "grove-proxy did not start listening");
             std::thread::sleep(Duration::from_millis(20));
         }
-        proxy
+    }
+
+    /// Kills the process with SIGKILL, as a crash would, and starts it again
+    /// with the same configuration, environment and state.
+    pub fn crash_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        self.child = spawn(&self.config_path, &env, &[]);
+        self.wait_listening();
     }
 
     /// Waits up to `limit` for the process to exit; true if it did.

@@ -1,0 +1,4 @@
+//! Test doubles for services grove's tests must not reach. Only the
+//! Cloudflare API is faked; everything else in the tests is real.
+
+pub mod cloudflare;
