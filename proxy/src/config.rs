@@ -63,6 +63,10 @@ pub struct CloudflareConfig {
     pub api_base: String,
     #[serde(flatten)]
     pub queue: PurgeQueueConfig,
+    /// Keys nobody asked for, refused by [`Config::parse`] (serde cannot
+    /// deny unknown keys of a flattened table itself).
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
 }
 
 /// A generic purger for other CDNs: `POST url` with `{"tags": [...]}` or
@@ -75,12 +79,14 @@ pub struct WebhookConfig {
     pub token_env: Option<String>,
     #[serde(flatten)]
     pub queue: PurgeQueueConfig,
+    #[serde(flatten)]
+    unknown: BTreeMap<String, toml::Value>,
 }
 
 /// How purges are batched, throttled and retried. Defaults fit Cloudflare's
 /// Free plan.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct PurgeQueueConfig {
     /// Names the queue, shared by every zone and host of one CDN account
     /// (the account's rate limit is shared too); default: the zone id or
@@ -95,7 +101,8 @@ pub struct PurgeQueueConfig {
     pub max_attempts: u32,
     pub request_timeout_secs: u64,
     /// One proxy sends for the account at a time; it holds a lease in the
-    /// store for this long and renews it.
+    /// store for this long and renews it. At least twice
+    /// `request_timeout_secs`, so a lease cannot run out mid-request.
     pub lease_secs: u64,
     /// How often the queue is re-read for purges other proxies queued.
     pub poll_secs: u64,
@@ -111,7 +118,7 @@ impl Default for PurgeQueueConfig {
             host_purge_threshold: 500,
             max_attempts: 8,
             request_timeout_secs: 30,
-            lease_secs: 30,
+            lease_secs: 60,
             poll_secs: 30,
         }
     }
@@ -268,7 +275,28 @@ impl Config {
             return Ok(Self::default());
         };
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))
+        Self::parse(&text).with_context(|| format!("parsing config {}", path.display()))
+    }
+
+    /// Parses a config file's text, refusing unknown keys everywhere.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = toml::from_str(text)?;
+        let sections = [
+            (
+                "cdn.cloudflare",
+                config.cdn.cloudflare.as_ref().map(|section| &section.unknown),
+            ),
+            (
+                "cdn.webhook",
+                config.cdn.webhook.as_ref().map(|section| &section.unknown),
+            ),
+        ];
+        for (section, unknown) in sections {
+            if let Some(key) = unknown.and_then(|unknown| unknown.keys().next()) {
+                anyhow::bail!("unknown key `{key}` in [{section}]");
+            }
+        }
+        Ok(config)
     }
 
     pub fn root_refresh(&self) -> Duration {
@@ -374,7 +402,9 @@ mod tests {
         let cloudflare = cdn.cdn.cloudflare.unwrap();
         assert_eq!(cloudflare.api_token_env, "CLOUDFLARE_API_TOKEN");
         assert_eq!((cloudflare.queue.burst, cloudflare.queue.requests_per_minute), (3, 5));
-        assert!(toml::from_str::<Config>("[cdn.cloudflare]\nzone_id = \"z\"\nbrust = 3").is_err());
+        let typo = Config::parse("[cdn.cloudflare]\nzone_id = \"z\"\nbrust = 3").unwrap_err();
+        assert_eq!(typo.to_string(), "unknown key `brust` in [cdn.cloudflare]");
+        assert!(Config::parse("[cdn.webhook]\nurl = \"http://127.0.0.1:1/\"\nzone_id = \"z\"").is_err());
         let behind_cdn: Config = toml::from_str("public_url = \"https://{host}/\"").unwrap();
         assert_eq!(
             behind_cdn.site_url("3--blog.example.net"),

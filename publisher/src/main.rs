@@ -277,9 +277,12 @@ async fn wait_for_purge(
     }
     let spinner = progress.spinner("waiting for the CDN purge");
     let status = loop {
-        let status = client.purge(site, n).await?;
-        if status.state != PurgeState::Pending {
-            break status;
+        match client.purge(site, n).await {
+            Ok(status) if status.state != PurgeState::Pending => break status,
+            Ok(_) => {}
+            // Queueing failed after the commit; the host catches up.
+            Err(error) if error.code() == Some("not_found") => {}
+            Err(error) => return Err(error.into()),
         }
         tokio::time::sleep(PURGE_POLL).await;
     };

@@ -63,6 +63,8 @@ pub struct Purge {
 pub enum Fault {
     /// Answer with this 5xx status.
     Status(u16),
+    /// Answer 429 with `Retry-After` of this many seconds.
+    Throttle(u64),
     /// Wait this long, then answer 504 without purging: longer than the
     /// client's timeout, it is a timeout.
     Stall(Duration),
@@ -197,6 +199,13 @@ async fn answer(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Result<
                 Some((10_000 + u32::from(status), "injected failure")),
                 None,
             ));
+        }
+        Some(Fault::Throttle(seconds)) => {
+            let mut response = envelope(StatusCode::TOO_MANY_REQUESTS, Some((10_429, "injected throttle")), None);
+            response
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, seconds.into());
+            return Ok(response);
         }
         Some(Fault::Stall(duration)) => {
             tokio::time::sleep(duration).await;

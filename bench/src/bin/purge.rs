@@ -40,7 +40,9 @@ async fn main() {
         std::process::exit(2);
     };
     let limits = Limits::default();
-    let fake = FakeCloudflare::start(limits.clone()).await.expect("starting the fake Cloudflare API");
+    let fake = FakeCloudflare::start(limits.clone())
+        .await
+        .expect("starting the fake Cloudflare API");
 
     let site = work.join("site");
     for page in 0..PAGES {
@@ -83,15 +85,23 @@ async fn main() {
             .env("XDG_CONFIG_HOME", work.join("cli"))
             .output()
             .expect("running grove");
-        assert!(output.status.success(), "grove {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "grove {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         serde_json::from_slice(&output.stdout).expect("grove --json output")
     };
     let site_arg = site.to_str().expect("a UTF-8 path");
     grove(&["publish", site_arg, "--site", "bench", "--json"]);
 
-    println!("{PAGES}-page site, Cloudflare Free limits: 5 requests/min, burst 25, 100 tags/request, host purge above 500 tags");
+    println!(
+        "{PAGES}-page site, Cloudflare Free limits: 5 requests/min, burst 25, 100 tags/request, host purge above 500 tags"
+    );
     println!("{ROUNDS} publishes back to back per phase, then the queue drains\n");
-    println!("changed pages | API requests | tags sent | hosts sent | 429s | commit->purged median | worst | last commit->queue empty");
+    println!(
+        "changed pages | API requests | tags sent | hosts sent | 429s | commit->purged median | worst | last commit->queue empty"
+    );
     for changed in PHASES {
         let requests_before = fake.requests();
         let purges_before = fake.purges().len();
@@ -133,8 +143,11 @@ fn write_page(site: &Path, page: usize, edition: usize) {
     let path = site.join(format!("posts/{:02}/post-{page:05}/index.html", page / 500));
     std::fs::create_dir_all(path.parent().expect("a parent")).expect("creating a page directory");
     let filler = "lorem ipsum dolor sit amet ".repeat(190);
-    std::fs::write(path, format!("<!doctype html><title>post {page}</title><p>edition {edition}</p><p>{filler}"))
-        .expect("writing a page");
+    std::fs::write(
+        path,
+        format!("<!doctype html><title>post {page}</title><p>edition {edition}</p><p>{filler}"),
+    )
+    .expect("writing a page");
 }
 
 /// Commit-to-purged time of each of `versions`, once every one is done.
@@ -149,7 +162,10 @@ fn settled(listing: &Value, versions: &[u64]) -> Option<Vec<Duration>> {
     versions
         .iter()
         .map(|&n| {
-            let purge = listing["purges"].as_array()?.iter().find(|purge| purge["version"] == n)?;
+            let purge = listing["purges"]
+                .as_array()?
+                .iter()
+                .find(|purge| purge["version"] == n)?;
             assert_ne!(purge["state"], "failed", "version {n}'s purge failed: {purge}");
             let finished = OffsetDateTime::parse(purge["finished_at"].as_str()?, &Rfc3339).ok()?;
             Some((finished - created(n)?).try_into().unwrap_or_default())

@@ -41,13 +41,24 @@ impl TokenBucket {
         let capacity = u64::from(rate.burst.max(1)) * UNITS_PER_TOKEN;
         let refill = now_ms.saturating_sub(self.at_ms).saturating_mul(per_ms);
         self.units = self.units.saturating_add(refill).min(capacity);
+        let held_off = self.at_ms.saturating_sub(now_ms);
         self.at_ms = self.at_ms.max(now_ms);
         if self.units >= UNITS_PER_TOKEN {
             self.units -= UNITS_PER_TOKEN;
             Ok(())
         } else {
-            Err(Duration::from_millis((UNITS_PER_TOKEN - self.units).div_ceil(per_ms)))
+            Err(Duration::from_millis(
+                held_off + (UNITS_PER_TOKEN - self.units).div_ceil(per_ms),
+            ))
         }
+    }
+
+    /// After a 429: nothing is sent for `wait`, and the burst is spent.
+    pub fn hold_off(&mut self, now_ms: u64, wait: Duration) {
+        self.units = 0;
+        self.at_ms = self
+            .at_ms
+            .max(now_ms + u64::try_from(wait.as_millis()).unwrap_or(u64::MAX));
     }
 
     /// Called when a request's answer arrives: the server took its token at
@@ -91,5 +102,10 @@ mod tests {
             bucket.take(rate, 12_000).unwrap();
         }
         assert_eq!(bucket.take(rate, 12_000), Err(Duration::from_secs(12)));
+        // A 429's Retry-After empties the bucket and holds it off.
+        let mut bucket = TokenBucket::full(rate, 0);
+        bucket.hold_off(1_000, Duration::from_secs(30));
+        assert_eq!(bucket.take(rate, 1_000), Err(Duration::from_secs(42)));
+        bucket.take(rate, 43_000).unwrap();
     }
 }

@@ -85,6 +85,17 @@ impl PurgeSetup {
                 webhook.queue.clone(),
             ),
         };
+        anyhow::ensure!(
+            settings.lease_secs >= 2 * settings.request_timeout_secs.max(1),
+            "the CDN lease_secs ({}) must be at least twice request_timeout_secs ({}), \
+             so a sender cannot lose its lease mid-request",
+            settings.lease_secs,
+            settings.request_timeout_secs
+        );
+        anyhow::ensure!(
+            settings.requests_per_minute > 0 && settings.burst > 0 && settings.max_tags_per_request > 0,
+            "the CDN requests_per_minute, burst and max_tags_per_request must be positive"
+        );
         Ok(Some(Self {
             account: settings.account.clone().unwrap_or(account),
             url,

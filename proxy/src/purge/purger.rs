@@ -118,8 +118,9 @@ impl HttpPurger {
 /// The parts of Cloudflare's reply envelope we read.
 #[derive(Debug, Default, Deserialize)]
 struct Envelope {
+    /// Absent when the reply was not Cloudflare's envelope.
     #[serde(default)]
-    success: bool,
+    success: Option<bool>,
     #[serde(default)]
     errors: Vec<EnvelopeError>,
 }
@@ -162,15 +163,26 @@ impl Purger for HttpPurger {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
-        let body = response.bytes().await.unwrap_or_default();
+        // A reply cut off may still have purged: sending again is harmless.
+        let body = response.bytes().await.map_err(|error| PurgeError::Retry {
+            message: format!("reading the CDN's answer ({status}) failed: {}", error.without_url()),
+            retry_after,
+            throttled: false,
+        })?;
         let envelope: Envelope = serde_json::from_slice(&body).unwrap_or_default();
         let detail = match envelope.describe() {
             empty if empty.is_empty() => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
             described => described,
         };
         let message = format!("the CDN answered {status}: {detail}");
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
-        {
+        // 401 and 403 are retried too (with backoff, counted): a token being
+        // rotated must not lose every purge queued meanwhile.
+        let retry = status == StatusCode::TOO_MANY_REQUESTS
+            || status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT
+            || status == StatusCode::UNAUTHORIZED
+            || status == StatusCode::FORBIDDEN;
+        if retry {
             return Err(PurgeError::Retry {
                 message,
                 retry_after,
@@ -180,7 +192,7 @@ impl Purger for HttpPurger {
         if !status.is_success() {
             return Err(PurgeError::Rejected(message));
         }
-        if self.flavor == Flavor::Cloudflare && !envelope.success {
+        if self.flavor == Flavor::Cloudflare && envelope.success == Some(false) {
             return Err(PurgeError::Rejected(message));
         }
         Ok(())

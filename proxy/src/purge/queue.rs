@@ -34,6 +34,8 @@ pub enum QueueError {
     Record(#[from] RecordError),
     #[error(transparent)]
     Site(#[from] SiteError),
+    #[error("{key} was changed by another proxy meanwhile")]
+    Moved { key: String },
 }
 
 /// The key of version `n`'s purge status.
@@ -53,6 +55,8 @@ pub async fn read_status(store: &dyn ObjectStore, site: &SiteName, n: u64) -> Re
 pub struct Job {
     pub site: SiteName,
     pub status: PurgeStatus,
+    /// The status as read, so an update cannot overwrite another proxy's.
+    pub(super) etag: Option<ETag>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -87,6 +91,11 @@ impl Lease {
     /// [`PurgeQueue::renew`]), or says how long until there is one.
     pub fn take_token(&mut self, rate: Rate, now_ms: u64) -> Result<(), std::time::Duration> {
         self.record.bucket.take(rate, now_ms)
+    }
+
+    /// See [`TokenBucket::hold_off`].
+    pub fn hold_off(&mut self, now_ms: u64, wait: std::time::Duration) {
+        self.record.bucket.hold_off(now_ms, wait);
     }
 
     /// See [`TokenBucket::settle`].
@@ -254,8 +263,12 @@ impl PurgeQueue {
                 tracing::warn!(%key, "ignoring a malformed purge queue entry");
                 continue;
             };
-            match read_status(self.store.as_ref(), &site, n).await? {
-                Some(status) if status.state == PurgeState::Pending => jobs.push(Job { site, status }),
+            match record::read::<PurgeStatus>(self.store.as_ref(), &status_key(&site, n)).await? {
+                Some((status, etag)) if status.state == PurgeState::Pending => jobs.push(Job {
+                    site,
+                    status,
+                    etag: Some(etag),
+                }),
                 _ => self.store.delete(&key).await?,
             }
         }
@@ -263,17 +276,28 @@ impl PurgeQueue {
         Ok(jobs)
     }
 
-    /// Records progress on a job.
-    pub async fn save(&self, job: &Job) -> Result<(), QueueError> {
-        self.store
-            .put(&status_key(&job.site, job.status.version), record::encode(&job.status))
-            .await?;
-        Ok(())
+    /// Records progress on a job, unless its status changed since it was
+    /// read ([`QueueError::Moved`]).
+    pub async fn save(&self, job: &mut Job) -> Result<(), QueueError> {
+        let key = status_key(&job.site, job.status.version);
+        let bytes = record::encode(&job.status);
+        let written = match &job.etag {
+            Some(etag) => self.store.put_if_match(&key, bytes, etag).await,
+            None => self.store.put(&key, bytes).await,
+        };
+        match written {
+            Ok(etag) => {
+                job.etag = Some(etag);
+                Ok(())
+            }
+            Err(error) if error.is_precondition_failed() => Err(QueueError::Moved { key: key.to_string() }),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Records a finished job (done or dead-lettered) and takes it off the
     /// queue.
-    pub async fn finish(&self, job: &Job) -> Result<(), QueueError> {
+    pub async fn finish(&self, job: &mut Job) -> Result<(), QueueError> {
         self.save(job).await?;
         self.store
             .delete(&self.entry_key(&job.site, job.status.version))
@@ -358,5 +382,114 @@ fn ignore_existing(written: Result<ETag, StoreError>) -> Result<(), StoreError> 
     match written {
         Err(error) if !error.is_precondition_failed() => Err(error),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use grove_storage::site::Commit;
+    use grove_storage::store::MemoryStore;
+    use grove_storage::tree::{Entry, Trees};
+    use grove_storage::{ContentType, SitePath};
+
+    use super::*;
+
+    fn rate() -> Rate {
+        Rate {
+            per_minute: 5,
+            burst: 25,
+        }
+    }
+
+    fn setup() -> (PurgeQueue, Sites, Trees, SiteName) {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let trees = Trees::new(Arc::clone(&store), 1000);
+        let sites = Sites::new(Arc::clone(&store), trees.clone());
+        let queue = PurgeQueue::new(store, sites.clone(), "cloudflare:zone");
+        (queue, sites, trees, SiteName::parse("blog").unwrap())
+    }
+
+    async fn commit(sites: &Sites, trees: &Trees, site: &SiteName, body: &str) -> u64 {
+        let entry = Entry {
+            path: SitePath::parse("index.html").unwrap(),
+            hash: ContentHash::of(body.as_bytes()),
+            size: body.len() as u64,
+            content_type: ContentType::parse("text/html").unwrap(),
+        };
+        let tree = trees.build([entry]).await.unwrap();
+        let commit = Commit {
+            tree,
+            message: String::new(),
+            expected_parent: None,
+        };
+        sites.commit(site, commit).await.unwrap().n
+    }
+
+    #[tokio::test]
+    async fn versions_are_queued_once_and_a_lost_enqueue_is_caught_up() {
+        let (queue, sites, trees, site) = setup();
+        queue.track(&site).await.unwrap();
+        let first = commit(&sites, &trees, &site, "one").await;
+        queue.enqueue_through(&site, first).await.unwrap();
+        assert!(
+            queue.pending().await.unwrap().is_empty(),
+            "a first version needs no purge"
+        );
+        let second = commit(&sites, &trees, &site, "two").await;
+        queue.enqueue_through(&site, second).await.unwrap();
+        queue.enqueue_through(&site, second).await.unwrap();
+        let pending = queue.pending().await.unwrap();
+        assert_eq!(pending.iter().map(|job| job.status.version).collect::<Vec<_>>(), [2]);
+
+        // Two commits whose enqueue never happened.
+        commit(&sites, &trees, &site, "three").await;
+        commit(&sites, &trees, &site, "four").await;
+        assert_eq!(queue.catch_up().await.unwrap(), 1);
+        let pending = queue.pending().await.unwrap();
+        assert_eq!(
+            pending.iter().map(|job| job.status.version).collect::<Vec<_>>(),
+            [2, 3, 4]
+        );
+
+        // A finished job leaves the queue, and a late duplicate enqueue of it
+        // does not bring it back as work.
+        let mut done = pending[0].clone();
+        done.status.state = PurgeState::Done;
+        queue.finish(&mut done).await.unwrap();
+        // A stale copy cannot overwrite what was recorded.
+        let mut stale = pending[0].clone();
+        assert!(matches!(queue.save(&mut stale).await, Err(QueueError::Moved { .. })));
+        queue.create_job(&site, 2).await.unwrap();
+        let pending = queue.pending().await.unwrap();
+        assert_eq!(pending.iter().map(|job| job.status.version).collect::<Vec<_>>(), [3, 4]);
+    }
+
+    #[tokio::test]
+    async fn one_proxy_holds_the_lease_until_it_expires() {
+        let (queue, ..) = setup();
+        let LeaseOutcome::Held(mut first) = queue.lease("a", 1000, rate(), 10_000).await.unwrap() else {
+            panic!("the first proxy gets the lease");
+        };
+        assert!(matches!(
+            queue.lease("b", 1000, rate(), 10_500).await.unwrap(),
+            LeaseOutcome::Busy { until_ms: 11_000 }
+        ));
+        first.take_token(rate(), 10_500).unwrap();
+        assert!(queue.renew(&mut first, 1000, 10_600).await.unwrap());
+        // Expired: another proxy takes over, with the bucket as it was left.
+        let LeaseOutcome::Held(mut second) = queue.lease("b", 1000, rate(), 12_000).await.unwrap() else {
+            panic!("an expired lease is taken over");
+        };
+        assert!(
+            !queue.renew(&mut first, 1000, 12_001).await.unwrap(),
+            "the old holder lost it"
+        );
+        for _ in 0..24 {
+            second.take_token(rate(), 12_000).unwrap();
+        }
+        assert!(
+            second.take_token(rate(), 12_000).is_err(),
+            "the burst was not handed out again"
+        );
     }
 }

@@ -31,6 +31,11 @@ const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long to hold off after a 429 without `Retry-After`.
 const THROTTLE_DEFAULT: Duration = Duration::from_secs(60);
+/// How often the queue is checked for versions whose enqueue was lost.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(300);
+/// Beyond the root refresh bound, how long a version's purge waits for every
+/// proxy (and requests in flight) to have moved to it.
+const ROOT_SETTLE_MARGIN: Duration = Duration::from_secs(1);
 
 /// The purge sender of one proxy.
 pub struct PurgeWorker {
@@ -101,28 +106,46 @@ struct Batch {
     parts: Vec<(usize, usize)>,
 }
 
+/// What the sender carries from one step to the next.
+struct Progress {
+    lease: Option<Lease>,
+    /// Backoff after a failure: nothing is sent before.
+    not_before: Instant,
+    /// After a batch of several jobs was refused, jobs go one at a time, so
+    /// one bad job cannot take others down with it.
+    solo: bool,
+}
+
 impl Sender {
     async fn run(&self) {
-        let mut lease = None;
-        let mut not_before = Instant::now();
-        let mut caught_up = false;
+        let mut progress = Progress {
+            lease: None,
+            not_before: Instant::now(),
+            solo: false,
+        };
+        let mut last_catch_up: Option<Instant> = None;
         loop {
-            if !caught_up || self.signals.catch_up.swap(false, Ordering::AcqRel) {
+            let due = last_catch_up.is_none_or(|at| at.elapsed() >= CATCH_UP_EVERY);
+            if due || self.signals.catch_up.swap(false, Ordering::AcqRel) {
                 match self.queue.catch_up().await {
-                    Ok(0) => caught_up = true,
                     Ok(sites) => {
-                        tracing::warn!(sites, "queued CDN purges that a crash or a store failure had left out");
-                        caught_up = true;
+                        if sites > 0 {
+                            tracing::warn!(sites, "queued CDN purges that a crash or a store failure had left out");
+                        }
+                        last_catch_up = Some(Instant::now());
                     }
-                    Err(error) => tracing::warn!(%error, "catching up the CDN purge queue failed; retrying"),
+                    Err(error) => {
+                        tracing::warn!(%error, "catching up the CDN purge queue failed; retrying");
+                        last_catch_up = None;
+                    }
                 }
             }
-            let wait = match self.step(&mut lease, &mut not_before).await {
+            let wait = match self.step(&mut progress).await {
                 Ok(Step::Again) => continue,
                 Ok(Step::Idle(wait)) => wait,
                 Err(error) => {
                     tracing::warn!(%error, "the CDN purge queue could not be read or updated; retrying");
-                    lease = None;
+                    progress.lease = None;
                     STORE_RETRY
                 }
             };
@@ -140,26 +163,38 @@ impl Sender {
         }
     }
 
-    async fn step(&self, lease: &mut Option<Lease>, not_before: &mut Instant) -> Result<Step, QueueError> {
+    fn lease_ttl_ms(&self) -> u64 {
+        self.settings.lease_secs.max(1) * 1000
+    }
+
+    /// Holds the account's lease for at least half its time to come: a held
+    /// lease is renewed from memory (keeping its bucket as settled), else
+    /// taken from the store. `Err` is how long another proxy holds it.
+    async fn hold<'a>(&self, lease: &'a mut Option<Lease>) -> Result<Result<&'a mut Lease, Duration>, QueueError> {
+        let ttl_ms = self.lease_ttl_ms();
+        let now = now_ms();
+        if let Some(held) = lease {
+            if held.expires_ms() > now + ttl_ms / 2 || self.queue.renew(held, ttl_ms, now).await? {
+                return Ok(Ok(lease.as_mut().expect("checked above")));
+            }
+            *lease = None;
+        }
+        match self.queue.lease(&self.holder, ttl_ms, self.rate(), now).await? {
+            LeaseOutcome::Held(held) => Ok(Ok(lease.insert(held))),
+            LeaseOutcome::Busy { until_ms } => Ok(Err(Duration::from_millis(until_ms.saturating_sub(now)))),
+        }
+    }
+
+    async fn step(&self, progress: &mut Progress) -> Result<Step, QueueError> {
         let poll = Duration::from_secs(self.settings.poll_secs.max(1));
         let mut jobs = self.queue.pending().await?;
         metrics::PURGE_QUEUE_DEPTH.set(jobs.len() as i64);
         if jobs.is_empty() {
             return Ok(Step::Idle(poll));
         }
-        let ttl_ms = self.settings.lease_secs.max(1) * 1000;
-        let now = now_ms();
-        let held = match lease {
-            Some(held) if held.expires_ms() > now + ttl_ms / 2 => held,
-            _ => match self.queue.lease(&self.holder, ttl_ms, self.rate(), now).await? {
-                LeaseOutcome::Held(held) => lease.insert(held),
-                LeaseOutcome::Busy { until_ms } => {
-                    *lease = None;
-                    return Ok(Step::Idle(
-                        Duration::from_millis(until_ms.saturating_sub(now)).clamp(Duration::from_millis(100), poll),
-                    ));
-                }
-            },
+        let held = match self.hold(&mut progress.lease).await? {
+            Ok(held) => held,
+            Err(busy) => return Ok(Step::Idle(busy.clamp(Duration::from_millis(100), poll))),
         };
 
         for job in jobs.iter_mut().filter(|job| job.status.plan.is_none()) {
@@ -171,37 +206,66 @@ impl Sender {
                 Err(error) => {
                     self.failed(job, &format!("working out what to purge failed: {error}"))
                         .await?;
-                    *not_before = Instant::now() + backoff(job.status.attempts);
+                    progress.not_before = Instant::now() + backoff(job.status.attempts);
                 }
             }
         }
+        // Other proxies may serve a version's predecessor until they next
+        // read the root: a purge sent before then could let the CDN fetch
+        // the old page again and keep it.
+        let settle = self.config.root_refresh() + ROOT_SETTLE_MARGIN;
+        let now = OffsetDateTime::now_utc();
         let mut ready = Vec::new();
+        let mut settling: Option<Duration> = None;
         for mut job in jobs {
+            let left = (job.status.queued_at + settle - now)
+                .try_into()
+                .unwrap_or(Duration::ZERO);
             match (&job.status.state, remaining(&job)) {
                 (PurgeState::Pending, Some(0)) => self.done(&mut job).await?,
+                (PurgeState::Pending, Some(_)) if left > Duration::ZERO => {
+                    settling = Some(settling.map_or(left, |soonest| soonest.min(left)));
+                }
                 (PurgeState::Pending, Some(_)) => ready.push(job),
                 _ => {}
             }
         }
-        let Some(batch) = next_batch(&ready, self.settings.max_tags_per_request.max(1)) else {
-            return Ok(Step::Idle(poll));
+        let max_jobs = if progress.solo { 1 } else { usize::MAX };
+        let Some(batch) = next_batch(&ready, self.settings.max_tags_per_request.max(1), max_jobs) else {
+            return Ok(Step::Idle(settling.unwrap_or(poll)));
         };
         let now = Instant::now();
-        if now < *not_before {
-            return Ok(Step::Idle(*not_before - now));
+        if now < progress.not_before {
+            return Ok(Step::Idle(progress.not_before - now));
         }
         if let Err(wait) = held.take_token(self.rate(), now_ms()) {
             return Ok(Step::Idle(wait));
         }
-        if !self.queue.renew(held, ttl_ms, now_ms()).await? {
-            *lease = None;
+        if !self.queue.renew(held, self.lease_ttl_ms(), now_ms()).await? {
+            progress.lease = None;
             return Ok(Step::Again);
         }
 
         let result = self.purger.purge(&batch.request).await;
         held.settle(now_ms());
+        if let Err(PurgeError::Retry {
+            retry_after: Some(wait),
+            throttled: true,
+            ..
+        }) = &result
+        {
+            held.hold_off(now_ms(), *wait);
+        }
+        // Record the outcome only while still the sender: if the lease ran
+        // out meanwhile, the new holder owns the queue (and resends).
+        if !self.queue.renew(held, self.lease_ttl_ms(), now_ms()).await? {
+            progress.lease = None;
+            return Ok(Step::Again);
+        }
+        let several = batch.parts.len() > 1;
         match result {
             Ok(()) => {
+                progress.solo = false;
                 metrics::PURGE_REQUESTS.with_label_values(&["ok"]).inc();
                 metrics::PURGE_TAGS.inc_by(batch.request.len() as u64);
                 for (index, taken) in batch.parts {
@@ -227,7 +291,8 @@ impl Sender {
                     let job = &mut ready[index];
                     job.status.requests += 1;
                     if throttled {
-                        // The limit's doing, not the request's: no attempt used.
+                        // The limit's doing, not the request's: no attempt
+                        // used. The bucket now waits out `Retry-After`.
                         job.status.error = Some(message.clone());
                         self.queue.save(job).await?;
                     } else {
@@ -236,7 +301,13 @@ impl Sender {
                     }
                 }
                 tracing::warn!(error = %message, retry_in = ?delay, "a CDN purge failed; retrying");
-                *not_before = Instant::now() + delay;
+                progress.not_before = Instant::now() + delay;
+            }
+            Err(PurgeError::Rejected(message)) if several => {
+                // One of them may be at fault: try each on its own.
+                metrics::PURGE_REQUESTS.with_label_values(&["rejected"]).inc();
+                tracing::warn!(error = %message, "the CDN refused a batch; sending its versions one at a time");
+                progress.solo = true;
             }
             Err(PurgeError::Rejected(message)) => {
                 metrics::PURGE_REQUESTS.with_label_values(&["rejected"]).inc();
@@ -310,14 +381,19 @@ fn remaining(job: &Job) -> Option<usize> {
 /// The next request: the oldest job's kind (tags or hosts), filled with as
 /// many of the following jobs' remaining items as fit, duplicates sharing
 /// one slot. A job may end part-way; the rest goes in the next request.
-fn next_batch(jobs: &[Job], max: usize) -> Option<Batch> {
+fn next_batch(jobs: &[Job], max: usize, max_jobs: usize) -> Option<Batch> {
     let hosts_first = matches!(jobs.first()?.status.plan, Some(PurgePlan::Hosts(_)));
     let mut items: Vec<String> = Vec::new();
     let mut seen = HashSet::new();
     let mut parts = Vec::new();
     for (index, job) in jobs.iter().enumerate() {
+        if parts.len() == max_jobs {
+            break;
+        }
         let pending = match (&job.status.plan, hosts_first) {
-            (Some(PurgePlan::Hosts(list)), true) | (Some(PurgePlan::Tags(list)), false) => &list[job.status.sent..],
+            (Some(PurgePlan::Hosts(list)), true) | (Some(PurgePlan::Tags(list)), false) => {
+                list.get(job.status.sent..).unwrap_or_default()
+            }
             _ => continue,
         };
         let mut taken = 0;
@@ -379,6 +455,7 @@ mod tests {
                 error: None,
                 finished_at: None,
             },
+            etag: None,
         }
     }
 
@@ -393,7 +470,7 @@ mod tests {
             job(3, PurgePlan::Hosts(vec!["blog.example".to_owned()]), 0),
             job(4, tags(&["c", "root", "d", "e"]), 0),
         ];
-        let batch = next_batch(&jobs, 4).unwrap();
+        let batch = next_batch(&jobs, 4, usize::MAX).unwrap();
         assert_eq!(
             batch.request,
             PurgeRequest::Tags(vec!["b".into(), "root".into(), "c".into(), "d".into()])
@@ -402,9 +479,13 @@ mod tests {
         assert_eq!(batch.parts, [(0, 2), (2, 3)]);
 
         let hosts_first = [jobs[1].clone(), jobs[0].clone()];
-        let batch = next_batch(&hosts_first, 4).unwrap();
+        let batch = next_batch(&hosts_first, 4, usize::MAX).unwrap();
         assert_eq!(batch.request, PurgeRequest::Hosts(vec!["blog.example".into()]));
         assert_eq!(batch.parts, [(0, 1)]);
-        assert!(next_batch(&[], 4).is_none());
+        assert!(next_batch(&[], 4, usize::MAX).is_none());
+        // One at a time after a refused batch.
+        let batch = next_batch(&jobs, 4, 1).unwrap();
+        assert_eq!(batch.request, PurgeRequest::Tags(vec!["b".into(), "root".into()]));
+        assert_eq!(batch.parts, [(0, 2)]);
     }
 }

@@ -194,16 +194,16 @@ async fn a_change_over_the_threshold_is_one_host_purge() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rapid_publishes_stay_within_the_rate_limit_and_purge_every_tag() {
-    // One request a second after a burst of 2, at most 5 tags a request:
-    // 30 publishes need more requests than the burst allows at once.
+    // Two requests a second after a burst of 2, at most 2 tags a request:
+    // 30 publishes need far more requests than the burst allows at once.
     let limits = Limits {
-        requests_per_minute: 60,
+        requests_per_minute: 120,
         burst: 2,
-        max_items: 5,
+        max_items: 2,
         ..Limits::default()
     };
     let fake = FakeCloudflare::start(limits.clone()).await.unwrap();
-    let host = host_for(&fake, &limits, "max_tags_per_request = 5", "");
+    let host = host_for(&fake, &limits, "max_tags_per_request = 2", "");
     let names: Vec<String> = (0..30).map(|i| format!("page{i:02}.html")).collect();
     let mut files: Vec<(String, String)> = names.iter().map(|name| (name.clone(), "v0".to_owned())).collect();
     let (status, ..) = publish_cli(&host, dir_of(&files).path(), &[]).await;
@@ -226,11 +226,14 @@ async fn rapid_publishes_stay_within_the_rate_limit_and_purge_every_tag() {
     for name in &names {
         assert!(purged.contains(&tag(name)), "{name} was never purged");
     }
-    assert!(fake.purges().iter().all(|purge| purge.tags.len() <= 5));
-    assert!(
-        fake.purges().len() >= 7,
-        "30 changed pages need at least 7 requests of 5 tags"
-    );
+    let purges = fake.purges();
+    assert!(purges.iter().all(|purge| purge.tags.len() <= 2));
+    // The limiter did the pacing: 30 pages and the root tags take at least
+    // 16 requests, which 2 a second after a burst of 2 spread over 7 s.
+    assert!(purges.len() >= 16, "{} requests", purges.len());
+    let spread = purges.last().unwrap().at - purges[0].at;
+    let floor = Duration::from_millis((purges.len() as u64 - 2) * 500 * 9 / 10);
+    assert!(spread >= floor, "{} requests in {spread:?}", purges.len());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -286,17 +289,22 @@ async fn server_errors_and_timeouts_are_retried() {
     assert!(publish_cli(&host, dir_of(&files).path(), &[]).await.0.success());
     fake.inject(&[
         Fault::Status(500),
-        Fault::Status(503),
+        Fault::Throttle(2),
         Fault::Stall(Duration::from_secs(3)),
     ]);
     files[1].1.push_str(" v2");
+    let started = Instant::now();
     let (status, summary, stderr) = publish_cli(&host, dir_of(&files).path(), &["--wait-purge"]).await;
     assert!(status.success(), "{stderr}");
     assert_eq!(summary["purge"], "done");
     assert_eq!(fake.requests(), 4, "three failures, then the purge");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "Retry-After (2 s) and the timeout (1 s) were waited out"
+    );
     assert_eq!(fake.purged_tags(), [tag("a.html"), ROOT_TAG.to_owned()]);
     let status = settled(&host, 2, Duration::from_secs(1)).await;
-    assert_eq!(status["attempts"], 3);
+    assert_eq!(status["attempts"], 2, "a 429 costs no attempt: {status}");
     assert!(
         status["error"].as_str().unwrap().contains("timed out")
             || status["error"].as_str().unwrap().contains("sending")
@@ -332,30 +340,53 @@ async fn a_purge_that_keeps_failing_is_dead_lettered_visibly_and_blocks_nothing(
     assert!(status.success());
     assert_eq!(summary["purge"], "done");
     assert!(fake.purged_tags().contains(&tag("b.html")));
-    assert_eq!(host.proxy.metric("grove_purge_queue_depth").await, 0.0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while host.proxy.metric("grove_purge_queue_depth").await != 0.0 {
+        assert!(Instant::now() < deadline, "the queue never emptied");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refused_token_dead_letters_at_once_and_a_missing_one_stops_start_up() {
+async fn a_wrong_token_is_retried_a_wrong_zone_refused_and_a_missing_token_stops_start_up() {
     let limits = Limits::default();
     let fake = FakeCloudflare::start(limits.clone()).await.unwrap();
-    let wrong = Limits {
+    let mut files = pages(&["a.html"], "v1");
+
+    // A bad token may be mid-rotation: retried, then dead-lettered.
+    let wrong_token = Limits {
         token: "not-the-token".to_owned(),
         ..limits.clone()
     };
-    let host = host_for(&fake, &wrong, "", "");
-    let mut files = pages(&["a.html"], "v1");
+    let host = host_for(&fake, &wrong_token, "max_attempts = 2", "");
     assert!(publish_cli(&host, dir_of(&files).path(), &[]).await.0.success());
     files[0].1.push_str(" v2");
     let (status, ..) = publish_cli(&host, dir_of(&files).path(), &["--wait-purge"]).await;
     assert_eq!(status.code(), Some(4));
     let status = settled(&host, 2, Duration::from_secs(1)).await;
-    assert_eq!(status["attempts"], 1, "a refusal is not retried: {status}");
+    assert_eq!(status["attempts"], 2, "{status}");
     assert!(
         status["error"].as_str().unwrap().contains("Authentication error"),
         "{status}"
     );
-    assert_eq!(fake.refusals().len(), 1);
+
+    // A zone the API does not know is refused for good, at once.
+    let wrong_zone = Limits {
+        zone_id: "ffffffffffffffffffffffffffffffff".to_owned(),
+        ..limits.clone()
+    };
+    let host = host_for(&fake, &wrong_zone, "", "");
+    assert!(publish_cli(&host, dir_of(&files).path(), &[]).await.0.success());
+    files[0].1.push_str(" v3");
+    let (status, ..) = publish_cli(&host, dir_of(&files).path(), &["--wait-purge"]).await;
+    assert_eq!(status.code(), Some(4));
+    let status = settled(&host, 2, Duration::from_secs(1)).await;
+    assert_eq!(status["attempts"], 1, "a refusal is not retried: {status}");
+    assert!(
+        status["error"].as_str().unwrap().contains("Could not route"),
+        "{status}"
+    );
+    assert!(fake.purges().is_empty());
 
     // No token in the environment: a clear error, and no server.
     let state = tempfile::tempdir().unwrap();
@@ -382,4 +413,23 @@ async fn a_refused_token_dead_letters_at_once_and_a_missing_one_stops_start_up()
         message.contains("GROVE_TEST_UNSET_TOKEN") && message.contains("cdn.cloudflare.api_token_env"),
         "{message}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_webhook_purger_sends_the_same_tags_with_its_token() {
+    let limits = Limits::default();
+    let fake = FakeCloudflare::start(limits.clone()).await.unwrap();
+    let config = format!(
+        "[cdn.webhook]\nurl = \"{}/zones/{}/purge_cache\"\ntoken_env = \"GROVE_TEST_HOOK_TOKEN\"\n",
+        fake.api_base(),
+        limits.zone_id
+    );
+    let host = Host::local_with(&config, &[("GROVE_TEST_HOOK_TOKEN", &limits.token)]);
+    let mut files = pages(&["a.html", "b.html"], "v1");
+    assert!(publish_cli(&host, dir_of(&files).path(), &[]).await.0.success());
+    files[1].1.push_str(" v2");
+    let (status, summary, stderr) = publish_cli(&host, dir_of(&files).path(), &["--wait-purge"]).await;
+    assert!(status.success(), "{stderr}");
+    assert_eq!(summary["purge"], "done");
+    assert_eq!(fake.purged_tags(), [tag("b.html"), ROOT_TAG.to_owned()]);
 }
