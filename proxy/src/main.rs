@@ -59,6 +59,11 @@ Configuration file keys (TOML; every key optional):
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
   public_url = \"https://{host}/\"    live and preview URLs in publish replies; default http://{host}:<listen port>/
   [publish]  max_file_bytes = 104857600  max_files_per_site = 100000
+  [cdn.cloudflare]  zone_id = \"...\"  api_token_env = \"CLOUDFLARE_API_TOKEN\"  api_base = \"https://api.cloudflare.com/client/v4\"
+  [cdn.webhook]     url = \"https://...\"  token_env = \"PURGE_TOKEN\" (optional)     purged on every publish; at most one
+     both take:    requests_per_minute = 5  burst = 25  max_tags_per_request = 100  host_purge_threshold = 500
+                   max_attempts = 8  request_timeout_secs = 30  lease_secs = 60  poll_secs = 30
+                   account = \"<zone id or url>\"  (names the queue and rate limit shared by one CDN account)
 
 The flags above override their GROVE_* environment variables, which override the file.
 The operator token: GROVE_ADMIN_TOKEN (grove_ + 64 hex digits), or one created and printed once on first start.

@@ -233,6 +233,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     "{} version {} is live ({} files)\n  live:    {}\n  preview: {}",
                     published.site, published.version, published.files, published.url, published.preview_url
                 );
+                if published.purge == Some(PurgeState::Pending) {
+                    println!("  CDN purge queued (`grove versions` follows it)");
+                }
             }
         }
         Command::Token(TokenCommand::Grant {
