@@ -12,7 +12,7 @@ WORK="$(mktemp -d /tmp/grove-purge-bench.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
 log "building (release)"
-cargo build --release --locked -p grove-proxy -p grove-publisher
-cargo build --release --locked -p grove-bench --bin purge
+# One invocation: features unify across the three, so nothing builds twice.
+cargo build --release --locked -p grove-proxy -p grove-publisher -p grove-bench
 BIN="$CARGO_TARGET_DIR/release"
 "$BIN/purge" "$BIN/grove-proxy" "$BIN/grove" "$WORK"
