@@ -152,7 +152,7 @@ impl Purger for HttpPurger {
             call = call.bearer_auth(token);
         }
         let response = call.send().await.map_err(|error| PurgeError::Retry {
-            message: format!("sending the purge failed: {}", error.without_url()),
+            message: format!("sending the purge failed: {}", with_causes(error.without_url())),
             retry_after: None,
             throttled: false,
         })?;
@@ -165,7 +165,10 @@ impl Purger for HttpPurger {
             .map(Duration::from_secs);
         // A reply cut off may still have purged: sending again is harmless.
         let body = response.bytes().await.map_err(|error| PurgeError::Retry {
-            message: format!("reading the CDN's answer ({status}) failed: {}", error.without_url()),
+            message: format!(
+                "reading the CDN's answer ({status}) failed: {}",
+                with_causes(error.without_url())
+            ),
             retry_after,
             throttled: false,
         })?;
@@ -197,4 +200,17 @@ impl Purger for HttpPurger {
         }
         Ok(())
     }
+}
+
+/// An error and its causes ("error sending request: connection refused"):
+/// reqwest's own message leaves out what went wrong.
+fn with_causes(error: reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(&error);
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }

@@ -263,6 +263,7 @@ impl Sender {
             return Ok(Step::Again);
         }
         let several = batch.parts.len() > 1;
+        let batch_indexes: Vec<usize> = batch.parts.iter().map(|(index, _)| *index).collect();
         match result {
             Ok(()) => {
                 progress.solo = false;
@@ -300,7 +301,9 @@ impl Sender {
                         delay = delay.max(backoff(job.status.attempts));
                     }
                 }
-                tracing::warn!(error = %message, retry_in = ?delay, "a CDN purge failed; retrying");
+                if batch_still_pending(&ready, &batch_indexes) {
+                    tracing::warn!(error = %message, retry_in = ?delay, "a CDN purge failed; retrying");
+                }
                 progress.not_before = Instant::now() + delay;
             }
             Err(PurgeError::Rejected(message)) if several => {
@@ -367,6 +370,13 @@ impl Sender {
         );
         self.queue.finish(job).await
     }
+}
+
+/// True if any job of the batch is still to be retried (not dead-lettered).
+fn batch_still_pending(jobs: &[Job], indexes: &[usize]) -> bool {
+    indexes
+        .iter()
+        .any(|&index| jobs[index].status.state == PurgeState::Pending)
 }
 
 /// Tags (or, for a host purge, hosts) of the job not yet purged; `None`
