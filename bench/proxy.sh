@@ -13,7 +13,8 @@ WORK="$(mktemp -d /tmp/grove-bench.XXXXXX)"
 trap 'kill $(jobs -p) 2>/dev/null; nginx -p "$WORK/nginx" -c nginx.conf -s stop 2>/dev/null; rm -rf "$WORK"' EXIT
 
 log "building (release)"
-cargo build --release --locked -p grove-proxy -p grove-bench
+# The same package set as the other benchmarks, so their builds are shared.
+cargo build --release --locked -p grove-proxy -p grove-publisher -p grove-bench
 BIN="$CARGO_TARGET_DIR/release"
 
 log "generating data"

@@ -22,7 +22,8 @@ stop() {
 trap stop EXIT
 
 log "building (release)"
-cargo build --release --locked -p grove-proxy -p grove-publisher
+# The same package set as the other benchmarks, so their builds are shared.
+cargo build --release --locked -p grove-proxy -p grove-publisher -p grove-bench
 BIN="$CARGO_TARGET_DIR/release"
 
 log "generating a 20,000-file site"

@@ -522,20 +522,15 @@ fn pinned_by_header(target: &Target, request: &Request<'_>) -> bool {
 fn private_if(pinned_by_header: bool, mut reply: Reply) -> Reply {
     if pinned_by_header {
         reply.set(header::CACHE_CONTROL, "private, no-store");
-        reply
-            .headers
-            .retain(|(name, _)| name.as_str() != "cdn-cache-control" && name.as_str() != "cache-tag");
+        reply.headers.remove("cdn-cache-control");
+        reply.headers.remove("cache-tag");
     }
     reply
 }
 
 /// A prepared 200 reply, or a 304 if the request already has its ETag.
 fn revalidate(reply: Reply, request: &Request<'_>) -> Reply {
-    let etag = reply
-        .headers
-        .iter()
-        .find(|(name, _)| name == header::ETAG)
-        .and_then(|(_, value)| value.to_str().ok());
+    let etag = reply.headers.get(header::ETAG).and_then(|value| value.to_str().ok());
     if etag.is_some_and(|etag| etag_matches(request, etag)) {
         not_modified(reply)
     } else {
@@ -555,9 +550,8 @@ fn etag_matches(request: &Request<'_>, etag: &str) -> bool {
 fn not_modified(mut reply: Reply) -> Reply {
     reply.status = StatusCode::NOT_MODIFIED;
     reply.body = Body::Empty;
-    reply
-        .headers
-        .retain(|(name, _)| name != header::CONTENT_TYPE && name != header::CONTENT_ENCODING);
+    reply.headers.remove(header::CONTENT_TYPE);
+    reply.headers.remove(header::CONTENT_ENCODING);
     reply
 }
 

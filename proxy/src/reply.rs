@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 /// A response body whose length is known before it is sent, so every
 /// response is framed with `Content-Length`.
@@ -32,7 +32,8 @@ impl Body {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// One value per name: setting a header replaces it.
+    pub headers: HeaderMap,
     pub body: Body,
     /// For the access log and metrics: the site version served, if any.
     pub served: Option<(String, u64)>,
@@ -42,7 +43,7 @@ impl Reply {
     pub fn new(status: StatusCode, body: Body) -> Self {
         Self {
             status,
-            headers: Vec::new(),
+            headers: HeaderMap::new(),
             body,
             served: None,
         }
@@ -73,7 +74,7 @@ impl Reply {
     pub fn redirect(status: StatusCode, location: &str) -> Self {
         let mut reply = Self::text(status, &format!("redirecting to {location}"));
         match HeaderValue::try_from(location) {
-            Ok(value) => reply.headers.push((header::LOCATION, value)),
+            Ok(value) => reply.insert(header::LOCATION, value),
             Err(_) => return Self::text(StatusCode::INTERNAL_SERVER_ERROR, "invalid redirect target"),
         }
         reply
@@ -95,7 +96,6 @@ impl Reply {
     }
 
     pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {
-        self.headers.retain(|(existing, _)| *existing != name);
-        self.headers.push((name, value));
+        self.headers.insert(name, value);
     }
 }

@@ -179,15 +179,20 @@ fn request_of(header: &RequestHeader) -> Request<'_> {
 
 /// Writes a reply; returns the body bytes sent.
 pub async fn write_reply(session: &mut Session, reply: Reply, head: bool) -> Result<u64> {
-    let mut header = ResponseHeader::build(reply.status, Some(reply.headers.len() + 2))?;
-    for (name, value) in reply.headers {
-        header.append_header(name, value)?;
-    }
     let length = reply.body.len();
     let bodiless = head || reply.status == http::StatusCode::NOT_MODIFIED;
+    // The reply's header map becomes the response header as it is: no
+    // per-header parsing or case bookkeeping (names go out lowercase, which
+    // HTTP/1.1 allows and HTTP/2 requires).
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = reply.status;
+    parts.headers = reply.headers;
     if reply.status != http::StatusCode::NOT_MODIFIED {
-        header.insert_header(http::header::CONTENT_LENGTH, length.to_string())?;
+        parts
+            .headers
+            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
     }
+    let header = ResponseHeader::from(parts);
     if bodiless || length == 0 {
         session.write_response_header(Box::new(header), true).await?;
         return Ok(0);

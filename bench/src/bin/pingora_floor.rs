@@ -1,0 +1,127 @@
+//! Pingora's own floor for one prepared reply, to compare grove-proxy and
+//! nginx against: how fast can Pingora 0.9 answer a fixed response when the
+//! answer costs nothing?
+//!
+//! Modes:
+//! - `proxy`: a `ProxyHttp` service answering in `request_filter`, as
+//!   grove-proxy does;
+//! - `app`: an `HttpServerApp`, Pingora's leanest HTTP server interface.
+//!
+//! Usage: `pingora_floor proxy|app LISTEN BODY_BYTES`
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora::http::ResponseHeader;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
+use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+use pingora::proxy::{ProxyHttp, Session};
+use pingora::server::ShutdownWatch;
+use pingora::services::listening::Service;
+
+/// The reply every request gets: a header built once, cloned per request.
+struct Prepared {
+    header: ResponseHeader,
+    body: Bytes,
+}
+
+impl Prepared {
+    fn new(size: usize) -> Self {
+        let body = Bytes::from(vec![b'x'; size]);
+        let mut header = ResponseHeader::build(200, Some(8)).expect("a status");
+        for (name, value) in [
+            ("content-type", "text/html; charset=utf-8"),
+            ("etag", "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\""),
+            ("cache-control", "public, max-age=0, must-revalidate"),
+            ("cache-tag", "grove:bench,grove:bench/index.html"),
+            ("accept-ranges", "bytes"),
+            ("x-grove-version", "1"),
+        ] {
+            header.append_header(name, value).expect("a valid header");
+        }
+        header
+            .insert_header("content-length", body.len().to_string())
+            .expect("a valid header");
+        Self { header, body }
+    }
+}
+
+struct ProxyFloor(Arc<Prepared>);
+
+#[async_trait]
+impl ProxyHttp for ProxyFloor {
+    type CTX = ();
+
+    fn new_ctx(&self) {}
+
+    async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
+        session.set_keepalive(Some(60));
+        session
+            .write_response_header(Box::new(self.0.header.clone()), false)
+            .await?;
+        session.write_response_body(Some(self.0.body.clone()), true).await?;
+        Ok(true)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut ()) -> Result<Box<HttpPeer>> {
+        Err(Error::explain(ErrorType::InternalError, "no upstream"))
+    }
+}
+
+struct AppFloor(Arc<Prepared>);
+
+#[async_trait]
+impl HttpServerApp for AppFloor {
+    async fn process_new_http(self: &Arc<Self>, mut http: ServerSession, _shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        if !http.read_request().await.ok()? {
+            return None;
+        }
+        http.set_keepalive(Some(60));
+        http.write_response_header(Box::new(self.0.header.clone())).await.ok()?;
+        http.write_response_body(self.0.body.clone(), true).await.ok()?;
+        let settings = HttpPersistentSettings::for_session(&http);
+        http.finish()
+            .await
+            .ok()?
+            .map(|stream| ReusedHttpStream::from_reusable_stream(stream, settings))
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [mode, listen, size] = args.as_slice() else {
+        eprintln!("usage: pingora_floor proxy|app LISTEN BODY_BYTES");
+        std::process::exit(2);
+    };
+    let prepared = Arc::new(Prepared::new(size.parse().expect("a body size")));
+    let mut conf = pingora::server::configuration::ServerConf::default();
+    conf.threads = std::env::var("FLOOR_THREADS")
+        .ok()
+        .and_then(|threads| threads.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+    // As grove-proxy: a write buffer that takes a page and its header in
+    // one send().
+    let listener = || {
+        ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::default().write(32 * 1024))
+    };
+    match mode.as_str() {
+        "proxy" => {
+            let mut service = pingora::proxy::http_proxy_service(&server.configuration, ProxyFloor(prepared));
+            service.add_listener(listener());
+            server.add_service(service);
+        }
+        "app" => {
+            let mut service = Service::new("floor".to_owned(), AppFloor(prepared));
+            service.add_listener(listener());
+            server.add_service(service);
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    server.run_forever();
+}
