@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # grove-proxy against nginx on this machine, same files, same load generator
-# (wrk, keep-alive, 64 connections), no compression on either side.
+# (wrk, keep-alive, 64 connections), no compression on either side. A third
+# row, "floor", is Pingora itself answering a prepared reply of the same size
+# with no work at all (bench/src/bin/pingora_floor.rs): the most any server
+# built on Pingora could do here.
 # Usage: bench/proxy.sh [seconds per run, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +59,11 @@ CONF
 nginx -p "$WORK/nginx" -c nginx.conf
 
 RUST_LOG=warn "$BIN/grove-proxy" --state-dir "$WORK/grove" --listen 127.0.0.1:18081 --admin-listen 127.0.0.1:18082 --base-domain localhost &
-for port in 18080 18081; do
+PAGE_BYTES="$(stat -c %s "$WORK/site/page.html")"
+ASSET_BYTES="$(stat -c %s "$WORK/site/assets/app.3f9a1c2e.js")"
+"$BIN/pingora_floor" proxy 127.0.0.1:18083 "$PAGE_BYTES" >/dev/null 2>&1 &
+"$BIN/pingora_floor" proxy 127.0.0.1:18084 "$ASSET_BYTES" >/dev/null 2>&1 &
+for port in 18080 18081 18083 18084; do
     until curl -s -o /dev/null "http://127.0.0.1:$port/"; do sleep 0.1; done
 done
 
@@ -84,16 +91,19 @@ for path in /page.html /assets/app.3f9a1c2e.js; do
     [ "$a" = "$b" ] || { echo "the servers answer $path differently" >&2; exit 1; }
 done
 
+servers() { # path: the servers to load for it
+    if [ "$1" = /page.html ]; then echo nginx:18080 grove:18081 floor:18083; else echo nginx:18080 grove:18081 floor:18084; fi
+}
 ROUNDS="${ROUNDS:-3}"
 log "load: wrk -t2 -c64 -d${SECONDS_PER_RUN}s, $ROUNDS alternating rounds, medians reported"
 for path in /page.html /assets/app.3f9a1c2e.js; do
-    for server in nginx:18080 grove:18081; do
+    for server in $(servers "$path"); do
         run "${server%%:*}" "${server##*:}" "$path" >/dev/null # warm-up
     done
 done
 for round in $(seq "$ROUNDS"); do
     for path in /page.html /assets/app.3f9a1c2e.js; do
-        for server in nginx:18080 grove:18081; do
+        for server in $(servers "$path"); do
             read -r name p rps p50 p99 < <(run "${server%%:*}" "${server##*:}" "$path")
             echo "$name $p $rps $(to_ms "$p50") $(to_ms "$p99")" >>"$WORK/results"
         done
@@ -105,15 +115,17 @@ rows = [line.split() for line in open(sys.argv[1])]
 med = {}
 for name, path, rps, p50, p99 in rows:
     med.setdefault((name, path), []).append((float(rps), float(p50), float(p99)))
-print(f"{'server':<8} {'path':<26} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}   (median of {len(rows) // 4} runs)")
+print(f"{'server':<8} {'path':<26} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}   (median of {len(rows) // 6} runs)")
 for path in ["/page.html", "/assets/app.3f9a1c2e.js"]:
     values = {}
-    for name in ["nginx", "grove"]:
+    for name in ["nginx", "grove", "floor"]:
         runs = med[(name, path)]
         values[name] = [statistics.median(r[i] for r in runs) for i in range(3)]
         rps, p50, p99 = values[name]
         print(f"{name:<8} {path:<26} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f}")
-    g, n = values["grove"], values["nginx"]
+    g, n, f = values["grove"], values["nginx"], values["floor"]
     print(f"ratio grove/nginx {path:<26} throughput {g[0] / n[0]:.2f}   p99 {g[2] / n[2]:.2f}")
+    print(f"ratio floor/nginx {path:<26} throughput {f[0] / n[0]:.2f}   p99 {f[2] / n[2]:.2f}")
+    print(f"ratio grove/floor {path:<26} throughput {g[0] / f[0]:.2f}")
 PY
 echo "cold miss (blob only in the local store): ${cold}s; the same request warm: ${warm}s"

@@ -7,7 +7,10 @@
 //!   grove-proxy does;
 //! - `app`: an `HttpServerApp`, Pingora's leanest HTTP server interface.
 //!
-//! Usage: `pingora_floor proxy|app LISTEN BODY_BYTES`
+//! - `proxy-timeouts`: `proxy` plus grove-proxy's per-request read and
+//!   write timeouts and pipelining.
+//!
+//! Usage: `pingora_floor proxy|proxy-timeouts|app LISTEN BODY_BYTES`
 
 use std::sync::Arc;
 
@@ -16,9 +19,9 @@ use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::listeners::ListenerConfig;
-use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::proxy::{ProxyHttp, Session};
 use pingora::server::ShutdownWatch;
 use pingora::services::listening::Service;
@@ -35,7 +38,10 @@ impl Prepared {
         let mut header = ResponseHeader::build(200, Some(8)).expect("a status");
         for (name, value) in [
             ("content-type", "text/html; charset=utf-8"),
-            ("etag", "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\""),
+            (
+                "etag",
+                "\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"",
+            ),
             ("cache-control", "public, max-age=0, must-revalidate"),
             ("cache-tag", "grove:bench,grove:bench/index.html"),
             ("accept-ranges", "bytes"),
@@ -50,7 +56,9 @@ impl Prepared {
     }
 }
 
-struct ProxyFloor(Arc<Prepared>);
+/// `proxy` mode, optionally with grove-proxy's per-request settings (read
+/// and write timeouts, pipelining) to measure what they cost.
+struct ProxyFloor(Arc<Prepared>, bool);
 
 #[async_trait]
 impl ProxyHttp for ProxyFloor {
@@ -60,6 +68,11 @@ impl ProxyHttp for ProxyFloor {
 
     async fn request_filter(&self, session: &mut Session, _ctx: &mut ()) -> Result<bool> {
         session.set_keepalive(Some(60));
+        if self.1 {
+            session.set_pipelining_enabled(true);
+            session.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+            session.set_write_timeout(Some(std::time::Duration::from_secs(30)));
+        }
         session
             .write_response_header(Box::new(self.0.header.clone()), false)
             .await?;
@@ -76,7 +89,11 @@ struct AppFloor(Arc<Prepared>);
 
 #[async_trait]
 impl HttpServerApp for AppFloor {
-    async fn process_new_http(self: &Arc<Self>, mut http: ServerSession, _shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut http: ServerSession,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         if !http.read_request().await.ok()? {
             return None;
         }
@@ -94,7 +111,7 @@ impl HttpServerApp for AppFloor {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [mode, listen, size] = args.as_slice() else {
-        eprintln!("usage: pingora_floor proxy|app LISTEN BODY_BYTES");
+        eprintln!("usage: pingora_floor proxy|proxy-timeouts|app LISTEN BODY_BYTES");
         std::process::exit(2);
     };
     let prepared = Arc::new(Prepared::new(size.parse().expect("a body size")));
@@ -107,12 +124,11 @@ fn main() {
     server.bootstrap();
     // As grove-proxy: a write buffer that takes a page and its header in
     // one send().
-    let listener = || {
-        ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::default().write(32 * 1024))
-    };
+    let listener = || ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::default().write(32 * 1024));
     match mode.as_str() {
-        "proxy" => {
-            let mut service = pingora::proxy::http_proxy_service(&server.configuration, ProxyFloor(prepared));
+        "proxy" | "proxy-timeouts" => {
+            let timeouts = mode == "proxy-timeouts";
+            let mut service = pingora::proxy::http_proxy_service(&server.configuration, ProxyFloor(prepared, timeouts));
             service.add_listener(listener());
             server.add_service(service);
         }
