@@ -115,11 +115,11 @@ fn main() {
         std::process::exit(2);
     };
     let prepared = Arc::new(Prepared::new(size.parse().expect("a body size")));
-    let mut conf = pingora::server::configuration::ServerConf::default();
-    conf.threads = std::env::var("FLOOR_THREADS")
-        .ok()
-        .and_then(|threads| threads.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    // As grove-proxy: one worker thread per core.
+    let conf = pingora::server::configuration::ServerConf {
+        threads: std::thread::available_parallelism().map_or(1, usize::from),
+        ..Default::default()
+    };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     // As grove-proxy: a write buffer that takes a page and its header in
