@@ -433,3 +433,70 @@ async fn a_webhook_purger_sends_the_same_tags_with_its_token() {
     assert_eq!(summary["purge"], "done");
     assert_eq!(fake.purged_tags(), [tag("b.html"), ROOT_TAG.to_owned()]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_proxies_on_one_store_share_one_queue_and_one_rate_limit() {
+    // One tag a request, 2 a second after a burst of 2: two senders with a
+    // bucket each would be refused, and two senders at once would send some
+    // tags twice; one lease and one stored bucket do neither.
+    let limits = Limits {
+        requests_per_minute: 120,
+        burst: 2,
+        max_items: 1,
+        ..Limits::default()
+    };
+    let fake = FakeCloudflare::start(limits.clone()).await.unwrap();
+    let shared = tempfile::tempdir().unwrap();
+    let store = format!("[store]\nkind = \"local\"\npath = \"{}\"\n", shared.path().display());
+    let host = host_for(&fake, &limits, "max_tags_per_request = 1", &store);
+    let config = format!(
+        "[cdn.cloudflare]\nzone_id = \"{}\"\napi_base = \"{}\"\nrequests_per_minute = 120\nburst = 2\nmax_tags_per_request = 1\n{store}",
+        limits.zone_id,
+        fake.api_base()
+    );
+    let other = crate::support::Proxy::start_with(
+        &config,
+        &[
+            ("CLOUDFLARE_API_TOKEN", &limits.token),
+            ("GROVE_ADMIN_TOKEN", &host.token),
+        ],
+    );
+
+    let names: Vec<String> = (0..8).map(|i| format!("page{i}.html")).collect();
+    let mut files: Vec<(String, String)> = names.iter().map(|name| (name.clone(), "v0".to_owned())).collect();
+    assert!(publish_cli(&host, dir_of(&files).path(), &[]).await.0.success());
+    for i in 0..names.len() {
+        files[i].1 = format!("v{}", i + 1);
+        let dir = dir_of(&files);
+        let base = if i % 2 == 0 {
+            host.base()
+        } else {
+            format!("http://{}", other.addr)
+        };
+        let output = tokio::process::Command::new(crate::support::host::grove_bin())
+            .args(["publish", dir.path().to_str().unwrap(), "--site", "demo", "--json"])
+            .env("GROVE_HOST", base)
+            .env("GROVE_TOKEN", &host.token)
+            .env("XDG_CONFIG_HOME", host.config_home.path())
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success(), "{}", stderr(&output));
+    }
+    for n in 2..=9 {
+        assert_eq!(settled(&host, n, Duration::from_secs(60)).await["state"], "done");
+    }
+    assert!(
+        fake.refusals().is_empty(),
+        "the shared rate limit was exceeded: {:?}",
+        fake.refusals()
+    );
+    // One sender at a time: nothing was sent twice.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for purged in fake.purged_tags() {
+        *counts.entry(purged).or_default() += 1;
+    }
+    for name in &names {
+        assert_eq!(counts.get(&tag(name)), Some(&1), "{name}: {counts:?}");
+    }
+}
