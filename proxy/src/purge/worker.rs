@@ -31,8 +31,10 @@ const BACKOFF_BASE: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long to hold off after a 429 without `Retry-After`.
 const THROTTLE_DEFAULT: Duration = Duration::from_secs(60);
-/// How often the queue is checked for versions whose enqueue was lost.
-const CATCH_UP_EVERY: Duration = Duration::from_secs(300);
+/// How often the queue is checked for versions whose enqueue was lost (a
+/// proxy that died between a commit and its enqueue and never restarted).
+/// Each check reads every tracked site's root and cursor, so it is rare.
+const CATCH_UP_EVERY: Duration = Duration::from_secs(3600);
 /// Beyond the root refresh bound, how long a version's purge waits for every
 /// proxy (and requests in flight) to have moved to it.
 const ROOT_SETTLE_MARGIN: Duration = Duration::from_secs(1);
