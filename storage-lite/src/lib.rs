@@ -11,6 +11,8 @@ pub mod content;
 pub mod deploy;
 pub mod hash;
 pub mod names;
+#[cfg(feature = "node")]
+pub mod node;
 pub mod publish;
 pub mod publish_api;
 pub mod record;
