@@ -21,6 +21,8 @@ const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("entri
 const LATEST: TableDefinition<&str, u64> = TableDefinition::new("latest");
 /// Paths created explicitly, and whether they are serialized.
 const PATHS: TableDefinition<&str, bool> = TableDefinition::new("paths");
+/// For each site and path trimmed: the latest timestamp removed.
+const TRIMMED: TableDefinition<&str, u64> = TableDefinition::new("trimmed");
 /// The clock's persisted bound, in milliseconds.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const CLOCK_BOUND: &str = "clock_bound_ms";
@@ -44,6 +46,8 @@ pub enum LogError {
     InvalidPath { path: String, reason: &'static str },
     #[error("the log's database failed: {0}")]
     Database(String),
+    #[error("trimmed: the history asked for is gone; the first available timestamp is {first_available}")]
+    Trimmed { first_available: Timestamp },
     #[error("the log's writer has stopped")]
     WriterGone,
 }
@@ -97,6 +101,11 @@ enum Request {
         serialized: bool,
         reply: oneshot::Sender<Result<(), LogError>>,
     },
+    Trim {
+        key: String,
+        before: Timestamp,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
 }
 
 /// Wall-clock milliseconds; tests replace it.
@@ -109,6 +118,8 @@ pub struct Log {
     writer: Option<mpsc::Sender<Request>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<LogStats>,
+    /// Counts commits; watchers wait on it.
+    commits: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Drop for Log {
@@ -137,6 +148,7 @@ impl Log {
                 txn.open_table(ENTRIES).map_err(db_error)?;
                 txn.open_table(LATEST).map_err(db_error)?;
                 txn.open_table(PATHS).map_err(db_error)?;
+                txn.open_table(TRIMMED).map_err(db_error)?;
                 meta.get(CLOCK_BOUND)
                     .map_err(db_error)?
                     .map_or(0, |bound| bound.value())
@@ -146,7 +158,9 @@ impl Log {
         };
         let (writer, requests) = mpsc::channel();
         let stats = Arc::new(LogStats::default());
+        let (committed, commits) = tokio::sync::watch::channel(0);
         let mut state = Writer {
+            committed,
             db: Arc::clone(&db),
             clock: Clock::resume(bound),
             bound,
@@ -162,6 +176,7 @@ impl Log {
             writer: Some(writer),
             writer_thread: Some(writer_thread),
             stats,
+            commits,
         })
     }
 
@@ -210,37 +225,117 @@ impl Log {
 
     /// Up to `limit` entries of `path` after `after`, oldest first.
     pub fn read(&self, site: &SiteName, path: &str, after: Timestamp, limit: usize) -> Result<Page, LogError> {
+        read_page(&self.db, &key(site, path)?, after, limit)
+    }
+
+    /// Removes the entries of `path` before `before`. Readers and watchers
+    /// asking for history that is gone (an `after` below the latest entry
+    /// removed) get [`LogError::Trimmed`].
+    pub async fn trim(&self, site: &SiteName, path: &str, before: Timestamp) -> Result<(), LogError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Request::Trim {
+            key: key(site, path)?,
+            before,
+            reply,
+        })?;
+        answer.await.map_err(|_| LogError::WriterGone)?
+    }
+
+    /// Every entry of `path` after `after`, in order, as it is committed:
+    /// gap-free (one writer issues timestamps in commit order, so nothing
+    /// can appear behind a watcher), and resumable from the last timestamp
+    /// seen.
+    pub fn watch(&self, site: &SiteName, path: &str, after: Timestamp) -> Result<Watch, LogError> {
         let key = key(site, path)?;
-        let txn = self.db.begin_read().map_err(db_error)?;
-        let entries = txn.open_table(ENTRIES).map_err(db_error)?;
-        let start = after.as_u64().saturating_add(1);
-        let mut page = Vec::new();
-        let mut more = false;
-        for item in entries
-            .range((key.as_str(), start)..=(key.as_str(), u64::MAX))
-            .map_err(db_error)?
-        {
-            if page.len() == limit {
-                more = true;
-                break;
-            }
-            let (stored_key, value) = item.map_err(db_error)?;
-            let stored: Stored = serde_json::from_slice(value.value())
-                .map_err(|error| LogError::Database(format!("a stored entry is corrupt: {error}")))?;
-            page.push(Entry {
-                ts: Timestamp::from_u64(stored_key.value().1),
-                data: stored.data,
-                author: stored.author,
-            });
-        }
-        let next = if more { page.last().map(|entry| entry.ts) } else { None };
-        Ok(Page { entries: page, next })
+        // Trimmed history is refused now, not at the first read.
+        read_page(&self.db, &key, after, 0)?;
+        Ok(Watch {
+            db: Arc::clone(&self.db),
+            key,
+            cursor: after,
+            pending: std::collections::VecDeque::new(),
+            commits: self.commits.clone(),
+        })
     }
 
     fn send(&self, request: Request) -> Result<(), LogError> {
         let writer = self.writer.as_ref().ok_or(LogError::WriterGone)?;
         writer.send(request).map_err(|_| LogError::WriterGone)
     }
+}
+
+/// Entries of one path as they are committed; see [`Log::watch`].
+pub struct Watch {
+    db: Arc<Database>,
+    key: String,
+    cursor: Timestamp,
+    pending: std::collections::VecDeque<Entry>,
+    commits: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Watch {
+    /// Entries read at a time.
+    const PAGE: usize = 256;
+
+    /// The next entry, waiting for one to be committed.
+    pub async fn next(&mut self) -> Result<Entry, LogError> {
+        loop {
+            if let Some(entry) = self.pending.pop_front() {
+                self.cursor = entry.ts;
+                return Ok(entry);
+            }
+            // Marked seen before reading: a commit after the read wakes us.
+            self.commits.borrow_and_update();
+            let page = read_page(&self.db, &self.key, self.cursor, Self::PAGE)?;
+            if page.entries.is_empty() {
+                self.commits.changed().await.map_err(|_| LogError::WriterGone)?;
+            } else {
+                self.pending.extend(page.entries);
+            }
+        }
+    }
+}
+
+/// Up to `limit` entries under `key` after `after`, oldest first, or
+/// [`LogError::Trimmed`] if some of them are gone.
+fn read_page(db: &Database, key: &str, after: Timestamp, limit: usize) -> Result<Page, LogError> {
+    let txn = db.begin_read().map_err(db_error)?;
+    let entries = txn.open_table(ENTRIES).map_err(db_error)?;
+    let trimmed = txn.open_table(TRIMMED).map_err(db_error)?;
+    if let Some(removed) = trimmed.get(key).map_err(db_error)? {
+        let removed = removed.value();
+        if after.as_u64() < removed {
+            let first_kept = entries
+                .range((key, removed + 1)..=(key, u64::MAX))
+                .map_err(db_error)?
+                .next()
+                .transpose()
+                .map_err(db_error)?
+                .map_or(removed + 1, |(stored_key, _)| stored_key.value().1);
+            return Err(LogError::Trimmed {
+                first_available: Timestamp::from_u64(first_kept),
+            });
+        }
+    }
+    let start = after.as_u64().saturating_add(1);
+    let mut page = Vec::new();
+    let mut more = false;
+    for item in entries.range((key, start)..=(key, u64::MAX)).map_err(db_error)? {
+        if page.len() == limit {
+            more = true;
+            break;
+        }
+        let (stored_key, value) = item.map_err(db_error)?;
+        let stored: Stored = serde_json::from_slice(value.value())
+            .map_err(|error| LogError::Database(format!("a stored entry is corrupt: {error}")))?;
+        page.push(Entry {
+            ts: Timestamp::from_u64(stored_key.value().1),
+            data: stored.data,
+            author: stored.author,
+        });
+    }
+    let next = if more { page.last().map(|entry| entry.ts) } else { None };
+    Ok(Page { entries: page, next })
 }
 
 /// What an entry's value holds.
@@ -252,6 +347,8 @@ struct Stored {
 
 /// The writer thread's state.
 struct Writer {
+    /// Bumped after each commit, for watchers.
+    committed: tokio::sync::watch::Sender<u64>,
     db: Arc<Database>,
     clock: Clock,
     /// The clock bound persisted so far.
@@ -266,7 +363,7 @@ enum Answer {
         oneshot::Sender<Result<Timestamp, LogError>>,
         Result<Timestamp, LogError>,
     ),
-    Created(oneshot::Sender<Result<(), LogError>>, Result<(), LogError>),
+    Done(oneshot::Sender<Result<(), LogError>>, Result<(), LogError>),
 }
 
 impl Writer {
@@ -298,6 +395,7 @@ impl Writer {
             self.bound = bound_before;
         } else {
             self.stats.commits.fetch_add(1, Ordering::Relaxed);
+            self.committed.send_modify(|commits| *commits += 1);
         }
         for answer in answers {
             match answer {
@@ -311,7 +409,7 @@ impl Writer {
                     }
                     let _ = reply.send(result);
                 }
-                Answer::Created(reply, result) => {
+                Answer::Done(reply, result) => {
                     let result = match &failure {
                         Some(message) => Err(LogError::Database(message.clone())),
                         None => result,
@@ -329,6 +427,7 @@ impl Writer {
             let mut latest = txn.open_table(LATEST).map_err(db_error)?;
             let mut paths = txn.open_table(PATHS).map_err(db_error)?;
             let mut meta = txn.open_table(META).map_err(db_error)?;
+            let mut trimmed = txn.open_table(TRIMMED).map_err(db_error)?;
             for request in batch {
                 match request {
                     Request::Append {
@@ -386,7 +485,24 @@ impl Writer {
                                 Ok(())
                             }
                         };
-                        answers.push(Answer::Created(reply, result));
+                        answers.push(Answer::Done(reply, result));
+                    }
+                    Request::Trim { key, before, reply } => {
+                        let mut gone = Vec::new();
+                        for item in entries
+                            .range((key.as_str(), 0)..(key.as_str(), before.as_u64()))
+                            .map_err(db_error)?
+                        {
+                            gone.push(item.map_err(db_error)?.0.value().1);
+                        }
+                        if let Some(&last) = gone.last() {
+                            for ts in &gone {
+                                entries.remove((key.as_str(), *ts)).map_err(db_error)?;
+                            }
+                            let earlier = trimmed.get(key.as_str()).map_err(db_error)?.map_or(0, |ts| ts.value());
+                            trimmed.insert(key.as_str(), earlier.max(last)).map_err(db_error)?;
+                        }
+                        answers.push(Answer::Done(reply, Ok(())));
                     }
                 }
             }
@@ -582,5 +698,97 @@ mod tests {
         let page = log.read(&site(), "a", Timestamp::ZERO, 10).unwrap();
         assert_eq!(page.entries.len(), 1, "nothing was written by the refused calls");
         assert_eq!(log.stats().writes.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn watchers_see_every_acknowledged_write_once_in_order_and_resume() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(Log::open(&dir.path().join("log.redb")).unwrap());
+        let mut watcher = log.watch(&site(), "chat", Timestamp::ZERO).unwrap();
+        let mut late = log.watch(&site(), "chat", Timestamp::ZERO).unwrap();
+        let writers: Vec<_> = (0..8)
+            .map(|writer| {
+                let log = Arc::clone(&log);
+                tokio::spawn(async move {
+                    let mut acked = Vec::new();
+                    for i in 0..20 {
+                        let data = format!("{{\"w\":{writer},\"i\":{i}}}");
+                        acked.push(log.append(&site(), "chat", data, "h", Timestamp::ZERO).await.unwrap());
+                    }
+                    acked
+                })
+            })
+            .collect();
+        let mut seen = Vec::new();
+        while seen.len() < 160 {
+            seen.push(watcher.next().await.unwrap().ts);
+        }
+        let mut acked = Vec::new();
+        for writer in writers {
+            acked.extend(writer.await.unwrap());
+        }
+        acked.sort();
+        assert_eq!(seen, acked, "every acknowledged write, once, in timestamp order");
+
+        // A watcher that stops and resumes from the last timestamp it saw
+        // misses nothing and repeats nothing.
+        let mut first_half = Vec::new();
+        for _ in 0..80 {
+            first_half.push(late.next().await.unwrap().ts);
+        }
+        drop(late);
+        let mut resumed = log.watch(&site(), "chat", *first_half.last().unwrap()).unwrap();
+        let mut second_half = Vec::new();
+        for _ in 0..80 {
+            second_half.push(resumed.next().await.unwrap().ts);
+        }
+        first_half.extend(second_half);
+        assert_eq!(first_half, acked);
+
+        // And it waits for what comes next.
+        let next = tokio::spawn(async move { resumed.next().await.unwrap().ts });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(!next.is_finished());
+        let ts = log
+            .append(&site(), "chat", "\"later\"".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(next.await.unwrap(), ts);
+    }
+
+    #[tokio::test]
+    async fn trimmed_history_is_refused_with_the_first_available_timestamp() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(&dir.path().join("log.redb")).unwrap();
+        let mut issued = Vec::new();
+        for i in 0..5 {
+            issued.push(
+                log.append(&site(), "feed", i.to_string(), "h", Timestamp::ZERO)
+                    .await
+                    .unwrap(),
+            );
+        }
+        log.trim(&site(), "feed", issued[3]).await.unwrap();
+        for after in [Timestamp::ZERO, issued[1]] {
+            match log.read(&site(), "feed", after, 10) {
+                Err(LogError::Trimmed { first_available }) => assert_eq!(first_available, issued[3]),
+                other => panic!("expected trimmed, got {other:?}"),
+            }
+            assert!(matches!(
+                log.watch(&site(), "feed", after),
+                Err(LogError::Trimmed { .. })
+            ));
+        }
+        let kept = log.read(&site(), "feed", issued[2], 10).unwrap();
+        assert_eq!(
+            kept.entries.iter().map(|entry| entry.ts).collect::<Vec<_>>(),
+            &issued[3..]
+        );
+        // Trimming less than before keeps the larger bound.
+        log.trim(&site(), "feed", issued[1]).await.unwrap();
+        assert!(matches!(
+            log.read(&site(), "feed", issued[1], 10),
+            Err(LogError::Trimmed { .. })
+        ));
     }
 }

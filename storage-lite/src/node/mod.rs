@@ -1,7 +1,7 @@
 //! The storage node (issue 7), built up in parts. So far: the ordered,
-//! durable per-path log with hybrid-logical-clock timestamps and group
-//! commit. The HTTP API, watches, segment shipping and the proxy's
-//! embedding come next.
+//! durable per-path log with hybrid-logical-clock timestamps, group commit,
+//! gap-free watches and trimming. The HTTP API, segment shipping and the
+//! proxy's embedding come next.
 //!
 //! Behind the `node` feature: the `grove` CLI depends on this crate for
 //! formats only and must not compile a database.
@@ -10,4 +10,4 @@ mod hlc;
 mod log;
 
 pub use hlc::{Clock, ClockError, Timestamp};
-pub use log::{Entry, Log, LogError, LogStats, Page};
+pub use log::{Entry, Log, LogError, LogStats, Page, WallClock, Watch};
