@@ -513,6 +513,14 @@ impl Writer {
 
 /// The table key of a site's path; paths are checked here, once.
 fn key(site: &SiteName, path: &str) -> Result<String, LogError> {
+    check_path(path)?;
+    Ok(format!("{site}\u{0}{path}"))
+}
+
+/// Refuses paths that are not data paths. Segments use the object-key
+/// alphabet, so a path is also a token path (`sites/<site>/<path>`) that
+/// grants can name.
+pub(super) fn check_path(path: &str) -> Result<(), LogError> {
     let refuse = |reason| LogError::InvalidPath {
         path: path.chars().take(80).collect(),
         reason,
@@ -523,10 +531,16 @@ fn key(site: &SiteName, path: &str) -> Result<String, LogError> {
     if path.starts_with('/') || path.ends_with('/') || path.split('/').any(|segment| segment.is_empty()) {
         return Err(refuse("it must be segments separated by single slashes"));
     }
-    if path.chars().any(char::is_control) {
-        return Err(refuse("it must not contain control characters"));
+    let allowed = |byte: u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-');
+    if path
+        .split('/')
+        .any(|segment| segment == "." || segment == ".." || !segment.bytes().all(allowed))
+    {
+        return Err(refuse(
+            "segments are A-Z, a-z, 0-9, '.', '_' and '-', and not '.' or '..'",
+        ));
     }
-    Ok(format!("{site}\u{0}{path}"))
+    Ok(())
 }
 
 fn system_ms() -> u64 {
@@ -674,7 +688,17 @@ mod tests {
             .append(&site(), "a", "1".to_owned(), "h1", Timestamp::ZERO)
             .await
             .unwrap();
-        for path in ["", "/a", "a/", "a//b", "a\u{0}b", &"x".repeat(513)] {
+        for path in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            "a\u{0}b",
+            "a b",
+            "../a",
+            "a/./b",
+            &"x".repeat(513),
+        ] {
             assert!(matches!(
                 log.append(&site(), path, "1".to_owned(), "h1", Timestamp::ZERO).await,
                 Err(LogError::InvalidPath { .. })
