@@ -1,0 +1,102 @@
+//! The standalone `grove-storage` binary as a real process on a loopback
+//! port: it serves the API with tokens from a shared local store, and keeps
+//! its log across a SIGKILL and restart.
+
+#![cfg(feature = "node")]
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grove_storage::store::{LocalStore, ObjectStore};
+use grove_storage::token::Tokens;
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A node process, killed when dropped (also when a test fails).
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(port: u16, data: &std::path::Path, store: &std::path::Path) -> Node {
+    let child = Command::new(env!("CARGO_BIN_EXE_grove-storage"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--store-dir")
+        .arg(store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "grove-storage did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Node(child)
+}
+
+#[tokio::test]
+async fn the_node_binary_serves_shared_tokens_and_survives_a_kill() {
+    let data = tempfile::tempdir().unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(store_dir.path()).unwrap());
+    let root = Tokens::new(store)
+        .issue_root(time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .await
+        .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/v1/sites/blog");
+    // No pooled connections: the node is killed and restarted on the same port.
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let write = |value: i64| {
+        client
+            .post(format!("{base}/write"))
+            .bearer_auth(root.reveal())
+            .json(&json!({ "path": "counter", "data": value }))
+            .send()
+    };
+
+    let node = spawn(port, data.path(), store_dir.path());
+    let mut acked = Vec::new();
+    for value in 0..3 {
+        let reply: Value = write(value).await.unwrap().json().await.unwrap();
+        acked.push(reply["ts"].as_str().unwrap().to_owned());
+    }
+    drop(node); // SIGKILL
+
+    let _node = spawn(port, data.path(), store_dir.path());
+    let page: Value = client
+        .get(format!("{base}/read?path=counter"))
+        .bearer_auth(root.reveal())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let stored: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["ts"].as_str().unwrap())
+        .collect();
+    assert_eq!(stored, acked);
+    let reply: Value = write(3).await.unwrap().json().await.unwrap();
+    let next: u64 = reply["ts"].as_str().unwrap().parse().unwrap();
+    assert!(next > acked.last().unwrap().parse::<u64>().unwrap());
+}
