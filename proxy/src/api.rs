@@ -412,15 +412,12 @@ impl Failure {
 
 impl From<TokenError> for Failure {
     fn from(error: TokenError) -> Self {
-        let message = error.to_string();
-        match error {
-            TokenError::Malformed | TokenError::Unknown | TokenError::Expired { .. } | TokenError::GrantorInvalid => {
-                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-            }
-            TokenError::Forbidden { .. } => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
-            TokenError::InvalidGrant(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_grant", message),
-            TokenError::Record(error) => Self::unavailable(&error),
+        if let TokenError::Record(error) = &error {
+            return Self::unavailable(error);
         }
+        let (status, code) = error.status_and_code();
+        let status = StatusCode::from_u16(status).expect("token error statuses are valid");
+        Self::new(status, code, error.to_string())
     }
 }
 

@@ -148,6 +148,19 @@ pub enum TokenError {
     Record(#[from] RecordError),
 }
 
+impl TokenError {
+    /// The HTTP status and stable `error` code every API answers this with
+    /// (the publish API and the node API alike), so the two cannot drift.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            Self::Malformed | Self::Unknown | Self::Expired { .. } | Self::GrantorInvalid => (401, "unauthorized"),
+            Self::Forbidden { .. } => (403, "forbidden"),
+            Self::InvalidGrant(_) => (422, "invalid_grant"),
+            Self::Record(_) => (503, "store_unavailable"),
+        }
+    }
+}
+
 impl From<StoreError> for TokenError {
     fn from(error: StoreError) -> Self {
         Self::Record(error.into())

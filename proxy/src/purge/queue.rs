@@ -82,11 +82,6 @@ pub struct Lease {
 }
 
 impl Lease {
-    /// When the lease runs out unless renewed (wall-clock milliseconds).
-    pub fn expires_ms(&self) -> u64 {
-        self.record.expires_ms
-    }
-
     /// Takes a token from the account's bucket (in memory until the next
     /// [`PurgeQueue::renew`]), or says how long until there is one.
     pub fn take_token(&mut self, rate: Rate, now_ms: u64) -> Result<(), std::time::Duration> {

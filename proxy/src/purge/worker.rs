@@ -169,19 +169,20 @@ impl Sender {
         self.settings.lease_secs.max(1) * 1000
     }
 
-    /// Holds the account's lease for at least half its time to come: a held
-    /// lease is renewed from memory (keeping its bucket as settled), else
-    /// taken from the store. `Err` is how long another proxy holds it.
+    /// The account's lease: the one held, else taken from the store. A held
+    /// lease is renewed (by compare-and-swap) before each request anyway, so
+    /// one lost meanwhile shows there. `Err` is how long another proxy
+    /// holds it.
     async fn hold<'a>(&self, lease: &'a mut Option<Lease>) -> Result<Result<&'a mut Lease, Duration>, QueueError> {
-        let ttl_ms = self.lease_ttl_ms();
-        let now = now_ms();
         if let Some(held) = lease {
-            if held.expires_ms() > now + ttl_ms / 2 || self.queue.renew(held, ttl_ms, now).await? {
-                return Ok(Ok(lease.as_mut().expect("checked above")));
-            }
-            *lease = None;
+            return Ok(Ok(held));
         }
-        match self.queue.lease(&self.holder, ttl_ms, self.rate(), now).await? {
+        let now = now_ms();
+        match self
+            .queue
+            .lease(&self.holder, self.lease_ttl_ms(), self.rate(), now)
+            .await?
+        {
             LeaseOutcome::Held(held) => Ok(Ok(lease.insert(held))),
             LeaseOutcome::Busy { until_ms } => Ok(Err(Duration::from_millis(until_ms.saturating_sub(now)))),
         }
