@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use grove_storage::node::{Log, NodeApi, NodeLimits};
+use grove_storage::node::{NodeLimits, NodeSettings, RunningNode, SegmentOptions};
 use grove_storage::store::{MemoryStore, ObjectStore};
 use grove_storage::token::{Handle, Tokens};
 use reqwest::StatusCode;
@@ -16,27 +16,30 @@ struct Node {
     base: String,
     root: Handle,
     _dir: tempfile::TempDir,
-    _server: tokio::task::JoinHandle<std::io::Result<()>>,
+    _node: RunningNode,
 }
 
 async fn start(limits: NodeLimits) -> Node {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-    let tokens = Tokens::new(store);
-    let root = tokens
+    let root = Tokens::new(Arc::clone(&store))
         .issue_root(time::OffsetDateTime::now_utc() + time::Duration::days(1))
         .await
         .unwrap();
-    let log = Arc::new(Log::open(&dir.path().join("node.redb")).unwrap());
-    let api = Arc::new(NodeApi::new(log, tokens, limits));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/v1/sites/blog", listener.local_addr().unwrap());
-    let server = tokio::spawn(api.serve(listener));
+    let settings = NodeSettings {
+        data_dir: dir.path().to_owned(),
+        segments: SegmentOptions::named("api-test"),
+        limits,
+        open_timeout: Duration::from_secs(1),
+    };
+    let node = RunningNode::start(settings, store, listener).await.unwrap();
     Node {
         base,
         root,
         _dir: dir,
-        _server: server,
+        _node: node,
     }
 }
 

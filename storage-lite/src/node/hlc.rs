@@ -127,6 +127,12 @@ impl Clock {
         Ok(next)
     }
 
+    /// Moves the clock up to `ts`, issued by an earlier incarnation of this
+    /// node (a rebuild replays them), so what it issues next is above it.
+    pub fn witness(&mut self, ts: Timestamp) {
+        self.last = self.last.max(ts);
+    }
+
     /// The bound to persist before `issued` is acknowledged, if the one
     /// persisted (`bound_ms`) no longer covers it.
     pub fn bound_for(issued: Timestamp, bound_ms: u64) -> Option<u64> {

@@ -8,6 +8,10 @@
 //! - `GET /v1/sites/<site>/watch?path&after`: Server-Sent Events, one per
 //!   entry, `id` = its timestamp; `Last-Event-ID` resumes
 //! - `POST /v1/sites/<site>/trim {path, before}`
+//! - `POST /v1/sites/<site>/txn {path, if_last_ts, writes: [{path?, data}]}`
+//!   -> `{ts}`: every write under one timestamp, if `path`'s latest entry is
+//!   `if_last_ts` (`"0"`: none); a write without `path` goes to the txn's
+//!   own path. Paths must be distinct.
 //!
 //! Timestamps are decimal strings. Every call takes `Authorization: Bearer`
 //! with a handle from the token store the publish API uses; a data path
@@ -43,6 +47,8 @@ pub struct NodeLimits {
     pub max_watchers_per_handle: usize,
     /// Requests per second per handle.
     pub requests_per_second: u32,
+    /// Most writes one transaction takes.
+    pub max_txn_writes: usize,
 }
 
 impl Default for NodeLimits {
@@ -52,6 +58,7 @@ impl Default for NodeLimits {
             max_read_entries: 1000,
             max_watchers_per_handle: 16,
             requests_per_second: 200,
+            max_txn_writes: 64,
         }
     }
 }
@@ -83,6 +90,22 @@ struct WriteRequest {
     data: Box<serde_json::value::RawValue>,
     #[serde(default)]
     after: Option<Timestamp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxnRequest {
+    path: String,
+    if_last_ts: Timestamp,
+    writes: Vec<TxnWrite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TxnWrite {
+    #[serde(default)]
+    path: Option<String>,
+    data: Box<serde_json::value::RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -124,20 +147,48 @@ impl NodeApi {
         }
     }
 
-    /// Serves HTTP/1.1 on `listener` until the task is dropped.
-    pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    /// Serves HTTP/1.1 on `listener` until `stop` resolves. Then requests
+    /// in flight get a moment to finish, and every connection (open watches
+    /// included) is closed, so nothing holds the log when this returns.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let mut connections = tokio::task::JoinSet::new();
+        tokio::pin!(stop);
         loop {
-            let (stream, _) = listener.accept().await?;
-            let api = Arc::clone(&self);
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let api = Arc::clone(&api);
-                    async move { Ok::<_, Infallible>(api.handle(request).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
+            tokio::select! {
+                () = &mut stop => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let api = Arc::clone(&self);
+                        connections.spawn(async move {
+                            let service = hyper::service::service_fn(move |request| {
+                                let api = Arc::clone(&api);
+                                async move { Ok::<_, Infallible>(api.handle(request).await) }
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                    Err(error) => {
+                        // Out of descriptors, say: not a reason to stop serving.
+                        tracing::warn!(%error, "storage node accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(listener);
+        let drained = tokio::time::timeout(Duration::from_millis(500), async {
+            while connections.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
+            connections.abort_all();
+            while connections.join_next().await.is_some() {}
         }
     }
 
@@ -163,13 +214,7 @@ impl NodeApi {
             }
             (&Method::POST, "write") => {
                 let write: WriteRequest = json_body(request, self.limits.max_value_bytes + 4096).await?;
-                if write.data.get().len() > self.limits.max_value_bytes {
-                    return Err(Failure::new(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "too_large",
-                        format!("data is larger than the limit of {} bytes", self.limits.max_value_bytes),
-                    ));
-                }
+                self.check_size(&write.data)?;
                 let record = self.check(&handle, &site, &write.path, Right::Write).await?;
                 let ts = self
                     .log
@@ -180,6 +225,30 @@ impl NodeApi {
                         &record.id.0.to_hex(),
                         write.after.unwrap_or(Timestamp::ZERO),
                     )
+                    .await?;
+                json(StatusCode::OK, &serde_json::json!({ "ts": ts }))
+            }
+            (&Method::POST, "txn") => {
+                let limit = self.limits.max_txn_writes * (self.limits.max_value_bytes + 1024) + 4096;
+                let txn: TxnRequest = json_body(request, limit).await?;
+                if txn.writes.len() > self.limits.max_txn_writes {
+                    return Err(Failure::new(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("a transaction takes at most {} writes", self.limits.max_txn_writes),
+                    ));
+                }
+                let record = self.check(&handle, &site, &txn.path, Right::Read).await?;
+                let mut writes = Vec::with_capacity(txn.writes.len());
+                for write in txn.writes {
+                    self.check_size(&write.data)?;
+                    let path = write.path.unwrap_or_else(|| txn.path.clone());
+                    self.check(&handle, &site, &path, Right::Write).await?;
+                    writes.push((path, write.data.get().to_owned()));
+                }
+                let ts = self
+                    .log
+                    .txn(&site, &txn.path, txn.if_last_ts, writes, &record.id.0.to_hex())
                     .await?;
                 json(StatusCode::OK, &serde_json::json!({ "ts": ts }))
             }
@@ -263,6 +332,17 @@ impl NodeApi {
         }
     }
 
+    fn check_size(&self, data: &serde_json::value::RawValue) -> Result<(), Failure> {
+        if data.get().len() > self.limits.max_value_bytes {
+            return Err(Failure::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("data is larger than the limit of {} bytes", self.limits.max_value_bytes),
+            ));
+        }
+        Ok(())
+    }
+
     /// The per-handle request rate, in one-second windows.
     fn admit(&self, handle: &Handle) -> Result<(), Failure> {
         let mut rates = self.rates.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -331,12 +411,21 @@ impl Drop for WatcherSlot {
     }
 }
 
+/// A comment line sent on an idle watch, so proxies and clients with read
+/// timeouts keep the stream open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
 /// The watch as an event stream: one `id`/`data` event per entry; an
 /// `error` event ends it (e.g. history trimmed under a slow watcher).
 fn sse(watch: Watch, slot: WatcherSlot) -> Response<Body> {
     let events = futures::stream::unfold(Some((watch, slot)), |state| async move {
         let (mut watch, slot) = state?;
-        let (event, next) = match watch.next().await {
+        // `Watch::next` is cancel-safe: an idle period loses nothing.
+        let Ok(next) = tokio::time::timeout(KEEP_ALIVE, watch.next()).await else {
+            let comment = Frame::data(Bytes::from_static(b": keep-alive\n\n"));
+            return Some((Ok::<_, Infallible>(comment), Some((watch, slot))));
+        };
+        let (event, next) = match next {
             Ok(entry) => {
                 let data = serde_json::to_string(&WireEntry {
                     ts: entry.ts,
@@ -517,8 +606,10 @@ impl From<LogError> for Failure {
             },
             LogError::Clock(ClockError::NeverIssued { .. } | ClockError::TooFarAhead { .. })
             | LogError::InvalidPath { .. }
+            | LogError::InvalidTxn(_)
             | LogError::InvalidData(_) => Self::bad_request(message),
-            LogError::Database(_) | LogError::WriterGone => {
+            LogError::Fenced(_) => Self::new(StatusCode::SERVICE_UNAVAILABLE, "fenced", message),
+            LogError::Database(_) | LogError::InUse(_) | LogError::WriterGone => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
             }
         }

@@ -1,34 +1,22 @@
 //! The node's log: for each path of each site, an ordered list of entries,
-//! kept in redb. Writes go through one writer thread that commits whatever
-//! has queued up in a single transaction (group commit: one fsync for many
-//! writes) and acknowledges each only after that commit; readers see only
-//! committed transactions, so nothing is readable before it is durable.
+//! kept in redb. Writes go through one writer thread (`writer.rs`) that
+//! commits whatever has queued up in a single transaction and acknowledges
+//! each only after that commit; readers see only committed transactions, so
+//! nothing is readable before it is durable.
 
 use std::path::Path as FsPath;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, mpsc};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::hlc::{Clock, ClockError, Timestamp};
+use super::ops::{CLOCK_BOUND, ENTRIES, JOURNAL, Op, Stored, TRIMMED, Tables, db_error};
+use super::writer::{PendingGuard, PendingWrite, Request, Writer};
 use crate::names::SiteName;
 
-/// Entries by (site and path, timestamp): `{data, author}` as JSON.
-const ENTRIES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("entries");
-/// The latest timestamp of each site and path.
-const LATEST: TableDefinition<&str, u64> = TableDefinition::new("latest");
-/// Paths created explicitly, and whether they are serialized.
-const PATHS: TableDefinition<&str, bool> = TableDefinition::new("paths");
-/// For each site and path trimmed: the latest timestamp removed.
-const TRIMMED: TableDefinition<&str, u64> = TableDefinition::new("trimmed");
-/// The clock's persisted bound, in milliseconds.
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-const CLOCK_BOUND: &str = "clock_bound_ms";
-
-/// Most writes one transaction takes.
-const MAX_BATCH: usize = 1024;
 /// Longest path accepted, in bytes.
 const MAX_PATH_BYTES: usize = 512;
 
@@ -44,20 +32,22 @@ pub enum LogError {
     InvalidData(String),
     #[error("invalid path {path:?}: {reason}")]
     InvalidPath { path: String, reason: &'static str },
+    #[error("invalid transaction: {0}")]
+    InvalidTxn(String),
     #[error("the log's database failed: {0}")]
     Database(String),
+    #[error("{0} is open in another process")]
+    InUse(String),
     #[error("trimmed: the history asked for is gone; the first available timestamp is {first_available}")]
     Trimmed { first_available: Timestamp },
     #[error("the log's writer has stopped")]
     WriterGone,
+    #[error("this node was superseded: {0}; it takes no more writes")]
+    Fenced(String),
 }
 
 fn serialized_word(serialized: bool) -> &'static str {
     if serialized { "serialized" } else { "plain" }
-}
-
-fn db_error<E: Into<redb::Error>>(error: E) -> LogError {
-    LogError::Database(error.into().to_string())
 }
 
 /// One entry of a path's log.
@@ -86,28 +76,6 @@ pub struct LogStats {
     pub commits: AtomicU64,
 }
 
-enum Request {
-    Append {
-        key: String,
-        path: String,
-        data: Box<serde_json::value::RawValue>,
-        author: String,
-        after: Timestamp,
-        reply: oneshot::Sender<Result<Timestamp, LogError>>,
-    },
-    Create {
-        key: String,
-        path: String,
-        serialized: bool,
-        reply: oneshot::Sender<Result<(), LogError>>,
-    },
-    Trim {
-        key: String,
-        before: Timestamp,
-        reply: oneshot::Sender<Result<(), LogError>>,
-    },
-}
-
 /// Wall-clock milliseconds; tests replace it.
 pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
@@ -118,8 +86,10 @@ pub struct Log {
     writer: Option<mpsc::Sender<Request>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<LogStats>,
-    /// Counts commits; watchers wait on it.
+    /// Counts commits; watchers and the shipper wait on it.
     commits: tokio::sync::watch::Receiver<u64>,
+    /// Set when another incarnation of this node took over its segments.
+    fenced: std::sync::Mutex<Option<String>>,
 }
 
 impl Drop for Log {
@@ -134,25 +104,21 @@ impl Drop for Log {
 }
 
 impl Log {
-    /// Opens (or creates) the log at `file`.
+    /// Opens (or creates) the log at `file`, kept only there.
     pub fn open(file: &FsPath) -> Result<Self, LogError> {
-        Self::open_with_clock(file, Arc::new(system_ms))
+        Self::open_with(file, Arc::new(system_ms), false)
     }
 
-    pub fn open_with_clock(file: &FsPath, wall: WallClock) -> Result<Self, LogError> {
-        let db = Arc::new(Database::create(file).map_err(db_error)?);
+    /// Opens the log with a given wall clock; with `journal`, committed
+    /// operations are also kept for shipping (see `segments.rs`).
+    pub fn open_with(file: &FsPath, wall: WallClock, journal: bool) -> Result<Self, LogError> {
+        let db = Arc::new(Database::create(file).map_err(|error| match error {
+            redb::DatabaseError::DatabaseAlreadyOpen => LogError::InUse(file.display().to_string()),
+            other => db_error(other),
+        })?);
         let bound = {
             let txn = db.begin_write().map_err(db_error)?;
-            let bound = {
-                let meta = txn.open_table(META).map_err(db_error)?;
-                txn.open_table(ENTRIES).map_err(db_error)?;
-                txn.open_table(LATEST).map_err(db_error)?;
-                txn.open_table(PATHS).map_err(db_error)?;
-                txn.open_table(TRIMMED).map_err(db_error)?;
-                meta.get(CLOCK_BOUND)
-                    .map_err(db_error)?
-                    .map_or(0, |bound| bound.value())
-            };
+            let bound = Tables::open(&txn)?.meta(CLOCK_BOUND)?.unwrap_or(0);
             txn.commit().map_err(db_error)?;
             bound
         };
@@ -166,6 +132,7 @@ impl Log {
             bound,
             wall,
             stats: Arc::clone(&stats),
+            journal,
         };
         let writer_thread = std::thread::Builder::new()
             .name("grove-log-writer".to_owned())
@@ -177,6 +144,7 @@ impl Log {
             writer_thread: Some(writer_thread),
             stats,
             commits,
+            fenced: std::sync::Mutex::new(None),
         })
     }
 
@@ -188,14 +156,14 @@ impl Log {
     /// covers the path's latest entry (compare-and-append). Creating it
     /// again the same way is a no-op.
     pub async fn create(&self, site: &SiteName, path: &str, serialized: bool) -> Result<(), LogError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Create {
-            key: key(site, path)?,
+        let key = key(site, path)?;
+        self.ask(|reply| Request::Create {
+            key,
             path: path.to_owned(),
             serialized,
             reply,
-        })?;
-        answer.await.map_err(|_| LogError::WriterGone)?
+        })
+        .await
     }
 
     /// Appends `data` (JSON text) to `path`; returns its timestamp once it
@@ -208,19 +176,51 @@ impl Log {
         author: &str,
         after: Timestamp,
     ) -> Result<Timestamp, LogError> {
-        let key = key(site, path)?;
-        let data =
-            serde_json::value::RawValue::from_string(data).map_err(|error| LogError::InvalidData(error.to_string()))?;
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Append {
-            key,
-            path: path.to_owned(),
-            data,
+        let writes = vec![pending_write(site, path, data)?];
+        self.ask(|reply| Request::Write {
+            guard: None,
+            writes,
             author: author.to_owned(),
             after,
             reply,
-        })?;
-        answer.await.map_err(|_| LogError::WriterGone)?
+        })
+        .await
+    }
+
+    /// Appends every `(path, data)` of `writes` atomically under one
+    /// timestamp, if `path`'s latest entry is exactly `if_last_ts` (zero:
+    /// the path is empty). Paths must be distinct: each gets one entry.
+    pub async fn txn(
+        &self,
+        site: &SiteName,
+        path: &str,
+        if_last_ts: Timestamp,
+        writes: Vec<(String, String)>,
+        author: &str,
+    ) -> Result<Timestamp, LogError> {
+        let guard = PendingGuard {
+            key: key(site, path)?,
+            path: path.to_owned(),
+        };
+        if writes.is_empty() {
+            return Err(LogError::InvalidTxn("it has no writes".to_owned()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        if let Some((twice, _)) = writes.iter().find(|(path, _)| !seen.insert(path.as_str())) {
+            return Err(LogError::InvalidTxn(format!("it writes {twice:?} twice")));
+        }
+        let writes = writes
+            .into_iter()
+            .map(|(path, data)| pending_write(site, &path, data))
+            .collect::<Result<_, _>>()?;
+        self.ask(|reply| Request::Write {
+            guard: Some(guard),
+            writes,
+            author: author.to_owned(),
+            after: if_last_ts,
+            reply,
+        })
+        .await
     }
 
     /// Up to `limit` entries of `path` after `after`, oldest first.
@@ -232,13 +232,8 @@ impl Log {
     /// asking for history that is gone (an `after` below the latest entry
     /// removed) get [`LogError::Trimmed`].
     pub async fn trim(&self, site: &SiteName, path: &str, before: Timestamp) -> Result<(), LogError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Request::Trim {
-            key: key(site, path)?,
-            before,
-            reply,
-        })?;
-        answer.await.map_err(|_| LogError::WriterGone)?
+        let key = key(site, path)?;
+        self.ask(|reply| Request::Trim { key, before, reply }).await
     }
 
     /// Every entry of `path` after `after`, in order, as it is committed:
@@ -258,10 +253,85 @@ impl Log {
         })
     }
 
-    fn send(&self, request: Request) -> Result<(), LogError> {
-        let writer = self.writer.as_ref().ok_or(LogError::WriterGone)?;
-        writer.send(request).map_err(|_| LogError::WriterGone)
+    /// Applies operations shipped by an earlier incarnation of this node.
+    pub(super) async fn replay(&self, ops: Vec<Op>) -> Result<(), LogError> {
+        self.ask(|reply| Request::Replay { ops, reply }).await
     }
+
+    /// Up to `limit` journaled operations not yet shipped, oldest first, as
+    /// (sequence number, JSON).
+    pub(super) fn journal(&self, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, LogError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let journal = txn.open_table(JOURNAL).map_err(db_error)?;
+        journal
+            .iter()
+            .map_err(db_error)?
+            .take(limit)
+            .map(|item| {
+                let (seq, op) = item.map_err(db_error)?;
+                Ok((seq.value(), op.value().to_vec()))
+            })
+            .collect()
+    }
+
+    /// Drops journaled operations up to `through`: they are shipped.
+    pub(super) async fn forget(&self, through: u64) -> Result<(), LogError> {
+        self.ask(|reply| Request::Forget { through, reply }).await
+    }
+
+    pub(super) fn meta(&self, name: &str) -> Result<Option<u64>, LogError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let meta = txn.open_table(super::ops::META).map_err(db_error)?;
+        Ok(meta.get(name).map_err(db_error)?.map(|value| value.value()))
+    }
+
+    pub(super) async fn set_meta(&self, name: &'static str, value: u64) -> Result<(), LogError> {
+        self.ask(|reply| Request::SetMeta { name, value, reply }).await
+    }
+
+    /// Wakes on every commit.
+    pub(super) fn commits(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.commits.clone()
+    }
+
+    /// Refuses every later change: another incarnation of this node owns
+    /// its history now. Reads go on.
+    pub(super) fn fence(&self, why: String) {
+        let mut fenced = self.fenced.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if fenced.is_none() {
+            tracing::error!(%why, "storage node fenced: it takes no more writes");
+            *fenced = Some(why);
+        }
+    }
+
+    /// Sends a request to the writer and waits for its answer.
+    async fn ask<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T, LogError>>) -> Request,
+    ) -> Result<T, LogError> {
+        if let Some(why) = self
+            .fenced
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+        {
+            return Err(LogError::Fenced(why));
+        }
+        let (reply, answer) = oneshot::channel();
+        let writer = self.writer.as_ref().ok_or(LogError::WriterGone)?;
+        writer.send(request(reply)).map_err(|_| LogError::WriterGone)?;
+        answer.await.map_err(|_| LogError::WriterGone)?
+    }
+}
+
+/// A write of `data` (JSON text) to a checked path.
+fn pending_write(site: &SiteName, path: &str, data: String) -> Result<PendingWrite, LogError> {
+    Ok(PendingWrite {
+        key: key(site, path)?,
+        path: path.to_owned(),
+        data: serde_json::value::RawValue::from_string(data)
+            .map_err(|error| LogError::InvalidData(error.to_string()))?,
+    })
 }
 
 /// Entries of one path as they are committed; see [`Log::watch`].
@@ -338,179 +408,6 @@ fn read_page(db: &Database, key: &str, after: Timestamp, limit: usize) -> Result
     Ok(Page { entries: page, next })
 }
 
-/// What an entry's value holds.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct Stored {
-    data: Box<serde_json::value::RawValue>,
-    author: String,
-}
-
-/// The writer thread's state.
-struct Writer {
-    /// Bumped after each commit, for watchers.
-    committed: tokio::sync::watch::Sender<u64>,
-    db: Arc<Database>,
-    clock: Clock,
-    /// The clock bound persisted so far.
-    bound: u64,
-    wall: WallClock,
-    stats: Arc<LogStats>,
-}
-
-/// An answer to send once the batch's transaction committed.
-enum Answer {
-    Appended(
-        oneshot::Sender<Result<Timestamp, LogError>>,
-        Result<Timestamp, LogError>,
-    ),
-    Done(oneshot::Sender<Result<(), LogError>>, Result<(), LogError>),
-}
-
-impl Writer {
-    fn run(&mut self, requests: &mpsc::Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
-            let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match requests.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
-            }
-            self.commit(batch);
-        }
-    }
-
-    /// Applies a batch in one transaction; every answer waits for its commit.
-    fn commit(&mut self, batch: Vec<Request>) {
-        let bound_before = self.bound;
-        let mut answers = Vec::with_capacity(batch.len());
-        let outcome = self.apply(batch, &mut answers);
-        let failure = match outcome {
-            Ok(()) => None,
-            Err(error) => Some(error.to_string()),
-        };
-        if failure.is_some() {
-            // Nothing of the batch is durable: the persisted bound is what it
-            // was. Timestamps issued for it are simply never reused.
-            self.bound = bound_before;
-        } else {
-            self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            self.committed.send_modify(|commits| *commits += 1);
-        }
-        for answer in answers {
-            match answer {
-                Answer::Appended(reply, result) => {
-                    let result = match &failure {
-                        Some(message) => Err(LogError::Database(message.clone())),
-                        None => result,
-                    };
-                    if result.is_ok() {
-                        self.stats.writes.fetch_add(1, Ordering::Relaxed);
-                    }
-                    let _ = reply.send(result);
-                }
-                Answer::Done(reply, result) => {
-                    let result = match &failure {
-                        Some(message) => Err(LogError::Database(message.clone())),
-                        None => result,
-                    };
-                    let _ = reply.send(result);
-                }
-            }
-        }
-    }
-
-    fn apply(&mut self, batch: Vec<Request>, answers: &mut Vec<Answer>) -> Result<(), LogError> {
-        let txn = self.db.begin_write().map_err(db_error)?;
-        {
-            let mut entries = txn.open_table(ENTRIES).map_err(db_error)?;
-            let mut latest = txn.open_table(LATEST).map_err(db_error)?;
-            let mut paths = txn.open_table(PATHS).map_err(db_error)?;
-            let mut meta = txn.open_table(META).map_err(db_error)?;
-            let mut trimmed = txn.open_table(TRIMMED).map_err(db_error)?;
-            for request in batch {
-                match request {
-                    Request::Append {
-                        key,
-                        path,
-                        data,
-                        author,
-                        after,
-                        reply,
-                    } => {
-                        let serialized = paths
-                            .get(key.as_str())
-                            .map_err(db_error)?
-                            .is_some_and(|flag| flag.value());
-                        let last = latest
-                            .get(key.as_str())
-                            .map_err(db_error)?
-                            .map_or(Timestamp::ZERO, |ts| Timestamp::from_u64(ts.value()));
-                        if serialized && after < last {
-                            answers.push(Answer::Appended(reply, Err(LogError::Conflict { path, latest: last })));
-                            continue;
-                        }
-                        let ts = match self.clock.next((self.wall)(), after) {
-                            Ok(ts) => ts,
-                            Err(error) => {
-                                answers.push(Answer::Appended(reply, Err(error.into())));
-                                continue;
-                            }
-                        };
-                        let stored = serde_json::to_vec(&Stored { data, author }).expect("entries serialize");
-                        entries
-                            .insert((key.as_str(), ts.as_u64()), stored.as_slice())
-                            .map_err(db_error)?;
-                        latest.insert(key.as_str(), ts.as_u64()).map_err(db_error)?;
-                        if let Some(bound) = Clock::bound_for(ts, self.bound) {
-                            meta.insert(CLOCK_BOUND, bound).map_err(db_error)?;
-                            self.bound = bound;
-                        }
-                        answers.push(Answer::Appended(reply, Ok(ts)));
-                    }
-                    Request::Create {
-                        key,
-                        path,
-                        serialized,
-                        reply,
-                    } => {
-                        let existing = paths.get(key.as_str()).map_err(db_error)?.map(|flag| flag.value());
-                        let result = match existing {
-                            Some(existing) if existing != serialized => {
-                                Err(LogError::CreatedOtherwise { path, existing })
-                            }
-                            Some(_) => Ok(()),
-                            None => {
-                                paths.insert(key.as_str(), serialized).map_err(db_error)?;
-                                Ok(())
-                            }
-                        };
-                        answers.push(Answer::Done(reply, result));
-                    }
-                    Request::Trim { key, before, reply } => {
-                        let mut gone = Vec::new();
-                        for item in entries
-                            .range((key.as_str(), 0)..(key.as_str(), before.as_u64()))
-                            .map_err(db_error)?
-                        {
-                            gone.push(item.map_err(db_error)?.0.value().1);
-                        }
-                        if let Some(&last) = gone.last() {
-                            for ts in &gone {
-                                entries.remove((key.as_str(), *ts)).map_err(db_error)?;
-                            }
-                            let earlier = trimmed.get(key.as_str()).map_err(db_error)?.map_or(0, |ts| ts.value());
-                            trimmed.insert(key.as_str(), earlier.max(last)).map_err(db_error)?;
-                        }
-                        answers.push(Answer::Done(reply, Ok(())));
-                    }
-                }
-            }
-        }
-        txn.commit().map_err(db_error)
-    }
-}
-
 /// The table key of a site's path; paths are checked here, once.
 fn key(site: &SiteName, path: &str) -> Result<String, LogError> {
     check_path(path)?;
@@ -543,7 +440,7 @@ pub(super) fn check_path(path: &str) -> Result<(), LogError> {
     Ok(())
 }
 
-fn system_ms() -> u64 {
+pub(super) fn system_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
@@ -551,7 +448,7 @@ fn system_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicU64;
+    use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
 
@@ -625,7 +522,7 @@ mod tests {
             Arc::new(move || now.load(Ordering::Relaxed)) as WallClock
         };
         let before = {
-            let log = Log::open_with_clock(&file, Arc::clone(&wall)).unwrap();
+            let log = Log::open_with(&file, Arc::clone(&wall), false).unwrap();
             let mut issued = Vec::new();
             for i in 0..5 {
                 issued.push(
@@ -638,7 +535,7 @@ mod tests {
         };
         // The machine's clock went back an hour across the restart.
         now.store(50_000 - 3_600_000 / 100, Ordering::Relaxed);
-        let log = Log::open_with_clock(&file, wall).unwrap();
+        let log = Log::open_with(&file, wall, false).unwrap();
         let after = log
             .append(&site(), "counter", "5".to_owned(), "h1", Timestamp::ZERO)
             .await

@@ -1,0 +1,418 @@
+//! Log segments in the object store: how a node's history outlives its disk.
+//!
+//! Every committed operation is journaled in the same redb transaction that
+//! applies it. The shipper seals what the journal holds into segments,
+//! written create-only under `nodes/<name>/segments/<epoch>/<first seq>`,
+//! then drops the shipped rows. A crash between the two re-seals from the
+//! same first sequence number; the existing segment says how far it got.
+//!
+//! An epoch is one incarnation of a node's log: `nodes/<name>/epochs/<e>`
+//! records the sequence number it starts at. A node started on an empty
+//! disk replays every epoch's segments in order, then claims the next
+//! epoch. Operations an older incarnation shipped at or after the next
+//! epoch's start were never part of the rebuilt history and are ignored,
+//! and a running node that sees a newer epoch stops taking writes, so two
+//! incarnations never both extend the history.
+//!
+//! What is committed but not yet shipped (at most about one seal interval)
+//! lives only on the node's disk: it survives a crash of the process, not
+//! the loss of the disk.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use super::hlc::Timestamp;
+use super::log::{Log, LogError, WallClock};
+use super::ops::{CLOCK_BOUND, EPOCH, JOURNAL_NEXT, Op};
+use crate::store::{ObjectKey, ObjectStore, StoreError};
+
+/// How a node ships its segments.
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    /// The node's name: its segments live under `nodes/<name>/`. Stable
+    /// across restarts and machines, so a replacement node finds them.
+    pub name: String,
+    /// How long committed operations gather before a segment is sealed:
+    /// the most history a lost disk can take with it.
+    pub seal_interval: Duration,
+    /// Most operations in one segment.
+    pub max_ops: usize,
+}
+
+impl SegmentOptions {
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            seal_interval: Duration::from_secs(1),
+            max_ops: 4096,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the object store failed: {0}")]
+    Store(#[from] StoreError),
+    #[error("invalid node name {0:?}: use letters, digits, '-' and '_'")]
+    InvalidName(String),
+    #[error("segment {key} is corrupt ({reason}); the node's history cannot be rebuilt past it")]
+    Corrupt { key: String, reason: String },
+    #[error("the shipped history of node {name} has a gap: operation {expected} is missing (next found: {found})")]
+    Gap { name: String, expected: u64, found: u64 },
+    #[error(
+        "node {name} was rebuilt elsewhere (epoch {newer} supersedes this disk's epoch {ours}); \
+         move {file} away to rebuild this node from the store"
+    )]
+    Superseded {
+        name: String,
+        ours: u64,
+        newer: u64,
+        file: String,
+    },
+    #[error(
+        "{file} holds a log that was never shipped, but the store already holds segments of node {name}; \
+         give this node another name, or move {file} away to rebuild from the store"
+    )]
+    Unshipped { name: String, file: String },
+    #[error("the store holds no epoch {epoch} of node {name}, which {file} was writing; refusing to go on")]
+    EpochMissing { name: String, epoch: u64, file: String },
+    #[error("another node claimed epoch {epoch} of node {name} at the same time; start again")]
+    EpochTaken { name: String, epoch: u64 },
+}
+
+/// What an epoch marker records.
+#[derive(Debug, Serialize, Deserialize)]
+struct EpochMarker {
+    /// The first sequence number this epoch writes.
+    first_seq: u64,
+}
+
+/// One line of a segment.
+#[derive(Serialize, Deserialize)]
+struct Line<'a> {
+    seq: u64,
+    #[serde(borrow)]
+    op: &'a serde_json::value::RawValue,
+}
+
+/// The object keys of one node's segments.
+#[derive(Debug, Clone)]
+struct Keys {
+    name: String,
+}
+
+impl Keys {
+    fn new(name: &str) -> Result<Self, SegmentError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'));
+        if !valid {
+            return Err(SegmentError::InvalidName(name.to_owned()));
+        }
+        Ok(Self { name: name.to_owned() })
+    }
+
+    fn epochs(&self) -> String {
+        format!("nodes/{}/epochs/", self.name)
+    }
+
+    fn epoch(&self, epoch: u64) -> ObjectKey {
+        ObjectKey::new(format!("{}{epoch:010}", self.epochs())).expect("a valid key")
+    }
+
+    fn segments(&self, epoch: u64) -> String {
+        format!("nodes/{}/segments/{epoch:010}/", self.name)
+    }
+
+    fn segment(&self, epoch: u64, first_seq: u64) -> ObjectKey {
+        ObjectKey::new(format!("{}{first_seq:020}", self.segments(epoch))).expect("a valid key")
+    }
+}
+
+/// Opens the node's log at `file` with shipping on. On an empty disk it is
+/// rebuilt from the store's segments first; either way this incarnation's
+/// epoch is checked (or claimed) against the store.
+pub async fn open(
+    file: &FsPath,
+    store: Arc<dyn ObjectStore>,
+    options: SegmentOptions,
+    wall: WallClock,
+) -> Result<(Arc<Log>, Shipper), SegmentError> {
+    let keys = Keys::new(&options.name)?;
+    let fresh = !file.exists();
+    let epochs = list_epochs(store.as_ref(), &keys).await?;
+    let log = Log::open_with(file, Arc::clone(&wall), true)?;
+    let shown = file.display().to_string();
+    let epoch = match log.meta(EPOCH)? {
+        Some(ours) => {
+            if let Some(&(newer, _)) = epochs.iter().find(|(epoch, _)| *epoch > ours) {
+                return Err(SegmentError::Superseded {
+                    name: keys.name,
+                    ours,
+                    newer,
+                    file: shown,
+                });
+            }
+            if !epochs.iter().any(|(epoch, _)| *epoch == ours) {
+                return Err(SegmentError::EpochMissing {
+                    name: keys.name,
+                    epoch: ours,
+                    file: shown,
+                });
+            }
+            ours
+        }
+        None => {
+            if !fresh && !epochs.is_empty() {
+                return Err(SegmentError::Unshipped {
+                    name: keys.name,
+                    file: shown,
+                });
+            }
+            let next_seq = if epochs.is_empty() {
+                log.meta(JOURNAL_NEXT)?.unwrap_or(1)
+            } else {
+                let (next_seq, last_ts) = replay(&log, store.as_ref(), &keys, &epochs).await?;
+                // Operations committed but never shipped may have been
+                // acknowledged with timestamps up to a seal interval (and a
+                // store round trip) later: start above all of them.
+                let margin = u64::try_from(options.seal_interval.as_millis()).unwrap_or(u64::MAX) + 60_000;
+                let bound = last_ts.physical_ms().saturating_add(margin);
+                log.set_meta(CLOCK_BOUND, bound.max(log.meta(CLOCK_BOUND)?.unwrap_or(0)))
+                    .await?;
+                next_seq
+            };
+            let epoch = epochs.last().map_or(1, |(epoch, _)| epoch + 1);
+            let marker = serde_json::to_vec(&EpochMarker { first_seq: next_seq }).expect("markers serialize");
+            match store.put_if_absent(&keys.epoch(epoch), Bytes::from(marker)).await {
+                Ok(_) => {}
+                Err(error) if error.is_precondition_failed() => {
+                    return Err(SegmentError::EpochTaken { name: keys.name, epoch });
+                }
+                Err(error) => return Err(error.into()),
+            }
+            log.set_meta(JOURNAL_NEXT, next_seq).await?;
+            log.set_meta(EPOCH, epoch).await?;
+            tracing::info!(node = %keys.name, epoch, first_seq = next_seq, rebuilt = !epochs.is_empty(), "storage node epoch claimed");
+            epoch
+        }
+    };
+    // Reopened so the writer's clock starts above a rebuilt bound.
+    drop(log);
+    let log = Arc::new(Log::open_with(file, wall, true)?);
+    let shipper = Shipper {
+        log: Arc::clone(&log),
+        store,
+        keys,
+        epoch,
+        options,
+    };
+    Ok((log, shipper))
+}
+
+/// Every epoch marker of the node, in order.
+async fn list_epochs(store: &dyn ObjectStore, keys: &Keys) -> Result<Vec<(u64, EpochMarker)>, SegmentError> {
+    let mut epochs = Vec::new();
+    for key in list_all(store, &keys.epochs()).await? {
+        let corrupt = |reason: String| SegmentError::Corrupt {
+            key: key.to_string(),
+            reason,
+        };
+        let epoch = key
+            .as_str()
+            .rsplit('/')
+            .next()
+            .and_then(|last| last.parse::<u64>().ok())
+            .ok_or_else(|| corrupt("the key is not an epoch number".to_owned()))?;
+        let marker =
+            serde_json::from_slice(&store.get(&key).await?.bytes).map_err(|error| corrupt(error.to_string()))?;
+        epochs.push((epoch, marker));
+    }
+    epochs.sort_by_key(|(epoch, _)| *epoch);
+    Ok(epochs)
+}
+
+async fn list_all(store: &dyn ObjectStore, prefix: &str) -> Result<Vec<ObjectKey>, StoreError> {
+    let mut keys = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list(prefix, after.as_ref(), 1000).await?;
+        keys.extend(page.keys);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(keys),
+        }
+    }
+}
+
+/// Replays every epoch's segments into `log`; returns the next sequence
+/// number and the latest timestamp replayed.
+async fn replay(
+    log: &Log,
+    store: &dyn ObjectStore,
+    keys: &Keys,
+    epochs: &[(u64, EpochMarker)],
+) -> Result<(u64, Timestamp), SegmentError> {
+    let mut next_seq = epochs.first().map_or(1, |(_, marker)| marker.first_seq);
+    let mut last_ts = Timestamp::ZERO;
+    for (index, (epoch, _)) in epochs.iter().enumerate() {
+        // What an older incarnation shipped after the next one started is
+        // not part of the history.
+        let end = epochs.get(index + 1).map(|(_, marker)| marker.first_seq);
+        'segments: for key in list_all(store, &keys.segments(*epoch)).await? {
+            let bytes = store.get(&key).await?.bytes;
+            let corrupt = |reason: String| SegmentError::Corrupt {
+                key: key.to_string(),
+                reason,
+            };
+            let mut ops = Vec::new();
+            for text in bytes.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
+                let line: Line<'_> = serde_json::from_slice(text).map_err(|error| corrupt(error.to_string()))?;
+                if end.is_some_and(|end| line.seq >= end) {
+                    log.replay(ops).await?;
+                    break 'segments;
+                }
+                if line.seq < next_seq {
+                    // Shipped twice (a crash between shipping and forgetting).
+                    continue;
+                }
+                if line.seq > next_seq {
+                    return Err(SegmentError::Gap {
+                        name: keys.name.clone(),
+                        expected: next_seq,
+                        found: line.seq,
+                    });
+                }
+                let op: Op = serde_json::from_str(line.op.get()).map_err(|error| corrupt(error.to_string()))?;
+                if let Op::Write { ts, .. } = &op {
+                    last_ts = last_ts.max(*ts);
+                }
+                ops.push(op);
+                next_seq += 1;
+            }
+            log.replay(ops).await?;
+        }
+        if let Some(end) = end.filter(|end| *end > next_seq) {
+            return Err(SegmentError::Gap {
+                name: keys.name.clone(),
+                expected: next_seq,
+                found: end,
+            });
+        }
+    }
+    Ok((next_seq, last_ts))
+}
+
+/// Seals journaled operations into segments and ships them.
+pub struct Shipper {
+    log: Arc<Log>,
+    store: Arc<dyn ObjectStore>,
+    keys: Keys,
+    epoch: u64,
+    options: SegmentOptions,
+}
+
+impl Shipper {
+    /// Ships after every commit, a seal interval later, until `stop`
+    /// resolves; then ships what is left once more.
+    pub async fn run(self, stop: impl std::future::Future<Output = ()>) {
+        let mut commits = self.log.commits();
+        tokio::pin!(stop);
+        let mut failures = 0u32;
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                changed = commits.changed() => if changed.is_err() { break },
+            }
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(self.options.seal_interval) => {}
+            }
+            match self.ship().await {
+                Ok(_) => failures = 0,
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(node = %self.keys.name, %error, "shipping log segments failed; retrying");
+                    let backoff = Duration::from_millis(500 << failures.min(6));
+                    tokio::select! {
+                        () = &mut stop => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    // Retry even without a new commit.
+                    commits.mark_changed();
+                }
+            }
+        }
+        if let Err(error) = self.ship().await {
+            tracing::error!(node = %self.keys.name, %error, "shipping the last log segments failed; they stay in the journal");
+        }
+    }
+
+    /// Ships everything journaled; returns the operations shipped.
+    pub async fn ship(&self) -> Result<usize, SegmentError> {
+        self.check_not_superseded().await?;
+        let mut shipped = 0;
+        loop {
+            let journal = self.log.journal(self.options.max_ops)?;
+            let (Some(&(first, _)), Some(&(last, _))) = (journal.first(), journal.last()) else {
+                return Ok(shipped);
+            };
+            let mut body = Vec::new();
+            for (seq, op) in &journal {
+                let op = std::str::from_utf8(op)
+                    .ok()
+                    .and_then(|op| serde_json::from_str::<&serde_json::value::RawValue>(op).ok())
+                    .ok_or_else(|| LogError::Database(format!("journaled operation {seq} is corrupt")))?;
+                serde_json::to_writer(&mut body, &Line { seq: *seq, op }).expect("lines serialize");
+                body.push(b'\n');
+            }
+            let key = self.keys.segment(self.epoch, first);
+            let through = match self.store.put_if_absent(&key, Bytes::from(body)).await {
+                Ok(_) => last,
+                // Shipped before a crash, perhaps with fewer operations.
+                Err(error) if error.is_precondition_failed() => self.last_seq_of(&key).await?,
+                Err(error) => return Err(error.into()),
+            };
+            self.log.forget(through).await?;
+            shipped += usize::try_from(through - first + 1).unwrap_or(usize::MAX);
+        }
+    }
+
+    async fn last_seq_of(&self, key: &ObjectKey) -> Result<u64, SegmentError> {
+        let bytes = self.store.get(key).await?.bytes;
+        let last = bytes
+            .split(|byte| *byte == b'\n')
+            .rfind(|line| !line.is_empty())
+            .and_then(|line| serde_json::from_slice::<Line<'_>>(line).ok())
+            .ok_or_else(|| SegmentError::Corrupt {
+                key: key.to_string(),
+                reason: "no readable last line".to_owned(),
+            })?;
+        Ok(last.seq)
+    }
+
+    /// Fences the log if a newer incarnation claimed the node.
+    async fn check_not_superseded(&self) -> Result<(), SegmentError> {
+        match self.store.size(&self.keys.epoch(self.epoch + 1)).await {
+            Ok(_) => {
+                let why = format!(
+                    "epoch {} of node {} was claimed by a rebuilt node",
+                    self.epoch + 1,
+                    self.keys.name
+                );
+                self.log.fence(why.clone());
+                Err(LogError::Fenced(why).into())
+            }
+            Err(error) if error.is_not_found() => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
