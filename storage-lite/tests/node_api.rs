@@ -254,6 +254,85 @@ async fn handles_are_checked_and_bad_input_changes_nothing() {
     assert_eq!(page["entries"].as_array().unwrap().len(), 0);
 }
 
+#[tokio::test]
+async fn transactions_commit_together_or_not_at_all() {
+    let node = start(NodeLimits {
+        max_txn_writes: 3,
+        ..NodeLimits::default()
+    })
+    .await;
+    let txn = |if_last: Value, writes: Value| json!({ "path": "cart", "if_last_ts": if_last, "writes": writes });
+    let (status, first) = node
+        .post(
+            node.root(),
+            "txn",
+            txn(
+                json!("0"),
+                json!([{ "data": { "items": 1 } }, { "path": "cart/total", "data": 10 }]),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let ts = first["ts"].as_str().unwrap();
+    for path in ["cart", "cart/total"] {
+        let (_, page) = node.get(node.root(), &format!("read?path={path}")).await;
+        assert_eq!(page["entries"][0]["ts"], ts, "one timestamp for both writes");
+    }
+    let (status, conflict) = node
+        .post(node.root(), "txn", txn(json!("0"), json!([{ "data": 2 }])))
+        .await;
+    assert_eq!(
+        (status, conflict["error"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    assert_eq!(conflict["latest"], ts);
+
+    // A handle must be able to write every path it touches: nothing is
+    // written when one is outside its grant.
+    let now = time::OffsetDateTime::now_utc();
+    let cart_only = node
+        .grant("cart", &["read", "write"], now + time::Duration::hours(1))
+        .await;
+    let (status, _) = node
+        .post(
+            &cart_only,
+            "txn",
+            txn(json!(ts), json!([{ "data": 3 }, { "path": "orders", "data": 1 }])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Too many writes, the same path twice, a malformed if_last_ts.
+    let (status, _) = node
+        .post(
+            node.root(),
+            "txn",
+            txn(json!(ts), json!([{ "data": 1 }, { "path": "a", "data": 1 }, { "path": "b", "data": 1 }, { "path": "c", "data": 1 }])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let (status, reply) = node
+        .post(
+            node.root(),
+            "txn",
+            txn(json!(ts), json!([{ "data": 1 }, { "path": "cart", "data": 2 }])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    let (status, _) = node
+        .post(node.root(), "txn", txn(json!(12), json!([{ "data": 1 }])))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    for path in ["cart", "orders", "a"] {
+        let (_, page) = node.get(node.root(), &format!("read?path={path}")).await;
+        let expected = usize::from(path == "cart");
+        assert_eq!(page["entries"].as_array().unwrap().len(), expected, "{path}");
+    }
+    let (status, _) = node
+        .post(node.root(), "txn", txn(json!(ts), json!([{ "data": { "items": 2 } }])))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
 /// Reads SSE events (id, data) from a streaming response until `count`.
 async fn events(response: &mut reqwest::Response, count: usize) -> Vec<(String, Value)> {
     let mut buffer = String::new();

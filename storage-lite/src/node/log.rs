@@ -712,4 +712,86 @@ mod tests {
             Err(LogError::Trimmed { .. })
         ));
     }
+
+    #[tokio::test]
+    async fn a_transaction_writes_every_path_under_one_timestamp_only_if_its_path_is_unchanged() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(&dir.path().join("log.redb")).unwrap();
+        let writes = |count: &str| {
+            vec![
+                ("cart".to_owned(), "{\"items\":1}".to_owned()),
+                ("cart/count".to_owned(), count.to_owned()),
+            ]
+        };
+        let first = log
+            .txn(&site(), "cart", Timestamp::ZERO, writes("1"), "h")
+            .await
+            .unwrap();
+        for path in ["cart", "cart/count"] {
+            let page = log.read(&site(), path, Timestamp::ZERO, 10).unwrap();
+            assert_eq!(page.entries.len(), 1);
+            assert_eq!(page.entries[0].ts, first, "one timestamp for every write");
+        }
+        // A stale `if_last_ts` is a conflict naming the latest, and writes
+        // nothing anywhere.
+        match log.txn(&site(), "cart", Timestamp::ZERO, writes("2"), "h").await {
+            Err(LogError::Conflict { path, latest }) => assert_eq!((path.as_str(), latest), ("cart", first)),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert_eq!(
+            log.read(&site(), "cart/count", Timestamp::ZERO, 10)
+                .unwrap()
+                .entries
+                .len(),
+            1
+        );
+        let second = log.txn(&site(), "cart", first, writes("2"), "h").await.unwrap();
+        assert!(second > first);
+
+        // A serialized path among the writes must be covered too.
+        log.create(&site(), "ledger", true).await.unwrap();
+        let entry = log
+            .append(&site(), "ledger", "1".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        let blog = site();
+        let both = |if_last| {
+            log.txn(
+                &blog,
+                "cart",
+                if_last,
+                vec![
+                    ("cart".to_owned(), "3".to_owned()),
+                    ("ledger".to_owned(), "2".to_owned()),
+                ],
+                "h",
+            )
+        };
+        assert!(entry > second);
+        assert!(matches!(both(second).await, Err(LogError::Conflict { path, .. }) if path == "ledger"));
+
+        for (path, writes) in [
+            ("cart", vec![]),
+            (
+                "cart",
+                vec![("a".to_owned(), "1".to_owned()), ("a".to_owned(), "2".to_owned())],
+            ),
+        ] {
+            assert!(matches!(
+                log.txn(&site(), path, second, writes, "h").await,
+                Err(LogError::InvalidTxn(_))
+            ));
+        }
+        assert!(matches!(
+            log.txn(&site(), "cart", second, vec![("../x".to_owned(), "1".to_owned())], "h")
+                .await,
+            Err(LogError::InvalidPath { .. })
+        ));
+        assert!(matches!(
+            log.txn(&site(), "cart", second, vec![("x".to_owned(), "{".to_owned())], "h")
+                .await,
+            Err(LogError::InvalidData(_))
+        ));
+        assert_eq!(log.read(&site(), "cart", Timestamp::ZERO, 10).unwrap().entries.len(), 2);
+    }
 }

@@ -50,9 +50,11 @@ pub(super) struct KeyedWrite {
     pub author: String,
 }
 
-/// A committed change to the log. Keys are `<site>\0<path>`.
+/// A committed change to the log. Keys are `<site>\0<path>`. Externally
+/// tagged (`{"write": {...}}`): an internally tagged enum would buffer its
+/// fields, and the raw JSON values inside cannot be read from a buffer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
 pub(super) enum Op {
     Create {
         key: String,

@@ -30,6 +30,10 @@ use super::log::{Log, LogError, WallClock};
 use super::ops::{CLOCK_BOUND, EPOCH, JOURNAL_NEXT, Op};
 use crate::store::{ObjectKey, ObjectStore, StoreError};
 
+/// How far past a seal interval an unshipped timestamp may lie: a store
+/// write that slow is retried, and fails the shipping loudly.
+const UNSHIPPED_MARGIN_MS: u64 = 10_000;
+
 /// How a node ships its segments.
 #[derive(Debug, Clone)]
 pub struct SegmentOptions {
@@ -150,59 +154,16 @@ pub async fn open(
     let fresh = !file.exists();
     let epochs = list_epochs(store.as_ref(), &keys).await?;
     let log = Log::open_with(file, Arc::clone(&wall), true)?;
-    let shown = file.display().to_string();
-    let epoch = match log.meta(EPOCH)? {
-        Some(ours) => {
-            if let Some(&(newer, _)) = epochs.iter().find(|(epoch, _)| *epoch > ours) {
-                return Err(SegmentError::Superseded {
-                    name: keys.name,
-                    ours,
-                    newer,
-                    file: shown,
-                });
+    let epoch = match claim_epoch(&log, store.as_ref(), &keys, &epochs, &options, file, fresh).await {
+        Ok(epoch) => epoch,
+        Err(error) => {
+            drop(log);
+            if fresh {
+                // A failed rebuild leaves nothing behind: the next start
+                // begins again from the store.
+                let _ = std::fs::remove_file(file);
             }
-            if !epochs.iter().any(|(epoch, _)| *epoch == ours) {
-                return Err(SegmentError::EpochMissing {
-                    name: keys.name,
-                    epoch: ours,
-                    file: shown,
-                });
-            }
-            ours
-        }
-        None => {
-            if !fresh && !epochs.is_empty() {
-                return Err(SegmentError::Unshipped {
-                    name: keys.name,
-                    file: shown,
-                });
-            }
-            let next_seq = if epochs.is_empty() {
-                log.meta(JOURNAL_NEXT)?.unwrap_or(1)
-            } else {
-                let (next_seq, last_ts) = replay(&log, store.as_ref(), &keys, &epochs).await?;
-                // Operations committed but never shipped may have been
-                // acknowledged with timestamps up to a seal interval (and a
-                // store round trip) later: start above all of them.
-                let margin = u64::try_from(options.seal_interval.as_millis()).unwrap_or(u64::MAX) + 60_000;
-                let bound = last_ts.physical_ms().saturating_add(margin);
-                log.set_meta(CLOCK_BOUND, bound.max(log.meta(CLOCK_BOUND)?.unwrap_or(0)))
-                    .await?;
-                next_seq
-            };
-            let epoch = epochs.last().map_or(1, |(epoch, _)| epoch + 1);
-            let marker = serde_json::to_vec(&EpochMarker { first_seq: next_seq }).expect("markers serialize");
-            match store.put_if_absent(&keys.epoch(epoch), Bytes::from(marker)).await {
-                Ok(_) => {}
-                Err(error) if error.is_precondition_failed() => {
-                    return Err(SegmentError::EpochTaken { name: keys.name, epoch });
-                }
-                Err(error) => return Err(error.into()),
-            }
-            log.set_meta(JOURNAL_NEXT, next_seq).await?;
-            log.set_meta(EPOCH, epoch).await?;
-            tracing::info!(node = %keys.name, epoch, first_seq = next_seq, rebuilt = !epochs.is_empty(), "storage node epoch claimed");
-            epoch
+            return Err(error);
         }
     };
     // Reopened so the writer's clock starts above a rebuilt bound.
@@ -216,6 +177,77 @@ pub async fn open(
         options,
     };
     Ok((log, shipper))
+}
+
+/// Checks this disk's epoch against the store, or (on a disk that never
+/// shipped) rebuilds from the store and claims the next epoch.
+async fn claim_epoch(
+    log: &Log,
+    store: &dyn ObjectStore,
+    keys: &Keys,
+    epochs: &[(u64, EpochMarker)],
+    options: &SegmentOptions,
+    file: &FsPath,
+    fresh: bool,
+) -> Result<u64, SegmentError> {
+    let shown = file.display().to_string();
+    match log.meta(EPOCH)? {
+        Some(ours) => {
+            if let Some(&(newer, _)) = epochs.iter().find(|(epoch, _)| *epoch > ours) {
+                return Err(SegmentError::Superseded {
+                    name: keys.name.clone(),
+                    ours,
+                    newer,
+                    file: shown,
+                });
+            }
+            if !epochs.iter().any(|(epoch, _)| *epoch == ours) {
+                return Err(SegmentError::EpochMissing {
+                    name: keys.name.clone(),
+                    epoch: ours,
+                    file: shown,
+                });
+            }
+            Ok(ours)
+        }
+        None => {
+            if !fresh && !epochs.is_empty() {
+                return Err(SegmentError::Unshipped {
+                    name: keys.name.clone(),
+                    file: shown,
+                });
+            }
+            let next_seq = if epochs.is_empty() {
+                log.meta(JOURNAL_NEXT)?.unwrap_or(1)
+            } else {
+                let (next_seq, last_ts) = replay(log, store, keys, epochs).await?;
+                // Operations committed but never shipped may have been
+                // acknowledged with timestamps up to a seal interval (and a
+                // slow store write) later: start above all of them.
+                let margin = u64::try_from(options.seal_interval.as_millis()).unwrap_or(u64::MAX) + UNSHIPPED_MARGIN_MS;
+                let bound = last_ts.physical_ms().saturating_add(margin);
+                log.set_meta(CLOCK_BOUND, bound.max(log.meta(CLOCK_BOUND)?.unwrap_or(0)))
+                    .await?;
+                next_seq
+            };
+            let epoch = epochs.last().map_or(1, |(epoch, _)| epoch + 1);
+            let marker = serde_json::to_vec(&EpochMarker { first_seq: next_seq }).expect("markers serialize");
+            match store.put_if_absent(&keys.epoch(epoch), Bytes::from(marker)).await {
+                Ok(_) => {}
+                Err(error) if error.is_precondition_failed() => {
+                    return Err(SegmentError::EpochTaken {
+                        name: keys.name.clone(),
+                        epoch,
+                    });
+                }
+                Err(error) => return Err(error.into()),
+            }
+            log.set_meta(JOURNAL_NEXT, next_seq).await?;
+            log.set_meta(EPOCH, epoch).await?;
+            tracing::info!(node = %keys.name, epoch, first_seq = next_seq, rebuilt = !epochs.is_empty(), "storage node epoch claimed");
+            Ok(epoch)
+        }
+    }
 }
 
 /// Every epoch marker of the node, in order.
@@ -414,5 +446,233 @@ impl Shipper {
             Err(error) if error.is_not_found() => Ok(()),
             Err(error) => Err(error.into()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::SiteName;
+    use crate::store::MemoryStore;
+
+    fn site() -> SiteName {
+        SiteName::parse("blog").unwrap()
+    }
+
+    async fn open_in(dir: &FsPath, store: &Arc<dyn ObjectStore>) -> Result<(Arc<Log>, Shipper), SegmentError> {
+        open(
+            &dir.join("node.redb"),
+            Arc::clone(store),
+            SegmentOptions::named("n1"),
+            Arc::new(super::super::log::system_ms),
+        )
+        .await
+    }
+
+    /// Every entry still there.
+    async fn all(log: &Log, path: &str) -> Vec<(Timestamp, String)> {
+        let page = match log.read(&site(), path, Timestamp::ZERO, 10_000) {
+            Err(LogError::Trimmed { first_available }) => {
+                log.read(&site(), path, Timestamp::from_u64(first_available.as_u64() - 1), 10_000)
+            }
+            other => other,
+        };
+        page.unwrap()
+            .entries
+            .into_iter()
+            .map(|entry| (entry.ts, entry.data.get().to_owned()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_node_rebuilt_on_an_empty_disk_holds_everything_shipped() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let first = tempfile::tempdir().unwrap();
+        let (log, shipper) = open_in(first.path(), &store).await.unwrap();
+        log.create(&site(), "doc", true).await.unwrap();
+        let mut doc_latest = Timestamp::ZERO;
+        for i in 0..3 {
+            doc_latest = log
+                .append(&site(), "doc", i.to_string(), "h", doc_latest)
+                .await
+                .unwrap();
+        }
+        for i in 0..10 {
+            log.append(&site(), "chat", format!("{{\"i\":{i}}}"), "h", Timestamp::ZERO)
+                .await
+                .unwrap();
+        }
+        let chat = all(&log, "chat").await;
+        log.trim(&site(), "chat", chat[4].0).await.unwrap();
+        let txn_ts = log
+            .txn(
+                &site(),
+                "doc",
+                doc_latest,
+                vec![
+                    ("doc".to_owned(), "\"t\"".to_owned()),
+                    ("index".to_owned(), "1".to_owned()),
+                ],
+                "h",
+            )
+            .await
+            .unwrap();
+        // Shipped in two segments.
+        assert!(shipper.ship().await.unwrap() > 0);
+        log.append(&site(), "chat", "\"late\"".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        shipper.ship().await.unwrap();
+        assert!(
+            log.journal(10).unwrap().is_empty(),
+            "shipped operations leave the journal"
+        );
+        let before: Vec<_> = futures::future::join_all(["doc", "chat", "index"].map(|path| all(&log, path))).await;
+        let newest = before.iter().flatten().map(|(ts, _)| *ts).max().unwrap();
+        drop(shipper);
+        drop(log);
+
+        let second = tempfile::tempdir().unwrap();
+        let (rebuilt, _shipper) = open_in(second.path(), &store).await.unwrap();
+        let after: Vec<_> = futures::future::join_all(["doc", "chat", "index"].map(|path| all(&rebuilt, path))).await;
+        assert_eq!(after, before, "every entry, with its timestamp");
+        assert_eq!(after[2], vec![(txn_ts, "1".to_owned())]);
+        assert!(matches!(
+            rebuilt.read(&site(), "chat", Timestamp::ZERO, 10),
+            Err(LogError::Trimmed { .. })
+        ));
+        assert!(
+            matches!(
+                rebuilt.append(&site(), "doc", "9".to_owned(), "h", doc_latest).await,
+                Err(LogError::Conflict { latest, .. }) if latest == txn_ts
+            ),
+            "the path is still serialized"
+        );
+        let next = rebuilt
+            .append(&site(), "chat", "\"new\"".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        assert!(next > newest, "time goes on above the rebuilt history");
+        assert!(store.size(&Keys::new("n1").unwrap().epoch(2)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_superseded_node_is_fenced_and_its_late_segments_are_ignored() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let old_dir = tempfile::tempdir().unwrap();
+        let (old, old_shipper) = open_in(old_dir.path(), &store).await.unwrap();
+        let kept = old
+            .append(&site(), "chat", "1".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        old_shipper.ship().await.unwrap();
+
+        // A replacement rebuilds while the old node still runs.
+        let new_dir = tempfile::tempdir().unwrap();
+        let (new, new_shipper) = open_in(new_dir.path(), &store).await.unwrap();
+        // The old node's next write lands before it learns, and is shipped
+        // into its own epoch, after the new epoch began.
+        old.append(&site(), "chat", "\"zombie\"".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        let keys = Keys::new("n1").unwrap();
+        let journal = old.journal(10).unwrap();
+        let mut body = Vec::new();
+        for (seq, op) in &journal {
+            let op = serde_json::from_slice::<&serde_json::value::RawValue>(op).unwrap();
+            serde_json::to_writer(&mut body, &Line { seq: *seq, op }).unwrap();
+            body.push(b'\n');
+        }
+        store
+            .put_if_absent(&keys.segment(1, journal[0].0), Bytes::from(body))
+            .await
+            .unwrap();
+        // Its shipper finds the newer epoch and fences it.
+        assert!(matches!(
+            old_shipper.ship().await,
+            Err(SegmentError::Log(LogError::Fenced(_)))
+        ));
+        assert!(matches!(
+            old.append(&site(), "chat", "2".to_owned(), "h", Timestamp::ZERO).await,
+            Err(LogError::Fenced(_))
+        ));
+        drop(old_shipper);
+        drop(old);
+        assert!(matches!(
+            open_in(old_dir.path(), &store).await,
+            Err(SegmentError::Superseded { ours: 1, newer: 2, .. })
+        ));
+
+        new.append(&site(), "chat", "\"new\"".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        new_shipper.ship().await.unwrap();
+        drop(new_shipper);
+        drop(new);
+        let third = tempfile::tempdir().unwrap();
+        let (rebuilt, _shipper) = open_in(third.path(), &store).await.unwrap();
+        let data: Vec<String> = all(&rebuilt, "chat").await.into_iter().map(|(_, data)| data).collect();
+        assert_eq!(data, ["1", "\"new\""], "the zombie's write is not history");
+        assert_eq!(all(&rebuilt, "chat").await[0].0, kept);
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_shipping_and_forgetting_ships_nothing_twice() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let dir = tempfile::tempdir().unwrap();
+        let (log, shipper) = open_in(dir.path(), &store).await.unwrap();
+        for i in 0..3 {
+            log.append(&site(), "chat", i.to_string(), "h", Timestamp::ZERO)
+                .await
+                .unwrap();
+        }
+        // The segment of the first two operations went out, then the
+        // process died before the journal forgot them.
+        let journal = log.journal(2).unwrap();
+        let mut body = Vec::new();
+        for (seq, op) in &journal {
+            let op = serde_json::from_slice::<&serde_json::value::RawValue>(op).unwrap();
+            serde_json::to_writer(&mut body, &Line { seq: *seq, op }).unwrap();
+            body.push(b'\n');
+        }
+        store
+            .put_if_absent(&Keys::new("n1").unwrap().segment(1, journal[0].0), Bytes::from(body))
+            .await
+            .unwrap();
+        assert_eq!(shipper.ship().await.unwrap(), 3);
+        let before = all(&log, "chat").await;
+        drop(shipper);
+        drop(log);
+        let fresh = tempfile::tempdir().unwrap();
+        let (rebuilt, _shipper) = open_in(fresh.path(), &store).await.unwrap();
+        assert_eq!(all(&rebuilt, "chat").await, before);
+    }
+
+    #[tokio::test]
+    async fn a_missing_segment_stops_the_rebuild_and_leaves_nothing_behind() {
+        let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
+        let dir = tempfile::tempdir().unwrap();
+        let (log, shipper) = open_in(dir.path(), &store).await.unwrap();
+        for i in 0..3 {
+            log.append(&site(), "chat", i.to_string(), "h", Timestamp::ZERO)
+                .await
+                .unwrap();
+            shipper.ship().await.unwrap();
+        }
+        drop(shipper);
+        drop(log);
+        let keys = Keys::new("n1").unwrap();
+        store.delete(&keys.segment(1, 2)).await.unwrap();
+        let fresh = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            open_in(fresh.path(), &store).await,
+            Err(SegmentError::Gap {
+                expected: 2,
+                found: 3,
+                ..
+            })
+        ));
+        assert!(!fresh.path().join("node.redb").exists());
+        assert!(store.size(&keys.epoch(2)).await.is_err(), "no epoch was claimed");
     }
 }
