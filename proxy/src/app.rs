@@ -119,12 +119,17 @@ impl Grove {
         &self.api
     }
 
+    /// The site (and pinned version) a request's host names, if it is served here.
+    pub fn target(&self, request: &Request<'_>) -> Option<Target> {
+        request.host.and_then(|host| self.router.route(host))
+    }
+
     pub async fn handle(&self, request: &Request<'_>) -> Reply {
         if !matches!(*request.method, Method::GET | Method::HEAD) {
             return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here")
                 .with(header::ALLOW, "GET, HEAD");
         }
-        let Some(target) = request.host.and_then(|host| self.router.route(host)) else {
+        let Some(target) = self.target(request) else {
             return Reply::unknown();
         };
         if let Some(rest) = request.path.strip_prefix("/_grove/") {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use grove_storage::node::NodeLimits;
 use grove_storage::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
 use serde::Deserialize;
 
@@ -42,6 +43,56 @@ pub struct Config {
     /// The CDN in front of this host, purged on every publish; none when
     /// absent.
     pub cdn: CdnConfig,
+    /// The storage node that answers `/_grove/api/`.
+    pub node: NodeConfig,
+}
+
+/// The storage node: the one this proxy embeds, and the nodes elsewhere
+/// that some sites live on.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NodeConfig {
+    /// Run a node in this process; sites not in `directory` use it.
+    pub embedded: bool,
+    /// The embedded node's name: its log segments live under
+    /// `nodes/<name>/` in the store, and a replacement with an empty
+    /// `data_dir` rebuilds from them. Unique per node sharing a store.
+    pub name: String,
+    /// Loopback address the embedded node listens on; port 0 picks one.
+    pub listen: String,
+    /// Where the embedded node keeps its log; default `<state_dir>/node`.
+    pub data_dir: Option<PathBuf>,
+    /// Milliseconds committed writes gather before they are shipped to the
+    /// store: the most history a lost disk can take with it.
+    pub seal_interval_ms: u64,
+    /// Seconds to connect to a node.
+    pub connect_timeout_secs: u64,
+    /// Seconds a node may stay silent mid-reply (watches send a keep-alive
+    /// every 15 s, so this must be longer).
+    pub read_timeout_secs: u64,
+    /// Seconds to wait for the previous process to hand the embedded node's
+    /// log over during a graceful upgrade.
+    pub handover_timeout_secs: u64,
+    pub limits: NodeLimits,
+    /// Sites whose node runs elsewhere: site name -> `host:port`.
+    pub directory: BTreeMap<String, String>,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            embedded: true,
+            name: "main".to_owned(),
+            listen: "127.0.0.1:0".to_owned(),
+            data_dir: None,
+            seal_interval_ms: 1000,
+            connect_timeout_secs: 2,
+            read_timeout_secs: 60,
+            handover_timeout_secs: 30,
+            limits: NodeLimits::default(),
+            directory: BTreeMap::new(),
+        }
+    }
 }
 
 /// Which CDN to purge. At most one may be set.
@@ -241,6 +292,7 @@ impl Default for Config {
             public_url: None,
             publish: PublishConfig::default(),
             cdn: CdnConfig::default(),
+            node: NodeConfig::default(),
         }
     }
 }
@@ -294,6 +346,16 @@ impl Config {
         for (section, unknown) in sections {
             if let Some(key) = unknown.and_then(|unknown| unknown.keys().next()) {
                 anyhow::bail!("unknown key `{key}` in [{section}]");
+            }
+        }
+        for (site, address) in &config.node.directory {
+            grove_storage::SiteName::parse(site).context("a site in [node.directory]")?;
+            let port = address.rsplit_once(':').and_then(|(host, port)| {
+                (!host.is_empty()).then_some(())?;
+                port.parse::<u16>().ok()
+            });
+            if port.is_none() {
+                anyhow::bail!("[node.directory] {site} = {address:?}: expected host:port");
             }
         }
         Ok(config)

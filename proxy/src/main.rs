@@ -12,6 +12,7 @@ mod compress;
 mod config;
 mod demo;
 mod metrics;
+mod node;
 mod purge;
 mod reply;
 mod resolve;
@@ -70,6 +71,12 @@ Configuration file keys (TOML; every key optional):
      both take:    requests_per_minute = 5  burst = 25  max_tags_per_request = 100  host_purge_threshold = 500
                    max_attempts = 8  request_timeout_secs = 30  lease_secs = 60  poll_secs = 30
                    account = \"<zone id or url>\"  (names the queue and rate limit shared by one CDN account)
+  [node]   embedded = true  name = \"main\"  listen = \"127.0.0.1:0\"  data_dir = \"<state_dir>/node\"
+           seal_interval_ms = 1000  connect_timeout_secs = 2  read_timeout_secs = 60  handover_timeout_secs = 30
+           the storage node behind /_grove/api/v1/<call>; its log is shipped to the store under nodes/<name>/
+  [node.limits]     max_value_bytes = 65536  max_read_entries = 1000  max_watchers_per_handle = 16
+                    requests_per_second = 200  max_txn_writes = 64
+  [node.directory]  <site> = \"host:port\"   sites whose node runs elsewhere (a grove-storage process)
 
 The flags above override their GROVE_* environment variables, which override the file.
 The operator token: GROVE_ADMIN_TOKEN (grove_ + 64 hex digits), or one created and printed once on first start.
@@ -162,7 +169,8 @@ fn main() -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
 
-    let mut public = pingora::proxy::http_proxy_service(&server.configuration, server::GroveProxy { grove });
+    let (nodes, embedded_node) = node::setup(&config)?;
+    let mut public = pingora::proxy::http_proxy_service(&server.configuration, server::GroveProxy { grove, nodes });
     if let Some(logic) = public.app_logic_mut() {
         let mut options = HttpServerOptions::default();
         options.h2c = true;
@@ -186,6 +194,9 @@ fn main() -> anyhow::Result<()> {
         let mut admin = pingora::proxy::http_proxy_service(&server.configuration, admin::Admin);
         admin.add_tcp(&config.admin_listen);
         server.add_service(admin);
+    }
+    if let Some(embedded_node) = embedded_node {
+        server.add_service(background_service("storage node", embedded_node));
     }
     if let Some(purge) = &purge {
         let holder = purge::node_id(&config.state_dir)?;

@@ -8,12 +8,13 @@ use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::*;
-use pingora::proxy::{ProxyHttp, Session};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::os::unix::fs::FileExt;
 
 use crate::api::{Failure, PublishApi};
 use crate::app::{Grove, Request};
 use crate::metrics;
+use crate::node::{API_PREFIX, NodeCall, NodeDirectory};
 use crate::reply::{Body, Reply};
 
 /// Size of the pieces a cached file is sent in.
@@ -21,6 +22,8 @@ const FILE_PIECE_BYTES: u64 = 256 * 1024;
 
 pub struct GroveProxy {
     pub grove: Arc<Grove>,
+    /// Where `/_grove/api/` calls go.
+    pub nodes: NodeDirectory,
 }
 
 /// What the access log records about a request.
@@ -29,6 +32,8 @@ pub struct RequestLog {
     status: u16,
     bytes: u64,
     served: Option<(String, u64)>,
+    /// Set when the request is proxied to a storage node.
+    node_call: Option<NodeCall>,
 }
 
 #[async_trait]
@@ -41,10 +46,12 @@ impl ProxyHttp for GroveProxy {
             status: 0,
             bytes: 0,
             served: None,
+            node_call: None,
         }
     }
 
-    /// Every request is answered here; nothing is proxied upstream yet.
+    /// Every request is answered here, except storage node calls, which go
+    /// upstream.
     async fn request_filter(&self, session: &mut Session, log: &mut Self::CTX) -> Result<bool> {
         let http = &self.grove.config().http;
         session.set_keepalive(Some(http.keepalive_secs));
@@ -56,6 +63,27 @@ impl ProxyHttp for GroveProxy {
         session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
 
         let header = session.req_header();
+        if let Some(rest) = header.uri.path().strip_prefix(API_PREFIX) {
+            let request = request_of(header);
+            let routed = match self.grove.target(&request) {
+                Some(target) => self.nodes.route(&target.site, rest, request.query),
+                None => Err(Reply::unknown()),
+            };
+            match routed {
+                Ok(call) => {
+                    let uri = http::Uri::try_from(call.path_and_query.as_str())
+                        .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
+                    session.req_header_mut().set_uri(uri);
+                    log.node_call = Some(call);
+                    return Ok(false);
+                }
+                Err(reply) => {
+                    log.status = reply.status.as_u16();
+                    log.bytes = write_reply(session, reply, false).await?;
+                    return Ok(true);
+                }
+            }
+        }
         let reply = if PublishApi::owns(header.uri.path()) {
             self.publish_api(session).await
         } else if declared_length(header).is_some_and(|length| length > http.max_request_body_bytes) {
@@ -70,11 +98,65 @@ impl ProxyHttp for GroveProxy {
         Ok(true)
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _log: &mut Self::CTX) -> Result<Box<HttpPeer>> {
-        Err(Error::explain(
-            ErrorType::InternalError,
-            "grove-proxy has no upstream for this request",
-        ))
+    async fn upstream_peer(&self, _session: &mut Session, log: &mut Self::CTX) -> Result<Box<HttpPeer>> {
+        match &log.node_call {
+            Some(call) => Ok(self.nodes.peer(call)),
+            None => Err(Error::explain(
+                ErrorType::InternalError,
+                "grove-proxy has no upstream for this request",
+            )),
+        }
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        log: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(call) = &log.node_call {
+            upstream.insert_header(http::header::HOST, NodeDirectory::host_header(call))?;
+            if let Some(client) = session.client_addr().and_then(|addr| addr.as_inet()) {
+                upstream.insert_header("x-forwarded-for", client.ip().to_string())?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream: &mut ResponseHeader,
+        log: &mut Self::CTX,
+    ) -> Result<()> {
+        log.status = upstream.status.as_u16();
+        Ok(())
+    }
+
+    /// A node that cannot be reached (or times out) gets the API's JSON
+    /// error shape, not Pingora's bare status page.
+    async fn fail_to_proxy(&self, session: &mut Session, error: &pingora::Error, log: &mut Self::CTX) -> FailToProxy {
+        let timed_out = matches!(
+            error.etype(),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+        );
+        let (status, code) = if timed_out {
+            (http::StatusCode::GATEWAY_TIMEOUT, "node_timeout")
+        } else {
+            (http::StatusCode::BAD_GATEWAY, "node_unreachable")
+        };
+        let downstream_gone = error.esource() == &ErrorSource::Downstream;
+        if !downstream_gone && session.response_written().is_none() {
+            let reply = Failure::new(status, code, format!("the storage node failed: {error}")).into_reply();
+            log.status = status.as_u16();
+            if write_reply(session, reply, false).await.is_err() {
+                log.status = 0;
+            }
+        }
+        FailToProxy {
+            error_code: if downstream_gone { 0 } else { status.as_u16() },
+            can_reuse_downstream: false,
+        }
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, log: &mut Self::CTX) {

@@ -36,8 +36,10 @@ use super::log::{Log, LogError, Watch};
 use crate::names::SiteName;
 use crate::token::{Handle, Right, TokenError, TokenId, Tokens};
 
-/// Limits of the API; all configurable.
-#[derive(Debug, Clone)]
+/// Limits of the API; all configurable (the proxy reads them from its
+/// config file's `[node.limits]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct NodeLimits {
     /// Largest `data` value, in bytes of JSON.
     pub max_value_bytes: usize,

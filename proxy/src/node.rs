@@ -1,0 +1,202 @@
+//! Dynamic calls. `/_grove/api/v1/<call>` on a site's host goes to the
+//! site's storage node as `/v1/sites/<site>/<call>`, proxied by Pingora
+//! (streamed both ways, so watches arrive as they happen): to the node this
+//! process embeds, unless `[node.directory]` names one elsewhere.
+//!
+//! The embedded node listens on a loopback port bound before the server
+//! starts, so its address is fixed for the process's life. During a graceful
+//! upgrade the new process binds its own port, and its node waits for the
+//! old process to close the log (which it does when told to shut down);
+//! calls that arrive meanwhile wait in the listener's backlog, not fail.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use grove_storage::SiteName;
+use grove_storage::node::{NodeSettings, RunningNode, SegmentOptions};
+use http::StatusCode;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+use pingora::upstreams::peer::HttpPeer;
+
+use crate::api::Failure;
+use crate::config::Config;
+use crate::reply::Reply;
+
+/// Where dynamic calls arrive on every site's host.
+pub const API_PREFIX: &str = "/_grove/api/";
+
+/// A call on its way to a node.
+pub struct NodeCall {
+    address: String,
+    /// The node's own path: `/v1/sites/<site>/<call>` and the query.
+    pub path_and_query: String,
+}
+
+/// Which node serves each site.
+pub struct NodeDirectory {
+    embedded: Option<SocketAddr>,
+    remote: HashMap<SiteName, String>,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+    /// Why the embedded node is not serving, once it failed to start.
+    embedded_failure: Arc<OnceLock<String>>,
+}
+
+impl NodeDirectory {
+    /// The node call for `rest` (what follows [`API_PREFIX`]) on `site`.
+    pub fn route(&self, site: &SiteName, rest: &str, query: Option<&str>) -> Result<NodeCall, Reply> {
+        let Some(call) = rest
+            .strip_prefix("v1/")
+            .filter(|call| !call.is_empty() && !call.contains('/'))
+        else {
+            return Err(Failure::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                format!("no API route /_grove/api/{rest}; calls are /_grove/api/v1/<call>"),
+            )
+            .into_reply());
+        };
+        let address = match (self.remote.get(site), self.embedded) {
+            (Some(remote), _) => remote.clone(),
+            (None, Some(embedded)) => {
+                if let Some(why) = self.embedded_failure.get() {
+                    return Err(unavailable(format!("the storage node is not running: {why}")));
+                }
+                embedded.to_string()
+            }
+            (None, None) => {
+                return Err(unavailable(format!(
+                    "site {site} has no storage node: this proxy embeds none and [node.directory] names none for it"
+                )));
+            }
+        };
+        let path_and_query = match query {
+            Some(query) => format!("/v1/sites/{site}/{call}?{query}"),
+            None => format!("/v1/sites/{site}/{call}"),
+        };
+        Ok(NodeCall {
+            address,
+            path_and_query,
+        })
+    }
+
+    /// The upstream for a call, with every timeout set (Pingora's defaults
+    /// are none).
+    pub fn peer(&self, call: &NodeCall) -> Box<HttpPeer> {
+        let mut peer = HttpPeer::new(call.address.as_str(), false, String::new());
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.total_connection_timeout = Some(self.connect_timeout);
+        peer.options.read_timeout = Some(self.read_timeout);
+        peer.options.write_timeout = Some(self.read_timeout);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        Box::new(peer)
+    }
+
+    pub fn host_header(call: &NodeCall) -> &str {
+        &call.address
+    }
+}
+
+fn unavailable(message: String) -> Reply {
+    Failure::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message).into_reply()
+}
+
+/// The embedded node, run as a Pingora background service: started with
+/// the server, stopped (its log shipped and closed) at shutdown.
+pub struct EmbeddedNode {
+    listener: Mutex<Option<std::net::TcpListener>>,
+    settings: NodeSettings,
+    config: Config,
+    failure: Arc<OnceLock<String>>,
+}
+
+/// The directory of nodes, and the embedded node to run if the config
+/// wants one (its loopback port is bound here, before the server starts).
+pub fn setup(config: &Config) -> anyhow::Result<(NodeDirectory, Option<EmbeddedNode>)> {
+    let node = &config.node;
+    let mut remote = HashMap::new();
+    for (site, address) in &node.directory {
+        remote.insert(SiteName::parse(site)?, address.clone());
+    }
+    let failure = Arc::new(OnceLock::new());
+    let (embedded, service) = if node.embedded {
+        let listener = std::net::TcpListener::bind(&node.listen)
+            .with_context(|| format!("binding the storage node's address {} ([node] listen)", node.listen))?;
+        let address = listener.local_addr()?;
+        let settings = NodeSettings {
+            data_dir: node.data_dir.clone().unwrap_or_else(|| config.state_dir.join("node")),
+            segments: SegmentOptions {
+                seal_interval: Duration::from_millis(node.seal_interval_ms),
+                ..SegmentOptions::named(node.name.clone())
+            },
+            limits: node.limits.clone(),
+            open_timeout: Duration::from_secs(node.handover_timeout_secs),
+        };
+        let service = EmbeddedNode {
+            listener: Mutex::new(Some(listener)),
+            settings,
+            config: config.clone(),
+            failure: Arc::clone(&failure),
+        };
+        (Some(address), Some(service))
+    } else {
+        (None, None)
+    };
+    let directory = NodeDirectory {
+        embedded,
+        remote,
+        connect_timeout: Duration::from_secs(node.connect_timeout_secs),
+        read_timeout: Duration::from_secs(node.read_timeout_secs),
+        embedded_failure: failure,
+    };
+    Ok((directory, service))
+}
+
+#[async_trait]
+impl BackgroundService for EmbeddedNode {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(listener) = self
+            .listener
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+        else {
+            return;
+        };
+        let node = async {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            // This runtime's own store: an S3 client belongs to its runtime.
+            let store = self.config.open_store()?;
+            let node = RunningNode::start(self.settings.clone(), store, listener)
+                .await
+                .with_context(|| {
+                    format!(
+                        "storage node {:?} in {}",
+                        self.settings.segments.name,
+                        self.settings.data_dir.display()
+                    )
+                })?;
+            anyhow::Ok(node)
+        };
+        match node.await {
+            Ok(node) => {
+                tracing::info!(node = %self.settings.segments.name, "storage node serving");
+                let _ = shutdown.changed().await;
+                node.stop().await;
+                tracing::info!(node = %self.settings.segments.name, "storage node stopped; its log is closed");
+            }
+            Err(error) => {
+                // The listener is gone with the error, so calls are refused
+                // at once, and answered with this reason.
+                tracing::error!("the embedded storage node did not start: {error:#}");
+                let _ = self.failure.set(format!("{error:#}"));
+            }
+        }
+    }
+}

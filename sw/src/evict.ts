@@ -1,0 +1,57 @@
+/** Keeping the stored nodes and blobs within a byte budget. */
+
+import { chooseVictims, reachable } from './lru.ts';
+import { deletePins, getContent, readPins, readState, removeContent, usageByAge } from './store.ts';
+import { decodeNode } from './tree/node.ts';
+import { sw } from './worker-global.ts';
+
+/** Bytes of nodes and blobs kept before the least recently used go. */
+export const BUDGET_BYTES = 50 * 2 ** 20;
+
+/** Bytes stored, as last counted plus what was written since; unknown until first counted. */
+let stored: number | undefined;
+
+/** Accounts for `size` bytes just stored, and evicts if the budget is exceeded. */
+export async function noteStored(size: number): Promise<void> {
+  stored = stored === undefined ? sum(await usageByAge()) : stored + size;
+  if (stored > BUDGET_BYTES) await makeRoom(1);
+}
+
+/**
+ * Deletes least recently used nodes and blobs, sparing every kept version,
+ * until what is stored fits the budget and `share` of what is stored now.
+ * After a quota error (the browser grants less than the budget, or other data
+ * of the origin fills it), a share of 1/2 makes room rather than losing everything.
+ */
+export async function makeRoom(share: number): Promise<void> {
+  const byAge = await usageByAge();
+  const budget = Math.min(BUDGET_BYTES, sum(byAge) * share);
+  const keep = await reachable(await keptRoots(), async (hash) => {
+    const bytes = await getContent('nodes', hash);
+    return bytes && decodeNode(bytes);
+  });
+  const victims = chooseVictims(byAge, keep, budget);
+  await removeContent(victims);
+  stored = sum(byAge) - sum(victims);
+}
+
+/**
+ * The roots eviction spares: the current and previous versions and every
+ * version an open client is pinned to. Pins of clients that are gone are
+ * dropped here, so closed tabs stop holding their versions.
+ */
+async function keptRoots(): Promise<string[]> {
+  const [{ current, previous }, pins, clients] = await Promise.all([
+    readState(),
+    readPins(),
+    sw.clients.matchAll({ type: 'all', includeUncontrolled: true }),
+  ]);
+  const open = new Set(clients.map((client) => client.id));
+  await deletePins([...pins.keys()].filter((id) => !open.has(id)));
+  const pinned = [...pins].filter(([id]) => open.has(id)).map(([, version]) => version);
+  return [current, previous, ...pinned].flatMap((version) => (version ? [version.root] : []));
+}
+
+function sum(records: Array<{ size: number }>): number {
+  return records.reduce((total, record) => total + record.size, 0);
+}

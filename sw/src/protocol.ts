@@ -1,0 +1,57 @@
+/**
+ * The wire protocol between the proxy, the pages and the worker: header
+ * names, messages and the `/_grove/root` document. See README.
+ */
+
+/** Request header pinning a version; response header naming the version served. */
+export const VERSION_HEADER = 'x-grove-version';
+/** Response header naming the tree (root hash) of the version served. */
+export const ROOT_HEADER = 'x-grove-root';
+/** Response header of the kill switch: `x-grove-sw: unregister`. */
+export const SW_HEADER = 'x-grove-sw';
+export const UNREGISTER = 'unregister';
+
+export const ROOT_PATH = '/_grove/root';
+export const SW_PATH = '/_grove/sw.js';
+
+/** Page -> worker: `{ type, root }` where `root` is a `/_grove/root` reply body. */
+export const ROOT_MESSAGE = 'grove:root';
+/**
+ * Worker -> page: `{ type, version, root }` once a newer version is synced
+ * and live for new navigations; also the name of the window event the
+ * register script dispatches, with `{ version, root }` as its detail.
+ */
+export const UPDATE_MESSAGE = 'grove:update';
+
+/** The site's `trailing_slash` setting (proxy/src/config.rs `TrailingSlash`). */
+export type TrailingSlash = 'auto' | 'always' | 'never';
+
+/** A site version: its number (for pinning requests) and its tree's root hash. */
+export interface Version {
+  version: number;
+  root: string;
+}
+
+/** What `/_grove/root` tells the worker. */
+export interface RootDocument extends Version {
+  /** Absent until the proxy reports it; then answers that depend on it are left to the proxy. */
+  trailingSlash?: TrailingSlash;
+}
+
+/** Reads a `/_grove/root` body: `{"site", "version", "root", "trailing_slash"?}`. */
+export function parseRootDocument(body: unknown): RootDocument | undefined {
+  const { version, root, trailing_slash: slash } = (body ?? {}) as Record<string, unknown>;
+  const found = asVersion(version, root);
+  if (!found) return undefined;
+  return slash === 'auto' || slash === 'always' || slash === 'never' ? { ...found, trailingSlash: slash } : found;
+}
+
+/** The version a response says it is, from its `x-grove-version` and `x-grove-root` headers. */
+export function versionOf(headers: Headers): Version | undefined {
+  return asVersion(Number(headers.get(VERSION_HEADER)), headers.get(ROOT_HEADER));
+}
+
+function asVersion(version: unknown, root: unknown): Version | undefined {
+  const valid = Number.isSafeInteger(version) && (version as number) > 0 && typeof root === 'string' && /^[0-9a-f]{64}$/.test(root);
+  return valid ? { version: version as number, root: root as string } : undefined;
+}

@@ -1,0 +1,34 @@
+/**
+ * grove's service worker (served as `/_grove/sw.js`, scope `/`): each tab
+ * stays on the site version it was opened on, new navigations get the newest
+ * version the worker has synced, and only what changed travels. See README.
+ */
+
+import { learn } from './apply.ts';
+import { isKilled } from './killswitch.ts';
+import { ROOT_MESSAGE, parseRootDocument } from './protocol.ts';
+import { navigate, subresource } from './serve.ts';
+import { sw } from './worker-global.ts';
+
+// The site version is never tied to the worker's code, and everything the
+// worker knows is in IndexedDB, so new code can take over open tabs at once:
+// they keep their pinned versions. Nothing ever reloads a page.
+sw.addEventListener('install', (event) => event.waitUntil(sw.skipWaiting()));
+sw.addEventListener('activate', (event) => event.waitUntil(sw.clients.claim()));
+
+sw.addEventListener('fetch', (event) => {
+  const { request } = event;
+  const url = new URL(request.url);
+  // `/_grove/` is the host's own namespace (root polls, API calls, content
+  // fetches, the worker script itself): never version-pinned, never cached here.
+  const ours = request.method === 'GET' && url.origin === sw.location.origin && !url.pathname.startsWith('/_grove/');
+  if (!ours || isKilled()) return;
+  event.respondWith(request.mode === 'navigate' ? navigate(event) : subresource(event));
+});
+
+sw.addEventListener('message', (event) => {
+  const message = event.data as { type?: unknown; root?: unknown } | null;
+  if (message?.type !== ROOT_MESSAGE) return;
+  const news = parseRootDocument(message.root);
+  if (news) event.waitUntil(learn(news));
+});
