@@ -33,7 +33,7 @@ impl Drop for Node {
 
 fn spawn(port: u16, data: &std::path::Path, store: &std::path::Path) -> Node {
     let child = Command::new(env!("CARGO_BIN_EXE_grove-storage"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--seal-interval-ms", "100"])
         .arg("--data-dir")
         .arg(data)
         .arg("--store-dir")
@@ -99,4 +99,100 @@ async fn the_node_binary_serves_shared_tokens_and_survives_a_kill() {
     let reply: Value = write(3).await.unwrap().json().await.unwrap();
     let next: u64 = reply["ts"].as_str().unwrap().parse().unwrap();
     assert!(next > acked.last().unwrap().parse::<u64>().unwrap());
+}
+
+async fn entries(client: &reqwest::Client, base: &str, token: &str, path: &str) -> Vec<(String, Value)> {
+    let page: Value = client
+        .get(format!("{base}/read?path={path}&limit=1000"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| (entry["ts"].as_str().unwrap().to_owned(), entry["data"].clone()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_node_on_an_empty_disk_rebuilds_from_the_store() {
+    let store_dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(store_dir.path()).unwrap());
+    let root = Tokens::new(store)
+        .issue_root(time::OffsetDateTime::now_utc() + time::Duration::days(1))
+        .await
+        .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}/v1/sites/blog");
+    let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    let post = |op: &'static str, body: Value| {
+        client
+            .post(format!("{base}/{op}"))
+            .bearer_auth(root.reveal())
+            .json(&body)
+            .send()
+    };
+
+    let first_disk = tempfile::tempdir().unwrap();
+    let node = spawn(port, first_disk.path(), store_dir.path());
+    assert!(
+        post("create", json!({ "path": "doc", "serialized": true }))
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    for i in 0..50 {
+        let status = post("write", json!({ "path": "chat", "data": { "i": i } }))
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success());
+    }
+    let txn: Value = post(
+        "txn",
+        json!({ "path": "doc", "if_last_ts": "0", "writes": [{ "data": "v1" }] }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let before = entries(&client, &base, root.reveal(), "chat").await;
+    // A graceful stop ships what is left.
+    let status = Command::new("kill")
+        .args(["-TERM", &node.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut node = node;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "grove-storage did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(first_disk);
+
+    // A new machine: an empty data directory, the same store and name.
+    let second_disk = tempfile::tempdir().unwrap();
+    let _node = spawn(port, second_disk.path(), store_dir.path());
+    assert_eq!(entries(&client, &base, root.reveal(), "chat").await, before);
+    let doc = entries(&client, &base, root.reveal(), "doc").await;
+    assert_eq!(doc, vec![(txn["ts"].as_str().unwrap().to_owned(), json!("v1"))]);
+    // The path is still serialized, and time goes on above the old history.
+    let stale = post("write", json!({ "path": "doc", "data": "v2" })).await.unwrap();
+    assert_eq!(stale.status(), reqwest::StatusCode::CONFLICT);
+    let next: Value = post("write", json!({ "path": "chat", "data": "new" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let newest: u64 = before.last().unwrap().0.parse().unwrap();
+    assert!(next["ts"].as_str().unwrap().parse::<u64>().unwrap() > newest);
 }

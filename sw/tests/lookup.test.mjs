@@ -4,36 +4,25 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { V1_ROOT, V2_ROOT, fixtureNodes, siteFiles } from './fixture-site.mjs';
 import { buildTree, encodeInterior, encodeLeaf, fileEntry, sha256 } from './prolly.mjs';
+import { sources } from './sources.mjs';
 
 const { decodeNode } = await import('../src/tree/node.ts');
 const { lookup } = await import('../src/tree/lookup.ts');
 
-/** A node source over encoded nodes that counts reads. */
-export function source(nodes) {
-  const reads = [];
-  const get = async (hash) => {
-    reads.push(hash);
-    const bytes = nodes.get(hash);
-    if (!bytes) throw new Error(`no node ${hash}`);
-    return decodeNode(bytes);
-  };
-  return { get, reads };
-}
-
 test('finds every file of both fixture versions, one node per level', async () => {
   for (const [root, version] of [[V1_ROOT, 1], [V2_ROOT, 2]]) {
     for (const file of siteFiles(version)) {
-      const { get, reads } = source(fixtureNodes);
-      assert.deepEqual(await lookup(root, file.path, get), file);
-      assert.equal(reads.length, 2);
+      const { fetch, fetched } = sources([], fixtureNodes);
+      assert.deepEqual(await lookup(root, file.path, fetch), file);
+      assert.equal(fetched.length, 2);
     }
   }
 });
 
 test('misses paths that are not files', async () => {
-  const { get } = source(fixtureNodes);
+  const { fetch } = sources([], fixtureNodes);
   for (const path of ['', 'a', 'about', 'about/', 'docs/page-300.html', 'docs/page-1.html', 'zzz', 'index.htm']) {
-    assert.equal(await lookup(V1_ROOT, path, get), undefined, path);
+    assert.equal(await lookup(V1_ROOT, path, fetch), undefined, path);
   }
 });
 
@@ -43,9 +32,9 @@ test('orders keys by UTF-8 bytes, as the encoder does', async () => {
     Array.from({ length: 400 }, (_, i) => fileEntry(`${stem}/${i}.html`, `${stem}${i}`)),
   );
   const { root, nodes } = buildTree(files);
-  const { get } = source(nodes);
+  const { fetch } = sources([], nodes);
   assert.ok(decodeNode(nodes.get(root)).level >= 1);
-  for (const file of files) assert.deepEqual(await lookup(root, file.path, get), file);
+  for (const file of files) assert.deepEqual(await lookup(root, file.path, fetch), file);
 });
 
 test('refuses a child at the wrong level or with another first key', async () => {
@@ -54,7 +43,8 @@ test('refuses a child at the wrong level or with another first key', async () =>
   const store = (bytes) => [sha256(bytes).toString('hex'), bytes];
   const [wrongLevel, wrongLevelBytes] = store(encodeInterior(2, [{ firstKey: 'a.html', hash: leafHash }]));
   const [wrongKey, wrongKeyBytes] = store(encodeInterior(1, [{ firstKey: 'a', hash: leafHash }]));
-  const { get } = source(new Map([[leafHash, leaf], [wrongLevel, wrongLevelBytes], [wrongKey, wrongKeyBytes]]));
-  await assert.rejects(lookup(wrongLevel, 'a.html', get), /not where its parent says/);
-  await assert.rejects(lookup(wrongKey, 'a.html', get), /not where its parent says/);
+  const nodes = new Map([[leafHash, leaf], [wrongLevel, wrongLevelBytes], [wrongKey, wrongKeyBytes]]);
+  const { fetch } = sources([], nodes);
+  await assert.rejects(lookup(wrongLevel, 'a.html', fetch), /not where its parent says/);
+  await assert.rejects(lookup(wrongKey, 'a.html', fetch), /not where its parent says/);
 });

@@ -44,6 +44,9 @@ export async function changedFiles(oldRoot: string, newRoot: string, nodes: Node
   const oldTop = oldRoot === newRoot ? undefined : await nodes.local(oldRoot);
   if (!oldTop) return [];
   const newTop = await nodes.fetch(newRoot);
+  // The roots are read already; the walk reads them again from here.
+  const local = (hash: string) => (hash === oldRoot ? Promise.resolve(oldTop) : nodes.local(hash));
+  const fetch = (hash: string) => (hash === newRoot ? Promise.resolve(newTop) : nodes.fetch(hash));
   let oldSide: Subtree[] = [{ hash: oldRoot, level: oldTop.level, low: '', high: null }];
   let newSide: Subtree[] = [{ hash: newRoot, level: newTop.level, low: '', high: null }];
   const oldEntries: Entry[] = [];
@@ -56,10 +59,10 @@ export async function changedFiles(oldRoot: string, newRoot: string, nodes: Node
     newSide = newSide.filter((s) => !oldHashes.has(s.hash));
     if (oldSide.length === 0 || newSide.length === 0) break;
     const level = Math.max(...oldSide.map((s) => s.level), ...newSide.map((s) => s.level));
-    const oldOpened = await read(oldSide, level, nodes.local);
+    const oldOpened = await read(oldSide, level, local);
     const reach = [...oldSide.filter((s) => s.level !== level), ...oldOpened.map(([subtree]) => subtree)];
     newSide = newSide.filter((subtree) => reach.some((old) => overlap(old, subtree)));
-    const newOpened = await read(newSide, level, nodes.fetch);
+    const newOpened = await read(newSide, level, fetch);
     oldSide = open(oldSide, level, oldOpened, oldEntries);
     newSide = open(newSide, level, newOpened, newEntries);
   }
