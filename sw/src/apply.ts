@@ -1,9 +1,10 @@
 /** Applying a newly learned version: sync what changed, flip, tell the tabs. */
 
-import { MAX_BLOB_BYTES, blob, hasBlob, localNode, node } from './content.ts';
+import { MAX_BLOB_BYTES, blob, localNode, node } from './content.ts';
 import { warn } from './log.ts';
+import { prunePins } from './pins.ts';
 import { type RootDocument, UPDATE_MESSAGE, type Version } from './protocol.ts';
-import { readState, writeState } from './store.ts';
+import { hasContent, readState, writeState } from './store.ts';
 import { changedFiles } from './tree/diff.ts';
 import { sw } from './worker-global.ts';
 
@@ -33,7 +34,7 @@ async function apply({ trailingSlash, ...next }: RootDocument): Promise<void> {
     ...(newer ? { current: next, previous: current } : state),
     trailingSlash: trailingSlash ?? state.trailingSlash,
   });
-  if (newer && current) await announce(next);
+  if (newer && current) await Promise.all([announce(next), prunePins()]);
 }
 
 /** Fetches the changed nodes on the way to what the worker holds, and the new content of every file it holds. */
@@ -41,7 +42,7 @@ async function prefetch(oldRoot: string, newRoot: string): Promise<void> {
   const changes = await changedFiles(oldRoot, newRoot, { local: localNode, fetch: node });
   await Promise.all(
     changes.map(async ({ before, after }) => {
-      if (after.size <= MAX_BLOB_BYTES && (await hasBlob(before.hash))) await blob(after.hash, after.size);
+      if (after.size <= MAX_BLOB_BYTES && (await hasContent('blobs', before.hash))) await blob(after.hash, after.size);
     }),
   );
 }

@@ -6,7 +6,7 @@
 import { makeRoom, noteStored } from './evict.ts';
 import { fetchVerified } from './fetcher.ts';
 import { warn } from './log.ts';
-import { type ContentKind, getContent, hasContent, putContent, touch } from './store.ts';
+import { type ContentKind, getContent, putContent, touch } from './store.ts';
 import { type TreeNode, decodeNode } from './tree/node.ts';
 
 /**
@@ -58,10 +58,6 @@ export async function blob(hash: string, size: number): Promise<Uint8Array<Array
   return bytes;
 }
 
-export function hasBlob(hash: string): Promise<boolean> {
-  return hasContent('blobs', hash);
-}
-
 /**
  * Stores verified bytes. A full quota first makes room and retries once;
  * failing that, the bytes are served without being kept: storage trouble
@@ -72,7 +68,7 @@ async function keep(kind: ContentKind, hash: string, bytes: Uint8Array): Promise
     try {
       await putContent(kind, hash, bytes);
     } catch (error) {
-      if (!(error instanceof DOMException && error.name === 'QuotaExceededError')) throw error;
+      if ((error as DOMException).name !== 'QuotaExceededError') throw error;
       await makeRoom(1 / 2);
       await putContent(kind, hash, bytes);
     }

@@ -1,12 +1,12 @@
 /** Keeping the stored nodes and blobs within a byte budget. */
 
 import { chooseVictims, reachable } from './lru.ts';
-import { deletePins, getContent, readPins, readState, removeContent, usageByAge } from './store.ts';
+import { prunePins } from './pins.ts';
+import { getContent, readState, removeContent, usageByAge } from './store.ts';
 import { decodeNode } from './tree/node.ts';
-import { sw } from './worker-global.ts';
 
 /** Bytes of nodes and blobs kept before the least recently used go. */
-export const BUDGET_BYTES = 50 * 2 ** 20;
+const BUDGET_BYTES = 50 * 2 ** 20;
 
 /** Bytes stored, as last counted plus what was written since; unknown until first counted. */
 let stored: number | undefined;
@@ -35,20 +35,9 @@ export async function makeRoom(share: number): Promise<void> {
   stored = sum(byAge) - sum(victims);
 }
 
-/**
- * The roots eviction spares: the current and previous versions and every
- * version an open client is pinned to. Pins of clients that are gone are
- * dropped here, so closed tabs stop holding their versions.
- */
+/** The roots eviction spares: the current and previous versions and every version an open client is pinned to. */
 async function keptRoots(): Promise<string[]> {
-  const [{ current, previous }, pins, clients] = await Promise.all([
-    readState(),
-    readPins(),
-    sw.clients.matchAll({ type: 'all', includeUncontrolled: true }),
-  ]);
-  const open = new Set(clients.map((client) => client.id));
-  await deletePins([...pins.keys()].filter((id) => !open.has(id)));
-  const pinned = [...pins].filter(([id]) => open.has(id)).map(([, version]) => version);
+  const [{ current, previous }, pinned] = await Promise.all([readState(), prunePins()]);
   return [current, previous, ...pinned].flatMap((version) => (version ? [version.root] : []));
 }
 

@@ -3,12 +3,8 @@
 import { destroy } from './store.ts';
 import { sw } from './worker-global.ts';
 
-let killed = false;
-
 /** True once the worker was told to leave: from then on it answers nothing itself. */
-export function isKilled(): boolean {
-  return killed;
-}
+export let killed = false;
 
 /**
  * Unregisters the worker and deletes everything it stored. Tabs it controls

@@ -122,7 +122,7 @@ function segments(path: string): string[] {
 
 /** Rust's `str::lines`: split at `\n`, dropping a `\r` before it. */
 function lines(text: string): string[] {
-  return text.split('\n').map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line));
+  return text.split(/\r?\n/);
 }
 
 function trim(text: string): string {

@@ -5,7 +5,7 @@
  */
 
 import { learn } from './apply.ts';
-import { isKilled } from './killswitch.ts';
+import { killed } from './killswitch.ts';
 import { ROOT_MESSAGE, parseRootDocument } from './protocol.ts';
 import { navigate, subresource } from './serve.ts';
 import { sw } from './worker-global.ts';
@@ -22,7 +22,7 @@ sw.addEventListener('fetch', (event) => {
   // `/_grove/` is the host's own namespace (root polls, API calls, content
   // fetches, the worker script itself): never version-pinned, never cached here.
   const ours = request.method === 'GET' && url.origin === sw.location.origin && !url.pathname.startsWith('/_grove/');
-  if (!ours || isKilled()) return;
+  if (!ours || killed) return;
   event.respondWith(request.mode === 'navigate' ? navigate(event) : subresource(event));
 });
 

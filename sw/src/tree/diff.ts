@@ -7,7 +7,7 @@ import { type Entry, type TreeNode, isLeaf } from './node.ts';
 export interface NodeSources {
   /** A node of the old tree if it is stored locally; never touches the network. */
   local(hash: string): Promise<TreeNode | undefined>;
-  /** A node of the new tree, fetched (and stored) if needed. */
+  /** A node of the new tree, fetched (and stored) if needed; a second call for one hash is answered locally. */
   fetch(hash: string): Promise<TreeNode>;
 }
 
@@ -44,9 +44,6 @@ export async function changedFiles(oldRoot: string, newRoot: string, nodes: Node
   const oldTop = oldRoot === newRoot ? undefined : await nodes.local(oldRoot);
   if (!oldTop) return [];
   const newTop = await nodes.fetch(newRoot);
-  // The roots are read already; the walk reads them again from here.
-  const local = (hash: string) => (hash === oldRoot ? Promise.resolve(oldTop) : nodes.local(hash));
-  const fetch = (hash: string) => (hash === newRoot ? Promise.resolve(newTop) : nodes.fetch(hash));
   let oldSide: Subtree[] = [{ hash: oldRoot, level: oldTop.level, low: '', high: null }];
   let newSide: Subtree[] = [{ hash: newRoot, level: newTop.level, low: '', high: null }];
   const oldEntries: Entry[] = [];
@@ -59,10 +56,10 @@ export async function changedFiles(oldRoot: string, newRoot: string, nodes: Node
     newSide = newSide.filter((s) => !oldHashes.has(s.hash));
     if (oldSide.length === 0 || newSide.length === 0) break;
     const level = Math.max(...oldSide.map((s) => s.level), ...newSide.map((s) => s.level));
-    const oldOpened = await read(oldSide, level, local);
+    const oldOpened = await read(oldSide, level, nodes.local);
     const reach = [...oldSide.filter((s) => s.level !== level), ...oldOpened.map(([subtree]) => subtree)];
     newSide = newSide.filter((subtree) => reach.some((old) => overlap(old, subtree)));
-    const newOpened = await read(newSide, level, fetch);
+    const newOpened = await read(newSide, level, nodes.fetch);
     oldSide = open(oldSide, level, oldOpened, oldEntries);
     newSide = open(newSide, level, newOpened, newEntries);
   }

@@ -61,6 +61,7 @@ const FORMAT_VERSION = 1;
 /** Levels above this cannot occur for any site (node.rs `MAX_LEVEL`). */
 const MAX_LEVEL = 16;
 
+/** Decodes one node, refusing anything the Rust decoder refuses for its structure. */
 export function decodeNode(bytes: Uint8Array): TreeNode {
   let at = 0;
   const fail = (reason: string): never => {
