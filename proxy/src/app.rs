@@ -21,6 +21,7 @@ use crate::roots::{Roots, Served};
 use crate::routing::{Router, Target};
 use crate::rules::{HeaderRules, Redirects, RuleAction, SiteRules};
 use crate::semantics::{self, Encoding, RangeRequest};
+use crate::sw;
 
 /// Header a client may send to pin a version (as preview hosts do).
 pub const VERSION_HEADER: &str = "x-grove-version";
@@ -157,6 +158,7 @@ impl Grove {
             served.version.to_string(),
         );
         reply.set(header::HeaderName::from_static(ROOT_HEADER), served.tree.to_hex());
+        reply = self.kill_switch_if_off(&target.site, reply);
         reply.served = Some((target.site.to_string(), served.version));
         if let Some(key) = prepared_key
             && reply.status == StatusCode::OK
@@ -165,6 +167,15 @@ impl Grove {
             self.prepared.insert(key, Arc::new(reply.clone()));
         }
         private_if(pinned_by_header, reply)
+    }
+
+    /// Orders installed service workers away from a site that has none.
+    fn kill_switch_if_off(&self, site: &SiteName, mut reply: Reply) -> Reply {
+        if !self.config.service_worker(site.as_str()) {
+            let (name, value) = sw::KILL_SWITCH;
+            reply.set(name, value);
+        }
+        reply
     }
 
     /// The version to serve: pinned by the host or the version header, else current.
@@ -220,6 +231,7 @@ impl Grove {
         let url_path = path.url_path();
         let context = Context {
             site,
+            service_worker: self.config.service_worker(site.as_str()),
             request,
             rules: &rules,
             url_path: &url_path,
@@ -325,15 +337,30 @@ impl Grove {
                 len: *size,
             },
         };
+        // Pages get the register tag (those too large for the memory cache
+        // are served as they are; the worker keeps no file that large).
+        let mut identity = entry.hash;
+        let mut bytes = match &blob {
+            CachedBlob::Memory(bytes) => Some(bytes.clone()),
+            CachedBlob::Disk { .. } => None,
+        };
+        if context.service_worker
+            && sw::is_html(content_type)
+            && let Some(injected) = bytes.as_deref().and_then(sw::inject)
+        {
+            identity = sw::variant_of(&entry.hash);
+            body = Body::Bytes(injected.clone());
+            bytes = Some(injected);
+        }
         let ranged = request.headers.contains_key(header::RANGE);
-        if let (CachedBlob::Memory(bytes), true, false) = (&blob, compressible, ranged) {
+        if let (Some(bytes), true, false) = (&bytes, compressible, ranged) {
             let wanted = semantics::negotiate(request.header(header::ACCEPT_ENCODING));
-            if let Some(encoded) = self.compressor.encode(entry.hash, wanted, bytes.clone()).await {
+            if let Some(encoded) = self.compressor.encode(identity, wanted, bytes.clone()).await {
                 encoding = wanted;
                 body = Body::Bytes(encoded);
             }
         }
-        let etag = semantics::etag(&entry.hash, encoding);
+        let etag = semantics::etag(&identity, encoding);
 
         let mut reply = Reply::new(status, Body::Empty)
             .with(header::CONTENT_TYPE, content_type)
@@ -422,6 +449,9 @@ impl Grove {
 
     /// `/_grove/...`: the host's own namespace on every site.
     async fn grove_namespace(&self, target: &Target, rest: &str, request: &Request<'_>) -> Reply {
+        if let Some(script) = sw::script(rest) {
+            return revalidate(script, request);
+        }
         match rest.split_once('/') {
             None if rest == "health" => Reply::text(StatusCode::OK, "ok"),
             None if rest == "root" => match self.version(target, request).await {
@@ -430,6 +460,8 @@ impl Grove {
                         "site": target.site.as_str(),
                         "version": served.version,
                         "root": served.tree.to_hex(),
+                        // The service worker resolves URLs as the proxy does.
+                        "trailing_slash": self.config.site(target.site.as_str()).trailing_slash,
                     });
                     // Browsers always ask again; a CDN keeps it until the
                     // next version's purge, like every other stable URL.
@@ -448,7 +480,10 @@ impl Grove {
                                 semantics::root_document_tag(&target.site)
                             ),
                         );
-                    private_if(pinned_by_header(target, request), reply)
+                    private_if(
+                        pinned_by_header(target, request),
+                        self.kill_switch_if_off(&target.site, reply),
+                    )
                 }
                 Err(reply) => reply,
             },
@@ -563,6 +598,8 @@ fn not_modified(mut reply: Reply) -> Reply {
 /// Per-request facts the file-serving steps share.
 struct Context<'a> {
     site: &'a SiteName,
+    /// HTML gets the service worker's register tag.
+    service_worker: bool,
     request: &'a Request<'a>,
     rules: &'a SiteRules,
     url_path: &'a str,

@@ -45,6 +45,10 @@ pub struct Config {
     pub cdn: CdnConfig,
     /// The storage node that answers `/_grove/api/`.
     pub node: NodeConfig,
+    /// Install the service worker on every site (HTML pages get its
+    /// register script); `[sites.<name>] service_worker` overrides it. Off
+    /// also orders workers installed earlier to unregister.
+    pub service_worker: bool,
 }
 
 /// The storage node: the one this proxy embeds, and the nodes elsewhere
@@ -252,7 +256,7 @@ pub struct HttpConfig {
 }
 
 /// How a site's URLs end.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrailingSlash {
     /// As the files imply: `dir/index.html` is `/dir/`, `page.html` is `/page`.
@@ -274,6 +278,9 @@ pub struct SiteConfig {
     /// apps). Paths with an extension still get a 404: a missing asset is
     /// never answered with HTML.
     pub spa: bool,
+    /// The service worker for this site; default: the top-level
+    /// `service_worker`. Off also orders workers installed earlier away.
+    pub service_worker: Option<bool>,
 }
 
 impl Default for Config {
@@ -293,6 +300,7 @@ impl Default for Config {
             publish: PublishConfig::default(),
             cdn: CdnConfig::default(),
             node: NodeConfig::default(),
+            service_worker: true,
         }
     }
 }
@@ -403,6 +411,11 @@ impl Config {
                 Arc::new(S3Store::new(s3))
             }
         })
+    }
+
+    /// Whether site `name` has the service worker.
+    pub fn service_worker(&self, name: &str) -> bool {
+        self.site(name).service_worker.unwrap_or(self.service_worker)
     }
 
     pub fn site(&self, name: &str) -> SiteConfig {

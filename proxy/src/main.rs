@@ -21,6 +21,7 @@ mod routing;
 mod rules;
 mod semantics;
 mod server;
+mod sw;
 mod tls;
 
 use std::path::PathBuf;
@@ -64,6 +65,8 @@ Configuration file keys (TOML; every key optional):
   [tls]    listen = \"0.0.0.0:8443\"  reload_secs = 30     HTTPS with HTTP/2 (ALPN); certificates chosen by SNI
   [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
+                  service_worker = true|false   (default: the top-level key below)
+  service_worker = true              HTML gets the worker's register script; false also unregisters installed workers
   public_url = \"https://{host}/\"    live and preview URLs in publish replies; default http://{host}:<listen port>/
   [publish]  max_file_bytes = 104857600  max_files_per_site = 100000
   [cdn.cloudflare]  zone_id = \"...\"  api_token_env = \"CLOUDFLARE_API_TOKEN\"  api_base = \"https://api.cloudflare.com/client/v4\"

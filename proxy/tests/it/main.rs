@@ -8,3 +8,4 @@ mod serving;
 mod support;
 mod tls;
 mod upgrade;
+mod worker;

@@ -1,0 +1,120 @@
+//! The service worker's side of the proxy: the two scripts (built from
+//! `sw/` and embedded at compile time), the register tag added to HTML, and
+//! the kill switch. The worker adds the same tag to pages it serves from
+//! its cache, byte for byte (`sw/src/html.ts`), so a page is the same
+//! whichever of the two answered it.
+
+use bytes::{Bytes, BytesMut};
+use grove_storage::ContentHash;
+use http::{HeaderName, StatusCode, header};
+
+use crate::reply::{Body, Reply};
+
+/// The worker, `sw/dist/grove-sw.js` (checked against its sources by the
+/// test command).
+const WORKER: &[u8] = include_bytes!("../../sw/dist/grove-sw.js");
+/// The page-side script that registers the worker and polls the root.
+const REGISTER: &[u8] = include_bytes!("../../sw/dist/grove-register.js");
+
+/// What HTML pages get, just before their first `</head>`.
+pub const REGISTER_TAG: &[u8] = b"<script src=\"/_grove/register.js\" defer></script>";
+
+/// On `/_grove/root` replies and site responses of a site whose worker is
+/// off: installed workers unregister and delete what they stored.
+pub const KILL_SWITCH: (HeaderName, &str) = (HeaderName::from_static("x-grove-sw"), "unregister");
+
+/// Names the injected variant of a page in ETags and the compressor's cache:
+/// bump it when the tag changes, so no cache mixes the two.
+const VARIANT: &[u8] = b"grove-register-tag-1";
+
+/// `/_grove/sw.js` or `/_grove/register.js`, if `name` is one of them.
+/// The worker may control the whole site (`Service-Worker-Allowed: /`)
+/// though it lives under `/_grove/`. `no-cache`: browsers revalidate, so a
+/// new proxy release reaches them at once; the ETag makes that cheap.
+pub fn script(name: &str) -> Option<Reply> {
+    let (bytes, worker) = match name {
+        "sw.js" => (WORKER, true),
+        "register.js" => (REGISTER, false),
+        _ => return None,
+    };
+    let etag = format!("\"{}\"", ContentHash::of(bytes).to_hex());
+    let mut reply = Reply::new(StatusCode::OK, Body::Bytes(Bytes::from_static(bytes)))
+        .with(header::CONTENT_TYPE, "text/javascript; charset=utf-8")
+        .with(header::CACHE_CONTROL, "no-cache")
+        .with(header::ETAG, &etag);
+    if worker {
+        reply.set(HeaderName::from_static("service-worker-allowed"), "/");
+    }
+    Some(reply)
+}
+
+/// Whether a file of this content type gets the register tag.
+pub fn is_html(content_type: &str) -> bool {
+    content_type
+        .split(';')
+        .next()
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/html"))
+}
+
+/// `html` with the register tag before its first `</head>` (ASCII case
+/// ignored), or `None` for a page without one, which is served unchanged.
+pub fn inject(html: &[u8]) -> Option<Bytes> {
+    const CLOSE: &[u8] = b"</head>";
+    let at = html
+        .windows(CLOSE.len())
+        .position(|window| window.eq_ignore_ascii_case(CLOSE))?;
+    let mut out = BytesMut::with_capacity(html.len() + REGISTER_TAG.len());
+    out.extend_from_slice(&html[..at]);
+    out.extend_from_slice(REGISTER_TAG);
+    out.extend_from_slice(&html[at..]);
+    Some(out.freeze())
+}
+
+/// The identity of a page's injected variant: its ETag and compressed
+/// copies must differ from the stored file's.
+pub fn variant_of(hash: &ContentHash) -> ContentHash {
+    let mut identity = hash.to_hex().into_bytes();
+    identity.extend_from_slice(VARIANT);
+    ContentHash::of(&identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_tag_goes_before_the_first_head_end_in_any_case() {
+        let page = b"<html><HEAD><title>x</title></Head><body></head></body>";
+        let injected = inject(page).unwrap();
+        let expected = [
+            &b"<html><HEAD><title>x</title>"[..],
+            REGISTER_TAG,
+            &b"</Head><body></head></body>"[..],
+        ]
+        .concat();
+        assert_eq!(&injected[..], &expected[..]);
+        assert_eq!(inject(b"<p>no head</p>"), None);
+        assert!(is_html("text/html; charset=utf-8"));
+        assert!(is_html("Text/HTML"));
+        assert!(!is_html("text/htmlx"));
+        assert!(!is_html("application/xhtml+xml"));
+    }
+
+    #[test]
+    fn the_scripts_are_the_committed_bundles() {
+        let worker = script("sw.js").unwrap();
+        assert_eq!(worker.headers["service-worker-allowed"], "/");
+        assert_eq!(worker.headers["cache-control"], "no-cache");
+        assert!(matches!(worker.body, Body::Bytes(ref bytes) if bytes.len() == WORKER.len() && !bytes.is_empty()));
+        assert!(
+            script("register.js")
+                .unwrap()
+                .headers
+                .get("service-worker-allowed")
+                .is_none()
+        );
+        assert!(script("other.js").is_none());
+        let hash = ContentHash::of(b"page");
+        assert_ne!(variant_of(&hash), hash);
+    }
+}
