@@ -25,7 +25,6 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::api::Failure;
 use crate::config::Config;
-use crate::reply::Reply;
 
 /// Where dynamic calls arrive on every site's host.
 pub const API_PREFIX: &str = "/_grove/api/";
@@ -49,7 +48,7 @@ pub struct NodeDirectory {
 
 impl NodeDirectory {
     /// The node call for `rest` (what follows [`API_PREFIX`]) on `site`.
-    pub fn route(&self, site: &SiteName, rest: &str, query: Option<&str>) -> Result<NodeCall, Reply> {
+    pub fn route(&self, site: &SiteName, rest: &str, query: Option<&str>) -> Result<NodeCall, Failure> {
         let Some(call) = rest
             .strip_prefix("v1/")
             .filter(|call| !call.is_empty() && !call.contains('/'))
@@ -58,8 +57,7 @@ impl NodeDirectory {
                 StatusCode::NOT_FOUND,
                 "no_route",
                 format!("no API route /_grove/api/{rest}; calls are /_grove/api/v1/<call>"),
-            )
-            .into_reply());
+            ));
         };
         let address = match (self.remote.get(site), self.embedded) {
             (Some(remote), _) => remote.clone(),
@@ -102,8 +100,8 @@ impl NodeDirectory {
     }
 }
 
-fn unavailable(message: String) -> Reply {
-    Failure::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message).into_reply()
+fn unavailable(message: String) -> Failure {
+    Failure::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message)
 }
 
 /// The embedded node, run as a Pingora background service: started with

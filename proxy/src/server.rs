@@ -66,7 +66,10 @@ impl ProxyHttp for GroveProxy {
         if let Some(rest) = header.uri.path().strip_prefix(API_PREFIX) {
             let request = request_of(header);
             let routed = match self.grove.target(&request) {
-                Some(target) => self.nodes.route(&target.site, rest, request.query),
+                Some(target) => self
+                    .nodes
+                    .route(&target.site, rest, request.query)
+                    .map_err(Failure::into_reply),
                 None => Err(Reply::unknown()),
             };
             match routed {
@@ -160,6 +163,10 @@ impl ProxyHttp for GroveProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, log: &mut Self::CTX) {
+        if log.node_call.is_some() {
+            // Proxied: Pingora wrote the body, not `write_reply`.
+            log.bytes = session.body_bytes_sent() as u64;
+        }
         let status_class = match log.status {
             0 => "error",
             100..=199 => "1xx",
