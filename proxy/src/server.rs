@@ -63,7 +63,13 @@ impl ProxyHttp for GroveProxy {
         session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
 
         let header = session.req_header();
-        if let Some(rest) = header.uri.path().strip_prefix(API_PREFIX) {
+        // The publish API shares the `/_grove/api/` prefix (`publish/v1/...`).
+        let node_call = header
+            .uri
+            .path()
+            .strip_prefix(API_PREFIX)
+            .filter(|_| !PublishApi::owns(header.uri.path()));
+        if let Some(rest) = node_call {
             let request = request_of(header);
             let routed = match self.grove.target(&request) {
                 Some(target) => self
