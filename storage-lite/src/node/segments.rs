@@ -343,6 +343,20 @@ async fn replay(
     Ok((next_seq, last_ts))
 }
 
+/// A segment's bytes: one `{"seq", "op"}` line per journaled operation.
+fn segment_body(journal: &[(u64, Vec<u8>)]) -> Result<Vec<u8>, LogError> {
+    let mut body = Vec::new();
+    for (seq, op) in journal {
+        let op = std::str::from_utf8(op)
+            .ok()
+            .and_then(|op| serde_json::from_str::<&serde_json::value::RawValue>(op).ok())
+            .ok_or_else(|| LogError::Database(format!("journaled operation {seq} is corrupt")))?;
+        serde_json::to_writer(&mut body, &Line { seq: *seq, op }).expect("lines serialize");
+        body.push(b'\n');
+    }
+    Ok(body)
+}
+
 /// Seals journaled operations into segments and ships them.
 pub struct Shipper {
     log: Arc<Log>,
@@ -397,15 +411,7 @@ impl Shipper {
             let (Some(&(first, _)), Some(&(last, _))) = (journal.first(), journal.last()) else {
                 return Ok(shipped);
             };
-            let mut body = Vec::new();
-            for (seq, op) in &journal {
-                let op = std::str::from_utf8(op)
-                    .ok()
-                    .and_then(|op| serde_json::from_str::<&serde_json::value::RawValue>(op).ok())
-                    .ok_or_else(|| LogError::Database(format!("journaled operation {seq} is corrupt")))?;
-                serde_json::to_writer(&mut body, &Line { seq: *seq, op }).expect("lines serialize");
-                body.push(b'\n');
-            }
+            let body = segment_body(&journal)?;
             let key = self.keys.segment(self.epoch, first);
             let through = match self.store.put_if_absent(&key, Bytes::from(body)).await {
                 Ok(_) => last,
@@ -577,14 +583,11 @@ mod tests {
             .unwrap();
         let keys = Keys::new("n1").unwrap();
         let journal = old.journal(10).unwrap();
-        let mut body = Vec::new();
-        for (seq, op) in &journal {
-            let op = serde_json::from_slice::<&serde_json::value::RawValue>(op).unwrap();
-            serde_json::to_writer(&mut body, &Line { seq: *seq, op }).unwrap();
-            body.push(b'\n');
-        }
         store
-            .put_if_absent(&keys.segment(1, journal[0].0), Bytes::from(body))
+            .put_if_absent(
+                &keys.segment(1, journal[0].0),
+                Bytes::from(segment_body(&journal).unwrap()),
+            )
             .await
             .unwrap();
         // Its shipper finds the newer epoch and fences it.
@@ -629,14 +632,9 @@ mod tests {
         // The segment of the first two operations went out, then the
         // process died before the journal forgot them.
         let journal = log.journal(2).unwrap();
-        let mut body = Vec::new();
-        for (seq, op) in &journal {
-            let op = serde_json::from_slice::<&serde_json::value::RawValue>(op).unwrap();
-            serde_json::to_writer(&mut body, &Line { seq: *seq, op }).unwrap();
-            body.push(b'\n');
-        }
+        let key = Keys::new("n1").unwrap().segment(1, journal[0].0);
         store
-            .put_if_absent(&Keys::new("n1").unwrap().segment(1, journal[0].0), Bytes::from(body))
+            .put_if_absent(&key, Bytes::from(segment_body(&journal).unwrap()))
             .await
             .unwrap();
         assert_eq!(shipper.ship().await.unwrap(), 3);
