@@ -57,7 +57,11 @@ impl Server {
             .expect("the write was sent");
         let status = response.status();
         let body = response.bytes().await.expect("the reply was read");
-        assert!(status.is_success(), "write failed: {status} {}", String::from_utf8_lossy(&body));
+        assert!(
+            status.is_success(),
+            "write failed: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
     }
 
     fn watch_request(&self, client: &reqwest::Client, key: &str) -> reqwest::RequestBuilder {
@@ -201,7 +205,12 @@ async fn main() {
             println!("{}", handle.reveal());
         }
         ["writes", target, url, token, clients, seconds] => {
-            writes(server(target, url, token), clients.parse().unwrap(), seconds.parse().unwrap()).await;
+            writes(
+                server(target, url, token),
+                clients.parse().unwrap(),
+                seconds.parse().unwrap(),
+            )
+            .await;
         }
         ["watch", target, url, token, count] => {
             watch(server(target, url, token), count.parse().unwrap()).await;
