@@ -74,3 +74,14 @@ PY
     chmod +x "$venv/bin/moto_server_serial"
     export GROVE_MOTO_SERVER="$venv/bin/moto_server_serial"
 }
+
+# Node.js and npm build and test the service worker (sw/).
+ensure_node() {
+    command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+}
+
+# Debian's Chromium, driven by playwright-core in the service worker's
+# browser tests (never a downloaded browser).
+ensure_chromium() {
+    [ -x /usr/bin/chromium ] || apt_install chromium
+}

@@ -505,7 +505,7 @@ impl Grove {
             .try_get_with(*hash, async { self.nodes.get(hash).await })
             .await;
         match loaded {
-            Ok(bytes) => immutable(hash, Body::Bytes(bytes), request),
+            Ok(bytes) => self.immutable_negotiated(hash, bytes, request).await,
             Err(error) if error.is_not_found() => Reply::text(StatusCode::NOT_FOUND, "no such tree node"),
             Err(error) => {
                 tracing::error!(%hash, %error, "reading a tree node failed");
@@ -514,11 +514,26 @@ impl Grove {
         }
     }
 
+    /// A content-addressed object (tree node, blob), compressed once per
+    /// coding when that makes it smaller: the service worker fetches every
+    /// file it caches this way, so it must travel as small as a page would.
+    async fn immutable_negotiated(&self, hash: &ContentHash, bytes: Bytes, request: &Request<'_>) -> Reply {
+        let wanted = semantics::negotiate(request.header(header::ACCEPT_ENCODING));
+        let (encoding, body) = match self.compressor.encode(*hash, wanted, bytes.clone()).await {
+            Some(encoded) => (wanted, encoded),
+            None => (Encoding::Identity, bytes),
+        };
+        let mut reply = immutable(hash, encoding, Body::Bytes(body), request);
+        reply.set(header::VARY, "Accept-Encoding");
+        reply
+    }
+
     async fn raw_blob(&self, hash: &ContentHash, request: &Request<'_>) -> Reply {
         match self.blobs.get_unsized(hash).await {
-            Ok(CachedBlob::Memory(bytes)) => immutable(hash, Body::Bytes(bytes), request),
+            Ok(CachedBlob::Memory(bytes)) => self.immutable_negotiated(hash, bytes, request).await,
             Ok(CachedBlob::Disk { file, size }) => immutable(
                 hash,
+                Encoding::Identity,
                 Body::File {
                     file,
                     start: 0,
@@ -622,11 +637,14 @@ impl Files for VersionFiles<'_> {
 }
 
 /// A content-addressed response: cacheable forever, revalidated by hash.
-fn immutable(hash: &ContentHash, body: Body, request: &Request<'_>) -> Reply {
-    let reply = Reply::new(StatusCode::OK, body)
+fn immutable(hash: &ContentHash, encoding: Encoding, body: Body, request: &Request<'_>) -> Reply {
+    let mut reply = Reply::new(StatusCode::OK, body)
         .with(header::CONTENT_TYPE, "application/octet-stream")
-        .with(header::ETAG, semantics::etag(hash, Encoding::Identity))
+        .with(header::ETAG, semantics::etag(hash, encoding))
         .with(header::CACHE_CONTROL, "public, max-age=31536000, immutable");
+    if let Some(token) = encoding.token() {
+        reply.set(header::CONTENT_ENCODING, token);
+    }
     revalidate(reply, request)
 }
 

@@ -1,6 +1,7 @@
 /** Applying a newly learned version: sync what changed, flip, tell the tabs. */
 
 import { MAX_BLOB_BYTES, blob, localNode, node } from './content.ts';
+import { applying, noteStored } from './evict.ts';
 import { warn } from './log.ts';
 import { prunePins } from './pins.ts';
 import { type RootDocument, UPDATE_MESSAGE, type Version } from './protocol.ts';
@@ -29,12 +30,20 @@ async function apply({ trailingSlash, ...next }: RootDocument): Promise<void> {
   const newer = !current || next.version > current.version;
   // Before the flip, so the first navigation to the new version finds what
   // it needs; if this fails (offline), the flip waits for the next news.
-  if (newer && current) await prefetch(current.root, next.root);
+  // Eviction keeps what the sync fetches (a failed sync leaves its root
+  // kept until the next one: harmless).
+  if (newer && current) {
+    applying(next.root);
+    await prefetch(current.root, next.root);
+  }
   await writeState({
     ...(newer ? { current: next, previous: current } : state),
     trailingSlash: trailingSlash ?? state.trailingSlash,
   });
-  if (newer && current) await Promise.all([announce(next), prunePins()]);
+  applying();
+  // The version before `current` is no longer kept: if the cache is over
+  // its budget, it goes now, not at the next store.
+  if (newer && current) await Promise.all([announce(next), prunePins().then(() => noteStored(0))]);
 }
 
 /** Fetches the changed nodes on the way to what the worker holds, and the new content of every file it holds. */
@@ -42,7 +51,7 @@ async function prefetch(oldRoot: string, newRoot: string): Promise<void> {
   const changes = await changedFiles(oldRoot, newRoot, { local: localNode, fetch: node });
   await Promise.all(
     changes.map(async ({ before, after }) => {
-      if (after.size <= MAX_BLOB_BYTES && (await hasContent('blobs', before.hash))) await blob(after.hash, after.size);
+      if (after.size <= MAX_BLOB_BYTES && (await hasContent(before.hash))) await blob(after.hash, after.size);
     }),
   );
 }

@@ -5,16 +5,34 @@ import { prunePins } from './pins.ts';
 import { getContent, readState, removeContent, usageByAge } from './store.ts';
 import { decodeNode } from './tree/node.ts';
 
-/** Bytes of nodes and blobs kept before the least recently used go. */
-const BUDGET_BYTES = 50 * 2 ** 20;
+/**
+ * Bytes of nodes and blobs kept before the least recently used go: 50 MiB,
+ * or what the site's pages say (`<meta name="grove-cache-bytes">`, passed on
+ * by the register script).
+ */
+let budget = 50 * 2 ** 20;
+
+export function setBudget(bytes: unknown): void {
+  if (Number.isSafeInteger(bytes) && (bytes as number) > 0) budget = bytes as number;
+}
 
 /** Bytes stored, as last counted plus what was written since; unknown until first counted. */
 let stored: number | undefined;
 
+/**
+ * The root of the version being applied: what its sync fetches is kept like
+ * the current version's, or the sync would evict its own work before the flip.
+ */
+let incoming: string | undefined;
+
+export function applying(root?: string): void {
+  incoming = root;
+}
+
 /** Accounts for `size` bytes just stored, and evicts if the budget is exceeded. */
 export async function noteStored(size: number): Promise<void> {
   stored = stored === undefined ? sum(await usageByAge()) : stored + size;
-  if (stored > BUDGET_BYTES) await makeRoom(1);
+  if (stored > budget) await makeRoom(1);
 }
 
 /**
@@ -25,20 +43,23 @@ export async function noteStored(size: number): Promise<void> {
  */
 export async function makeRoom(share: number): Promise<void> {
   const byAge = await usageByAge();
-  const budget = Math.min(BUDGET_BYTES, sum(byAge) * share);
+  const target = Math.min(budget, sum(byAge) * share);
   const keep = await reachable(await keptRoots(), async (hash) => {
     const bytes = await getContent('nodes', hash);
     return bytes && decodeNode(bytes);
   });
-  const victims = chooseVictims(byAge, keep, budget);
+  const victims = chooseVictims(byAge, keep, target);
   await removeContent(victims);
   stored = sum(byAge) - sum(victims);
 }
 
-/** The roots eviction spares: the current and previous versions and every version an open client is pinned to. */
+/**
+ * The roots eviction spares: the current and previous versions, the one
+ * being applied, and every version an open client is pinned to.
+ */
 async function keptRoots(): Promise<string[]> {
   const [{ current, previous }, pinned] = await Promise.all([readState(), prunePins()]);
-  return [current, previous, ...pinned].flatMap((version) => (version ? [version.root] : []));
+  return [current?.root, previous?.root, incoming, ...pinned.map((version) => version.root)].filter(Boolean) as string[];
 }
 
 function sum(records: Array<{ size: number }>): number {

@@ -14,8 +14,18 @@ export const UNREGISTER = 'unregister';
 export const ROOT_PATH = '/_grove/root';
 export const SW_PATH = '/_grove/sw.js';
 
-/** Page -> worker: `{ type, root }` where `root` is a `/_grove/root` reply body. */
+/** The worker's IndexedDB database; the register script deletes it too when the server says to leave. */
+export const DB_NAME = 'grove';
+
+/**
+ * Page -> worker: `{ type, root, cacheBytes?, load }` where `root` is a
+ * `/_grove/root` reply body, `cacheBytes` the page's
+ * `<meta name="grove-cache-bytes">` (the worker's byte budget), and `load`
+ * true for the check at load of a page the worker did not serve.
+ */
 export const ROOT_MESSAGE = 'grove:root';
+/** Page -> worker: `{ type }` once `/_grove/root` carried the kill switch: leave. */
+export const KILL_MESSAGE = 'grove:unregister';
 /**
  * Worker -> page: `{ type, version, root }` once a newer version is synced
  * and live for new navigations; also the name of the window event the
@@ -43,7 +53,7 @@ export function parseRootDocument(body: unknown): RootDocument | undefined {
   const { version, root, trailing_slash: slash } = (body ?? {}) as Record<string, unknown>;
   const found = asVersion(version, root);
   if (!found) return undefined;
-  return slash === 'auto' || slash === 'always' || slash === 'never' ? { ...found, trailingSlash: slash } : found;
+  return ['auto', 'always', 'never'].includes(slash as string) ? { ...found, trailingSlash: slash as TrailingSlash } : found;
 }
 
 /** The version a response says it is, from its `x-grove-version` and `x-grove-root` headers. */

@@ -14,7 +14,8 @@ import { encodePath, parseRequestPath, urlPath } from './path.ts';
 import { ROOT_HEADER, SW_HEADER, UNREGISTER, VERSION_HEADER, type Version, versionOf } from './protocol.ts';
 import { resolve } from './resolve.ts';
 import { headersFor, isForced } from './rules.ts';
-import { readPin, readState, writePin } from './store.ts';
+import { pinClient } from './pins.ts';
+import { readPin, readState } from './store.ts';
 
 /** A navigation gets the current version and pins its new client (the tab's document) to it. */
 export async function navigate(event: FetchEvent): Promise<Response> {
@@ -41,9 +42,14 @@ export async function subresource(event: FetchEvent): Promise<Response> {
   return answer(event, pinned);
 }
 
+/** Pins a client the worker did not pin (a page it did not serve), if it still has no pin. */
+export async function adopt(clientId: string, version: Version): Promise<void> {
+  if (!(await readPin(clientId))) await pin(clientId, version);
+}
+
 async function pin(clientId: string, version: Version): Promise<void> {
   if (!clientId) return;
-  await writePin(clientId, version).catch(warn('could not pin a client'));
+  await pinClient(clientId, version).catch(warn('could not pin a client'));
 }
 
 async function answer(event: FetchEvent, version: Version): Promise<Response> {
@@ -73,7 +79,7 @@ async function fromTree(request: Request, { version, root }: Version): Promise<R
   const found = await resolve((file) => fileAt(root, file), path, trailingSlash);
   if (found === 'network') return undefined;
   if ('redirect' in found) {
-    return Response.redirect(new URL(encodePath(found.redirect) + url.search, url).href, 308);
+    return Response.redirect(new URL(encodePath(found.redirect) + url.search, url), 308);
   }
   const { file } = found;
   const extra = headersFor(rules, target);

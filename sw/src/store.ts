@@ -6,7 +6,7 @@
  * `pins` (client id -> version).
  */
 
-import type { TrailingSlash, Version } from './protocol.ts';
+import { DB_NAME, type TrailingSlash, type Version } from './protocol.ts';
 
 export type ContentKind = 'nodes' | 'blobs';
 
@@ -27,8 +27,6 @@ export interface SiteState {
   /** The site's setting, once the proxy reported it. */
   trailingSlash?: TrailingSlash;
 }
-
-const DB_NAME = 'grove';
 
 /**
  * Schema migrations: step n takes a database from version n to n + 1. A
@@ -93,17 +91,16 @@ async function transact<T>(
   const request = work(tx);
   await new Promise<void>((resolve, reject) => {
     tx.oncomplete = () => resolve();
-    tx.onabort = () => reject(tx.error ?? new DOMException('transaction aborted', 'AbortError'));
+    tx.onabort = () => reject(tx.error ?? Error('aborted'));
   });
   return request ? request.result : (undefined as T);
 }
 
-export function getContent(kind: ContentKind, hash: string): Promise<Uint8Array<ArrayBuffer> | undefined> {
-  return get(kind, hash);
-}
+export const getContent: (kind: ContentKind, hash: string) => Promise<Uint8Array<ArrayBuffer> | undefined> = get;
 
-export async function hasContent(kind: ContentKind, hash: string): Promise<boolean> {
-  return (await transact([kind], 'readonly', (tx) => tx.objectStore(kind).count(hash))) > 0;
+/** Whether a node or blob is stored (its usage record is written and deleted with it). */
+export async function hasContent(hash: string): Promise<boolean> {
+  return !!(await get('usage', hash));
 }
 
 /** Stores verified bytes and their usage record together. */
@@ -173,14 +170,12 @@ export function deletePins(clientIds: string[]): Promise<void> {
   });
 }
 
-/** Deletes the whole database (the kill switch): nothing the worker stored outlives it. */
+/**
+ * Deletes the whole database (the kill switch): nothing the worker stored
+ * outlives it. The deletion completes once no connection is left open.
+ */
 export async function destroy(): Promise<void> {
-  const db = await connection?.catch(() => undefined);
-  db?.close();
+  (await connection?.catch(() => undefined))?.close();
   connection = undefined;
-  await new Promise<void>((resolve, reject) => {
-    const request = indexedDB.deleteDatabase(DB_NAME);
-    request.onsuccess = () => resolve();
-    request.onerror = () => reject(request.error);
-  });
+  indexedDB.deleteDatabase(DB_NAME);
 }

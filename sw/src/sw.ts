@@ -5,9 +5,10 @@
  */
 
 import { learn } from './apply.ts';
-import { killed } from './killswitch.ts';
-import { ROOT_MESSAGE, parseRootDocument } from './protocol.ts';
-import { navigate, subresource } from './serve.ts';
+import { setBudget } from './evict.ts';
+import { killed, unregister } from './killswitch.ts';
+import { KILL_MESSAGE, ROOT_MESSAGE, parseRootDocument } from './protocol.ts';
+import { adopt, navigate, subresource } from './serve.ts';
 import { sw } from './worker-global.ts';
 
 // The site version is never tied to the worker's code, and everything the
@@ -27,8 +28,14 @@ sw.addEventListener('fetch', (event) => {
 });
 
 sw.addEventListener('message', (event) => {
-  const message = event.data as { type?: unknown; root?: unknown } | null;
-  if (message?.type !== ROOT_MESSAGE) return;
+  const message = event.data as { type?: unknown; root?: unknown; cacheBytes?: unknown; load?: unknown } | null;
+  if (message?.type === KILL_MESSAGE) event.waitUntil(unregister());
+  // A worker told to leave learns nothing more (it would recreate its database).
+  if (message?.type !== ROOT_MESSAGE || killed) return;
+  setBudget(message.cacheBytes);
   const news = parseRootDocument(message.root);
-  if (news) event.waitUntil(learn(news));
+  if (!news) return;
+  // A page the worker did not serve is on the version its check at load saw.
+  if (message.load === true) event.waitUntil(adopt((event.source as Client).id, news));
+  event.waitUntil(learn(news));
 });

@@ -160,3 +160,35 @@ async fn a_site_without_the_worker_gets_no_tag_and_orders_installed_workers_away
     assert_eq!(header(page.headers(), "x-grove-sw"), "unregister");
     assert_eq!(page.text().await.unwrap(), PAGE);
 }
+
+#[tokio::test]
+async fn content_addressed_objects_are_compressed_when_that_helps() {
+    let (proxy, client) = site("").await;
+    let hash = grove_storage::ContentHash::of(PAGE.as_bytes()).to_hex();
+    let url = proxy.url("demo.localhost", &format!("/_grove/blob/{hash}"));
+    let plain = client.get(&url).send().await.unwrap();
+    assert_eq!(header(plain.headers(), "vary"), "Accept-Encoding");
+    assert_eq!(header(plain.headers(), "content-encoding"), "");
+    let plain_etag = header(plain.headers(), "etag").to_owned();
+    assert_eq!(
+        plain.text().await.unwrap(),
+        PAGE,
+        "the stored bytes, without the register tag"
+    );
+    // A client that decodes gzip gets the same bytes, compressed on the wire.
+    let decoding = reqwest::Client::builder()
+        .resolve("demo.localhost", proxy.addr)
+        .build()
+        .unwrap();
+    let gzip = decoding
+        .get(&url)
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(header(gzip.headers(), "etag"), plain_etag);
+    assert_eq!(gzip.text().await.unwrap(), PAGE);
+    let raw = client.get(&url).header("accept-encoding", "gzip").send().await.unwrap();
+    assert_eq!(header(raw.headers(), "content-encoding"), "gzip");
+    assert!(raw.bytes().await.unwrap().len() < PAGE.len());
+}

@@ -1,7 +1,7 @@
 /** What changed between two versions, in the part of the old tree the worker holds. */
 
 import { compareKeys } from './order.ts';
-import { type Entry, type TreeNode, isLeaf } from './node.ts';
+import { type Entry, type TreeNode, isLeaf, misplaced } from './node.ts';
 
 /** Where the walk reads nodes from. */
 export interface NodeSources {
@@ -81,7 +81,7 @@ async function read(
   );
   return pairs.flatMap(([subtree, node]) => {
     if (!node) return [];
-    if (node.level !== level) throw new Error(`tree node ${subtree.hash} is not where its parent says`);
+    if (node.level !== level) throw misplaced(subtree.hash);
     return [[subtree, node]];
   });
 }

@@ -1,7 +1,7 @@
 /** Finding one path in a version's tree, reading one node per level. */
 
 import { compareKeys } from './order.ts';
-import { type ChildRef, type Entry, type Interior, type TreeNode, firstKey, isLeaf } from './node.ts';
+import { type ChildRef, type Entry, type Interior, type TreeNode, firstKey, isLeaf, misplaced } from './node.ts';
 
 /** Supplies a node by hash (from memory, IndexedDB or the network). */
 export type GetNode = (hash: string) => Promise<TreeNode>;
@@ -29,6 +29,6 @@ export async function lookup(root: string, path: string, getNode: GetNode): Prom
  */
 function checkChild(parent: Interior, ref: ChildRef, child: TreeNode): void {
   if (child.level + 1 !== parent.level || firstKey(child) !== ref.firstKey) {
-    throw new Error(`tree node ${ref.hash} is not where its parent says`);
+    throw misplaced(ref.hash);
   }
 }

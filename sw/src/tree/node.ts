@@ -52,6 +52,11 @@ export function isLeaf(node: TreeNode): node is Leaf {
   return 'entries' in node;
 }
 
+/** The error for a node found somewhere its parent does not put it. */
+export function misplaced(hash: string): Error {
+  return new Error(`tree node ${hash} is not where its parent says`);
+}
+
 /** The smallest key in a node's subtree (undefined only for an empty tree). */
 export function firstKey(node: TreeNode): string | undefined {
   return isLeaf(node) ? node.entries[0]?.path : node.children[0].firstKey;
@@ -87,7 +92,7 @@ export function decodeNode(bytes: Uint8Array): TreeNode {
   // A length or count; the node's own size bounds every one of them.
   const length = (bound: number): number => {
     const value = uint();
-    return value <= bound ? value : fail('length out of range');
+    return value <= bound ? value : fail('bad length');
   };
   const text = (raw: Uint8Array, what: string): string => {
     try {
@@ -110,7 +115,7 @@ export function decodeNode(bytes: Uint8Array): TreeNode {
   };
   const hash = (): string => toHex(take(32));
 
-  if (byte() !== 0x47 || byte() !== 0x54) fail('not a tree node (bad magic)'); // "GT"
+  if (byte() !== 0x47 || byte() !== 0x54) fail('bad magic'); // "GT"
   if (byte() !== FORMAT_VERSION) fail('unsupported format version');
   const level = byte();
   if (level > MAX_LEVEL) fail('level out of range');
@@ -122,7 +127,7 @@ export function decodeNode(bytes: Uint8Array): TreeNode {
       const path = key();
       const entryHash = hash();
       const size = uint();
-      const contentType = types[length(types.length)] ?? fail('content type index out of range');
+      const contentType = types[length(types.length)] ?? fail('type index out of range');
       return { path, hash: entryHash, size, contentType };
     });
     node = { level: 0, entries };
