@@ -25,6 +25,8 @@ use crate::sw;
 
 /// Header a client may send to pin a version (as preview hosts do).
 pub const VERSION_HEADER: &str = "x-grove-version";
+/// The query parameter that pins a request to a version, like the header.
+pub const VERSION_QUERY: &str = "_grove_version";
 /// Header naming the tree of the version served.
 pub const ROOT_HEADER: &str = "x-grove-root";
 
@@ -148,9 +150,9 @@ impl Grove {
             path: request.path.to_owned(),
             encoding: semantics::negotiate(request.header(header::ACCEPT_ENCODING)),
         });
-        let pinned_by_header = pinned_by_header(&target, request);
+        let pinned_by_request = pinned_by_request(&target, request);
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
-            return private_if(pinned_by_header, revalidate((*prepared).clone(), request));
+            return private_if(pinned_by_request, revalidate((*prepared).clone(), request));
         }
         let mut reply = self.serve_site(&target.site, served, request).await;
         reply.set(
@@ -166,7 +168,7 @@ impl Grove {
         {
             self.prepared.insert(key, Arc::new(reply.clone()));
         }
-        private_if(pinned_by_header, reply)
+        private_if(pinned_by_request, reply)
     }
 
     /// Orders installed service workers away from a site that has none.
@@ -178,16 +180,17 @@ impl Grove {
         reply
     }
 
-    /// The version to serve: pinned by the host or the version header, else current.
+    /// The version to serve: pinned by the host, the version header or the
+    /// version query parameter, else current.
     async fn version(&self, target: &Target, request: &Request<'_>) -> Result<Served, Reply> {
-        let pinned = match (target.pinned, request.header(VERSION_HEADER)) {
+        let pinned = match (target.pinned, pin_of(request)) {
             (Some(n), _) => Some(n),
             (None, Some(text)) => match text.trim().parse::<u64>() {
                 Ok(n) if n > 0 => Some(n),
                 _ => {
                     return Err(Reply::text(
                         StatusCode::BAD_REQUEST,
-                        "x-grove-version must be a version number",
+                        &format!("{VERSION_HEADER} and {VERSION_QUERY} must be a version number"),
                     ));
                 }
             },
@@ -481,7 +484,7 @@ impl Grove {
                             ),
                         );
                     private_if(
-                        pinned_by_header(target, request),
+                        pinned_by_request(target, request),
                         self.kill_switch_if_off(&target.site, reply),
                     )
                 }
@@ -568,14 +571,28 @@ struct PreparedKey {
 }
 
 /// True when the request picks its version by header, not by host.
-fn pinned_by_header(target: &Target, request: &Request<'_>) -> bool {
-    target.pinned.is_none() && request.headers.contains_key(VERSION_HEADER)
+/// The version a request pins itself to: the `x-grove-version` header, or
+/// the `_grove_version` query parameter. The service worker uses the query,
+/// because a CDN keys its cache by URL and would answer a header-pinned
+/// request with the live version's copy.
+fn pin_of<'a>(request: &'a Request<'_>) -> Option<&'a str> {
+    request.header(VERSION_HEADER).or_else(|| {
+        request
+            .query?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(VERSION_QUERY)?.strip_prefix('='))
+    })
 }
 
-/// A reply for a version pinned by request header is for that client only:
-/// a shared cache keyed by URL must never store it for everyone.
-fn private_if(pinned_by_header: bool, mut reply: Reply) -> Reply {
-    if pinned_by_header {
+fn pinned_by_request(target: &Target, request: &Request<'_>) -> bool {
+    target.pinned.is_none() && pin_of(request).is_some()
+}
+
+/// A reply for a version the request pinned is for that client only: a
+/// shared cache must never answer the unpinned URL with it, and it carries
+/// no purge tags (a later purge could not reach it).
+fn private_if(pinned_by_request: bool, mut reply: Reply) -> Reply {
+    if pinned_by_request {
         reply.set(header::CACHE_CONTROL, "private, no-store");
         reply.headers.remove("cdn-cache-control");
         reply.headers.remove("cache-tag");

@@ -273,7 +273,7 @@ async fn validators_head_ranges_and_caching_headers() {
 }
 
 #[tokio::test]
-async fn versions_can_be_pinned_by_header_and_preview_host() {
+async fn versions_can_be_pinned_by_header_query_and_preview_host() {
     let proxy = Proxy::start("");
     let store = proxy.local_store();
     for version in 1..=3 {
@@ -298,6 +298,15 @@ async fn versions_can_be_pinned_by_header_and_preview_host() {
         "a shared cache must not keep a header-pinned reply"
     );
     assert_eq!(pinned.text().await.unwrap(), "v1");
+    // The query parameter pins too (a CDN keys by URL, so it sees the pin).
+    let by_query = get(&client, &proxy, "/?_grove_version=2").await;
+    assert_eq!(header(by_query.headers(), "cache-control"), "private, no-store");
+    assert_eq!(header(by_query.headers(), "x-grove-version"), "2");
+    assert_eq!(by_query.text().await.unwrap(), "v2");
+    assert_eq!(
+        get(&client, &proxy, "/?a=1&_grove_version=x").await.status(),
+        StatusCode::BAD_REQUEST
+    );
     let preview = client.get(proxy.url("2--demo.localhost", "/")).send().await.unwrap();
     assert_eq!(header(preview.headers(), "x-grove-version"), "2");
     assert_eq!(preview.text().await.unwrap(), "v2");
