@@ -2,6 +2,7 @@
 
 import { MAX_BLOB_BYTES, blob, localNode, node } from './content.ts';
 import { applying, noteStored } from './evict.ts';
+import { rulesOf } from './files.ts';
 import { warn } from './log.ts';
 import { prunePins } from './pins.ts';
 import { type RootDocument, UPDATE_MESSAGE, type Version } from './protocol.ts';
@@ -11,6 +12,12 @@ import { sw } from './worker-global.ts';
 
 let queue: Promise<void> = Promise.resolve();
 
+/** Runs `work` after every application and state change before it. */
+function enqueue(work: () => Promise<void>): Promise<void> {
+  queue = queue.then(work).catch(warn('could not apply news'));
+  return queue;
+}
+
 /**
  * Applies what a response header or a `/_grove/root` poll said. Applications
  * run one at a time (a header and a poll often tell the same news at once),
@@ -18,12 +25,21 @@ let queue: Promise<void> = Promise.resolve();
  * version is synced, flipped and announced once.
  */
 export function learn(news: RootDocument): Promise<void> {
-  queue = queue
-    .then(() => apply(news))
-    .catch(warn(`could not apply version ${news.version}`));
-  return queue;
+  return enqueue(() => apply(news));
 }
 
+/**
+ * The proxy said `version` does not exist: the site was reset, and its
+ * version numbers restarted. If it is `current`, the state is cleared, so the
+ * next news is taken as it comes instead of as older than `current`.
+ */
+export function forget(version: number): Promise<void> {
+  return enqueue(async () => {
+    if ((await readState()).current?.version === version) await writeState({});
+  });
+}
+
+/** Once the kill switch deleted the database, this refuses at `readState`: nothing is fetched or written. */
 async function apply({ trailingSlash, ...next }: RootDocument): Promise<void> {
   const state = await readState();
   const { current } = state;
@@ -32,9 +48,12 @@ async function apply({ trailingSlash, ...next }: RootDocument): Promise<void> {
   // it needs; if this fails (offline), the flip waits for the next news.
   // Eviction keeps what the sync fetches (a failed sync leaves its root
   // kept until the next one: harmless).
-  if (newer && current) {
+  if (newer) {
     applying(next.root);
-    await prefetch(current.root, next.root);
+    // No version becomes current unchecked: its root node is fetched and
+    // verified first (a version the proxy cannot give is never flipped to).
+    await node(next.root);
+    if (current) await prefetch(current.root, next.root);
   }
   await writeState({
     ...(newer ? { current: next, previous: current } : state),
@@ -46,14 +65,24 @@ async function apply({ trailingSlash, ...next }: RootDocument): Promise<void> {
   if (newer && current) await Promise.all([announce(next), prunePins().then(() => noteStored(0))]);
 }
 
-/** Fetches the changed nodes on the way to what the worker holds, and the new content of every file it holds. */
+/**
+ * Fetches the changed nodes on the way to what the worker holds (a failure
+ * fails the application), then the new content of every file it holds and
+ * the version's `_redirects` and `_headers` where they are new or changed
+ * (failures there do not: those files are fetched on use).
+ */
 async function prefetch(oldRoot: string, newRoot: string): Promise<void> {
   const changes = await changedFiles(oldRoot, newRoot, { local: localNode, fetch: node });
-  await Promise.all(
-    changes.map(async ({ before, after }) => {
-      if (after.size <= MAX_BLOB_BYTES && (await hasContent(before.hash))) await blob(after.hash, after.size);
-    }),
-  );
+  // Every download settles before the flip, and none fails it: a file that
+  // cannot be fetched now (404, 502, a hash mismatch twice) is fetched when a
+  // tab asks for it, and holds back neither the other files nor the version.
+  await Promise.allSettled([
+    rulesOf(newRoot),
+    ...changes.map(
+      async ({ before, after }) =>
+        after.size <= MAX_BLOB_BYTES && (await hasContent(before.hash)) && blob(after.hash, after.size),
+    ),
+  ]);
 }
 
 /**
@@ -63,6 +92,6 @@ async function prefetch(oldRoot: string, newRoot: string): Promise<void> {
  */
 async function announce(next: Version): Promise<void> {
   for (const client of await sw.clients.matchAll({ type: 'window', includeUncontrolled: true })) {
-    client.postMessage({ type: UPDATE_MESSAGE, version: next.version, root: next.root });
+    client.postMessage({ type: UPDATE_MESSAGE, ...next });
   }
 }

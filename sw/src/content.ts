@@ -3,7 +3,7 @@
  * the network (verified, then stored).
  */
 
-import { makeRoom, noteStored } from './evict.ts';
+import { noteStored, withRoom } from './evict.ts';
 import { fetchVerified } from './fetcher.ts';
 import { warn } from './log.ts';
 import { type ContentKind, getContent, putContent, touch } from './store.ts';
@@ -65,13 +65,7 @@ export async function blob(hash: string, size: number): Promise<Uint8Array<Array
  */
 async function keep(kind: ContentKind, hash: string, bytes: Uint8Array): Promise<void> {
   try {
-    try {
-      await putContent(kind, hash, bytes);
-    } catch (error) {
-      if ((error as DOMException).name !== 'QuotaExceededError') throw error;
-      await makeRoom(1 / 2);
-      await putContent(kind, hash, bytes);
-    }
+    await withRoom(() => putContent(kind, hash, bytes));
     await noteStored(bytes.length);
   } catch (error) {
     warn(`could not store ${kind}/${hash}`)(error);

@@ -54,12 +54,23 @@ export async function makeRoom(share: number): Promise<void> {
 }
 
 /**
+ * Runs `write`; after a quota error, makes room (down to half of what is
+ * stored, see makeRoom) and runs it once more.
+ */
+export function withRoom(write: () => Promise<void>): Promise<void> {
+  return write().catch((error: DOMException) => {
+    if (error.name !== 'QuotaExceededError') throw error;
+    return makeRoom(1 / 2).then(write);
+  });
+}
+
+/**
  * The roots eviction spares: the current and previous versions, the one
  * being applied, and every version an open client is pinned to.
  */
 async function keptRoots(): Promise<string[]> {
   const [{ current, previous }, pinned] = await Promise.all([readState(), prunePins()]);
-  return [current?.root, previous?.root, incoming, ...pinned.map((version) => version.root)].filter(Boolean) as string[];
+  return [current?.root, previous?.root, incoming, ...pinned].filter(Boolean) as string[];
 }
 
 function sum(records: Array<{ size: number }>): number {

@@ -20,12 +20,23 @@ export function fetchVerified(kind: 'tree' | 'blob', hash: string, size?: number
   return download;
 }
 
-async function verifiedDownload(url: string, hash: string, size: number | undefined): Promise<Uint8Array<ArrayBuffer>> {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+/**
+ * A mismatch may be a stale copy in the HTTP cache (or a cache on the way,
+ * which its revalidation reaches): the download is retried once with
+ * `cache: 'reload'`, then it fails.
+ */
+async function verifiedDownload(
+  url: string,
+  hash: string,
+  size: number | undefined,
+  cache?: RequestCache,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const response = await fetch(url, { cache });
+  if (!response.ok) throw Error(`${url}: HTTP ${response.status}`);
   const bytes = new Uint8Array(await response.arrayBuffer());
   if ((size !== undefined && bytes.length !== size) || (await sha256Hex(bytes)) !== hash) {
-    throw new Error(`${url} does not match its hash`);
+    if (!cache) return verifiedDownload(url, hash, size, 'reload');
+    throw Error(`${url} does not match its hash`);
   }
   return bytes;
 }

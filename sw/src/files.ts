@@ -31,6 +31,6 @@ export function rulesOf(root: string): Promise<SiteRules> {
 async function ruleText(root: string, name: string): Promise<string> {
   const entry = await fileAt(root, name);
   if (!entry) return '';
-  if (entry.size > MAX_BLOB_BYTES) throw new Error(`${name} is larger than the worker keeps`);
+  if (entry.size > MAX_BLOB_BYTES) throw Error(`${name} is too large to keep`);
   return new TextDecoder('utf-8', { ignoreBOM: true }).decode(await blob(entry.hash, entry.size));
 }

@@ -1,6 +1,6 @@
-/** Which stored nodes and blobs eviction removes: pure choices, tested without a browser. */
+/** Which stored nodes, blobs and pins eviction removes: pure choices, tested without a browser. */
 
-import type { Usage } from './store.ts';
+import type { Pin, Usage } from './store.ts';
 import { type TreeNode, isLeaf } from './tree/node.ts';
 
 /**
@@ -39,4 +39,41 @@ export async function reachable(
     else stack.push(...node.children.map((child) => child.hash));
   }
   return seen;
+}
+
+/**
+ * How long a pin outlives the last sighting of its client. `clients.matchAll`
+ * does not list pages in the back/forward cache (nor, for a moment, a
+ * navigation's document that does not run yet), so a client it omits may
+ * come back; only one unseen for this long is taken for closed.
+ */
+export const PIN_GRACE_MS = 3_600_000;
+/** A pin's sighting is recorded at most this often. */
+export const SEEN_EVERY_MS = 60_000;
+
+/**
+ * Sorts the pins at `now`, given the clients `clients.matchAll` lists, into
+ * `[kept, gone, seen]`: the roots of the pins that stay; the client ids
+ * whose pins go (unseen for over PIN_GRACE_MS, or never seen); the listed
+ * pins to rewrite with their new sighting.
+ */
+export function sortPins(
+  pins: Map<string, Pin>,
+  listed: Set<string>,
+  now: number,
+): [kept: string[], gone: string[], seen: Array<[string, Pin]>] {
+  const kept: string[] = [];
+  const gone: string[] = [];
+  const seen: Array<[string, Pin]> = [];
+  for (const [id, pin] of pins) {
+    // `!(... < ...)`: a pin written before sightings were recorded has none (NaN).
+    if (listed.has(id)) {
+      if (!(now - pin.seen < SEEN_EVERY_MS)) seen.push([id, { ...pin, seen: now }]);
+    } else if (!(now - pin.seen <= PIN_GRACE_MS)) {
+      gone.push(id);
+      continue;
+    }
+    kept.push(pin.root);
+  }
+  return [kept, gone, seen];
 }

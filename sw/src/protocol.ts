@@ -3,8 +3,14 @@
  * names, messages and the `/_grove/root` document. See README.
  */
 
-/** Request header pinning a version; response header naming the version served. */
+/** Response header naming the version served (and a request header pinning one; the worker uses VERSION_QUERY). */
 export const VERSION_HEADER = 'x-grove-version';
+/**
+ * Query parameter pinning a request to a version. The worker pins with it
+ * rather than the header: a CDN keys its cache by URL, so it would answer a
+ * header-pinned request with its copy of the live version.
+ */
+export const VERSION_QUERY = '_grove_version';
 /** Response header naming the tree (root hash) of the version served. */
 export const ROOT_HEADER = 'x-grove-root';
 /** Response header of the kill switch: `x-grove-sw: unregister`. */
@@ -59,6 +65,18 @@ export function parseRootDocument(body: unknown): RootDocument | undefined {
 /** The version a response says it is, from its `x-grove-version` and `x-grove-root` headers. */
 export function versionOf(headers: Headers): Version | undefined {
   return asVersion(Number(headers.get(VERSION_HEADER)), headers.get(ROOT_HEADER));
+}
+
+/**
+ * `url` pinned to `version`: `_grove_version=<version>` appended to the
+ * query, which is otherwise kept byte for byte, in place of any the URL
+ * already had (the proxy would take the first).
+ */
+export function pinnedUrl(url: string, version: number): string {
+  const pinned = new URL(url);
+  const query = pinned.search.replace(/[?&]_grove_version=[^&]*/g, '');
+  pinned.search = `${query}${query ? '&' : ''}_grove_version=${version}`;
+  return pinned.href;
 }
 
 function asVersion(version: unknown, root: unknown): Version | undefined {

@@ -30,18 +30,20 @@ export async function resolve(
   if (path === '') return found(await file('index.html'));
   const bare = { redirect: `/${path}` };
   const slashed = { redirect: `/${path}/` };
+  const indexPath = `${path}/index.html`;
+  const pagePath = `${path}.html`;
   if (request.trailingSlash) {
-    const index = await file(`${path}/index.html`);
+    const index = await file(indexPath);
     if (index) return by('never', bare, { file: index });
-    const page = await file(`${path}.html`);
+    const page = await file(pagePath);
     if (page) return by('always', { file: page }, bare);
     return (await file(path)) ? bare : 'network';
   }
   const exact = await file(path);
   if (exact) return { file: exact };
-  const page = await file(`${path}.html`);
+  const page = await file(pagePath);
   if (page) return by('always', slashed, { file: page });
-  const index = await file(`${path}/index.html`);
+  const index = await file(indexPath);
   if (index) return by('never', { file: index }, slashed);
   return 'network';
 }

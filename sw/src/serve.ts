@@ -4,27 +4,30 @@
  * network with the version pinned.
  */
 
-import { learn } from './apply.ts';
+import { forget, learn } from './apply.ts';
 import { MAX_BLOB_BYTES, blob } from './content.ts';
+import { withRoom } from './evict.ts';
 import { fileAt, rulesOf } from './files.ts';
 import { injectRegister, isHtml } from './html.ts';
 import { unregister } from './killswitch.ts';
 import { warn } from './log.ts';
 import { encodePath, parseRequestPath, urlPath } from './path.ts';
-import { ROOT_HEADER, SW_HEADER, UNREGISTER, VERSION_HEADER, type Version, versionOf } from './protocol.ts';
+import { ROOT_HEADER, SW_HEADER, UNREGISTER, VERSION_HEADER, type Version, pinnedUrl, versionOf } from './protocol.ts';
 import { resolve } from './resolve.ts';
 import { headersFor, isForced } from './rules.ts';
-import { pinClient } from './pins.ts';
-import { readPin, readState } from './store.ts';
+import { SEEN_EVERY_MS } from './lru.ts';
+import { type SiteState, readPin, readState, writePin } from './store.ts';
 
-/** A navigation gets the current version and pins its new client (the tab's document) to it. */
+/**
+ * A navigation gets the current version and pins its new client (the tab's
+ * document) to it. With no version known yet, or if the pin cannot be
+ * written, the live version answers, and the client is pinned to the
+ * version it says it is (if that can be written): the page is consistently
+ * on one version either way.
+ */
 export async function navigate(event: FetchEvent): Promise<Response> {
-  const { current } = await readState().catch(() => ({ current: undefined }));
-  if (current) {
-    await pin(event.resultingClientId, current);
-    return answer(event, current);
-  }
-  // No version known yet: the live one answers, and says which it is.
+  const { current } = await readState().catch((): SiteState => ({}));
+  if (current && (await pin(event.resultingClientId, current))) return answer(event, current);
   const response = await passthrough(event);
   const live = versionOf(response.headers);
   if (live) await pin(event.resultingClientId, live);
@@ -33,10 +36,14 @@ export async function navigate(event: FetchEvent): Promise<Response> {
 
 /** Any other request resolves under the version its client is pinned to. */
 export async function subresource(event: FetchEvent): Promise<Response> {
-  const pinned = event.clientId ? await readPin(event.clientId).catch(() => undefined) : undefined;
+  const { clientId } = event;
+  // (No client, no pin: its id is then "", which no pin has.)
+  const pinned = await readPin(clientId).catch(() => undefined);
   // A client the worker never pinned (a page loaded before the worker ran)
   // is on whatever version the network gave it, which is what it keeps getting.
   if (!pinned) return passthrough(event);
+  // A client making requests is open (see `sortPins`).
+  if (!(Date.now() - pinned.seen < SEEN_EVERY_MS)) event.waitUntil(pin(clientId, pinned));
   // A worker that a pinned page starts belongs to the page's version.
   await pin(event.resultingClientId, pinned);
   return answer(event, pinned);
@@ -47,9 +54,18 @@ export async function adopt(clientId: string, version: Version): Promise<void> {
   if (!(await readPin(clientId))) await pin(clientId, version);
 }
 
-async function pin(clientId: string, version: Version): Promise<void> {
-  if (!clientId) return;
-  await pinClient(clientId, version).catch(warn('could not pin a client'));
+/**
+ * Pins a client (none for an empty id) and says whether it is pinned. A
+ * write the quota refuses makes room and is retried once (see withRoom).
+ */
+async function pin(clientId: string, version: Version): Promise<boolean> {
+  return (
+    !clientId ||
+    withRoom(() => writePin(clientId, version)).then(
+      () => true,
+      (error) => (warn('could not pin')(error), false),
+    )
+  );
 }
 
 async function answer(event: FetchEvent, version: Version): Promise<Response> {
@@ -57,7 +73,7 @@ async function answer(event: FetchEvent, version: Version): Promise<Response> {
     const local = await fromTree(event.request, version);
     if (local) return local;
   } catch (error) {
-    warn('answering from the network instead')(error);
+    warn('answering from the network')(error);
   }
   return pinnedFetch(event, version);
 }
@@ -96,21 +112,27 @@ async function fromTree(request: Request, { version, root }: Version): Promise<R
 
 /**
  * The network's answer under the tab's version: the proxy resolves a request
- * carrying `x-grove-version` under that version, so a tab never gets another
- * version's files, not even its 404 page.
+ * carrying `_grove_version` under that version, so a tab never gets another
+ * version's files, not even its 404 page. The query, not the header: a CDN
+ * keys its cache by URL. Two answers go to the request as the page made it
+ * instead: a redirect (to another origin, which a pinned fetch would refuse,
+ * or to a URL that would carry the pin), and "version ... does not exist"
+ * (the site was reset; see `forget`).
  */
 async function pinnedFetch(event: FetchEvent, { version }: Version): Promise<Response> {
   const { request } = event;
-  const headers = new Headers(request.headers);
-  headers.set(VERSION_HEADER, String(version));
-  const pinned =
-    request.mode === 'navigate'
-      ? // A navigation request cannot be copied; as for the original, the
-        // browser follows redirects itself.
-        new Request(request.url, { headers, redirect: 'manual' })
-      : // `no-cors` would drop the header; the request is same-origin anyway.
-        new Request(request, { headers, mode: 'same-origin' });
-  const response = await fetch(pinned);
+  const pinned = new Request(
+    pinnedUrl(request.url, version),
+    // A navigation request cannot be copied; any other is, with its mode
+    // (`no-cors` is harmless now: the pin is in the URL).
+    request.mode === 'navigate' ? { headers: request.headers } : request,
+  );
+  const response = await fetch(pinned, { redirect: 'manual' });
+  // The proxy names the version of every answer for a version, so a 404
+  // without `x-grove-version` is its "version <n> does not exist".
+  const gone = response.status === 404 && !response.headers.has(VERSION_HEADER);
+  if (gone) event.waitUntil(forget(version));
+  if (gone || response.type === 'opaqueredirect') return passthrough(event);
   heed(event, response, false);
   return response;
 }
@@ -127,10 +149,7 @@ async function passthrough(event: FetchEvent): Promise<Response> {
  * version answered (pinned ones name the tab's version, which is no news).
  */
 function heed(event: FetchEvent, response: Response, live: boolean): void {
-  if (response.headers.get(SW_HEADER) === UNREGISTER) {
-    event.waitUntil(unregister());
-    return;
-  }
-  const version = live ? versionOf(response.headers) : undefined;
+  if (response.headers.get(SW_HEADER) === UNREGISTER) return event.waitUntil(unregister());
+  const version = live && versionOf(response.headers);
   if (version) event.waitUntil(learn(version));
 }

@@ -14,10 +14,11 @@ import { sw } from './worker-global.ts';
 // The site version is never tied to the worker's code, and everything the
 // worker knows is in IndexedDB, so new code can take over open tabs at once:
 // they keep their pinned versions. Nothing ever reloads a page.
-sw.addEventListener('install', (event) => event.waitUntil(sw.skipWaiting()));
-sw.addEventListener('activate', (event) => event.waitUntil(sw.clients.claim()));
+const on = sw.addEventListener.bind(sw);
+on('install', (event) => event.waitUntil(sw.skipWaiting()));
+on('activate', (event) => event.waitUntil(sw.clients.claim()));
 
-sw.addEventListener('fetch', (event) => {
+on('fetch', (event) => {
   const { request } = event;
   const url = new URL(request.url);
   // `/_grove/` is the host's own namespace (root polls, API calls, content
@@ -27,7 +28,7 @@ sw.addEventListener('fetch', (event) => {
   event.respondWith(request.mode === 'navigate' ? navigate(event) : subresource(event));
 });
 
-sw.addEventListener('message', (event) => {
+on('message', (event) => {
   const message = event.data as { type?: unknown; root?: unknown; cacheBytes?: unknown; load?: unknown } | null;
   if (message?.type === KILL_MESSAGE) event.waitUntil(unregister());
   // A worker told to leave learns nothing more (it would recreate its database).
@@ -35,7 +36,10 @@ sw.addEventListener('message', (event) => {
   setBudget(message.cacheBytes);
   const news = parseRootDocument(message.root);
   if (!news) return;
-  // A page the worker did not serve is on the version its check at load saw.
-  if (message.load === true) event.waitUntil(adopt((event.source as Client).id, news));
+  // A page the worker did not serve is on the version its check at load
+  // saw; once pinned there, it is taken under control (a hard-reloaded page
+  // is not, even when the worker is active: without this it would stay
+  // pinned but never served).
+  if (message.load === true) event.waitUntil(adopt((event.source as Client).id, news).then(() => sw.clients.claim()));
   event.waitUntil(learn(news));
 });

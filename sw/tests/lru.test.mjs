@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import { V1_ROOT, V2_ROOT, fixtureNodes, siteFiles } from './fixture-site.mjs';
 import { sources } from './sources.mjs';
 
-const { chooseVictims, reachable } = await import('../src/lru.ts');
+const { PIN_GRACE_MS, SEEN_EVERY_MS, chooseVictims, reachable, sortPins } = await import('../src/lru.ts');
 const { lookup } = await import('../src/tree/lookup.ts');
 
 const record = (hash, size, used) => ({ hash, kind: 'blobs', size, used });
@@ -46,4 +46,31 @@ test('what a version needs: its held nodes and the blobs of their entries', asyn
   assert.ok(v2.has(v2PageLeaf) && v2.has(blob(2, 'docs/page-150.html')));
   assert.ok(!v2.has(v1PageLeaf) && !v2.has(blob(1, 'docs/page-150.html')));
   assert.ok(v2.has(blob(2, 'index.html')), 'through the leaf both versions share');
+});
+
+test('pins are dropped only when their client was unseen for the grace period', () => {
+  const now = 10 * PIN_GRACE_MS;
+  const pin = (version, seen) => ({ version, root: `root-${version}`, seen });
+  const pins = new Map([
+    ['open', pin(1, now - 5 * PIN_GRACE_MS)], // listed: kept, whenever it was last seen
+    ['bfcache', pin(2, now - PIN_GRACE_MS)], // not listed (back/forward cache), seen an hour ago: kept
+    ['closed', pin(3, now - PIN_GRACE_MS - 1)], // not listed for over an hour: dropped
+    ['opening', pin(4, now)], // just pinned, its document not running yet: kept
+    ['legacy', { version: 5, root: 'root-5' }], // written before sightings were recorded, not listed: dropped
+    ['legacy-open', { version: 6, root: 'root-6' }], // the same, listed: kept, and now seen
+    ['fresh', pin(7, now - SEEN_EVERY_MS + 1)], // listed, seen under a minute ago: no rewrite
+  ]);
+  const [kept, gone, seen] = sortPins(pins, new Set(['open', 'legacy-open', 'fresh', 'not-pinned']), now);
+  assert.deepEqual(kept.sort(), ['root-1', 'root-2', 'root-4', 'root-6', 'root-7']);
+  assert.deepEqual(gone.sort(), ['closed', 'legacy']);
+  assert.deepEqual(
+    seen.sort(([a], [b]) => a.localeCompare(b)),
+    [
+      ['legacy-open', { version: 6, root: 'root-6', seen: now }],
+      ['open', { version: 1, root: 'root-1', seen: now }],
+    ],
+  );
+  // Nothing listed, nothing stale: nothing changes.
+  assert.deepEqual(sortPins(new Map([['a', pin(1, now)]]), new Set(), now), [['root-1'], [], []]);
+  assert.equal(PIN_GRACE_MS, 60 * 60 * 1000);
 });

@@ -54,7 +54,7 @@ export async function changedFiles(oldRoot: string, newRoot: string, nodes: Node
     const newHashes = new Set(newSide.map((s) => s.hash));
     oldSide = oldSide.filter((s) => !newHashes.has(s.hash));
     newSide = newSide.filter((s) => !oldHashes.has(s.hash));
-    if (oldSide.length === 0 || newSide.length === 0) break;
+    if (!oldSide.length || !newSide.length) break;
     const level = Math.max(...oldSide.map((s) => s.level), ...newSide.map((s) => s.level));
     const oldOpened = await read(oldSide, level, nodes.local);
     const reach = [...oldSide.filter((s) => s.level !== level), ...oldOpened.map(([subtree]) => subtree)];

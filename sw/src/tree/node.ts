@@ -54,7 +54,7 @@ export function isLeaf(node: TreeNode): node is Leaf {
 
 /** The error for a node found somewhere its parent does not put it. */
 export function misplaced(hash: string): Error {
-  return new Error(`tree node ${hash} is not where its parent says`);
+  return Error(`tree node ${hash} is not where its parent says`);
 }
 
 /** The smallest key in a node's subtree (undefined only for an empty tree). */
@@ -70,13 +70,13 @@ const MAX_LEVEL = 16;
 export function decodeNode(bytes: Uint8Array): TreeNode {
   let at = 0;
   const fail = (reason: string): never => {
-    throw new Error(`malformed tree node: ${reason}`);
+    throw Error(`malformed tree node: ${reason}`);
   };
-  const byte = (): number => (at < bytes.length ? bytes[at++] : fail('truncated'));
   const take = (length: number): Uint8Array => {
     if (at + length > bytes.length) fail('truncated');
     return bytes.subarray(at, (at += length));
   };
+  const byte = (): number => take(1)[0];
   // LEB128 as the `leb128` crate reads it (at most 64 bits), further bounded
   // to what a JavaScript number holds exactly: no real size comes near 2^53.
   const uint = (): number => {
@@ -109,7 +109,7 @@ export function decodeNode(bytes: Uint8Array): TreeNode {
     next.set(previous.subarray(0, shared));
     next.set(suffix, shared);
     if (next.length === 0) fail('invalid key');
-    if (previous.length > 0 && compareBytes(next, previous) <= 0) fail('keys are not strictly increasing');
+    if (previous.length > 0 && compareBytes(next, previous) <= 0) fail('keys not strictly increasing');
     previous = next;
     return text(next, 'key');
   };
@@ -132,7 +132,7 @@ export function decodeNode(bytes: Uint8Array): TreeNode {
     });
     node = { level: 0, entries };
   } else {
-    if (count === 0) fail('interior node without children');
+    if (count === 0) fail('node without children');
     const children = Array.from({ length: count }, (): ChildRef => ({ firstKey: key(), hash: hash() }));
     node = { level, children };
   }

@@ -303,6 +303,47 @@ export function workerStore(page) {
   });
 }
 
+/**
+ * Backdates the last sighting (`seen`) of every worker pin to `version` by
+ * `ms`, from the page: what an hour without its client looks like. The
+ * worker keeps a pin whose client `clients.matchAll` does not list for an
+ * hour (a tab in the back/forward cache is not listed), so a test cannot
+ * wait for a closed tab's pin to go.
+ */
+export function agePins(page, version, ms) {
+  return page.evaluate(
+    async ([version, ms]) => {
+      const db = await new Promise((resolve, reject) => {
+        const open = indexedDB.open('grove');
+        open.onupgradeneeded = () => open.transaction.abort();
+        open.onsuccess = () => resolve(open.result);
+        open.onerror = () => reject(open.error);
+      });
+      try {
+        return await new Promise((resolve, reject) => {
+          let aged = 0;
+          const tx = db.transaction('pins', 'readwrite');
+          const cursor = tx.objectStore('pins').openCursor();
+          cursor.onsuccess = () => {
+            const at = cursor.result;
+            if (!at) return;
+            if (at.value.version === version) {
+              at.update({ ...at.value, seen: (at.value.seen ?? Date.now()) - ms });
+              aged++;
+            }
+            at.continue();
+          };
+          tx.oncomplete = () => resolve(aged);
+          tx.onabort = () => reject(tx.error);
+        });
+      } finally {
+        db.close();
+      }
+    },
+    [version, ms],
+  );
+}
+
 /** Waits until the worker's current version is `version`. */
 export function workerOn(page, version) {
   return until(`the worker to be on version ${version}`, async () => {
