@@ -310,3 +310,48 @@ async fn a_graceful_upgrade_hands_the_embedded_node_over() {
     successor.kill().unwrap();
     successor.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_node_log_held_by_another_process_is_refused_clearly_and_pages_still_serve() {
+    let first = Host::local("");
+    let data_dir = first.proxy.state.path().join("node");
+    // A second proxy pointed at the same log: it waits 1 s for it, then
+    // gives up on the node, not on serving.
+    let second = Host::local(&format!(
+        "[node]\ndata_dir = \"{}\"\nhandover_timeout_secs = 1\n",
+        data_dir.display()
+    ));
+    let dir = crate::support::site_dir(&[("index.html", "still here")]);
+    crate::support::publish(Arc::clone(&second.store), "demo", dir.path()).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let client = second.proxy.client(&["demo.localhost"]);
+    let (status, reply) = call(
+        &client,
+        &second.proxy.url("demo.localhost", "/_grove/api/v1/read?path=a"),
+        &second.token,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, reply["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("node_unavailable"))
+    );
+    let message = reply["message"].as_str().unwrap();
+    assert!(message.contains("open in another process"), "{message}");
+    let page = client
+        .get(second.proxy.url("demo.localhost", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.text().await.unwrap(), "still here");
+    // The first proxy's node is untouched.
+    let first_client = first.proxy.client(&["demo.localhost"]);
+    let (status, _) = call(
+        &first_client,
+        &first.proxy.url("demo.localhost", "/_grove/api/v1/write"),
+        &first.token,
+        Some(json!({ "path": "a", "data": 1 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
