@@ -413,9 +413,13 @@ impl Config {
         })
     }
 
-    /// Whether site `name` has the service worker.
+    /// Whether site `name` has the service worker. Asked on every request,
+    /// so it reads the site's entry without copying it.
     pub fn service_worker(&self, name: &str) -> bool {
-        self.site(name).service_worker.unwrap_or(self.service_worker)
+        self.sites
+            .get(name)
+            .and_then(|site| site.service_worker)
+            .unwrap_or(self.service_worker)
     }
 
     pub fn site(&self, name: &str) -> SiteConfig {

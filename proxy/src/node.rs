@@ -36,6 +36,13 @@ pub struct NodeCall {
     pub path_and_query: String,
 }
 
+impl NodeCall {
+    /// The node's `host:port`, which is also the `Host` it is sent.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+}
+
 /// Which node serves each site.
 pub struct NodeDirectory {
     embedded: Option<SocketAddr>,
@@ -93,10 +100,6 @@ impl NodeDirectory {
         peer.options.write_timeout = Some(self.read_timeout);
         peer.options.idle_timeout = Some(Duration::from_secs(60));
         Box::new(peer)
-    }
-
-    pub fn host_header(call: &NodeCall) -> &str {
-        &call.address
     }
 }
 

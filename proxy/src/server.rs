@@ -124,7 +124,7 @@ impl ProxyHttp for GroveProxy {
         log: &mut Self::CTX,
     ) -> Result<()> {
         if let Some(call) = &log.node_call {
-            upstream.insert_header(http::header::HOST, NodeDirectory::host_header(call))?;
+            upstream.insert_header(http::header::HOST, call.address())?;
             if let Some(client) = session.client_addr().and_then(|addr| addr.as_inet()) {
                 upstream.insert_header("x-forwarded-for", client.ip().to_string())?;
             }

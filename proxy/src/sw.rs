@@ -4,6 +4,8 @@
 //! its cache, byte for byte (`sw/src/html.ts`), so a page is the same
 //! whichever of the two answered it.
 
+use std::sync::LazyLock;
+
 use bytes::{Bytes, BytesMut};
 use grove_storage::ContentHash;
 use http::{HeaderName, StatusCode, header};
@@ -32,11 +34,18 @@ const VARIANT: &[u8] = b"grove-register-tag-1";
 /// though it lives under `/_grove/`. `no-cache`: browsers revalidate, so a
 /// new proxy release reaches them at once; the ETag makes that cheap.
 pub fn script(name: &str) -> Option<Reply> {
-    let (bytes, worker) = match name {
-        "sw.js" => (WORKER, true),
-        "register.js" => (REGISTER, false),
-        _ => return None,
-    };
+    // Browsers revalidate the worker on every navigation: its ETag is
+    // hashed once per process, not per request.
+    static SCRIPTS: LazyLock<(Reply, Reply)> =
+        LazyLock::new(|| (script_reply(WORKER, true), script_reply(REGISTER, false)));
+    match name {
+        "sw.js" => Some(SCRIPTS.0.clone()),
+        "register.js" => Some(SCRIPTS.1.clone()),
+        _ => None,
+    }
+}
+
+fn script_reply(bytes: &'static [u8], worker: bool) -> Reply {
     let etag = format!("\"{}\"", ContentHash::of(bytes).to_hex());
     let mut reply = Reply::new(StatusCode::OK, Body::Bytes(Bytes::from_static(bytes)))
         .with(header::CONTENT_TYPE, "text/javascript; charset=utf-8")
@@ -45,7 +54,7 @@ pub fn script(name: &str) -> Option<Reply> {
     if worker {
         reply.set(HeaderName::from_static("service-worker-allowed"), "/");
     }
-    Some(reply)
+    reply
 }
 
 /// Whether a file of this content type gets the register tag.

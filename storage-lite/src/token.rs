@@ -360,6 +360,14 @@ impl Tokens {
         self.authorize(handle, path, right, now).await.map(|(record, _)| record)
     }
 
+    /// [`Self::check`] for several paths at once, loading the token and its
+    /// grant chain once: a storage transaction touches many paths.
+    pub async fn check_all(&self, handle: &Handle, checks: &[(&str, Right)]) -> Result<TokenRecord, TokenError> {
+        self.authorize_all(handle, checks, OffsetDateTime::now_utc())
+            .await
+            .map(|(record, _)| record)
+    }
+
     /// The handle's record if it may exercise `right` on `path` at `now`,
     /// with the length of its grant chain.
     async fn authorize(
@@ -369,9 +377,23 @@ impl Tokens {
         right: Right,
         now: OffsetDateTime,
     ) -> Result<(TokenRecord, usize), TokenError> {
+        self.authorize_all(handle, &[(path, right)], now).await
+    }
+
+    /// The handle's record if it may exercise every `(path, right)` of
+    /// `checks` at `now`, with the length of its grant chain.
+    async fn authorize_all(
+        &self,
+        handle: &Handle,
+        checks: &[(&str, Right)],
+        now: OffsetDateTime,
+    ) -> Result<(TokenRecord, usize), TokenError> {
         // Paths are compared by prefix, so one that is not a valid key (a
         // `..` segment, say) could appear to lie inside a prefix it escapes.
-        if !path.is_empty() && ObjectKey::new(path).is_err() {
+        if let Some(&(path, right)) = checks
+            .iter()
+            .find(|(path, _)| !path.is_empty() && ObjectKey::new(*path).is_err())
+        {
             return Err(TokenError::Forbidden {
                 right,
                 path: path.to_owned(),
@@ -382,7 +404,10 @@ impl Tokens {
         if now >= record.until {
             return Err(TokenError::Expired { at: record.until });
         }
-        if !record.covers(path) || !record.has(right) {
+        if let Some(&(path, right)) = checks
+            .iter()
+            .find(|(path, right)| !record.covers(path) || !record.has(*right))
+        {
             return Err(TokenError::Forbidden {
                 right,
                 path: path.to_owned(),

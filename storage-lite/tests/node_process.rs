@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grove_storage::store::{LocalStore, ObjectStore};
-use grove_storage::token::Tokens;
+use grove_storage::token::{Handle, Tokens};
 use serde_json::{Value, json};
 
 fn free_port() -> u16 {
@@ -50,15 +50,22 @@ fn spawn(port: u16, data: &std::path::Path, store: &std::path::Path) -> Node {
     Node(child)
 }
 
-#[tokio::test]
-async fn the_node_binary_serves_shared_tokens_and_survives_a_kill() {
-    let data = tempfile::tempdir().unwrap();
+/// A local store (the one the publish API's host would share) holding an
+/// operator token.
+async fn store_with_operator() -> (tempfile::TempDir, Handle) {
     let store_dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(store_dir.path()).unwrap());
     let root = Tokens::new(store)
         .issue_root(time::OffsetDateTime::now_utc() + time::Duration::days(1))
         .await
         .unwrap();
+    (store_dir, root)
+}
+
+#[tokio::test]
+async fn the_node_binary_serves_shared_tokens_and_survives_a_kill() {
+    let data = tempfile::tempdir().unwrap();
+    let (store_dir, root) = store_with_operator().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/v1/sites/blog");
     // No pooled connections: the node is killed and restarted on the same port.
@@ -80,20 +87,10 @@ async fn the_node_binary_serves_shared_tokens_and_survives_a_kill() {
     drop(node); // SIGKILL
 
     let _node = spawn(port, data.path(), store_dir.path());
-    let page: Value = client
-        .get(format!("{base}/read?path=counter"))
-        .bearer_auth(root.reveal())
-        .send()
+    let stored: Vec<String> = entries(&client, &base, root.reveal(), "counter")
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let stored: Vec<&str> = page["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|entry| entry["ts"].as_str().unwrap())
+        .into_iter()
+        .map(|(ts, _)| ts)
         .collect();
     assert_eq!(stored, acked);
     let reply: Value = write(3).await.unwrap().json().await.unwrap();
@@ -121,12 +118,7 @@ async fn entries(client: &reqwest::Client, base: &str, token: &str, path: &str) 
 
 #[tokio::test]
 async fn a_node_on_an_empty_disk_rebuilds_from_the_store() {
-    let store_dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(store_dir.path()).unwrap());
-    let root = Tokens::new(store)
-        .issue_root(time::OffsetDateTime::now_utc() + time::Duration::days(1))
-        .await
-        .unwrap();
+    let (store_dir, root) = store_with_operator().await;
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}/v1/sites/blog");
     let client = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();

@@ -264,6 +264,25 @@ async fn tokens_grant_only_what_they_hold_and_revocation_cascades() {
 
     tokens.check(&publisher, "sites/demo/root", Right::Write).await.unwrap();
     tokens.check(&reader, "sites/demo/posts/1", Right::Read).await.unwrap();
+    // Several paths at once: every one must be allowed, and the refusal
+    // names the one that is not.
+    tokens
+        .check_all(
+            &reader,
+            &[("sites/demo/posts/1", Right::Read), ("sites/demo/posts/2", Right::Read)],
+        )
+        .await
+        .unwrap();
+    match tokens
+        .check_all(
+            &reader,
+            &[("sites/demo/posts/1", Right::Read), ("sites/demo/pages", Right::Read)],
+        )
+        .await
+    {
+        Err(TokenError::Forbidden { path, .. }) => assert_eq!(path, "sites/demo/pages"),
+        other => panic!("expected forbidden, got {other:?}"),
+    }
 
     // Wrong site, a sibling prefix, a right not held.
     for (handle, path, right) in [

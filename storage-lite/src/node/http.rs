@@ -240,14 +240,15 @@ impl NodeApi {
                         format!("a transaction takes at most {} writes", self.limits.max_txn_writes),
                     ));
                 }
-                let record = self.check(&handle, &site, &txn.path, Right::Read).await?;
                 let mut writes = Vec::with_capacity(txn.writes.len());
                 for write in txn.writes {
                     self.check_size(&write.data)?;
                     let path = write.path.unwrap_or_else(|| txn.path.clone());
-                    self.check(&handle, &site, &path, Right::Write).await?;
                     writes.push((path, write.data.get().to_owned()));
                 }
+                let mut checks = vec![(txn.path.as_str(), Right::Read)];
+                checks.extend(writes.iter().map(|(path, _)| (path.as_str(), Right::Write)));
+                let record = self.check_all(&handle, &site, &checks).await?;
                 let ts = self
                     .log
                     .txn(&site, &txn.path, txn.if_last_ts, writes, &record.id.0.to_hex())
@@ -371,11 +372,27 @@ impl NodeApi {
         path: &str,
         right: Right,
     ) -> Result<crate::token::TokenRecord, Failure> {
-        super::log::check_path(path)?;
-        Ok(self
-            .tokens
-            .check(handle, &format!("sites/{site}/{path}"), right)
-            .await?)
+        self.check_all(handle, site, &[(path, right)]).await
+    }
+
+    /// Checks every `(data path, right)` with one load of the token and its
+    /// grant chain.
+    async fn check_all(
+        &self,
+        handle: &Handle,
+        site: &SiteName,
+        checks: &[(&str, Right)],
+    ) -> Result<crate::token::TokenRecord, Failure> {
+        for (path, _) in checks {
+            super::log::check_path(path)?;
+        }
+        let token_paths: Vec<String> = checks.iter().map(|(path, _)| format!("sites/{site}/{path}")).collect();
+        let token_checks: Vec<(&str, Right)> = token_paths
+            .iter()
+            .zip(checks)
+            .map(|(path, (_, right))| (path.as_str(), *right))
+            .collect();
+        Ok(self.tokens.check_all(handle, &token_checks).await?)
     }
 }
 

@@ -166,9 +166,14 @@ pub async fn open(
             return Err(error);
         }
     };
-    // Reopened so the writer's clock starts above a rebuilt bound.
-    drop(log);
-    let log = Arc::new(Log::open_with(file, wall, true)?);
+    let log = if fresh && !epochs.is_empty() {
+        // Rebuilt: reopened so the writer's clock starts above the bound
+        // the rebuild persisted.
+        drop(log);
+        Arc::new(Log::open_with(file, wall, true)?)
+    } else {
+        Arc::new(log)
+    };
     let shipper = Shipper {
         log: Arc::clone(&log),
         store,
