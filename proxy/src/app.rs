@@ -3,22 +3,24 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use grove_storage::content::ContentStore;
-use grove_storage::site::Sites;
-use grove_storage::store::ObjectStore;
-use grove_storage::tree::{Entry, TreeError, Trees};
-use grove_storage::{ContentHash, SiteName, SitePath};
-use http::{HeaderMap, Method, StatusCode, header};
+use grove_core::tree::{Entry, TreeError, Trees};
+use grove_core::{ContentHash, SiteName, SitePath};
+use grove_objects::content::ContentStore;
+use grove_objects::site::Sites;
+use grove_objects::store::ObjectStore;
+use http::{Method, StatusCode, header};
 
 use crate::api::PublishApi;
 use crate::cache::{BlobCache, CacheError, CachedBlob, DiskCache};
 use crate::compress::Compressor;
 use crate::config::{Config, SiteConfig};
+use crate::hosts::{Router, Target};
 use crate::purge::PurgeSetup;
 use crate::reply::{Body, Reply};
+use crate::request::Request;
 use crate::resolve::{Files, RequestPath, Resolution, encode_path, resolve};
 use crate::roots::{Roots, Served};
-use crate::routing::{Router, Target};
+use crate::route::Route;
 use crate::rules::{HeaderRules, Redirects, RuleAction, SiteRules};
 use crate::semantics::{self, Encoding, RangeRequest};
 use crate::sw;
@@ -29,22 +31,6 @@ pub const VERSION_HEADER: &str = "x-grove-version";
 pub const VERSION_QUERY: &str = "_grove_version";
 /// Header naming the tree of the version served.
 pub const ROOT_HEADER: &str = "x-grove-root";
-
-/// The parts of a request the server looks at.
-pub struct Request<'a> {
-    pub method: &'a Method,
-    pub host: Option<&'a str>,
-    /// Path of the URI, still percent-encoded.
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub headers: &'a HeaderMap,
-}
-
-impl Request<'_> {
-    fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|value| value.to_str().ok())
-    }
-}
 
 /// Everything the server shares across requests.
 pub struct Grove {
@@ -68,7 +54,7 @@ impl Grove {
             let site_name = SiteName::parse(name)?;
             custom.extend(site.domains.iter().map(|domain| (domain.clone(), site_name.clone())));
         }
-        let trees = Trees::new(Arc::clone(&store), 4_000_000);
+        let trees = grove_objects::content::trees_in(Arc::clone(&store), 4_000_000);
         let disk = DiskCache::open(&config.cache_dir(), config.cache.disk_bytes)?;
         let roots = Arc::new(Roots::new(
             Sites::new(Arc::clone(&store), trees.clone()),
@@ -127,7 +113,10 @@ impl Grove {
         request.host.and_then(|host| self.router.route(host))
     }
 
-    pub async fn handle(&self, request: &Request<'_>) -> Reply {
+    /// Answers a request for a site file or for the host's own namespace
+    /// (`route` is neither a publish nor a node call, which the server hands
+    /// on before this).
+    pub async fn handle(&self, request: &Request<'_>, route: Route<'_>) -> Reply {
         if !matches!(*request.method, Method::GET | Method::HEAD) {
             return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here")
                 .with(header::ALLOW, "GET, HEAD");
@@ -135,8 +124,8 @@ impl Grove {
         let Some(target) = self.target(request) else {
             return Reply::unknown();
         };
-        if let Some(rest) = request.path.strip_prefix("/_grove/") {
-            return self.grove_namespace(&target, rest, request).await;
+        if route != Route::SiteFile {
+            return self.grove_namespace(&target, route, request).await;
         }
         let served = match self.version(&target, request).await {
             Ok(served) => served,
@@ -451,13 +440,11 @@ impl Grove {
     }
 
     /// `/_grove/...`: the host's own namespace on every site.
-    async fn grove_namespace(&self, target: &Target, rest: &str, request: &Request<'_>) -> Reply {
-        if let Some(script) = sw::script(rest) {
-            return revalidate(script, request);
-        }
-        match rest.split_once('/') {
-            None if rest == "health" => Reply::text(StatusCode::OK, "ok"),
-            None if rest == "root" => match self.version(target, request).await {
+    async fn grove_namespace(&self, target: &Target, route: Route<'_>, request: &Request<'_>) -> Reply {
+        match route {
+            Route::Script(script) => revalidate(sw::script(script), request),
+            Route::Health => Reply::text(StatusCode::OK, "ok"),
+            Route::RootDocument => match self.version(target, request).await {
                 Ok(served) => {
                     let body = serde_json::json!({
                         "site": target.site.as_str(),
@@ -490,15 +477,12 @@ impl Grove {
                 }
                 Err(reply) => reply,
             },
-            Some(("tree", hex)) => match hex.parse::<ContentHash>() {
-                Ok(hash) => self.tree_node(&hash, request).await,
-                Err(_) => Reply::text(StatusCode::BAD_REQUEST, "expected /_grove/tree/<sha256 hex>"),
-            },
-            Some(("blob", hex)) => match hex.parse::<ContentHash>() {
-                Ok(hash) => self.raw_blob(&hash, request).await,
-                Err(_) => Reply::text(StatusCode::BAD_REQUEST, "expected /_grove/blob/<sha256 hex>"),
-            },
-            _ => Reply::text(StatusCode::NOT_FOUND, "not found"),
+            Route::TreeNode(hash) => self.tree_node(&hash, request).await,
+            Route::Blob(hash) => self.raw_blob(&hash, request).await,
+            Route::MalformedHash(expected) => Reply::text(StatusCode::BAD_REQUEST, expected),
+            Route::UnknownGrovePath | Route::SiteFile | Route::PublishCall { .. } | Route::NodeCall { .. } => {
+                Reply::text(StatusCode::NOT_FOUND, "not found")
+            }
         }
     }
 
@@ -688,7 +672,7 @@ fn slice(body: Body, start: u64, len: u64) -> Body {
     }
 }
 
-fn with_query(location: &str, query: Option<&str>) -> String {
+pub(crate) fn with_query(location: &str, query: Option<&str>) -> String {
     match query {
         Some(query) if !query.is_empty() => format!("{location}?{query}"),
         _ => location.to_owned(),

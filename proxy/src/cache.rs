@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use grove_storage::ContentHash;
-use grove_storage::content::{ContentError, ContentStore};
-use grove_storage::store::{ObjectStore, StoreError};
+use grove_core::ContentHash;
+use grove_objects::content::{ContentError, ContentStore};
+use grove_objects::store::{ObjectStore, StoreError};
 use tokio::io::AsyncWriteExt;
 
 use crate::metrics;

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use bytes::Bytes;
-use grove_storage::ContentHash;
+use grove_core::ContentHash;
 
 use crate::semantics::Encoding;
 

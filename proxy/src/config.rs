@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use grove_storage::node::NodeLimits;
-use grove_storage::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
+use grove_node::NodeLimits;
+use grove_objects::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
 use serde::Deserialize;
 
 use crate::tls::TlsConfig;
@@ -357,7 +357,7 @@ impl Config {
             }
         }
         for (site, address) in &config.node.directory {
-            grove_storage::SiteName::parse(site).context("a site in [node.directory]")?;
+            grove_core::SiteName::parse(site).context("a site in [node.directory]")?;
             let port = address.rsplit_once(':').and_then(|(host, port)| {
                 (!host.is_empty()).then_some(())?;
                 port.parse::<u16>().ok()

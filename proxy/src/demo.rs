@@ -5,12 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
-use grove_storage::SiteName;
-use grove_storage::content::ContentStore;
-use grove_storage::publish::publish_dir;
-use grove_storage::site::Sites;
-use grove_storage::store::ObjectStore;
-use grove_storage::tree::Trees;
+use grove_core::SiteName;
+use grove_objects::content::ContentStore;
+use grove_objects::publish::publish_dir;
+use grove_objects::site::Sites;
+use grove_objects::store::ObjectStore;
 use include_dir::{Dir, include_dir};
 
 static DEMO_SITE: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/demo-site");
@@ -18,7 +17,7 @@ static DEMO_SITE: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/demo-site");
 /// Publishes the demo site as `demo` if that site has no version yet.
 /// Returns the version now live.
 pub async fn seed(store: Arc<dyn ObjectStore>) -> anyhow::Result<u64> {
-    let trees = Trees::new(Arc::clone(&store), 10_000);
+    let trees = grove_objects::content::trees_in(Arc::clone(&store), 10_000);
     let sites = Sites::new(Arc::clone(&store), trees.clone());
     let demo = SiteName::parse("demo").expect("valid name");
     if let Some((root, _)) = sites.root(&demo).await? {

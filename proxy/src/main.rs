@@ -11,26 +11,31 @@ mod cache;
 mod compress;
 mod config;
 mod demo;
+mod hosts;
 mod metrics;
 mod node;
 mod purge;
 mod reply;
+mod request;
 mod resolve;
 mod roots;
-mod routing;
+mod route;
 mod rules;
 mod semantics;
 mod server;
 mod sw;
 mod tls;
+#[cfg(test)]
+mod vectors;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use grove_storage::store::ObjectStore;
-use grove_storage::token::{Handle, Tokens};
+use grove_core::token::Handle;
+use grove_objects::store::ObjectStore;
+use grove_objects::token::Tokens;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
@@ -117,7 +122,7 @@ struct Cli {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging();
+    grove_node::logging::init();
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(listen) = cli.listen {
         config.listen = listen;
@@ -202,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         server.add_service(background_service("storage node", embedded_node));
     }
     if let Some(purge) = &purge {
-        let holder = purge::node_id(&config.state_dir)?;
+        let holder = purge::proxy_id(&config.state_dir)?;
         server.add_service(background_service("cdn purge", purge.worker(config.clone(), holder)));
     }
     tracing::info!(listen = %config.listen, admin = %config.admin_listen, base_domain = %config.base_domain, "grove-proxy starting");
@@ -230,17 +235,4 @@ async fn bootstrap_operator(store: Arc<dyn ObjectStore>, admin_token: Option<Han
         }
     }
     Ok(())
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("GROVE_LOG_FORMAT").is_ok_and(|format| format == "json") {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

@@ -16,18 +16,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
-use grove_storage::SiteName;
-use grove_storage::node::{NodeSettings, RunningNode, SegmentOptions};
+use grove_core::SiteName;
+use grove_node::{NodeSettings, RunningNode, SegmentOptions};
 use http::StatusCode;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use pingora::upstreams::peer::HttpPeer;
 
-use crate::api::Failure;
 use crate::config::Config;
-
-/// Where dynamic calls arrive on every site's host.
-pub const API_PREFIX: &str = "/_grove/api/";
+use crate::route::API_PREFIX;
+use grove_core::api_error::ApiFailure;
 
 /// A call on its way to a node.
 pub struct NodeCall {
@@ -55,15 +53,15 @@ pub struct NodeDirectory {
 
 impl NodeDirectory {
     /// The node call for `rest` (what follows [`API_PREFIX`]) on `site`.
-    pub fn route(&self, site: &SiteName, rest: &str, query: Option<&str>) -> Result<NodeCall, Failure> {
+    pub fn route(&self, site: &SiteName, rest: &str, query: Option<&str>) -> Result<NodeCall, ApiFailure> {
         let Some(call) = rest
             .strip_prefix("v1/")
             .filter(|call| !call.is_empty() && !call.contains('/'))
         else {
-            return Err(Failure::new(
+            return Err(ApiFailure::new(
                 StatusCode::NOT_FOUND,
                 "no_route",
-                format!("no API route /_grove/api/{rest}; calls are /_grove/api/v1/<call>"),
+                format!("no API route {API_PREFIX}{rest}; calls are {API_PREFIX}v1/<call>"),
             ));
         };
         let address = match (self.remote.get(site), self.embedded) {
@@ -103,8 +101,8 @@ impl NodeDirectory {
     }
 }
 
-fn unavailable(message: String) -> Failure {
-    Failure::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message)
+fn unavailable(message: String) -> ApiFailure {
+    ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message)
 }
 
 /// The embedded node, run as a Pingora background service: started with

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use grove_core::api_error::ApiFailure;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
 /// A response body whose length is known before it is sent, so every
@@ -97,5 +98,26 @@ impl Reply {
 
     pub fn insert(&mut self, name: HeaderName, value: HeaderValue) {
         self.headers.insert(name, value);
+    }
+}
+
+/// An API error as the proxy writes it: the JSON body, `no-store`,
+/// `Retry-After: 5` on 503 and `WWW-Authenticate: Bearer` on 401.
+pub trait FailureReply {
+    fn into_reply(self) -> Reply;
+}
+
+impl FailureReply for ApiFailure {
+    fn into_reply(self) -> Reply {
+        let mut reply = Reply::new(self.status, Body::Bytes(Bytes::from(self.json())))
+            .with(header::CONTENT_TYPE, "application/json")
+            .with(header::CACHE_CONTROL, "no-store");
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            reply.set(header::RETRY_AFTER, "5");
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            reply.set(header::WWW_AUTHENTICATE, "Bearer");
+        }
+        reply
     }
 }

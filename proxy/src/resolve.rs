@@ -3,7 +3,7 @@
 
 use std::future::Future;
 
-use grove_storage::tree::{Entry, TreeError};
+use grove_core::tree::{Entry, TreeError};
 use percent_encoding::{AsciiSet, CONTROLS, percent_decode_str, utf8_percent_encode};
 
 use crate::config::TrailingSlash;
@@ -177,7 +177,7 @@ fn found(entry: Option<Entry>) -> Result<Resolution, TreeError> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use grove_storage::{ContentHash, ContentType, SitePath};
+    use grove_core::{ContentHash, ContentType, SitePath};
 
     use super::*;
 

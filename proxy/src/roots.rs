@@ -10,10 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use grove_storage::ContentHash;
-use grove_storage::SiteName;
-use grove_storage::site::{Root, SiteError, Sites};
-use grove_storage::store::ETag;
+use grove_core::ContentHash;
+use grove_core::SiteName;
+use grove_core::version::Root;
+use grove_objects::site::{SiteError, Sites};
+use grove_objects::store::ETag;
 
 /// Sites whose root state is kept; more are re-read on demand.
 const MAX_TRACKED_SITES: u64 = 100_000;

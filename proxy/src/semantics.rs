@@ -1,7 +1,7 @@
 //! HTTP semantics of serving a file: validators, ranges, content coding and
 //! caching headers. Pure functions, so each rule is tested on its own.
 
-use grove_storage::{ContentHash, SiteName};
+use grove_core::{ContentHash, SiteName};
 
 /// A content coding this server can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -11,11 +11,13 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::os::unix::fs::FileExt;
 
-use crate::api::{Failure, PublishApi};
-use crate::app::{Grove, Request};
+use crate::app::Grove;
 use crate::metrics;
-use crate::node::{API_PREFIX, NodeCall, NodeDirectory};
-use crate::reply::{Body, Reply};
+use crate::node::{NodeCall, NodeDirectory};
+use crate::reply::{Body, FailureReply, Reply};
+use crate::request::Request;
+use crate::route::Route;
+use grove_core::api_error::ApiFailure;
 
 /// Size of the pieces a cached file is sent in.
 const FILE_PIECE_BYTES: u64 = 256 * 1024;
@@ -63,42 +65,40 @@ impl ProxyHttp for GroveProxy {
         session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
 
         let header = session.req_header();
-        // The publish API shares the `/_grove/api/` prefix (`publish/v1/...`).
-        let node_call = header
-            .uri
-            .path()
-            .strip_prefix(API_PREFIX)
-            .filter(|_| !PublishApi::owns(header.uri.path()));
-        if let Some(rest) = node_call {
-            let request = request_of(header);
-            let routed = match self.grove.target(&request) {
-                Some(target) => self
-                    .nodes
-                    .route(&target.site, rest, request.query)
-                    .map_err(Failure::into_reply),
-                None => Err(Reply::unknown()),
-            };
-            match routed {
-                Ok(call) => {
-                    let uri = http::Uri::try_from(call.path_and_query.as_str())
-                        .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
-                    session.req_header_mut().set_uri(uri);
-                    log.node_call = Some(call);
-                    return Ok(false);
-                }
-                Err(reply) => {
-                    log.status = reply.status.as_u16();
-                    log.bytes = write_reply(session, reply, false).await?;
-                    return Ok(true);
+        let route = Route::parse(header.uri.path());
+        let reply = match route {
+            Route::NodeCall { rest } => {
+                let request = request_of(header);
+                let routed = match self.grove.target(&request) {
+                    Some(target) => self
+                        .nodes
+                        .route(&target.site, rest, request.query)
+                        .map_err(ApiFailure::into_reply),
+                    None => Err(Reply::unknown()),
+                };
+                match routed {
+                    Ok(call) => {
+                        let uri = http::Uri::try_from(call.path_and_query.as_str())
+                            .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
+                        session.req_header_mut().set_uri(uri);
+                        log.node_call = Some(call);
+                        return Ok(false);
+                    }
+                    Err(reply) => {
+                        log.status = reply.status.as_u16();
+                        log.bytes = write_reply(session, reply, false).await?;
+                        return Ok(true);
+                    }
                 }
             }
-        }
-        let reply = if PublishApi::owns(header.uri.path()) {
-            self.publish_api(session).await
-        } else if declared_length(header).is_some_and(|length| length > http.max_request_body_bytes) {
-            Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-        } else {
-            self.grove.handle(&request_of(header)).await
+            Route::PublishCall { rest } => {
+                let rest = rest.to_owned();
+                self.publish_api(session, &rest).await
+            }
+            _ if declared_length(header).is_some_and(|length| length > http.max_request_body_bytes) => {
+                Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+            }
+            route => self.grove.handle(&request_of(header), route).await,
         };
         let head = session.req_header().method == http::Method::HEAD;
         log.status = reply.status.as_u16();
@@ -156,7 +156,7 @@ impl ProxyHttp for GroveProxy {
         };
         let downstream_gone = error.esource() == &ErrorSource::Downstream;
         if !downstream_gone && session.response_written().is_none() {
-            let reply = Failure::new(status, code, format!("the storage node failed: {error}")).into_reply();
+            let reply = ApiFailure::new(status, code, format!("the storage node failed: {error}")).into_reply();
             log.status = status.as_u16();
             if write_reply(session, reply, false).await.is_err() {
                 log.status = 0;
@@ -208,9 +208,9 @@ impl GroveProxy {
     /// Reads the request body, bounded by the route's limit, and hands the
     /// request to the publish API. A body that is too large or cut short is
     /// refused before the API sees any of it, so nothing is stored.
-    async fn publish_api(&self, session: &mut Session) -> Reply {
+    async fn publish_api(&self, session: &mut Session, rest: &str) -> Reply {
         let api = self.grove.api();
-        let call = match api.begin(&request_of(session.req_header())).await {
+        let call = match api.begin(&request_of(session.req_header()), rest).await {
             Ok(call) => call,
             Err(failure) => {
                 // The body was never read, so the connection cannot be reused.
@@ -221,7 +221,7 @@ impl GroveProxy {
         let (limit, limit_key) = api.body_limit(&call);
         if declared_length(session.req_header()).is_some_and(|length| length > limit) {
             session.set_keepalive(None);
-            return Failure::too_large(limit_key, limit).into_reply();
+            return ApiFailure::too_large(limit_key, limit).into_reply();
         }
         let mut body = BytesMut::new();
         loop {
@@ -229,14 +229,14 @@ impl GroveProxy {
                 Ok(Some(chunk)) => {
                     if (body.len() + chunk.len()) as u64 > limit {
                         session.set_keepalive(None);
-                        return Failure::too_large(limit_key, limit).into_reply();
+                        return ApiFailure::too_large(limit_key, limit).into_reply();
                     }
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
                 Err(error) => {
                     session.set_keepalive(None);
-                    return Failure::new(
+                    return ApiFailure::new(
                         http::StatusCode::BAD_REQUEST,
                         "bad_request",
                         format!("the request body could not be read whole: {error}"),

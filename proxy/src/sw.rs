@@ -7,10 +7,11 @@
 use std::sync::LazyLock;
 
 use bytes::{Bytes, BytesMut};
-use grove_storage::ContentHash;
+use grove_core::ContentHash;
 use http::{HeaderName, StatusCode, header};
 
 use crate::reply::{Body, Reply};
+use crate::route::{REGISTER_SCRIPT, Script};
 
 /// The worker, `sw/dist/grove-sw.js` (checked against its sources by the
 /// test command).
@@ -19,7 +20,8 @@ const WORKER: &[u8] = include_bytes!("../../sw/dist/grove-sw.js");
 const REGISTER: &[u8] = include_bytes!("../../sw/dist/grove-register.js");
 
 /// What HTML pages get, just before their first `</head>`.
-pub const REGISTER_TAG: &[u8] = b"<script src=\"/_grove/register.js\" defer></script>";
+pub static REGISTER_TAG: LazyLock<String> =
+    LazyLock::new(|| format!("<script src=\"{REGISTER_SCRIPT}\" defer></script>"));
 
 /// On `/_grove/root` replies and site responses of a site whose worker is
 /// off: installed workers unregister and delete what they stored.
@@ -29,19 +31,18 @@ pub const KILL_SWITCH: (HeaderName, &str) = (HeaderName::from_static("x-grove-sw
 /// bump it when the tag changes, so no cache mixes the two.
 const VARIANT: &[u8] = b"grove-register-tag-1";
 
-/// `/_grove/sw.js` or `/_grove/register.js`, if `name` is one of them.
-/// The worker may control the whole site (`Service-Worker-Allowed: /`)
-/// though it lives under `/_grove/`. `no-cache`: browsers revalidate, so a
-/// new proxy release reaches them at once; the ETag makes that cheap.
-pub fn script(name: &str) -> Option<Reply> {
+/// The reply for one of the worker's scripts. The worker may control the
+/// whole site (`Service-Worker-Allowed: /`) though it lives under
+/// `/_grove/`. `no-cache`: browsers revalidate, so a new proxy release
+/// reaches them at once; the ETag makes that cheap.
+pub fn script(script: Script) -> Reply {
     // Browsers revalidate the worker on every navigation: its ETag is
     // hashed once per process, not per request.
     static SCRIPTS: LazyLock<(Reply, Reply)> =
         LazyLock::new(|| (script_reply(WORKER, true), script_reply(REGISTER, false)));
-    match name {
-        "sw.js" => Some(SCRIPTS.0.clone()),
-        "register.js" => Some(SCRIPTS.1.clone()),
-        _ => None,
+    match script {
+        Script::Worker => SCRIPTS.0.clone(),
+        Script::Register => SCRIPTS.1.clone(),
     }
 }
 
@@ -74,7 +75,7 @@ pub fn inject(html: &[u8]) -> Option<Bytes> {
         .position(|window| window.eq_ignore_ascii_case(CLOSE))?;
     let mut out = BytesMut::with_capacity(html.len() + REGISTER_TAG.len());
     out.extend_from_slice(&html[..at]);
-    out.extend_from_slice(REGISTER_TAG);
+    out.extend_from_slice(REGISTER_TAG.as_bytes());
     out.extend_from_slice(&html[at..]);
     Some(out.freeze())
 }
@@ -97,7 +98,7 @@ mod tests {
         let injected = inject(page).unwrap();
         let expected = [
             &b"<html><HEAD><title>x</title>"[..],
-            REGISTER_TAG,
+            REGISTER_TAG.as_bytes(),
             &b"</Head><body></head></body>"[..],
         ]
         .concat();
@@ -111,18 +112,11 @@ mod tests {
 
     #[test]
     fn the_scripts_are_the_committed_bundles() {
-        let worker = script("sw.js").unwrap();
+        let worker = script(Script::Worker);
         assert_eq!(worker.headers["service-worker-allowed"], "/");
         assert_eq!(worker.headers["cache-control"], "no-cache");
         assert!(matches!(worker.body, Body::Bytes(ref bytes) if bytes.len() == WORKER.len() && !bytes.is_empty()));
-        assert!(
-            script("register.js")
-                .unwrap()
-                .headers
-                .get("service-worker-allowed")
-                .is_none()
-        );
-        assert!(script("other.js").is_none());
+        assert!(script(Script::Register).headers.get("service-worker-allowed").is_none());
         let hash = ContentHash::of(b"page");
         assert_ne!(variant_of(&hash), hash);
     }

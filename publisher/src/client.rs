@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use grove_storage::ContentHash;
-use grove_storage::SiteName;
-use grove_storage::publish_api::{
-    self, ApiError, CommitRequest, GrantReply, GrantRequest, Offer, OfferReply, ProbeReply, Published, PurgeStatus,
+use grove_core::ContentHash;
+use grove_core::SiteName;
+use grove_core::api_error::ApiError;
+use grove_core::publish_api::{
+    self, CommitRequest, GrantReply, GrantRequest, Offer, OfferReply, ProbeReply, Published, PurgeStatus,
     RevokeRequest, RollbackRequest, UploadTarget, VersionsReply,
 };
 use reqwest::{Method, StatusCode};

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use grove_storage::SiteName;
-use grove_storage::publish_api::{GrantRequest, PurgeState};
-use grove_storage::site::VersionKind;
-use grove_storage::token::Right;
-use grove_storage::tree::Difference;
+use grove_core::SiteName;
+use grove_core::publish_api::{GrantRequest, PurgeState};
+use grove_core::token::Right;
+use grove_core::tree::Difference;
+use grove_core::version::VersionKind;
 
 use crate::client::Client;
 use crate::progress::Progress;
@@ -319,7 +319,7 @@ fn login(host: String, token: Option<String>) -> anyhow::Result<()> {
             line.trim().to_owned()
         }
     };
-    grove_storage::token::Handle::parse(&token)
+    grove_core::token::Handle::parse(&token)
         .context("the token")
         .map_err(UsageError)?;
     if !(host.starts_with("http://") || host.starts_with("https://")) {
@@ -335,7 +335,7 @@ fn login(host: String, token: Option<String>) -> anyhow::Result<()> {
 }
 
 /// The live version's tree, or `None` for a site never published.
-async fn live_tree(client: &Client, site: &SiteName) -> anyhow::Result<Option<grove_storage::ContentHash>> {
+async fn live_tree(client: &Client, site: &SiteName) -> anyhow::Result<Option<grove_core::ContentHash>> {
     // The newest version is the live one: a page of one is enough.
     match client.versions(site, None, Some(1)).await {
         Ok(page) => Ok(page

@@ -7,11 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use grove_storage::content::ContentStore;
-use grove_storage::publish_api::{self, CommitRequest, Published, PurgeState, UploadTarget};
-use grove_storage::scan::{ScanProgress, ScannedFile, scan_dir_observed};
-use grove_storage::tree::{Difference, Trees};
-use grove_storage::{ContentHash, SiteName};
+use grove_core::publish_api::{self, CommitRequest, Published, PurgeState, UploadTarget};
+use grove_core::scan::{ScanProgress, ScannedFile, scan_dir_observed};
+use grove_core::tree::{Difference, MemoryTreeNodes, Trees};
+use grove_core::{ContentHash, SiteName};
 use serde::Serialize;
 
 use crate::client::{Client, ClientError};
@@ -67,7 +66,8 @@ pub struct LocalBuild {
     pub root: ContentHash,
     pub files: Vec<ScannedFile>,
     pub trees: Trees,
-    nodes: ContentStore,
+    /// Every node of the build.
+    nodes: MemoryTreeNodes,
 }
 
 impl LocalBuild {
@@ -113,7 +113,6 @@ impl LocalBuild {
     async fn node(&self, hash: &ContentHash) -> anyhow::Result<Bytes> {
         self.nodes
             .get(hash)
-            .await
             .with_context(|| format!("the host asked for tree node {hash}, which this build does not have"))
     }
 

@@ -1,10 +1,12 @@
-/** Byte helpers shared by the tree decoder, path decoding and hash checks. */
+/** Byte helpers shared by the tree decoder, path parsing, HTML injection and hash checks. */
 
 /**
  * Strict UTF-8, as Rust's `str::from_utf8`: invalid bytes are an error, and a
  * leading byte-order mark is kept as a character (Rust never strips one).
  */
 export const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+export const utf8 = new TextEncoder();
 
 /** Lowercase hex, the form content hashes take in URLs and object keys. */
 export function toHex(bytes: Uint8Array): string {

@@ -4,9 +4,11 @@
  * the same bytes at the same place; see README, proxy-side requirements).
  */
 
+import { utf8 } from './bytes.ts';
+
 export const REGISTER_TAG = '<script src="/_grove/register.js" defer></script>';
 
-const TAG_BYTES = new TextEncoder().encode(REGISTER_TAG);
+const TAG_BYTES = utf8.encode(REGISTER_TAG);
 
 /** True for a `text/html` content type, whatever its parameters. */
 export function isHtml(contentType: string): boolean {

@@ -3,7 +3,7 @@
  * so the worker maps a URL to the same file the proxy would.
  */
 
-import { strictUtf8 } from './bytes.ts';
+import { utf8 } from './bytes.ts';
 
 /** A decoded, normalized request path: no `.`/`..`, no empty segments. */
 export interface RequestPath {
@@ -23,10 +23,11 @@ const MAX_PATH_BYTES = 2048;
  * undefined where the proxy answers 400, which the worker leaves to it.
  */
 export function parseRequestPath(raw: string): RequestPath | undefined {
-  if (!raw.startsWith('/') || raw.length > MAX_PATH_BYTES || /%2f|%5c/i.test(raw)) return undefined;
+  // The limit is in bytes, as the proxy reads the request line.
+  if (!raw.startsWith('/') || utf8.encode(raw).length > MAX_PATH_BYTES || /%2f|%5c/i.test(raw)) return undefined;
   const decoded = percentDecode(raw);
   // Unicode control characters (Rust's `char::is_control`) and backslashes.
-  if (decoded === undefined || /[\u0000-\u001f\u007f-\u009f\\]/.test(decoded)) return undefined;
+  if (decoded === undefined || /[\0-\x1f\x7f-\x9f\\]/.test(decoded)) return undefined;
   const segments = decoded.split('/').filter((segment) => segment !== '');
   if (segments.some((segment) => segment === '.' || segment === '..')) return undefined;
   return { path: segments.join('/'), trailingSlash: decoded.length > 1 && decoded.endsWith('/') };
@@ -48,14 +49,16 @@ export function encodePath(path: string): string {
 
 /**
  * `percent_decode_str` then strict UTF-8: `%` followed by two hex digits is a
- * byte, any other `%` stays as it is. A path as browsers send it is printable
- * ASCII; anything else is left to the proxy.
+ * byte, any other `%` stays as it is (escaped first, as `%25`, so that
+ * `decodeURIComponent` gives it back). `decodeURIComponent` refuses what is
+ * not UTF-8, as Rust's `str::from_utf8` does, and keeps a byte-order mark.
+ * Characters that are not escaped stay as they are: a URL's path has none
+ * beyond printable ASCII, but a client may send a request line with raw
+ * UTF-8 or spaces, which the proxy reads as such.
  */
 function percentDecode(raw: string): string | undefined {
-  if (!/^[!-~]*$/.test(raw)) return undefined;
-  const binary = raw.replace(/%([0-9a-f]{2})/gi, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
   try {
-    return strictUtf8.decode(Uint8Array.from(binary, (char) => char.charCodeAt(0)));
+    return decodeURIComponent(raw.replace(/%(?![\da-f]{2})/gi, '%25'));
   } catch {
     return undefined;
   }

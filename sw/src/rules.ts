@@ -25,18 +25,29 @@ export interface SiteRules {
 /** Rules past this many are ignored by the proxy (rules/redirects.rs `MAX_RULES`). */
 const MAX_RULES = 10_000;
 
-/** Headers a site may not set (rules/headers.rs `RESERVED`); the proxy ignores such lines. */
+/** Headers a site may not set (rules/headers.rs `RESERVED`), in any case; the proxy ignores such lines. */
 const RESERVED =
-  /^(connection|content-(encoding|length|range)|date|etag|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|x-grove-(root|version))$/;
+  /^(connection|content-(encoding|length|range)|date|etag|keep-alive|proxy-connection|te|trailer|transfer-encoding|upgrade|x-grove-(root|version))$/i;
 
-/** Rust's Unicode `White_Space`, which `trim` and `split_whitespace` use (JavaScript's `\s` also has U+FEFF). */
-const SPACE = '[\\t\\n\\v\\f\\r \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]';
+/**
+ * Rust's Unicode `White_Space`, which `trim` and `split_whitespace` use: the
+ * same as JavaScript's `\s` but for U+FEFF, which only `\s` has, and U+0085,
+ * which only `White_Space` has.
+ */
+const SPACE = '(?:[^\\S\\ufeff]|\\x85)';
 const EDGE_SPACE = new RegExp(`^${SPACE}+|${SPACE}+$`, 'g');
 const SPACES = new RegExp(`${SPACE}+`);
-/** An HTTP token (a valid header name), lowercased. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-/** Bytes `http::HeaderValue` refuses: controls other than tab. */
-const INVALID_VALUE = /[\u0000-\u0008\u000a-\u001f\u007f]/;
+/**
+ * An HTTP token (a valid header name). `i` without `u` folds ASCII letters
+ * only, so the Kelvin sign, which `toLowerCase` turns into `k`, is no letter.
+ */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i;
+/**
+ * Bytes `http::HeaderValue` refuses: ASCII controls other than tab. A
+ * `_redirects` target, split at spaces, has no tab, so for it this is the
+ * proxy's `is_ascii_control` test.
+ */
+const CONTROL = /[\0-\b\n-\x1f\x7f]/;
 
 /** Parses the texts of `_redirects` and `_headers` (empty where a file is absent). */
 export function parseRules(redirects: string, headers: string): SiteRules {
@@ -60,17 +71,38 @@ export function headersFor(rules: SiteRules, path: string): Array<[string, strin
 }
 
 /**
- * The patterns of forced rules. A line the proxy would refuse for its status
- * or target still counts: asking the proxy needlessly is safe, serving a file
- * it would have redirected is not. Unforced rules only apply where no file
- * matches, and the worker leaves every such path to the proxy anyway.
+ * The status field of a `_redirects` rule that rules/redirects.rs
+ * `parse_rule` accepts: a `u16` as Rust reads one (an optional `+`, leading
+ * zeros) among 200, 301, 302, 303, 307, 308 and 404, then `!` if the rule is
+ * forced. Groups: 1 is there for a redirect (3xx), the only statuses that may
+ * target a URL; 2 is the `!`.
+ */
+const STATUS = /^\+?0*(?:200|404|(3)0[1-378])(!?)$/;
+
+/**
+ * The patterns of forced rules, among the rules the proxy keeps: a line it
+ * refuses (fields, status, target or pattern) counts for nothing, and lines
+ * after its first MAX_RULES rules are ignored, as in rules/redirects.rs.
+ * Unforced rules only apply where no file matches, and the worker leaves
+ * every such path to the proxy anyway.
  */
 function forcedPatterns(text: string): Pattern[] {
-  return lines(text).flatMap((line) => {
+  const forced: Pattern[] = [];
+  let rules = 0;
+  for (const line of lines(text)) {
     const fields = trim(line.split('#')[0]).split(SPACES);
-    const pattern = fields.length === 3 && fields[2].endsWith('!') ? parsePattern(fields[0]) : undefined;
-    return pattern ? [pattern] : [];
-  });
+    if (!fields[0]) continue;
+    if (rules === MAX_RULES) break;
+    const [from, to = '', status = '301'] = fields;
+    const code = STATUS.exec(status);
+    const target = code && (/^https?:\/\//.test(to) ? code[1] : to[0] === '/') && !CONTROL.test(to);
+    const pattern = fields.length < 4 && target && parsePattern(from);
+    if (pattern) {
+      rules++;
+      if (code[2]) forced.push(pattern);
+    }
+  }
+  return forced;
 }
 
 /** `_headers` as rules/headers.rs parses it: a pattern line, then indented `Name: value` lines. */
@@ -89,10 +121,10 @@ function headerBlocks(text: string): HeaderBlock[] {
     }
     const colon = line.indexOf(':');
     if (!block || colon < 0) continue;
-    const name = trim(line.slice(0, colon)).toLowerCase();
+    const name = trim(line.slice(0, colon));
     const value = trim(line.slice(colon + 1));
-    if (TOKEN.test(name) && !RESERVED.test(name) && !INVALID_VALUE.test(value)) {
-      block.headers.push([name, value]);
+    if (TOKEN.test(name) && !RESERVED.test(name) && !CONTROL.test(value)) {
+      block.headers.push([name.toLowerCase(), value]);
     }
   }
   return blocks;

@@ -1,4 +1,11 @@
-//! Test doubles for services grove's tests must not reach. Only the
-//! Cloudflare API is faked; everything else in the tests is real.
+//! grove's test harnesses, shared by the end-to-end suites in `tests/` and
+//! the crates' own tests: real processes (`grove-proxy`, the `grove` CLI,
+//! `moto_server`) on reserved loopback ports, and the one fake, the
+//! Cloudflare API, for a service the tests must not reach.
 
+pub mod binaries;
 pub mod cloudflare;
+pub mod host;
+pub mod moto;
+pub mod ports;
+pub mod proxy;

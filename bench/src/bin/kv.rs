@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use grove_storage::store::{LocalStore, ObjectStore};
-use grove_storage::token::Tokens;
+use grove_objects::store::{LocalStore, ObjectStore};
+use grove_objects::token::Tokens;
 use serde_json::{Value, json};
 
 const VALUE_BYTES: usize = 256;

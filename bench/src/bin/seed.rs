@@ -6,12 +6,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use grove_storage::SiteName;
-use grove_storage::content::ContentStore;
-use grove_storage::publish::publish_dir;
-use grove_storage::site::Sites;
-use grove_storage::store::{LocalStore, ObjectStore};
-use grove_storage::tree::Trees;
+use grove_core::SiteName;
+use grove_objects::content::ContentStore;
+use grove_objects::publish::publish_dir;
+use grove_objects::site::Sites;
+use grove_objects::store::{LocalStore, ObjectStore};
 
 #[tokio::main]
 async fn main() {
@@ -21,7 +20,7 @@ async fn main() {
         std::process::exit(2);
     };
     let store: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(PathBuf::from(store_dir)).expect("opening the store"));
-    let trees = Trees::new(Arc::clone(&store), 100_000);
+    let trees = grove_objects::content::trees_in(Arc::clone(&store), 100_000);
     let sites = Sites::new(Arc::clone(&store), trees.clone());
     let blobs = ContentStore::blobs(store);
     let site = SiteName::parse(site).expect("a valid site name");

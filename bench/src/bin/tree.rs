@@ -8,9 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use grove_storage::store::MemoryStore;
-use grove_storage::tree::{Change, Entry, Trees};
-use grove_storage::{ContentHash, ContentType, SitePath};
+use grove_core::tree::{Change, Entry, MemoryTreeNodes, Trees};
+use grove_core::{ContentHash, ContentType, SitePath};
 
 const ROUNDS: u32 = 200;
 
@@ -56,7 +55,7 @@ async fn main() {
     println!("{n} entries, medians of {ROUNDS} rounds for edits and diffs");
 
     // Build from scratch.
-    let trees = Trees::new(Arc::new(MemoryStore::new()), 1 << 22);
+    let trees = Trees::new(Arc::new(MemoryTreeNodes::new()), 1 << 22);
     let started = Instant::now();
     let root = trees.build(entries.clone()).await.unwrap();
     let build = started.elapsed();

@@ -19,9 +19,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use grove_storage::SiteName;
-use grove_storage::site::Sites;
-use grove_storage::store::ObjectStore;
+use grove_core::SiteName;
+use grove_objects::site::Sites;
+use grove_objects::store::ObjectStore;
 use tokio::sync::Notify;
 
 pub use queue::{QueueError, read_status};
@@ -160,14 +160,20 @@ impl Outbox {
     }
 }
 
-/// This proxy's stable name in sending leases: kept in the state directory,
-/// so a restarted proxy takes its own lease back at once.
-pub fn node_id(state_dir: &Path) -> anyhow::Result<String> {
-    let path = state_dir.join("node-id");
+/// This proxy's stable name as a purge lease holder: kept in the state
+/// directory, so a restarted proxy takes its own lease back at once.
+pub fn proxy_id(state_dir: &Path) -> anyhow::Result<String> {
+    let path = state_dir.join("proxy-id");
+    // Its name before storage nodes existed.
+    let former = state_dir.join("node-id");
+    if !path.exists() && former.exists() {
+        std::fs::rename(&former, &path)
+            .with_context(|| format!("renaming {} to {}", former.display(), path.display()))?;
+    }
     if let Ok(id) = std::fs::read_to_string(&path) {
         return Ok(id.trim().to_owned());
     }
-    let id = grove_storage::ContentHash::of(&rand::random::<[u8; 32]>()).to_hex()[..24].to_owned();
+    let id = grove_core::ContentHash::of(&rand::random::<[u8; 32]>()).to_hex()[..24].to_owned();
     std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
     Ok(id)
 }

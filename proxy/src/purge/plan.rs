@@ -3,9 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use grove_storage::SiteName;
-use grove_storage::publish_api::PurgePlan;
-use grove_storage::tree::Difference;
+use grove_core::SiteName;
+use grove_core::publish_api::PurgePlan;
+use grove_core::tree::Difference;
 
 use crate::semantics::{is_fingerprinted, path_tag, root_document_tag, site_tag};
 
@@ -70,8 +70,8 @@ fn url_siblings(path: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use grove_storage::tree::Entry;
-    use grove_storage::{ContentHash, ContentType, SitePath};
+    use grove_core::tree::Entry;
+    use grove_core::{ContentHash, ContentType, SitePath};
 
     use super::*;
 

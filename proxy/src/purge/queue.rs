@@ -16,11 +16,12 @@
 
 use std::sync::Arc;
 
-use grove_storage::publish_api::{PurgeState, PurgeStatus};
-use grove_storage::record::{self, RecordError};
-use grove_storage::site::{SiteError, Sites};
-use grove_storage::store::{ETag, ObjectKey, ObjectStore, StoreError};
-use grove_storage::{ContentHash, SiteName};
+use grove_core::keys;
+use grove_core::publish_api::{PurgeState, PurgeStatus};
+use grove_core::{ContentHash, SiteName};
+use grove_objects::record::{self, RecordError};
+use grove_objects::site::{SiteError, Sites};
+use grove_objects::store::{ETag, ObjectKey, ObjectStore, StoreError};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -40,7 +41,7 @@ pub enum QueueError {
 
 /// The key of version `n`'s purge status.
 pub fn status_key(site: &SiteName, n: u64) -> ObjectKey {
-    ObjectKey::new(format!("sites/{site}/purges/{n:020}")).expect("site names are valid key segments")
+    keys::site_purge(site, n)
 }
 
 /// Version `n`'s purge status, if it has one.
@@ -124,7 +125,7 @@ impl PurgeQueue {
         Self {
             store,
             sites,
-            prefix: format!("cdn/{}", &id[..32]),
+            prefix: keys::cdn_account(&id[..32]),
         }
     }
 
@@ -382,10 +383,10 @@ fn ignore_existing(written: Result<ETag, StoreError>) -> Result<(), StoreError> 
 
 #[cfg(test)]
 mod tests {
-    use grove_storage::site::Commit;
-    use grove_storage::store::MemoryStore;
-    use grove_storage::tree::{Entry, Trees};
-    use grove_storage::{ContentType, SitePath};
+    use grove_core::tree::{Entry, Trees};
+    use grove_core::{ContentType, SitePath};
+    use grove_objects::site::Commit;
+    use grove_objects::store::MemoryStore;
 
     use super::*;
 
@@ -398,7 +399,7 @@ mod tests {
 
     fn setup() -> (PurgeQueue, Sites, Trees, SiteName) {
         let store: Arc<dyn ObjectStore> = Arc::new(MemoryStore::new());
-        let trees = Trees::new(Arc::clone(&store), 1000);
+        let trees = grove_objects::content::trees_in(Arc::clone(&store), 1000);
         let sites = Sites::new(Arc::clone(&store), trees.clone());
         let queue = PurgeQueue::new(store, sites.clone(), "cloudflare:zone");
         (queue, sites, trees, SiteName::parse("blog").unwrap())

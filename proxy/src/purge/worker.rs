@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use grove_storage::publish_api::{PurgePlan, PurgeState};
-use grove_storage::site::Sites;
-use grove_storage::tree::Trees;
+use grove_core::publish_api::{PurgePlan, PurgeState};
+use grove_core::tree::Trees;
+use grove_objects::site::Sites;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use time::OffsetDateTime;
@@ -67,7 +67,7 @@ impl PurgeWorker {
     /// Opens the store and the HTTP client on this service's own runtime.
     fn sender(&self) -> anyhow::Result<Sender> {
         let store = self.config.open_store()?;
-        let trees = Trees::new(Arc::clone(&store), 100_000);
+        let trees = grove_objects::content::trees_in(Arc::clone(&store), 100_000);
         let sites = Sites::new(Arc::clone(&store), trees.clone());
         Ok(Sender {
             queue: PurgeQueue::new(store, sites.clone(), &self.setup.account),
@@ -449,8 +449,8 @@ fn now_ms() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use grove_storage::SiteName;
-    use grove_storage::publish_api::PurgeStatus;
+    use grove_core::SiteName;
+    use grove_core::publish_api::PurgeStatus;
 
     use super::*;
 

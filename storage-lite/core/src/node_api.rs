@@ -1,0 +1,125 @@
+//! The storage node's API messages. These shapes are the contract (extend,
+//! don't break); every route is `/v1/sites/<site>/<call>` and takes
+//! `Authorization: Bearer <handle>`:
+//!
+//! - `POST create` [`CreateRequest`] -> `{}`
+//! - `POST grant` [`GrantRequest`] -> [`GrantReply`]
+//! - `POST revoke` [`RevokeRequest`] -> `{revoked: true}`
+//! - `POST write` [`WriteRequest`] -> [`TsReply`]
+//! - `GET read?path&after&limit` -> [`ReadReply`]
+//! - `GET watch?path&after`: Server-Sent Events, one per entry ([`WireEntry`]),
+//!   `id` = its timestamp; `Last-Event-ID` resumes; an `error` event
+//!   ([`ApiError`](crate::api_error::ApiError)) ends the stream
+//! - `POST trim` [`TrimRequest`] -> `{}`
+//! - `POST txn` [`TxnRequest`] -> [`TsReply`]: every write under one
+//!   timestamp, if `path`'s latest entry is `if_last_ts` (`"0"`: none); a
+//!   write without `path` goes to the txn's own path. Paths must be distinct.
+//!
+//! A data path `p` of site `s` is the token path `sites/s/p`. Timestamps are
+//! decimal strings. Errors are [`ApiError`](crate::api_error::ApiError)s.
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use crate::timestamp::Timestamp;
+use crate::token::Right;
+
+/// Path prefix of every node route.
+pub const PREFIX: &str = "/v1/sites/";
+
+/// The node route of `call` on `site`.
+pub fn route(site: &crate::SiteName, call: &str) -> String {
+    format!("{PREFIX}{site}/{call}")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub path: String,
+    /// A serialized path takes only writes that name its latest entry as
+    /// `after` (compare-and-append).
+    #[serde(default)]
+    pub serialized: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WriteRequest {
+    pub path: String,
+    /// Any JSON value, stored as written.
+    pub data: Box<RawValue>,
+    /// The write comes after this timestamp.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxnRequest {
+    pub path: String,
+    pub if_last_ts: Timestamp,
+    pub writes: Vec<TxnWrite>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TxnWrite {
+    /// Defaults to the transaction's own path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub data: Box<RawValue>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrimRequest {
+    pub path: String,
+    /// Entries before this timestamp are dropped.
+    pub before: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantRequest {
+    /// A data path of the site; the grant covers it and everything below.
+    pub path: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub until: OffsetDateTime,
+    pub rights: Vec<Right>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantReply {
+    /// The new handle, shown only this once.
+    pub handle: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    pub handle: String,
+}
+
+/// The timestamp a write or transaction was committed at.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct TsReply {
+    pub ts: Timestamp,
+}
+
+/// One entry as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WireEntry<'a> {
+    pub ts: Timestamp,
+    #[serde(borrow)]
+    pub data: &'a RawValue,
+}
+
+/// A page of a path's entries, oldest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReadReply<'a> {
+    #[serde(borrow)]
+    pub entries: Vec<WireEntry<'a>>,
+    /// Pass as `after` for the next page; `null` when this page reached the end.
+    pub next: Option<Timestamp>,
+}

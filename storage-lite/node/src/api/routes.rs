@@ -1,0 +1,277 @@
+//! One handler per node call. Each authorizes its caller before it reads
+//! anything of the log, and bad input changes nothing.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use grove_core::keys::token_path;
+use grove_core::names::SiteName;
+use grove_core::node_api::{
+    CreateRequest, GrantReply, GrantRequest, ReadReply, RevokeRequest, TrimRequest, TsReply, TxnRequest, WireEntry,
+    WriteRequest,
+};
+use grove_core::timestamp::Timestamp;
+use grove_core::token::{Handle, Right};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
+
+use super::NodeApi;
+use super::auth::bearer;
+use super::failure::NodeFailure;
+use super::watch;
+
+type Reply = Result<Response, NodeFailure>;
+
+/// The site of a route, and its caller's handle.
+async fn caller(site: &str, headers: &HeaderMap) -> Result<(SiteName, Handle), NodeFailure> {
+    let site = SiteName::parse(site).map_err(|error| NodeFailure::bad_request(error.to_string()))?;
+    Ok((site, bearer(headers)?))
+}
+
+/// A JSON body of at most `limit` bytes; any content type is taken.
+async fn json_body<T: DeserializeOwned>(body: Body, limit: usize) -> Result<T, NodeFailure> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| NodeFailure::too_large(format!("the request body is larger than {limit} bytes")))?;
+    serde_json::from_slice(&bytes).map_err(|error| NodeFailure::bad_request(format!("invalid JSON body: {error}")))
+}
+
+fn no_store<T: serde::Serialize>(status: StatusCode, value: &T) -> Reply {
+    let headers = [(axum::http::header::CACHE_CONTROL, "no-store")];
+    Ok((status, headers, Json(value)).into_response())
+}
+
+fn empty() -> Reply {
+    no_store(StatusCode::OK, &serde_json::json!({}))
+}
+
+impl NodeApi {
+    fn check_size(&self, data: &RawValue) -> Result<(), NodeFailure> {
+        if data.get().len() > self.limits.max_value_bytes {
+            return Err(NodeFailure::too_large(format!(
+                "data is larger than the limit of {} bytes",
+                self.limits.max_value_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub async fn create(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let (site, handle) = caller(&site, &headers).await?;
+    let create: CreateRequest = json_body(body, 4096).await?;
+    api.auth
+        .authorize(&handle, &site, &[(&create.path, Right::Write)])
+        .await?;
+    api.log.create(&site, &create.path, create.serialized).await?;
+    empty()
+}
+
+pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
+    let (site, handle) = caller(&site, &headers).await?;
+    let write: WriteRequest = json_body(body, api.limits.max_value_bytes + 4096).await?;
+    api.check_size(&write.data)?;
+    let record = api
+        .auth
+        .authorize(&handle, &site, &[(&write.path, Right::Write)])
+        .await?;
+    let ts = api
+        .log
+        .append(
+            &site,
+            &write.path,
+            write.data.get().to_owned(),
+            &record.id.0.to_hex(),
+            write.after.unwrap_or(Timestamp::ZERO),
+        )
+        .await?;
+    no_store(StatusCode::OK, &TsReply { ts })
+}
+
+pub async fn txn(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
+    let (site, handle) = caller(&site, &headers).await?;
+    let max_writes = api.limits.max_txn_writes;
+    let limit = max_writes * (api.limits.max_value_bytes + 1024) + 4096;
+    let txn: TxnRequest = json_body(body, limit).await?;
+    if txn.writes.len() > max_writes {
+        return Err(NodeFailure::too_large(format!(
+            "a transaction takes at most {max_writes} writes"
+        )));
+    }
+    let mut writes = Vec::with_capacity(txn.writes.len());
+    for write in txn.writes {
+        api.check_size(&write.data)?;
+        let path = write.path.unwrap_or_else(|| txn.path.clone());
+        writes.push((path, write.data.get().to_owned()));
+    }
+    let mut checks = vec![(txn.path.as_str(), Right::Read)];
+    checks.extend(writes.iter().map(|(path, _)| (path.as_str(), Right::Write)));
+    let record = api.auth.authorize(&handle, &site, &checks).await?;
+    let ts = api
+        .log
+        .txn(&site, &txn.path, txn.if_last_ts, writes, &record.id.0.to_hex())
+        .await?;
+    no_store(StatusCode::OK, &TsReply { ts })
+}
+
+/// `read` and `watch` take their arguments in the query.
+#[derive(Debug, Deserialize)]
+pub struct PathQuery {
+    path: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+impl PathQuery {
+    fn of(query: Result<Query<Self>, QueryRejection>) -> Result<Self, NodeFailure> {
+        query
+            .map(|Query(query)| query)
+            .map_err(|rejection| NodeFailure::bad_request(format!("bad query: {rejection}")))
+    }
+
+    fn path(&self) -> Result<&str, NodeFailure> {
+        self.path
+            .as_deref()
+            .ok_or_else(|| NodeFailure::bad_request("the query needs path"))
+    }
+
+    fn after(&self) -> Result<Timestamp, NodeFailure> {
+        parse_timestamp(self.after.as_deref())
+    }
+}
+
+fn parse_timestamp(text: Option<&str>) -> Result<Timestamp, NodeFailure> {
+    text.map_or(Ok(Timestamp::ZERO), |text| {
+        text.parse()
+            .map_err(|error: grove_core::timestamp::MalformedTimestamp| NodeFailure::bad_request(error.to_string()))
+    })
+}
+
+pub async fn read(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PathQuery>, QueryRejection>,
+) -> Reply {
+    let (site, handle) = caller(&site, &headers).await?;
+    let query = PathQuery::of(query)?;
+    let data_path = query.path()?;
+    api.auth.authorize(&handle, &site, &[(data_path, Right::Read)]).await?;
+    let after = query.after()?;
+    let max = api.limits.max_read_entries;
+    let limit = match &query.limit {
+        Some(limit) => limit
+            .parse::<usize>()
+            .map_err(|_| NodeFailure::bad_request("limit must be a number"))?,
+        None => max,
+    }
+    .clamp(1, max);
+    let page = api.log.read(&site, data_path, after, limit)?;
+    let entries = page
+        .entries
+        .iter()
+        .map(|entry| WireEntry {
+            ts: entry.ts,
+            data: &entry.data,
+        })
+        .collect();
+    no_store(
+        StatusCode::OK,
+        &ReadReply {
+            entries,
+            next: page.next,
+        },
+    )
+}
+
+pub async fn watch(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PathQuery>, QueryRejection>,
+) -> Reply {
+    let (site, handle) = caller(&site, &headers).await?;
+    let query = PathQuery::of(query)?;
+    let data_path = query.path()?;
+    let record = api.auth.authorize(&handle, &site, &[(data_path, Right::Read)]).await?;
+    let resume = headers
+        .get("last-event-id")
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|text| text.parse::<Timestamp>().ok())
+                .ok_or_else(|| NodeFailure::bad_request("Last-Event-ID must be a timestamp"))
+        })
+        .transpose()?;
+    let after = match resume {
+        Some(resume) => resume,
+        None => query.after()?,
+    };
+    let slot = api.watchers.take(record.id, api.limits.max_watchers_per_handle)?;
+    let watch = api.log.watch(&site, data_path, after)?;
+    Ok(watch::events(watch, slot))
+}
+
+pub async fn trim(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
+    let (site, handle) = caller(&site, &headers).await?;
+    let trim: TrimRequest = json_body(body, 4096).await?;
+    api.auth
+        .authorize(&handle, &site, &[(&trim.path, Right::Write)])
+        .await?;
+    api.log.trim(&site, &trim.path, trim.before).await?;
+    empty()
+}
+
+pub async fn grant(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
+    let (site, handle) = caller(&site, &headers).await?;
+    let grant: GrantRequest = json_body(body, 4096).await?;
+    // The token store checks what the grant may cover.
+    api.auth.authorize(&handle, &site, &[]).await?;
+    let granted = api
+        .auth
+        .tokens()
+        .grant(
+            &handle,
+            &token_path::site_data(&site, &grant.path),
+            &grant.rights,
+            grant.until,
+        )
+        .await?;
+    no_store(
+        StatusCode::CREATED,
+        &GrantReply {
+            handle: granted.reveal().to_owned(),
+        },
+    )
+}
+
+pub async fn revoke(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
+    let (site, handle) = caller(&site, &headers).await?;
+    let revoke: RevokeRequest = json_body(body, 4096).await?;
+    api.auth.authorize(&handle, &site, &[]).await?;
+    let target = Handle::parse(revoke.handle.trim()).map_err(|error| NodeFailure(error.into()))?;
+    api.auth.tokens().revoke(&handle, &target).await?;
+    no_store(StatusCode::OK, &serde_json::json!({ "revoked": true }))
+}
+
+/// Any other path or method.
+pub async fn no_route(uri: axum::http::Uri) -> NodeFailure {
+    NodeFailure::new(StatusCode::NOT_FOUND, "no_route", format!("no route {}", uri.path()))
+}

@@ -1,0 +1,61 @@
+//! A real S3-protocol server for tests: `moto_server` on a free loopback port,
+//! started per test binary and killed when dropped.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct MotoServer {
+    child: Child,
+    _port: crate::ports::Reserved,
+    pub endpoint: String,
+}
+
+impl MotoServer {
+    /// Starts `moto_server` (or `$GROVE_MOTO_SERVER`). The repository's test
+    /// command installs it; running without it is an error, not a skip.
+    pub fn start() -> Self {
+        let program = std::env::var("GROVE_MOTO_SERVER").unwrap_or_else(|_| "moto_server".to_owned());
+        let reserved = crate::ports::reserve();
+        let port = reserved.port();
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("cannot start {program} ({error}): run the README's test command, which installs it, or set GROVE_MOTO_SERVER")
+            });
+        let server = Self {
+            child,
+            _port: reserved,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start listening within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Creates a bucket (moto accepts unsigned bucket creation).
+    pub async fn create_bucket(&self, bucket: &str) {
+        let response = reqwest::Client::new()
+            .put(format!("{}/{bucket}", self.endpoint))
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "creating bucket: {}", response.status());
+    }
+}
+
+impl Drop for MotoServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,12 @@
+//! grove's end-to-end tests across processes: real `grove-proxy` and `grove`
+//! processes built from this checkout, on reserved loopback ports, against
+//! the local store or a real S3 server (`moto_server`), with the fake
+//! Cloudflare API. One test binary, so the harness is linked once.
+
+mod node;
+mod publish;
+mod purge;
+mod serving;
+mod tls;
+mod upgrade;
+mod worker;

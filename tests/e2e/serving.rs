@@ -1,0 +1,596 @@
+//! grove-proxy as a process on loopback, serving sites published into its store.
+
+use grove_core::ContentHash;
+use grove_testkit::proxy::{Proxy, publish, raw_status, site_dir};
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap};
+
+const HOSTS: &[&str] = &["demo.localhost", "app.localhost", "www.example.test", "nope.localhost"];
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers.get(name).map_or("", |value| value.to_str().unwrap())
+}
+
+/// GET `path` on the demo site.
+async fn get(client: &reqwest::Client, proxy: &Proxy, path: &str) -> reqwest::Response {
+    client.get(proxy.url("demo.localhost", path)).send().await.unwrap()
+}
+
+fn demo_files() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("index.html", "<h1>home</h1>"),
+        ("about/index.html", "<h1>about</h1>"),
+        ("blog/post.html", "<h1>post</h1>"),
+        ("404.html", "<h1>custom 404</h1>"),
+        ("assets/app.3f9a1c2e.js", "console.log('app')"),
+        ("big.txt", &*Box::leak("0123456789".repeat(1000).into_boxed_str())),
+        (
+            "_redirects",
+            "/old /blog/post 301\n/go/*  /blog/:splat 302\n/u/:id /blog/:id.html 200\n/hidden /404.html 404\n/index.html /about/ 302!\n/search /find?q=1 302\n",
+        ),
+        ("_headers", "/blog/*\n  X-Section: blog\n/*\n  X-Frame-Options: DENY\n"),
+    ]
+}
+
+async fn demo_proxy(extra: &str) -> (Proxy, reqwest::Client) {
+    let proxy = Proxy::start(extra);
+    let dir = site_dir(&demo_files());
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let client = proxy.client(HOSTS);
+    (proxy, client)
+}
+
+#[tokio::test]
+async fn routes_by_host_over_http1_and_http2() {
+    let (proxy, client) = demo_proxy("[sites.demo]\ndomains = [\"www.example.test\"]").await;
+    for client in [client, proxy.h2_client(HOSTS)] {
+        let response = get(&client, &proxy, "/").await;
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.text().await.unwrap(), "<h1>home</h1>");
+        let custom = client.get(proxy.url("www.example.test", "/")).send().await.unwrap();
+        assert_eq!(custom.text().await.unwrap(), "<h1>home</h1>");
+        let unknown = client.get(proxy.url("nope.localhost", "/")).send().await.unwrap();
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        assert_eq!(unknown.text().await.unwrap(), "not found\n");
+    }
+    let version = proxy
+        .h2_client(HOSTS)
+        .get(proxy.url("demo.localhost", "/"))
+        .send()
+        .await
+        .unwrap()
+        .version();
+    assert_eq!(version, reqwest::Version::HTTP_2);
+}
+
+#[tokio::test]
+async fn path_rules_indexes_clean_urls_slashes_and_404_page() {
+    let (proxy, client) = demo_proxy("").await;
+    let get = |path: &str| client.get(proxy.url("demo.localhost", path)).send();
+
+    let about = get("/about/").await.unwrap();
+    assert_eq!(about.text().await.unwrap(), "<h1>about</h1>");
+    let redirect = get("/about?x=1").await.unwrap();
+    assert_eq!(redirect.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(header(redirect.headers(), "location"), "/about/?x=1");
+    assert_eq!(get("/blog/post").await.unwrap().text().await.unwrap(), "<h1>post</h1>");
+    let slash = get("/blog/post/").await.unwrap();
+    assert_eq!(
+        (slash.status(), header(slash.headers(), "location")),
+        (StatusCode::PERMANENT_REDIRECT, "/blog/post")
+    );
+    let missing = get("/missing").await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header(missing.headers(), "x-frame-options"), "DENY");
+    assert_eq!(
+        header(missing.headers(), "cdn-cache-control"),
+        "",
+        "a 404 page must not be kept by the CDN"
+    );
+    assert_eq!(missing.text().await.unwrap(), "<h1>custom 404</h1>");
+}
+
+#[tokio::test]
+async fn redirects_and_headers_files() {
+    let (proxy, client) = demo_proxy("").await;
+    let get = |path: &str| client.get(proxy.url("demo.localhost", path)).send();
+
+    let old = get("/old").await.unwrap();
+    assert_eq!(
+        (old.status().as_u16(), header(old.headers(), "location")),
+        (301, "/blog/post")
+    );
+    let splat = get("/go/post").await.unwrap();
+    assert_eq!(
+        (splat.status().as_u16(), header(splat.headers(), "location")),
+        (302, "/blog/post")
+    );
+    let query = get("/search").await.unwrap();
+    assert_eq!(
+        header(query.headers(), "location"),
+        "/find?q=1",
+        "the author's query is kept as written"
+    );
+    let unicode = get("/go/caf%C3%A9").await.unwrap();
+    assert_eq!(
+        header(unicode.headers(), "location"),
+        "/blog/caf%C3%A9",
+        "captures are escaped once"
+    );
+    let rewrite = get("/u/post").await.unwrap();
+    assert_eq!(rewrite.status(), StatusCode::OK);
+    assert_eq!(
+        header(rewrite.headers(), "x-section"),
+        "",
+        "headers follow the request URL"
+    );
+    assert_eq!(rewrite.text().await.unwrap(), "<h1>post</h1>");
+    let hidden = get("/hidden").await.unwrap();
+    assert_eq!(hidden.status(), StatusCode::NOT_FOUND);
+    assert_eq!(hidden.text().await.unwrap(), "<h1>custom 404</h1>");
+    // A forced rule wins over an existing file; an unforced one would not.
+    let forced = get("/index.html").await.unwrap();
+    assert_eq!(
+        (forced.status().as_u16(), header(forced.headers(), "location")),
+        (302, "/about/")
+    );
+
+    let post = get("/blog/post").await.unwrap();
+    assert_eq!(header(post.headers(), "x-section"), "blog");
+    assert_eq!(header(post.headers(), "x-frame-options"), "DENY");
+}
+
+#[tokio::test]
+async fn spa_fallback_never_answers_a_missing_asset_with_html() {
+    let proxy = Proxy::start("[sites.app]\nspa = true");
+    let dir = site_dir(&[("index.html", "<div id=app></div>"), ("main.js", "boot()")]);
+    publish(proxy.local_store(), "app", dir.path()).await;
+    let client = proxy.client(HOSTS);
+    let route = client
+        .get(proxy.url("app.localhost", "/settings/profile"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(route.status(), StatusCode::OK);
+    assert_eq!(route.text().await.unwrap(), "<div id=app></div>");
+    let asset = client
+        .get(proxy.url("app.localhost", "/chunk-404.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(asset.status(), StatusCode::NOT_FOUND);
+    assert!(!header(asset.headers(), "content-type").starts_with("text/html"));
+}
+
+#[tokio::test]
+async fn validators_head_ranges_and_caching_headers() {
+    let (proxy, client) = demo_proxy("").await;
+    let url = proxy.url("demo.localhost", "/big.txt");
+    let full = client.get(&url).send().await.unwrap();
+    let etag = header(full.headers(), "etag").to_owned();
+    let body = full.bytes().await.unwrap();
+    assert_eq!(etag, format!("\"{}\"", ContentHash::of(&body)));
+
+    let not_modified = client
+        .get(&url)
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_modified.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(header(not_modified.headers(), "etag"), etag);
+    assert!(not_modified.bytes().await.unwrap().is_empty());
+
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(header(head.headers(), "content-length"), "10000");
+    assert!(head.bytes().await.unwrap().is_empty());
+
+    let partial = client
+        .get(&url)
+        .header(header::RANGE, "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(header(partial.headers(), "content-range"), "bytes 10-19/10000");
+    assert_eq!(partial.text().await.unwrap(), "0123456789");
+    let suffix = client.get(&url).header(header::RANGE, "bytes=-5").send().await.unwrap();
+    assert_eq!(suffix.text().await.unwrap(), "56789");
+    let stale_if_range = client
+        .get(&url)
+        .header(header::RANGE, "bytes=0-0")
+        .header(header::IF_RANGE, "\"stale\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale_if_range.status(), StatusCode::OK);
+    let refused = client
+        .get(&url)
+        .header(header::RANGE, "bytes=20000-")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(header(refused.headers(), "content-range"), "bytes */10000");
+
+    // Compression: br preferred, gzip on request, each with its own ETag.
+    for (accept, coding) in [("gzip, br", "br"), ("gzip", "gzip"), ("identity", "")] {
+        let response = client
+            .get(&url)
+            .header(header::ACCEPT_ENCODING, accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(header(response.headers(), "content-encoding"), coding, "{accept}");
+        assert_eq!(header(response.headers(), "vary"), "Accept-Encoding");
+        let tag = header(response.headers(), "etag");
+        assert_eq!(tag == etag, coding.is_empty(), "{accept}: {tag}");
+        let compressed = response.bytes().await.unwrap();
+        if !coding.is_empty() {
+            assert!(
+                compressed.len() < body.len() / 10,
+                "{coding} gave {} bytes",
+                compressed.len()
+            );
+        }
+    }
+    let decoded = reqwest::Client::builder()
+        .resolve("demo.localhost", proxy.addr)
+        .build()
+        .unwrap()
+        .get(&url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(decoded, body, "a decompressing client gets the original bytes");
+
+    // Caching: pages revalidate and carry purge tags; fingerprinted assets are immutable.
+    let page = get(&client, &proxy, "/about/").await;
+    assert_eq!(
+        header(page.headers(), "cache-control"),
+        "public, max-age=0, must-revalidate"
+    );
+    assert_eq!(header(page.headers(), "cdn-cache-control"), "public, s-maxage=31536000");
+    assert_eq!(
+        header(page.headers(), "cache-tag"),
+        "grove:demo,grove:demo/about/index.html"
+    );
+    assert_eq!(header(page.headers(), "content-type"), "text/html; charset=utf-8");
+    let asset = get(&client, &proxy, "/assets/app.3f9a1c2e.js").await;
+    assert_eq!(
+        header(asset.headers(), "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(header(asset.headers(), "cache-tag"), "grove:demo");
+    assert_eq!(
+        header(asset.headers(), "content-type"),
+        "text/javascript; charset=utf-8"
+    );
+}
+
+#[tokio::test]
+async fn versions_can_be_pinned_by_header_query_and_preview_host() {
+    let proxy = Proxy::start("");
+    let store = proxy.local_store();
+    for version in 1..=3 {
+        let dir = site_dir(&[("index.html", &format!("v{version}"))]);
+        publish(store.clone(), "demo", dir.path()).await;
+    }
+    let client = proxy.client(&["demo.localhost", "2--demo.localhost", "9--demo.localhost"]);
+    let current = get(&client, &proxy, "/").await;
+    assert_eq!(header(current.headers(), "x-grove-version"), "3");
+    assert_eq!(header(current.headers(), "x-grove-root").len(), 64);
+    assert_eq!(current.text().await.unwrap(), "v3");
+    let pinned = client
+        .get(proxy.url("demo.localhost", "/"))
+        .header("x-grove-version", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(pinned.headers(), "cache-control"), "private, no-store");
+    assert_eq!(
+        header(pinned.headers(), "cache-tag"),
+        "",
+        "a shared cache must not keep a header-pinned reply"
+    );
+    assert_eq!(pinned.text().await.unwrap(), "v1");
+    // The query parameter pins too (a CDN keys by URL, so it sees the pin).
+    let by_query = get(&client, &proxy, "/?_grove_version=2").await;
+    assert_eq!(header(by_query.headers(), "cache-control"), "private, no-store");
+    assert_eq!(header(by_query.headers(), "x-grove-version"), "2");
+    assert_eq!(by_query.text().await.unwrap(), "v2");
+    assert_eq!(
+        get(&client, &proxy, "/?a=1&_grove_version=x").await.status(),
+        StatusCode::BAD_REQUEST
+    );
+    let preview = client.get(proxy.url("2--demo.localhost", "/")).send().await.unwrap();
+    assert_eq!(header(preview.headers(), "x-grove-version"), "2");
+    assert_eq!(preview.text().await.unwrap(), "v2");
+    let unknown = client.get(proxy.url("9--demo.localhost", "/")).send().await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+
+    // A version recorded above the live root (its committer died before the
+    // swap) is not live yet, so it cannot be pinned either.
+    let demo = grove_core::SiteName::parse("demo").unwrap();
+    let trees = grove_objects::content::trees_in(store.clone(), 100);
+    let sites = grove_objects::site::Sites::new(store.clone(), trees);
+    let mut orphan = sites.version(&demo, 3).await.unwrap();
+    orphan.n = 4;
+    orphan.parent = Some(3);
+    let key = grove_core::keys::site_version(&demo, 4);
+    store
+        .put_if_absent(&key, serde_json::to_vec(&orphan).unwrap().into())
+        .await
+        .unwrap();
+    let not_live = client
+        .get(proxy.url("demo.localhost", "/"))
+        .header("x-grove-version", "4")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_live.status(), StatusCode::NOT_FOUND);
+    let malformed = client
+        .get(proxy.url("demo.localhost", "/"))
+        .header("x-grove-version", "latest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+
+    let root: serde_json::Value = client
+        .get(proxy.url("2--demo.localhost", "/_grove/root"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(root["version"], 2);
+}
+
+#[tokio::test]
+async fn a_reader_never_sees_a_mixed_version_across_50_publishes() {
+    let proxy = Proxy::start("");
+    let store = proxy.local_store();
+    let first = site_dir(&[("index.html", "v1")]);
+    publish(store.clone(), "demo", first.path()).await;
+    let client = proxy.client(HOSTS);
+    let url = proxy.url("demo.localhost", "/");
+    let reader = tokio::spawn(async move {
+        let mut checked = 0;
+        let mut versions = std::collections::BTreeSet::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            let response = client.get(&url).send().await.unwrap();
+            let version = header(response.headers(), "x-grove-version").to_owned();
+            let etag = header(response.headers(), "etag").to_owned();
+            let body = response.bytes().await.unwrap();
+            assert_eq!(
+                body,
+                format!("v{version}").as_bytes(),
+                "body and version header disagree"
+            );
+            assert_eq!(
+                etag,
+                format!("\"{}\"", ContentHash::of(&body)),
+                "body and ETag disagree"
+            );
+            versions.insert(version.parse::<u64>().unwrap());
+            checked += 1;
+            if versions.contains(&51) {
+                break;
+            }
+        }
+        (checked, versions)
+    });
+    for version in 2..=51 {
+        let dir = site_dir(&[("index.html", &format!("v{version}"))]);
+        publish(store.clone(), "demo", dir.path()).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (checked, versions) = reader.await.unwrap();
+    assert!(versions.contains(&51), "the reader never saw the last version");
+    assert!(
+        versions.len() > 5,
+        "the reader saw only {} versions in {checked} reads",
+        versions.len()
+    );
+    let ordered: Vec<u64> = versions.iter().copied().collect();
+    assert!(ordered.windows(2).all(|pair| pair[0] < pair[1]));
+}
+
+#[tokio::test]
+async fn a_corrupt_blob_in_the_store_is_never_served() {
+    let proxy = Proxy::start("");
+    let dir = site_dir(&[("index.html", "good"), ("other.html", "fine")]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let hash = ContentHash::of(b"good");
+    std::fs::write(proxy.store_dir().join(format!("objects/blobs/{hash}")), "evil").unwrap();
+    let client = proxy.client(HOSTS);
+    let response = get(&client, &proxy, "/").await;
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert!(response.headers().contains_key("retry-after"));
+    assert!(!response.text().await.unwrap().contains("evil"));
+    let fine = get(&client, &proxy, "/other.html").await;
+    assert_eq!(fine.text().await.unwrap(), "fine");
+}
+
+#[tokio::test]
+async fn escaping_and_malformed_paths_are_refused() {
+    let (proxy, client) = demo_proxy("").await;
+    for target in [
+        "/..%2fetc/passwd",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/a%00b",
+        "/a%5c..%5cb",
+        "/%ff",
+        "/a\\b",
+    ] {
+        assert_eq!(raw_status(proxy.addr, "demo.localhost", target), 400, "{target}");
+    }
+    let overlong = format!("/{}", "a".repeat(3000));
+    assert_eq!(raw_status(proxy.addr, "demo.localhost", &overlong), 400);
+    assert_eq!(raw_status(proxy.addr, "demo.localhost", "/../index.html"), 400);
+    let post = client
+        .post(proxy.url("demo.localhost", "/"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(header(post.headers(), "allow"), "GET, HEAD");
+}
+
+#[tokio::test]
+async fn concurrent_cold_requests_make_one_store_fetch() {
+    let (proxy, client) = demo_proxy("").await;
+    let before = proxy.metric("grove_blob_lookups_total{tier=\"store\"}").await;
+    let url = proxy.url("demo.localhost", "/assets/app.3f9a1c2e.js");
+    let requests: Vec<_> = (0..32).map(|_| client.get(&url).send()).collect();
+    for response in futures::future::join_all(requests).await {
+        assert_eq!(response.unwrap().text().await.unwrap(), "console.log('app')");
+    }
+    // The rule files and the blob: the rule files were read by the first
+    // request only; the blob once for all 32.
+    let after = proxy.metric("grove_blob_lookups_total{tier=\"store\"}").await;
+    assert_eq!(after - before, 3.0, "store fetches for 32 concurrent cold requests");
+    let again = client.get(&url).send().await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(proxy.metric("grove_blob_lookups_total{tier=\"store\"}").await, after);
+}
+
+#[tokio::test]
+async fn the_host_namespace_serves_roots_nodes_and_blobs() {
+    let (proxy, client) = demo_proxy("").await;
+    let root: serde_json::Value = get(&client, &proxy, "/_grove/root").await.json().await.unwrap();
+    let tree = root["root"].as_str().unwrap().to_owned();
+    let node = get(&client, &proxy, &format!("/_grove/tree/{tree}")).await;
+    assert_eq!(
+        header(node.headers(), "cache-control"),
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(ContentHash::of(&node.bytes().await.unwrap()).to_hex(), tree);
+    let hash = ContentHash::of(b"<h1>home</h1>");
+    let blob = get(&client, &proxy, &format!("/_grove/blob/{hash}")).await;
+    assert_eq!(blob.text().await.unwrap(), "<h1>home</h1>");
+    let absent = ContentHash::of(b"absent");
+    let missing = get(&client, &proxy, &format!("/_grove/blob/{absent}")).await;
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let bad = get(&client, &proxy, "/_grove/blob/xyz").await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    let health = get(&client, &proxy, "/_grove/health").await;
+    assert_eq!(health.status(), StatusCode::OK);
+    let metrics = reqwest::get(format!("http://{}/metrics", proxy.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("grove_requests_total"), "{metrics}");
+}
+
+#[tokio::test]
+async fn a_store_outage_serves_what_is_cached_and_refuses_the_rest_clearly() {
+    use grove_objects::store::{S3Credentials, S3Store, S3StoreConfig};
+    use grove_testkit::moto::MotoServer;
+
+    let moto = MotoServer::start();
+    moto.create_bucket("grove").await;
+    let store_config = format!(
+        "[store]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"grove\"\nregion = \"us-east-1\"",
+        moto.endpoint
+    );
+    let proxy = Proxy::start_with(
+        &store_config,
+        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
+    );
+    let store = S3Store::new(S3StoreConfig {
+        credentials: S3Credentials::Static {
+            access_key_id: "testing".to_owned(),
+            secret_access_key: "testing".to_owned(),
+        },
+        region: "us-east-1".to_owned(),
+        ..S3StoreConfig::new(Some(moto.endpoint.clone()), "grove")
+    });
+    let dir = site_dir(&[("a.html", "cached"), ("b.html", "never fetched")]);
+    publish(std::sync::Arc::new(store), "demo", dir.path()).await;
+    let client = proxy.client(HOSTS);
+    let cached = get(&client, &proxy, "/a.html").await;
+    assert_eq!(cached.text().await.unwrap(), "cached");
+
+    drop(moto);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let still = get(&client, &proxy, "/a.html").await;
+    assert_eq!(still.status(), StatusCode::OK);
+    assert_eq!(still.text().await.unwrap(), "cached");
+    let uncached = get(&client, &proxy, "/b.html").await;
+    assert_eq!(uncached.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(uncached.headers(), "retry-after"), "5");
+    assert!(!uncached.text().await.unwrap().contains("never fetched"));
+}
+
+#[tokio::test]
+async fn large_blobs_stream_from_the_disk_cache_with_ranges() {
+    let proxy = Proxy::start("[cache]\nmax_memory_object_bytes = 4096");
+    let large: String = (0..50_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let dir = site_dir(&[("video.bin", &large)]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let client = proxy.client(HOSTS);
+    let url = proxy.url("demo.localhost", "/video.bin");
+    let full = client.get(&url).send().await.unwrap();
+    assert_eq!(header(full.headers(), "content-length"), "50000");
+    assert_eq!(full.text().await.unwrap(), large);
+    let cached = std::fs::read_dir(proxy.state.path().join("cache"))
+        .unwrap()
+        .filter(|entry| entry.as_ref().unwrap().file_name() != "tmp")
+        .count();
+    assert_eq!(cached, 1, "the blob is in the disk cache");
+    let partial = client
+        .get(&url)
+        .header(header::RANGE, "bytes=26-51")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(partial.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(partial.text().await.unwrap(), large[26..52]);
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_all_answered_in_order() {
+    use std::io::{Read, Write};
+    let proxy = Proxy::start("");
+    let dir = site_dir(&[("a.html", "first"), ("b.html", "second"), ("c.html", "third")]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+
+    let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let paths = ["/a.html", "/b.html", "/c.html", "/missing.html", "/a.html"];
+    let mut requests = String::new();
+    for (index, path) in paths.iter().enumerate() {
+        let close = if index + 1 == paths.len() {
+            "Connection: close\r\n"
+        } else {
+            ""
+        };
+        requests.push_str(&format!("GET {path} HTTP/1.1\r\nHost: demo.localhost\r\n{close}\r\n"));
+    }
+    // One write: every request is on the wire before the first answer.
+    stream.write_all(requests.as_bytes()).unwrap();
+    let mut replies = String::new();
+    stream.read_to_string(&mut replies).unwrap();
+    let statuses: Vec<&str> = replies
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &replies[at + 9..at + 12])
+        .collect();
+    assert_eq!(statuses, ["200", "200", "200", "404", "200"], "{replies}");
+    let first = replies.find("first").unwrap();
+    let second = replies.find("second").unwrap();
+    let third = replies.find("third").unwrap();
+    assert!(first < second && second < third, "answered out of order: {replies}");
+}
