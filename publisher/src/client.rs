@@ -16,6 +16,7 @@ use grove_core::publish_api::{
     RevokeRequest, RollbackRequest, UploadTarget, VersionsReply,
 };
 use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -77,7 +78,7 @@ pub struct Client {
     http: reqwest::Client,
     /// `http://host:port`, no trailing slash.
     base: String,
-    token: String,
+    token: SecretString,
     traffic: Arc<Traffic>,
 }
 
@@ -101,7 +102,7 @@ enum Payload {
 
 impl Client {
     /// `base` is the host's URL (`http://host:port`); `token` a bearer handle.
-    pub fn new(base: &str, token: &str) -> anyhow::Result<Self> {
+    pub fn new(base: &str, token: &SecretString) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(300))
@@ -110,7 +111,7 @@ impl Client {
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
-            token: token.to_owned(),
+            token: token.clone(),
             traffic: Arc::default(),
         })
     }
@@ -286,7 +287,10 @@ impl Client {
     ) -> Result<Bytes, ClientError> {
         let url = format!("{}{path}", self.base);
         self.retrying(&method, &url, retry, || {
-            let request = self.http.request(method.clone(), &url).bearer_auth(&self.token);
+            let request = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(self.token.expose_secret());
             match payload() {
                 Payload::None => request,
                 Payload::Json(bytes) => request.header("content-type", "application/json").body(bytes),

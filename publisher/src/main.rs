@@ -327,7 +327,7 @@ fn login(host: String, token: Option<String>) -> anyhow::Result<()> {
     }
     let path = Settings {
         host: Some(host),
-        token: Some(token),
+        token: Some(secrecy::SecretString::from(token)),
     }
     .save()?;
     eprintln!("saved to {}", path.display());

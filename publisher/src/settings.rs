@@ -8,13 +8,24 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use serde::{Deserialize, Serialize};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The host to talk to and the token to present there.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Settings {
     pub host: Option<String>,
-    pub token: Option<String>,
+    /// Never printed: `Debug` shows it redacted; only [`Settings::save`]
+    /// writes it out, to an owner-only file.
+    #[serde(default, serialize_with = "reveal", skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretString>,
+}
+
+fn reveal<S: Serializer>(token: &Option<SecretString>, serializer: S) -> Result<S::Ok, S::Error> {
+    match token {
+        Some(token) => serializer.serialize_str(token.expose_secret()),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl Settings {
@@ -44,13 +55,13 @@ impl Settings {
             settings.host = Some(host);
         }
         if let Some(token) = std::env::var("GROVE_TOKEN").ok().filter(|token| !token.is_empty()) {
-            settings.token = Some(token);
+            settings.token = Some(SecretString::from(token));
         }
         Ok(settings)
     }
 
     /// Host and token, or an error that says how to provide them.
-    pub fn require(&self) -> anyhow::Result<(&str, &str)> {
+    pub fn require(&self) -> anyhow::Result<(&str, &SecretString)> {
         match (&self.host, &self.token) {
             (Some(host), Some(token)) => Ok((host, token)),
             _ => bail!("no host or token: run `grove login --host URL` or set GROVE_HOST and GROVE_TOKEN"),

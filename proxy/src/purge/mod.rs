@@ -28,8 +28,9 @@ pub use queue::{QueueError, read_status};
 pub use worker::PurgeWorker;
 
 use crate::config::{Config, PurgeQueueConfig};
-use purger::{Flavor, HttpPurger, Purger, Secret};
+use purger::{Flavor, HttpPurger, Purger, secret_from_env};
 use queue::PurgeQueue;
+use secrecy::SecretString;
 
 /// How the publish API reaches the sender of the same process.
 #[derive(Debug, Default)]
@@ -47,7 +48,7 @@ pub struct PurgeSetup {
     /// Names the queue (and its rate limit) shared by the account.
     account: String,
     url: String,
-    token: Option<Secret>,
+    token: Option<SecretString>,
     flavor: Flavor,
     settings: PurgeQueueConfig,
     signals: Arc<Signals>,
@@ -65,7 +66,7 @@ impl PurgeSetup {
                 (
                     format!("cloudflare:{}", cloudflare.zone_id),
                     HttpPurger::cloudflare_url(&cloudflare.api_base, &cloudflare.zone_id),
-                    Some(Secret::from_env(
+                    Some(secret_from_env(
                         &cloudflare.api_token_env,
                         "cdn.cloudflare.api_token_env",
                     )?),
@@ -79,7 +80,7 @@ impl PurgeSetup {
                 webhook
                     .token_env
                     .as_deref()
-                    .map(|name| Secret::from_env(name, "cdn.webhook.token_env"))
+                    .map(|name| secret_from_env(name, "cdn.webhook.token_env"))
                     .transpose()?,
                 Flavor::Webhook,
                 webhook.queue.clone(),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 /// One purge request.
@@ -53,23 +54,12 @@ pub trait Purger: Send + Sync + fmt::Debug {
     async fn purge(&self, request: &PurgeRequest) -> Result<(), PurgeError>;
 }
 
-/// A token read from the environment; never printed.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Reads the variable `name`, which must be set and not empty.
-    pub fn from_env(name: &str, key: &str) -> anyhow::Result<Self> {
-        match std::env::var(name) {
-            Ok(value) if !value.trim().is_empty() => Ok(Self(value.trim().to_owned())),
-            _ => anyhow::bail!("the environment variable {name} (named by {key}) is not set"),
-        }
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
+/// Reads the secret in variable `name` (named by config key `key`), which
+/// must be set and not empty. Secrets come only from the environment.
+pub fn secret_from_env(name: &str, key: &str) -> anyhow::Result<SecretString> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(SecretString::from(value.trim())),
+        _ => anyhow::bail!("the environment variable {name} (named by {key}) is not set"),
     }
 }
 
@@ -88,14 +78,14 @@ pub enum Flavor {
 pub struct HttpPurger {
     client: reqwest::Client,
     url: String,
-    token: Option<Secret>,
+    token: Option<SecretString>,
     flavor: Flavor,
 }
 
 impl HttpPurger {
     /// Must be called on the runtime that will send: the client's
     /// connections belong to it.
-    pub fn new(url: String, token: Option<Secret>, flavor: Flavor, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn new(url: String, token: Option<SecretString>, flavor: Flavor, timeout: Duration) -> anyhow::Result<Self> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
@@ -148,8 +138,8 @@ impl Envelope {
 impl Purger for HttpPurger {
     async fn purge(&self, request: &PurgeRequest) -> Result<(), PurgeError> {
         let mut call = self.client.post(&self.url).json(&request.body());
-        if let Some(Secret(token)) = &self.token {
-            call = call.bearer_auth(token);
+        if let Some(token) = &self.token {
+            call = call.bearer_auth(token.expose_secret());
         }
         let response = call.send().await.map_err(|error| PurgeError::Retry {
             message: format!("sending the purge failed: {}", with_causes(error.without_url())),

@@ -422,3 +422,37 @@ async fn requests_over_the_rate_limit_are_refused_with_a_retry_hint() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(node.get(node.root(), "read?path=a").await.0, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn random_credentials_leave_no_rate_limiter_state() {
+    let node = start(NodeLimits::default()).await;
+    let client = reqwest::Client::new();
+    let url = format!("{}/read?path=a", node.base);
+    // 100,000 well-formed handles that were never issued, 16 at a time.
+    let refused: Vec<usize> = futures::future::join_all((0..16).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        async move {
+            let mut refused = 0;
+            for _ in 0..100_000 / 16 {
+                let forged = format!("grove_{}", hex::encode(rand::random::<[u8; 32]>()));
+                let status = client.get(&url).bearer_auth(forged).send().await.unwrap().status();
+                refused += usize::from(status == StatusCode::UNAUTHORIZED);
+            }
+            refused
+        }
+    }))
+    .await;
+    assert_eq!(
+        refused.iter().sum::<usize>(),
+        100_000 / 16 * 16,
+        "every forged handle is refused"
+    );
+    assert_eq!(
+        node._node.api().rate_limited_tokens(),
+        0,
+        "no state for unauthenticated callers"
+    );
+    // A real token is counted once it passed its check.
+    assert_eq!(node.get(node.root(), "read?path=a").await.0, StatusCode::OK);
+    assert_eq!(node._node.api().rate_limited_tokens(), 1);
+}
