@@ -18,7 +18,7 @@ use crate::hosts::{Router, Target};
 use crate::purge::PurgeSetup;
 use crate::reply::{Body, Reply};
 use crate::request::Request;
-use crate::resolve::{Files, RequestPath, Resolution, encode_path, resolve};
+use crate::resolve::{Fallback, Files, RequestPath, Resolution, encode_path, fallback, resolve};
 use crate::roots::{Roots, Served};
 use crate::route::Route;
 use crate::rules::{HeaderRules, Redirects, RuleAction, SiteRules};
@@ -54,11 +54,11 @@ impl Grove {
             let site_name = SiteName::parse(name)?;
             custom.extend(site.domains.iter().map(|domain| (domain.clone(), site_name.clone())));
         }
-        let trees = grove_objects::content::trees_in(Arc::clone(&store), 4_000_000);
+        let trees = grove_objects::content::trees_in(Arc::clone(&store), config.cache.tree_node_entries);
         let disk = DiskCache::open(&config.cache_dir(), config.cache.disk_bytes)?;
         let roots = Arc::new(Roots::new(
             Sites::new(Arc::clone(&store), trees.clone()),
-            config.root_refresh(),
+            config.root_refresh,
         ));
         Ok(Self {
             router: Router::new(&config.base_domain, custom),
@@ -72,7 +72,7 @@ impl Grove {
             roots,
             nodes: ContentStore::trees(Arc::clone(&store)),
             node_bytes: moka::future::Cache::builder()
-                .max_capacity(64 << 20)
+                .max_capacity(config.cache.tree_node_bytes)
                 .weigher(|_, bytes: &Bytes| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
                 .build(),
             blobs: BlobCache::new(
@@ -81,12 +81,12 @@ impl Grove {
                 disk,
                 config.cache.max_memory_object_bytes,
             ),
-            compressor: Compressor::new(config.cache.memory_bytes / 4),
-            rules: moka::future::Cache::new(10_000),
+            compressor: Compressor::new(config.cache.compressed_bytes),
+            rules: moka::future::Cache::new(config.cache.rule_sets),
             // Bodies are shared with the blob cache; the weight bounds how much
             // memory prepared replies can keep alive after the blob cache let go.
             prepared: moka::sync::Cache::builder()
-                .max_capacity(config.cache.memory_bytes / 4)
+                .max_capacity(config.cache.prepared_bytes)
                 .weigher(|_, reply: &Arc<Reply>| {
                     let body = match &reply.body {
                         Body::Bytes(bytes) => bytes.len(),
@@ -253,22 +253,13 @@ impl Grove {
     }
 
     async fn not_found(&self, context: &Context<'_>, path: &RequestPath, site_config: &SiteConfig) -> Reply {
-        let files = &context.files;
-        if site_config.spa && !path.has_extension() {
-            match files.file("index.html").await {
-                Ok(Some(index)) => {
-                    return self.serve_file(context, &index, StatusCode::OK, Answer::Fallback).await;
-                }
-                Ok(None) => {}
-                Err(error) => return self.tree_failure(error),
-            }
-        }
-        match files.file("404.html").await {
-            Ok(Some(page)) => {
+        match fallback(&context.files, path, site_config.spa).await {
+            Ok(Fallback::SpaIndex(index)) => self.serve_file(context, &index, StatusCode::OK, Answer::Fallback).await,
+            Ok(Fallback::NotFoundPage(page)) => {
                 self.serve_file(context, &page, StatusCode::NOT_FOUND, Answer::Fallback)
                     .await
             }
-            Ok(None) => Reply::text(StatusCode::NOT_FOUND, "not found"),
+            Ok(Fallback::Nothing) => Reply::text(StatusCode::NOT_FOUND, "not found"),
             Err(error) => self.tree_failure(error),
         }
     }

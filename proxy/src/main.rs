@@ -43,7 +43,7 @@ use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
 
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 
 /// Every request allocates and frees a few small objects (header maps,
 /// boxed futures, buffers) across worker threads; mimalloc's thread-local
@@ -54,45 +54,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Lifetime of the operator token the host creates or installs.
 const OPERATOR_TOKEN_DAYS: i64 = 100 * 365;
 
-const CONFIG_HELP: &str = "\
-Configuration file keys (TOML; every key optional):
-  listen = \"127.0.0.1:8080\"          public HTTP listener (HTTP/1.1 and h2c)
-  admin_listen = \"127.0.0.1:9180\"    Prometheus /metrics and /health; \"\" disables
-  base_domain = \"localhost\"          sites are <site>.<base_domain>; previews <n>--<site>.<base_domain>
-  state_dir = \".grove\"               local store, disk cache, pid file, upgrade socket
-  root_refresh_ms = 1000             bound on how stale a site's current version may be
-  [store]  kind = \"local\"  path = \"<state_dir>/store\"
-           kind = \"s3\"     endpoint = \"https://<account>.r2.cloudflarestorage.com\"  bucket = \"...\"  region = \"auto\"
-           (S3 keys only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS config files)
-  [cache]  memory_bytes = 268435456  disk_bytes = 4294967296  max_memory_object_bytes = 8388608
-  [http]   keepalive_secs = 60  read_timeout_secs = 30  write_timeout_secs = 30
-           max_request_body_bytes = 1048576  max_path_bytes = 2048  write_buffer_bytes = 32768
-  [tls]    listen = \"0.0.0.0:8443\"  reload_secs = 30     HTTPS with HTTP/2 (ALPN); certificates chosen by SNI
-  [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
-  [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
-                  service_worker = true|false   (default: the top-level key below)
-  service_worker = true              HTML gets the worker's register script; false also unregisters installed workers
-  public_url = \"https://{host}/\"    live and preview URLs in publish replies; default http://{host}:<listen port>/
-  [publish]  max_file_bytes = 104857600  max_files_per_site = 100000
-  [cdn.cloudflare]  zone_id = \"...\"  api_token_env = \"CLOUDFLARE_API_TOKEN\"  api_base = \"https://api.cloudflare.com/client/v4\"
-  [cdn.webhook]     url = \"https://...\"  token_env = \"PURGE_TOKEN\" (optional)     purged on every publish; at most one
-     both take:    requests_per_minute = 5  burst = 25  max_tags_per_request = 100  host_purge_threshold = 500
-                   max_attempts = 8  request_timeout_secs = 30  lease_secs = 60  poll_secs = 30
-                   account = \"<zone id or url>\"  (names the queue and rate limit shared by one CDN account)
-  [node]   embedded = true  name = \"main\"  listen = \"127.0.0.1:0\"  data_dir = \"<state_dir>/node\"
-           seal_interval_ms = 1000  connect_timeout_secs = 2  read_timeout_secs = 60  handover_timeout_secs = 30
-           the storage node behind /_grove/api/v1/<call>; its log is shipped to the store under nodes/<name>/
-  [node.limits]     max_value_bytes = 65536  max_read_entries = 1000  max_watchers_per_handle = 16
-                    requests_per_second = 200  max_txn_writes = 64
-  [node.directory]  <site> = \"host:port\"   sites whose node runs elsewhere (a grove-storage process)
-
-The flags above override their GROVE_* environment variables, which override the file.
-The operator token: GROVE_ADMIN_TOKEN (grove_ + 64 hex digits), or one created and printed once on first start.
-Logs: RUST_LOG (default info); GROVE_LOG_FORMAT=json for JSON lines.";
-
 /// Serve published grove sites from a local cache in front of the object store.
 #[derive(Debug, Parser)]
-#[command(version, after_help = CONFIG_HELP)]
+#[command(version, after_help = config::help::CONFIG_HELP)]
 struct Cli {
     /// TOML configuration file.
     #[arg(long, env = "GROVE_CONFIG")]
@@ -123,19 +87,13 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     grove_node::logging::init();
-    let mut config = Config::load(cli.config.as_deref())?;
-    if let Some(listen) = cli.listen {
-        config.listen = listen;
-    }
-    if let Some(admin) = cli.admin_listen {
-        config.admin_listen = admin;
-    }
-    if let Some(base) = cli.base_domain {
-        config.base_domain = base;
-    }
-    if let Some(state) = cli.state_dir {
-        config.state_dir = state;
-    }
+    let overrides = Overrides {
+        listen: cli.listen,
+        admin_listen: cli.admin_listen,
+        base_domain: cli.base_domain,
+        state_dir: cli.state_dir,
+    };
+    let config = Config::load(cli.config.as_deref(), overrides)?;
     std::fs::create_dir_all(&config.state_dir)
         .with_context(|| format!("creating state directory {}", config.state_dir.display()))?;
 
@@ -198,9 +156,9 @@ fn main() -> anyhow::Result<()> {
         public.add_listener(ListenerConfig::tcp(&tls.listen).tls(settings).l4_buffer(buffers));
     }
     server.add_service(public);
-    if !config.admin_listen.is_empty() {
+    if let Some(admin_listen) = &config.admin_listen {
         let mut admin = pingora::proxy::http_proxy_service(&server.configuration, admin::Admin);
-        admin.add_tcp(&config.admin_listen);
+        admin.add_tcp(admin_listen);
         server.add_service(admin);
     }
     if let Some(embedded_node) = embedded_node {
@@ -210,7 +168,7 @@ fn main() -> anyhow::Result<()> {
         let holder = purge::proxy_id(&config.state_dir)?;
         server.add_service(background_service("cdn purge", purge.worker(config.clone(), holder)));
     }
-    tracing::info!(listen = %config.listen, admin = %config.admin_listen, base_domain = %config.base_domain, "grove-proxy starting");
+    tracing::info!(listen = %config.listen, admin = config.admin_listen.as_deref().unwrap_or("-"), base_domain = %config.base_domain, "grove-proxy starting");
     server.run_forever();
 }
 

@@ -128,7 +128,7 @@ pub fn setup(config: &Config) -> anyhow::Result<(NodeDirectory, Option<EmbeddedN
             .with_context(|| format!("binding the storage node's address {} ([node] listen)", node.listen))?;
         let address = listener.local_addr()?;
         let settings = NodeSettings {
-            data_dir: node.data_dir.clone().unwrap_or_else(|| config.state_dir.join("node")),
+            data_dir: config.node_data_dir.clone(),
             segments: SegmentOptions {
                 seal_interval: Duration::from_millis(node.seal_interval_ms),
                 ..SegmentOptions::named(node.name.clone())

@@ -121,6 +121,33 @@ pub enum Resolution {
     NotFound,
 }
 
+/// What answers a request that no file answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fallback {
+    /// `spa = true`: the site's `index.html`, with status 200. Only for a
+    /// path whose last segment has no extension: a missing asset is never
+    /// answered with HTML.
+    SpaIndex(Entry),
+    /// The site's `404.html`, with status 404.
+    NotFoundPage(Entry),
+    /// A plain 404.
+    Nothing,
+}
+
+/// The fallback for `request`, which resolved to nothing.
+pub async fn fallback(files: &impl Files, request: &RequestPath, spa: bool) -> Result<Fallback, TreeError> {
+    if spa
+        && !request.has_extension()
+        && let Some(index) = files.file("index.html").await?
+    {
+        return Ok(Fallback::SpaIndex(index));
+    }
+    Ok(match files.file("404.html").await? {
+        Some(page) => Fallback::NotFoundPage(page),
+        None => Fallback::Nothing,
+    })
+}
+
 /// Resolves `request` against the files of one version, under `policy`.
 pub async fn resolve(
     files: &impl Files,

@@ -9,9 +9,9 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, bail};
 use pingora::tls::sign::CertifiedKey;
 use pingora::tls::{ClientHello, CryptoProvider, ResolvesServerCert};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// Address of the HTTPS listener.
@@ -26,7 +26,7 @@ fn default_reload_secs() -> u64 {
     30
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CertificateConfig {
     /// Names this certificate answers for; `*.example.com` covers one label.

@@ -11,7 +11,7 @@ use grove_core::{ContentHash, ContentType, SitePath};
 use serde_json::{Map, Value, json};
 
 use crate::config::{HttpConfig, TrailingSlash};
-use crate::resolve::{Files, PathError, RequestPath, Resolution, encode_path, resolve};
+use crate::resolve::{Fallback, Files, PathError, RequestPath, Resolution, encode_path, fallback, resolve};
 use crate::rules::{HeaderRules, Redirects, RuleAction};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors");
@@ -302,17 +302,19 @@ fn load_sites(top: &Map<String, Value>) -> Result<BTreeMap<String, Site>, String
     Ok(out)
 }
 
-/// What `Grove::not_found` (app.rs) answers where no file does: with `spa`,
-/// index.html for a path whose last segment has no extension, else the
-/// site's 404.html, else a plain 404.
-fn not_found(site: &Site, request: &RequestPath, spa: bool) -> Value {
-    if spa && !request.has_extension() && site.0.contains_key("index.html") {
-        json!({"fallback": "index.html", "status": 200})
-    } else if site.0.contains_key("404.html") {
-        json!({"fallback": "404.html", "status": 404})
-    } else {
-        json!({"status": 404})
-    }
+/// What the proxy answers where no file does, as `Grove::not_found` serves
+/// [`fallback`]'s answer.
+async fn not_found(site: &Site, request: &RequestPath, spa: bool) -> Result<Value, String> {
+    Ok(
+        match fallback(site, request, spa)
+            .await
+            .map_err(|error| format!("{error:?}"))?
+        {
+            Fallback::SpaIndex(index) => json!({"fallback": index.path.as_str(), "status": 200}),
+            Fallback::NotFoundPage(page) => json!({"fallback": page.path.as_str(), "status": 404}),
+            Fallback::Nothing => json!({"status": 404}),
+        },
+    )
 }
 
 async fn resolve_case(sites: &BTreeMap<String, Site>, case: &Case) -> Result<(), String> {
@@ -334,7 +336,7 @@ async fn resolve_case(sites: &BTreeMap<String, Site>, case: &Case) -> Result<(),
         Ok(Resolution::Canonical(location)) => {
             json!({"redirect": crate::app::with_query(&encode_path(&location), query)})
         }
-        Ok(Resolution::NotFound) => not_found(site, &request, spa),
+        Ok(Resolution::NotFound) => not_found(site, &request, spa).await?,
         Err(error) => return Err(format!("{error:?}")),
     };
     same(&actual, field(case, "expected")?)

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 pub use queue::{QueueError, read_status};
 pub use worker::PurgeWorker;
 
-use crate::config::{Config, PurgeQueueConfig};
+use crate::config::{CdnConfig, Config, PurgeQueueConfig};
 use purger::{Flavor, HttpPurger, Purger, secret_from_env};
 use queue::PurgeQueue;
 use secrecy::SecretString;
@@ -55,26 +55,22 @@ pub struct PurgeSetup {
 }
 
 impl PurgeSetup {
-    /// `None` when no CDN is configured. Fails when both are, or when the
-    /// token's environment variable is missing.
+    /// `None` when no CDN is configured. Fails when the token's
+    /// environment variable is missing.
     pub fn from_config(config: &Config) -> anyhow::Result<Option<Self>> {
-        let (account, url, token, flavor, settings) = match (&config.cdn.cloudflare, &config.cdn.webhook) {
-            (Some(_), Some(_)) => anyhow::bail!("configure one of [cdn.cloudflare] and [cdn.webhook], not both"),
-            (None, None) => return Ok(None),
-            (Some(cloudflare), None) => {
-                anyhow::ensure!(!cloudflare.zone_id.is_empty(), "cdn.cloudflare.zone_id is empty");
-                (
-                    format!("cloudflare:{}", cloudflare.zone_id),
-                    HttpPurger::cloudflare_url(&cloudflare.api_base, &cloudflare.zone_id),
-                    Some(secret_from_env(
-                        &cloudflare.api_token_env,
-                        "cdn.cloudflare.api_token_env",
-                    )?),
-                    Flavor::Cloudflare,
-                    cloudflare.queue.clone(),
-                )
-            }
-            (None, Some(webhook)) => (
+        let (account, url, token, flavor, settings) = match &config.cdn {
+            None => return Ok(None),
+            Some(CdnConfig::Cloudflare(cloudflare)) => (
+                format!("cloudflare:{}", cloudflare.zone_id),
+                HttpPurger::cloudflare_url(&cloudflare.api_base, &cloudflare.zone_id),
+                Some(secret_from_env(
+                    &cloudflare.api_token_env,
+                    "cdn.cloudflare.api_token_env",
+                )?),
+                Flavor::Cloudflare,
+                cloudflare.queue.clone(),
+            ),
+            Some(CdnConfig::Webhook(webhook)) => (
                 format!("webhook:{}", webhook.url),
                 webhook.url.clone(),
                 webhook
@@ -86,17 +82,6 @@ impl PurgeSetup {
                 webhook.queue.clone(),
             ),
         };
-        anyhow::ensure!(
-            settings.lease_secs >= 2 * settings.request_timeout_secs.max(1),
-            "the CDN lease_secs ({}) must be at least twice request_timeout_secs ({}), \
-             so a sender cannot lose its lease mid-request",
-            settings.lease_secs,
-            settings.request_timeout_secs
-        );
-        anyhow::ensure!(
-            settings.requests_per_minute > 0 && settings.burst > 0 && settings.max_tags_per_request > 0,
-            "the CDN requests_per_minute, burst and max_tags_per_request must be positive"
-        );
         Ok(Some(Self {
             account: settings.account.clone().unwrap_or(account),
             url,

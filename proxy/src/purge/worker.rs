@@ -216,7 +216,7 @@ impl Sender {
         // Other proxies may serve a version's predecessor until they next
         // read the root: a purge sent before then could let the CDN fetch
         // the old page again and keep it.
-        let settle = self.config.root_refresh() + ROOT_SETTLE_MARGIN;
+        let settle = self.config.root_refresh + ROOT_SETTLE_MARGIN;
         let now = OffsetDateTime::now_utc();
         let mut ready = Vec::new();
         let mut settling: Option<Duration> = None;

@@ -14,7 +14,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::log::Log;
 use auth::{Authorizer, Watchers};
@@ -22,7 +22,7 @@ use grove_objects::token::Tokens;
 
 /// Limits of the API; all configurable (the proxy reads them from its
 /// config file's `[node.limits]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeLimits {
     /// Largest `data` value, in bytes of JSON.

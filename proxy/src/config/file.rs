@@ -1,22 +1,19 @@
-//! Configuration: one TOML file, overridden by environment variables, which
-//! are overridden by flags. Secrets (S3 keys) come only from the environment.
+//! The config file as written: every key, its default, and nothing
+//! derived. [`super::Config::resolve`] checks it and turns it into the
+//! model the server runs on.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::PathBuf;
 
-use anyhow::Context;
 use grove_node::NodeLimits;
-use grove_objects::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::tls::TlsConfig;
 
 /// Every key of the config file, with its default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub struct ConfigFile {
     /// Address of the public HTTP listener.
     pub listen: String,
     /// Address of the admin listener (Prometheus metrics); empty disables it.
@@ -40,9 +37,9 @@ pub struct Config {
     /// replies build live and preview URLs from it.
     pub public_url: Option<String>,
     pub publish: PublishConfig,
-    /// The CDN in front of this host, purged on every publish; none when
-    /// absent.
-    pub cdn: CdnConfig,
+    /// The CDN in front of this host, purged on every publish: one of
+    /// `[cdn.cloudflare]` and `[cdn.webhook]`; none when absent.
+    pub cdn: Option<CdnConfig>,
     /// The storage node that answers `/_grove/api/`.
     pub node: NodeConfig,
     /// Install the service worker on every site (HTML pages get its
@@ -53,7 +50,7 @@ pub struct Config {
 
 /// The storage node: the one this proxy embeds, and the nodes elsewhere
 /// that some sites live on.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
     /// Run a node in this process; sites not in `directory` use it.
@@ -99,16 +96,16 @@ impl Default for NodeConfig {
     }
 }
 
-/// Which CDN to purge. At most one may be set.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CdnConfig {
-    pub cloudflare: Option<CloudflareConfig>,
-    pub webhook: Option<WebhookConfig>,
+/// Which CDN to purge: exactly one section.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "lowercase")]
+pub enum CdnConfig {
+    Cloudflare(CloudflareConfig),
+    Webhook(WebhookConfig),
 }
 
 /// Cloudflare's purge-by-tag API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CloudflareConfig {
     pub zone_id: String,
     /// The environment variable holding the API token (never the token).
@@ -118,15 +115,15 @@ pub struct CloudflareConfig {
     pub api_base: String,
     #[serde(flatten)]
     pub queue: PurgeQueueConfig,
-    /// Keys nobody asked for, refused by [`Config::parse`] (serde cannot
-    /// deny unknown keys of a flattened table itself).
-    #[serde(flatten)]
-    unknown: BTreeMap<String, toml::Value>,
+    /// Keys nobody asked for, refused by [`super::Config::resolve`] (serde
+    /// cannot deny unknown keys of a flattened table itself).
+    #[serde(flatten, skip_serializing)]
+    pub unknown: BTreeMap<String, toml::Value>,
 }
 
 /// A generic purger for other CDNs: `POST url` with `{"tags": [...]}` or
 /// `{"hosts": [...]}`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct WebhookConfig {
     pub url: String,
     /// The environment variable holding a bearer token, if the hook wants one.
@@ -134,13 +131,13 @@ pub struct WebhookConfig {
     pub token_env: Option<String>,
     #[serde(flatten)]
     pub queue: PurgeQueueConfig,
-    #[serde(flatten)]
-    unknown: BTreeMap<String, toml::Value>,
+    #[serde(flatten, skip_serializing)]
+    pub unknown: BTreeMap<String, toml::Value>,
 }
 
 /// How purges are batched, throttled and retried. Defaults fit Cloudflare's
 /// Free plan.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PurgeQueueConfig {
     /// Names the queue, shared by every zone and host of one CDN account
@@ -188,7 +185,7 @@ fn default_cloudflare_api_base() -> String {
 }
 
 /// Limits on publishing.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PublishConfig {
     /// Largest file a site may contain, in bytes.
@@ -206,7 +203,7 @@ impl Default for PublishConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
 pub enum StoreConfig {
     /// A directory; default `<state_dir>/store`.
@@ -225,7 +222,7 @@ fn default_region() -> String {
     "auto".to_owned()
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
     /// Bytes of blobs kept in memory.
@@ -235,9 +232,19 @@ pub struct CacheConfig {
     /// Blobs larger than this are served from the disk cache in pieces
     /// instead of being held in memory whole.
     pub max_memory_object_bytes: u64,
+    /// Entries of decoded manifest tree nodes kept in memory.
+    pub tree_node_entries: u64,
+    /// Bytes of encoded tree nodes kept for `/_grove/tree/<hash>`.
+    pub tree_node_bytes: u64,
+    /// Sites' parsed `_redirects` and `_headers` rules kept, counted in rule sets.
+    pub rule_sets: u64,
+    /// Bytes of compressed copies kept; default a quarter of `memory_bytes`.
+    pub compressed_bytes: Option<u64>,
+    /// Bytes of prepared replies kept; default a quarter of `memory_bytes`.
+    pub prepared_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Idle keep-alive connections are closed after this many seconds.
@@ -256,7 +263,7 @@ pub struct HttpConfig {
 }
 
 /// How a site's URLs end.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TrailingSlash {
     /// As the files imply: `dir/index.html` is `/dir/`, `page.html` is `/page`.
@@ -268,7 +275,7 @@ pub enum TrailingSlash {
     Never,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SiteConfig {
     /// Custom domains served as this site.
@@ -283,7 +290,7 @@ pub struct SiteConfig {
     pub service_worker: Option<bool>,
 }
 
-impl Default for Config {
+impl Default for ConfigFile {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".to_owned(),
@@ -298,7 +305,7 @@ impl Default for Config {
             tls: None,
             public_url: None,
             publish: PublishConfig::default(),
-            cdn: CdnConfig::default(),
+            cdn: None,
             node: NodeConfig::default(),
             service_worker: true,
         }
@@ -311,6 +318,11 @@ impl Default for CacheConfig {
             memory_bytes: 256 << 20,
             disk_bytes: 4 << 30,
             max_memory_object_bytes: 8 << 20,
+            tree_node_entries: 4_000_000,
+            tree_node_bytes: 64 << 20,
+            rule_sets: 10_000,
+            compressed_bytes: None,
+            prepared_bytes: None,
         }
     }
 }
@@ -325,169 +337,5 @@ impl Default for HttpConfig {
             max_path_bytes: 2048,
             write_buffer_bytes: 32 * 1024,
         }
-    }
-}
-
-impl Config {
-    /// Reads `path`, or the defaults when there is no file.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
-        let Some(path) = path else {
-            return Ok(Self::default());
-        };
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("parsing config {}", path.display()))
-    }
-
-    /// Parses a config file's text, refusing unknown keys everywhere.
-    pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Self = toml::from_str(text)?;
-        let sections = [
-            (
-                "cdn.cloudflare",
-                config.cdn.cloudflare.as_ref().map(|section| &section.unknown),
-            ),
-            (
-                "cdn.webhook",
-                config.cdn.webhook.as_ref().map(|section| &section.unknown),
-            ),
-        ];
-        for (section, unknown) in sections {
-            if let Some(key) = unknown.and_then(|unknown| unknown.keys().next()) {
-                anyhow::bail!("unknown key `{key}` in [{section}]");
-            }
-        }
-        for (site, address) in &config.node.directory {
-            grove_core::SiteName::parse(site).context("a site in [node.directory]")?;
-            let port = address.rsplit_once(':').and_then(|(host, port)| {
-                (!host.is_empty()).then_some(())?;
-                port.parse::<u16>().ok()
-            });
-            if port.is_none() {
-                anyhow::bail!("[node.directory] {site} = {address:?}: expected host:port");
-            }
-        }
-        Ok(config)
-    }
-
-    pub fn root_refresh(&self) -> Duration {
-        Duration::from_millis(self.root_refresh_ms)
-    }
-
-    pub fn store_path(&self) -> Option<PathBuf> {
-        match &self.store {
-            StoreConfig::Local { path } => Some(path.clone().unwrap_or_else(|| self.state_dir.join("store"))),
-            StoreConfig::S3 { .. } => None,
-        }
-    }
-
-    pub fn cache_dir(&self) -> PathBuf {
-        self.state_dir.join("cache")
-    }
-
-    /// Every host name site `name` is served at, previews aside.
-    pub fn site_hosts(&self, name: &str) -> Vec<String> {
-        let mut hosts = vec![format!("{name}.{}", self.base_domain)];
-        hosts.extend(self.site(name).domains);
-        hosts
-    }
-
-    /// Opens the configured store. Each runtime opens its own: an S3
-    /// client's connections belong to the runtime that made them.
-    pub fn open_store(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
-        Ok(match &self.store {
-            StoreConfig::Local { .. } => {
-                let path = self.store_path().expect("local stores have a path");
-                Arc::new(
-                    LocalStore::open(&path).with_context(|| format!("opening the local store {}", path.display()))?,
-                )
-            }
-            StoreConfig::S3 {
-                endpoint,
-                bucket,
-                region,
-            } => {
-                let mut s3 = S3StoreConfig::new(endpoint.clone(), bucket.clone());
-                s3.region = region.clone();
-                Arc::new(S3Store::new(s3))
-            }
-        })
-    }
-
-    /// Whether site `name` has the service worker. Asked on every request,
-    /// so it reads the site's entry without copying it.
-    pub fn service_worker(&self, name: &str) -> bool {
-        self.sites
-            .get(name)
-            .and_then(|site| site.service_worker)
-            .unwrap_or(self.service_worker)
-    }
-
-    pub fn site(&self, name: &str) -> SiteConfig {
-        self.sites.get(name).cloned().unwrap_or_default()
-    }
-
-    /// The public URL of the site reached as `host` (`<site>.<base domain>`
-    /// or a preview host).
-    pub fn site_url(&self, host: &str) -> String {
-        match &self.public_url {
-            Some(template) => template.replace("{host}", host),
-            None => {
-                let port = self.listen.rsplit_once(':').map_or("8080", |(_, port)| port);
-                format!("http://{host}:{port}/")
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_every_section_and_refuses_unknown_keys() {
-        let config: Config = toml::from_str(
-            r#"
-            listen = "0.0.0.0:80"
-            base_domain = "example.net"
-            root_refresh_ms = 250
-            [store]
-            kind = "s3"
-            endpoint = "http://127.0.0.1:9000"
-            bucket = "grove"
-            [cache]
-            memory_bytes = 1024
-            [sites.blog]
-            domains = ["blog.example.com"]
-            trailing_slash = "always"
-            spa = true
-            "#,
-        )
-        .unwrap();
-        assert_eq!(config.listen, "0.0.0.0:80");
-        assert_eq!(config.cache.memory_bytes, 1024);
-        assert_eq!(config.cache.disk_bytes, CacheConfig::default().disk_bytes);
-        assert!(matches!(config.store, StoreConfig::S3 { ref region, .. } if region == "auto"));
-        assert_eq!(config.site("blog").trailing_slash, TrailingSlash::Always);
-        assert!(toml::from_str::<Config>("lisen = \"typo\"").is_err());
-        assert_eq!(config.site_url("blog.example.net"), "http://blog.example.net:80/");
-        let cdn: Config = toml::from_str(
-            r#"
-            [cdn.cloudflare]
-            zone_id = "zone"
-            burst = 3
-            "#,
-        )
-        .unwrap();
-        let cloudflare = cdn.cdn.cloudflare.unwrap();
-        assert_eq!(cloudflare.api_token_env, "CLOUDFLARE_API_TOKEN");
-        assert_eq!((cloudflare.queue.burst, cloudflare.queue.requests_per_minute), (3, 5));
-        let typo = Config::parse("[cdn.cloudflare]\nzone_id = \"z\"\nbrust = 3").unwrap_err();
-        assert_eq!(typo.to_string(), "unknown key `brust` in [cdn.cloudflare]");
-        assert!(Config::parse("[cdn.webhook]\nurl = \"http://127.0.0.1:1/\"\nzone_id = \"z\"").is_err());
-        let behind_cdn: Config = toml::from_str("public_url = \"https://{host}/\"").unwrap();
-        assert_eq!(
-            behind_cdn.site_url("3--blog.example.net"),
-            "https://3--blog.example.net/"
-        );
     }
 }

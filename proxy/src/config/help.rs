@@ -1,0 +1,122 @@
+//! `grove-proxy --help`'s list of config keys, checked against the real
+//! defaults by a test, so the two cannot drift.
+
+/// Every key of the config file with its default, as `--help` shows it.
+pub const CONFIG_HELP: &str = "\
+Configuration file keys (TOML; every key optional):
+  listen = \"127.0.0.1:8080\"          public HTTP listener (HTTP/1.1 and h2c)
+  admin_listen = \"127.0.0.1:9180\"    Prometheus /metrics and /health; \"\" disables
+  base_domain = \"localhost\"          sites are <site>.<base_domain>; previews <n>--<site>.<base_domain>
+  state_dir = \".grove\"               local store, disk cache, pid file, upgrade socket
+  root_refresh_ms = 1000             bound on how stale a site's current version may be
+  service_worker = true              HTML gets the worker's register script; false also unregisters installed workers
+  public_url = \"https://{host}/\"    live and preview URLs in publish replies; default http://{host}:<listen port>/
+  [store]  kind = \"local\"  path = \"<state_dir>/store\"
+           kind = \"s3\"     endpoint = \"https://<account>.r2.cloudflarestorage.com\"  bucket = \"...\"  region = \"auto\"
+           (S3 keys only from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS config files)
+  [cache]  memory_bytes = 268435456  disk_bytes = 4294967296  max_memory_object_bytes = 8388608
+           tree_node_entries = 4000000  tree_node_bytes = 67108864  rule_sets = 10000
+           compressed_bytes = <memory_bytes / 4>  prepared_bytes = <memory_bytes / 4>
+  [http]   keepalive_secs = 60  read_timeout_secs = 30  write_timeout_secs = 30
+           max_request_body_bytes = 1048576  max_path_bytes = 2048  write_buffer_bytes = 32768
+  [tls]    listen = \"0.0.0.0:8443\"  reload_secs = 30     HTTPS with HTTP/2 (ALPN); certificates chosen by SNI
+  [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
+  [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
+                  service_worker = true|false   (default: the top-level key)
+  [publish]  max_file_bytes = 104857600  max_files_per_site = 100000
+  [cdn.cloudflare]  zone_id = \"...\"  api_token_env = \"CLOUDFLARE_API_TOKEN\"  api_base = \"https://api.cloudflare.com/client/v4\"
+  [cdn.webhook]     url = \"https://...\"  token_env = \"PURGE_TOKEN\" (optional)     purged on every publish; at most one
+     both take:    requests_per_minute = 5  burst = 25  max_tags_per_request = 100  host_purge_threshold = 500
+                   max_attempts = 8  request_timeout_secs = 30  lease_secs = 60  poll_secs = 30
+                   account = \"<zone id or url>\"  (names the queue and rate limit shared by one CDN account)
+  [node]   embedded = true  name = \"main\"  listen = \"127.0.0.1:0\"  data_dir = \"<state_dir>/node\"
+           seal_interval_ms = 1000  connect_timeout_secs = 2  read_timeout_secs = 60  handover_timeout_secs = 30
+           the storage node behind /_grove/api/v1/<call>; its log is shipped to the store under nodes/<name>/
+  [node.limits]     max_value_bytes = 65536  max_read_entries = 1000  max_watchers_per_handle = 16
+                    requests_per_second = 200  max_txn_writes = 64
+  [node.directory]  <site> = \"host:port\"   sites whose node runs elsewhere (a grove-storage process)
+
+The flags above override their GROVE_* environment variables, which override the file.
+The operator token: GROVE_ADMIN_TOKEN (grove_ + 64 hex digits), or one created and printed once on first start.
+Logs: RUST_LOG (default info); GROVE_LOG_FORMAT=json for JSON lines.";
+
+#[cfg(test)]
+mod tests {
+    use super::CONFIG_HELP;
+    use crate::config::file::{ConfigFile, PurgeQueueConfig};
+
+    /// The help's text under each `[section]` header; "" holds the keys
+    /// before the first header.
+    fn sections() -> Vec<(String, String)> {
+        let mut sections = vec![(String::new(), String::new())];
+        let mut rest = CONFIG_HELP;
+        while let Some(start) = rest.find('[') {
+            let (before, after) = rest.split_at(start);
+            sections.last_mut().expect("one section").1.push_str(before);
+            let end = after.find(']').expect("a header ends");
+            let name = after[1..end].trim_start_matches('[').to_owned();
+            sections.push((name, String::new()));
+            rest = &after[end + 1..];
+            // `[[tls.certificates]]`, and brackets inside values such as
+            // `domains = [...]`, are not headers of their own.
+            if rest.starts_with(']') {
+                rest = &rest[1..];
+            }
+        }
+        sections.last_mut().expect("one section").1.push_str(rest);
+        sections
+    }
+
+    /// `(section, key, default)` for every leaf of `value`.
+    fn leaves(section: &str, value: &toml::Value, out: &mut Vec<(String, String, String)>) {
+        let toml::Value::Table(table) = value else {
+            unreachable!("tables only")
+        };
+        for (key, value) in table {
+            match value {
+                toml::Value::Table(_) => {
+                    let inner = if section.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{section}.{key}")
+                    };
+                    leaves(&inner, value, out);
+                }
+                leaf => out.push((section.to_owned(), key.clone(), leaf.to_string())),
+            }
+        }
+    }
+
+    fn assert_documented(section: &str, key: &str, default: &str, sections: &[(String, String)]) {
+        let wanted = format!("{key} = {default}");
+        let documented = sections.iter().filter(|(name, _)| name == section).any(|(_, text)| {
+            text.split("  ")
+                .any(|part| part.trim() == wanted || part.trim().starts_with(&format!("{wanted} ")))
+        });
+        assert!(documented, "--help lacks `{wanted}` under [{section}]:\n{CONFIG_HELP}");
+    }
+
+    #[test]
+    fn the_help_lists_every_key_with_its_real_default() {
+        let sections = sections();
+        let mut defaults = Vec::new();
+        leaves(
+            "",
+            &toml::Value::try_from(ConfigFile::default()).unwrap(),
+            &mut defaults,
+        );
+        assert!(defaults.len() > 30, "the defaults serialize: {defaults:?}");
+        for (section, key, default) in &defaults {
+            assert_documented(section, key, default, &sections);
+        }
+        let mut queue = Vec::new();
+        leaves(
+            "",
+            &toml::Value::try_from(PurgeQueueConfig::default()).unwrap(),
+            &mut queue,
+        );
+        for (_, key, default) in &queue {
+            assert_documented("cdn.webhook", key, default, &sections);
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! Configuration: one TOML file ([`file`]), overridden by environment
+//! variables and flags ([`Overrides`]), then checked once and resolved into
+//! the model the server runs on ([`Config`]). Secrets come only from the
+//! environment, named by the file.
+
+pub mod file;
+pub mod help;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use grove_core::SiteName;
+use grove_objects::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
+
+pub use file::{
+    CdnConfig, ConfigFile, HttpConfig, NodeConfig, PublishConfig, PurgeQueueConfig, SiteConfig, StoreConfig,
+    TrailingSlash,
+};
+
+use crate::tls::TlsConfig;
+
+/// What flags and their `GROVE_*` variables override in the file.
+#[derive(Debug, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub base_domain: Option<String>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Memory and disk the caches may use, every size resolved.
+#[derive(Debug, Clone)]
+pub struct CacheSizes {
+    pub memory_bytes: u64,
+    pub disk_bytes: u64,
+    pub max_memory_object_bytes: u64,
+    pub tree_node_entries: u64,
+    pub tree_node_bytes: u64,
+    pub rule_sets: u64,
+    pub compressed_bytes: u64,
+    pub prepared_bytes: u64,
+}
+
+/// The checked configuration the server runs on.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: String,
+    /// The admin listener, if any.
+    pub admin_listen: Option<String>,
+    pub base_domain: String,
+    pub state_dir: PathBuf,
+    pub store: StoreConfig,
+    pub cache: CacheSizes,
+    /// Bound on how stale a site's current version may be.
+    pub root_refresh: Duration,
+    pub http: HttpConfig,
+    /// Keyed by valid site names.
+    pub sites: BTreeMap<String, SiteConfig>,
+    pub tls: Option<TlsConfig>,
+    pub public_url: Option<String>,
+    pub publish: PublishConfig,
+    pub cdn: Option<CdnConfig>,
+    pub node: NodeConfig,
+    /// Where the embedded node keeps its log.
+    pub node_data_dir: PathBuf,
+    pub service_worker: bool,
+}
+
+/// A site with no `[sites.<name>]` section.
+static DEFAULT_SITE: std::sync::LazyLock<SiteConfig> = std::sync::LazyLock::new(SiteConfig::default);
+
+impl Config {
+    /// Reads `path` (the defaults when there is none), applies `overrides`
+    /// and resolves the result.
+    pub fn load(path: Option<&Path>, overrides: Overrides) -> anyhow::Result<Self> {
+        let file = match path {
+            Some(path) => {
+                let text =
+                    std::fs::read_to_string(path).with_context(|| format!("reading config {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing config {}", path.display()))?
+            }
+            None => ConfigFile::default(),
+        };
+        Self::resolve(file, overrides).with_context(|| match path {
+            Some(path) => format!("checking config {}", path.display()),
+            None => "checking the configuration".to_owned(),
+        })
+    }
+
+    /// Parses a config file's text with no overrides.
+    #[cfg(test)]
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        Self::resolve(toml::from_str(text)?, Overrides::default())
+    }
+
+    /// Every check of the configuration, in one place: nothing starts on a
+    /// configuration that fails one.
+    pub fn resolve(mut file: ConfigFile, overrides: Overrides) -> anyhow::Result<Self> {
+        file.listen = overrides.listen.unwrap_or(file.listen);
+        file.admin_listen = overrides.admin_listen.unwrap_or(file.admin_listen);
+        file.base_domain = overrides.base_domain.unwrap_or(file.base_domain);
+        file.state_dir = overrides.state_dir.unwrap_or(file.state_dir);
+
+        for name in file.sites.keys() {
+            SiteName::parse(name).with_context(|| format!("[sites.{name}]"))?;
+        }
+        if let Some(cdn) = &file.cdn {
+            check_cdn(cdn)?;
+        }
+        for (site, address) in &file.node.directory {
+            SiteName::parse(site).context("a site in [node.directory]")?;
+            let port = address.rsplit_once(':').and_then(|(host, port)| {
+                (!host.is_empty()).then_some(())?;
+                port.parse::<u16>().ok()
+            });
+            if port.is_none() {
+                anyhow::bail!("[node.directory] {site} = {address:?}: expected host:port");
+            }
+        }
+
+        let cache = &file.cache;
+        let cache = CacheSizes {
+            memory_bytes: cache.memory_bytes,
+            disk_bytes: cache.disk_bytes,
+            max_memory_object_bytes: cache.max_memory_object_bytes,
+            tree_node_entries: cache.tree_node_entries,
+            tree_node_bytes: cache.tree_node_bytes,
+            rule_sets: cache.rule_sets,
+            compressed_bytes: cache.compressed_bytes.unwrap_or(cache.memory_bytes / 4),
+            prepared_bytes: cache.prepared_bytes.unwrap_or(cache.memory_bytes / 4),
+        };
+        let node_data_dir = file
+            .node
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| file.state_dir.join("node"));
+        Ok(Self {
+            admin_listen: Some(file.admin_listen).filter(|listen| !listen.is_empty()),
+            listen: file.listen,
+            base_domain: file.base_domain,
+            state_dir: file.state_dir,
+            store: file.store,
+            cache,
+            root_refresh: Duration::from_millis(file.root_refresh_ms),
+            http: file.http,
+            sites: file.sites,
+            tls: file.tls,
+            public_url: file.public_url,
+            publish: file.publish,
+            cdn: file.cdn,
+            node: file.node,
+            node_data_dir,
+            service_worker: file.service_worker,
+        })
+    }
+
+    pub fn store_path(&self) -> Option<PathBuf> {
+        match &self.store {
+            StoreConfig::Local { path } => Some(path.clone().unwrap_or_else(|| self.state_dir.join("store"))),
+            StoreConfig::S3 { .. } => None,
+        }
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.state_dir.join("cache")
+    }
+
+    /// Every host name site `name` is served at, previews aside.
+    pub fn site_hosts(&self, name: &str) -> Vec<String> {
+        let mut hosts = vec![format!("{name}.{}", self.base_domain)];
+        hosts.extend(self.site(name).domains.iter().cloned());
+        hosts
+    }
+
+    /// Opens the configured store. Each runtime opens its own: an S3
+    /// client's connections belong to the runtime that made them.
+    pub fn open_store(&self) -> anyhow::Result<Arc<dyn ObjectStore>> {
+        Ok(match &self.store {
+            StoreConfig::Local { .. } => {
+                let path = self.store_path().expect("local stores have a path");
+                Arc::new(
+                    LocalStore::open(&path).with_context(|| format!("opening the local store {}", path.display()))?,
+                )
+            }
+            StoreConfig::S3 {
+                endpoint,
+                bucket,
+                region,
+            } => {
+                let mut s3 = S3StoreConfig::new(endpoint.clone(), bucket.clone());
+                s3.region = region.clone();
+                Arc::new(S3Store::new(s3))
+            }
+        })
+    }
+
+    /// Whether site `name` has the service worker.
+    pub fn service_worker(&self, name: &str) -> bool {
+        self.site(name).service_worker.unwrap_or(self.service_worker)
+    }
+
+    /// Site `name`'s settings. Asked on every request, so it lends the
+    /// entry rather than copying it.
+    pub fn site(&self, name: &str) -> &SiteConfig {
+        self.sites.get(name).unwrap_or(&DEFAULT_SITE)
+    }
+
+    /// The public URL of the site reached as `host` (`<site>.<base domain>`
+    /// or a preview host).
+    pub fn site_url(&self, host: &str) -> String {
+        match &self.public_url {
+            Some(template) => template.replace("{host}", host),
+            None => {
+                let port = self.listen.rsplit_once(':').map_or("8080", |(_, port)| port);
+                format!("http://{host}:{port}/")
+            }
+        }
+    }
+}
+
+/// A CDN section's keys and its queue's limits.
+fn check_cdn(cdn: &CdnConfig) -> anyhow::Result<()> {
+    let (section, unknown, queue) = match cdn {
+        CdnConfig::Cloudflare(cloudflare) => {
+            anyhow::ensure!(!cloudflare.zone_id.is_empty(), "cdn.cloudflare.zone_id is empty");
+            ("cdn.cloudflare", &cloudflare.unknown, &cloudflare.queue)
+        }
+        CdnConfig::Webhook(webhook) => ("cdn.webhook", &webhook.unknown, &webhook.queue),
+    };
+    if let Some(key) = unknown.keys().next() {
+        anyhow::bail!("unknown key `{key}` in [{section}]");
+    }
+    anyhow::ensure!(
+        queue.lease_secs >= 2 * queue.request_timeout_secs.max(1),
+        "the CDN lease_secs ({}) must be at least twice request_timeout_secs ({}), \
+         so a sender cannot lose its lease mid-request",
+        queue.lease_secs,
+        queue.request_timeout_secs
+    );
+    anyhow::ensure!(
+        queue.requests_per_minute > 0 && queue.burst > 0 && queue.max_tags_per_request > 0,
+        "the CDN requests_per_minute, burst and max_tags_per_request must be positive"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_section_and_refuses_unknown_keys() {
+        let config = Config::parse(
+            r#"
+            listen = "0.0.0.0:80"
+            base_domain = "example.net"
+            root_refresh_ms = 250
+            admin_listen = ""
+            [store]
+            kind = "s3"
+            endpoint = "http://127.0.0.1:9000"
+            bucket = "grove"
+            [cache]
+            memory_bytes = 1024
+            [sites.blog]
+            domains = ["blog.example.com"]
+            trailing_slash = "always"
+            spa = true
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen, "0.0.0.0:80");
+        assert_eq!(config.admin_listen, None);
+        assert_eq!(config.root_refresh, Duration::from_millis(250));
+        assert_eq!(config.cache.memory_bytes, 1024);
+        assert_eq!(config.cache.compressed_bytes, 256, "a quarter of memory_bytes");
+        assert_eq!(config.cache.disk_bytes, file::CacheConfig::default().disk_bytes);
+        assert!(matches!(config.store, StoreConfig::S3 { ref region, .. } if region == "auto"));
+        assert_eq!(config.site("blog").trailing_slash, TrailingSlash::Always);
+        assert_eq!(config.site("other").trailing_slash, TrailingSlash::Auto);
+        assert!(Config::parse("lisen = \"typo\"").is_err());
+        assert_eq!(config.site_url("blog.example.net"), "http://blog.example.net:80/");
+        let behind_cdn = Config::parse("public_url = \"https://{host}/\"").unwrap();
+        assert_eq!(
+            behind_cdn.site_url("3--blog.example.net"),
+            "https://3--blog.example.net/"
+        );
+    }
+
+    #[test]
+    fn one_cdn_section_with_its_own_keys_only() {
+        let cdn = Config::parse("[cdn.cloudflare]\nzone_id = \"zone\"\nburst = 3\n").unwrap();
+        let Some(CdnConfig::Cloudflare(cloudflare)) = cdn.cdn else {
+            panic!("a Cloudflare section")
+        };
+        assert_eq!(cloudflare.api_token_env, "CLOUDFLARE_API_TOKEN");
+        assert_eq!((cloudflare.queue.burst, cloudflare.queue.requests_per_minute), (3, 5));
+        let typo = Config::parse("[cdn.cloudflare]\nzone_id = \"z\"\nbrust = 3").unwrap_err();
+        assert_eq!(typo.to_string(), "unknown key `brust` in [cdn.cloudflare]");
+        assert!(Config::parse("[cdn.webhook]\nurl = \"http://127.0.0.1:1/\"\nzone_id = \"z\"").is_err());
+        let both = "[cdn.cloudflare]\nzone_id = \"z\"\n[cdn.webhook]\nurl = \"http://127.0.0.1:1/\"\n";
+        assert!(Config::parse(both).is_err(), "two CDNs are refused");
+        assert!(Config::parse("[cdn.cloudflare]\nzone_id = \"\"").is_err());
+        assert!(Config::parse("[cdn.webhook]\nurl = \"http://127.0.0.1:1/\"\nlease_secs = 10").is_err());
+    }
+
+    #[test]
+    fn every_check_runs_after_the_overrides() {
+        assert!(Config::parse("[sites.Bad_Name]\nspa = true").is_err());
+        assert!(Config::parse("[node.directory]\nblog = \"nowhere\"").is_err());
+        let overrides = Overrides {
+            listen: Some("127.0.0.1:1".to_owned()),
+            state_dir: Some(PathBuf::from("/tmp/state")),
+            ..Overrides::default()
+        };
+        let config = Config::resolve(ConfigFile::default(), overrides).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:1");
+        assert_eq!(config.node_data_dir, PathBuf::from("/tmp/state/node"));
+        assert_eq!(config.store_path(), Some(PathBuf::from("/tmp/state/store")));
+    }
+}
