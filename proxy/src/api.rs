@@ -114,7 +114,7 @@ impl PublishApi {
         let route = publish_route(request.method, rest)?;
         let handle = bearer(request)?;
         if let Some((site, right)) = route.requires() {
-            self.tokens.check(&handle, &token_path::site(&site), right).await?;
+            self.tokens.check(&handle, &token_path::site(site), right).await?;
         }
         Ok(Call { route, handle })
     }

@@ -246,7 +246,7 @@ impl Grove {
                 if let Some(action) = rules.redirects.find(&url_path, false) {
                     return self.apply_rule(&context, action).await;
                 }
-                self.not_found(&context, &path, &site_config).await
+                self.not_found(&context, &path, site_config).await
             }
             Err(error) => self.tree_failure(error),
         }

@@ -29,7 +29,7 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 pub enum ClientError {
     /// The host answered with an API error.
     #[error("{}: {}", .status, .body.message)]
-    Api { status: StatusCode, body: ApiError },
+    Api { status: StatusCode, body: Box<ApiError> },
     #[error("{method} {url}: {source}")]
     Transport {
         method: Method,
@@ -375,7 +375,7 @@ fn transient(status: StatusCode) -> bool {
 }
 
 fn api_error(method: &Method, url: &str, status: StatusCode, body: &[u8]) -> ClientError {
-    match serde_json::from_slice::<ApiError>(body) {
+    match serde_json::from_slice::<Box<ApiError>>(body) {
         Ok(body) => ClientError::Api { status, body },
         Err(_) => ClientError::Protocol {
             method: method.clone(),

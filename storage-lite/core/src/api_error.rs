@@ -36,7 +36,8 @@ pub struct ApiError {
 #[error("{status} {}: {}", .body.error, .body.message)]
 pub struct ApiFailure {
     pub status: http::StatusCode,
-    pub body: ApiError,
+    /// Boxed: failures travel in every `Result` of the APIs' hot paths.
+    pub body: Box<ApiError>,
 }
 
 impl ApiFailure {
@@ -44,7 +45,7 @@ impl ApiFailure {
     pub fn new(status: http::StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
-            body: ApiError {
+            body: Box::new(ApiError {
                 error: code.to_owned(),
                 message: message.into(),
                 limit: None,
@@ -52,7 +53,7 @@ impl ApiFailure {
                 missing_blobs: Vec::new(),
                 latest: None,
                 first_available: None,
-            },
+            }),
         }
     }
 

@@ -352,10 +352,6 @@ fn key(site: &SiteName, path: &str) -> Result<String, LogError> {
     Ok(format!("{site}\u{0}{path}"))
 }
 
-/// Refuses paths that are not data paths. Segments use the object-key
-/// alphabet, so a path is also a token path (`sites/<site>/<path>`) that
-/// grants can name.
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -70,8 +70,9 @@ pub struct LogStats {
 /// Wall-clock milliseconds; tests replace it.
 pub type WallClock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
-/// Checks a data path: 1 to 512 bytes of `/`-separated segments of the
-/// object-key alphabet, so a path can be part of a token path and a key.
+/// Refuses paths that are not data paths: 1 to 512 bytes of `/`-separated
+/// segments of the object-key alphabet, so a path is also a token path
+/// (`sites/<site>/<path>`) that grants can name.
 pub fn check_path(path: &str) -> Result<(), LogError> {
     let refuse = |reason| LogError::InvalidPath {
         path: path.chars().take(80).collect(),
