@@ -35,7 +35,7 @@ const VERSIONS_PAGE: usize = 100;
 /// The publish API of one host: a [`PublishHost`] and the token store, behind
 /// HTTP routes.
 pub struct PublishApi {
-    deployer: PublishHost,
+    host: PublishHost,
     /// For purge statuses, which live beside the site's versions.
     store: Arc<dyn ObjectStore>,
     tokens: Tokens,
@@ -96,10 +96,10 @@ impl PublishApi {
             max_file_bytes: config.publish.max_file_bytes,
             max_files_per_site: config.publish.max_files_per_site,
         };
-        let deployer = PublishHost::new(Arc::clone(&store), trees, limits);
+        let host = PublishHost::new(Arc::clone(&store), trees, limits);
         Self {
-            outbox: purge.map(|setup| setup.outbox(Arc::clone(&store), deployer.sites().clone())),
-            deployer,
+            outbox: purge.map(|setup| setup.outbox(Arc::clone(&store), host.sites().clone())),
+            host,
             tokens: Tokens::new(Arc::clone(&store)),
             store,
             roots,
@@ -142,42 +142,42 @@ impl PublishApi {
         match route {
             PublishRoute::Offer(site) => {
                 let offer: Offer = json_body(&body)?;
-                let mut reply = self.deployer.offer(&site, &offer).await?;
+                let mut reply = self.host.offer(&site, &offer).await?;
                 reply.max_request_bytes = Some(self.config.http.max_request_body_bytes);
                 json(StatusCode::OK, &reply)
             }
-            PublishRoute::Probe(site) => json(StatusCode::OK, &self.deployer.probe(&site, &body).await?),
+            PublishRoute::Probe(site) => json(StatusCode::OK, &self.host.probe(&site, &body).await?),
             PublishRoute::StoreNodes(_) => {
-                let stored = self.deployer.store_nodes(&body).await?;
+                let stored = self.host.store_tree_nodes(&body).await?;
                 json(StatusCode::OK, &serde_json::json!({ "stored": stored }))
             }
             PublishRoute::ReadNode(_, hash) => {
-                let node = self.deployer.node_bytes(&hash).await?;
+                let node = self.host.tree_node_bytes(&hash).await?;
                 Ok(Reply::new(StatusCode::OK, Body::Bytes(node))
                     .with(header::CONTENT_TYPE, "application/octet-stream")
                     .with(header::CACHE_CONTROL, "no-store"))
             }
             PublishRoute::UploadBlob(_, hash) => {
-                self.deployer.upload_blob(&hash, body).await?;
+                self.host.upload_blob(&hash, body).await?;
                 json(StatusCode::CREATED, &serde_json::json!({ "hash": hash }))
             }
             PublishRoute::Commit(site) => {
                 let commit: CommitRequest = json_body(&body)?;
                 self.before_commit(&site).await?;
-                let deployed = self.deployer.commit(&site, commit).await;
+                let committed = self.host.commit(&site, commit).await;
                 self.roots.expire(&site);
-                json(StatusCode::OK, &self.published(&site, deployed?).await)
+                json(StatusCode::OK, &self.published(&site, committed?).await)
             }
             PublishRoute::Rollback(site) => {
                 let rollback: RollbackRequest = json_body(&body)?;
                 self.before_commit(&site).await?;
-                let deployed = self.deployer.rollback(&site, rollback.to).await;
+                let committed = self.host.rollback(&site, rollback.to).await;
                 self.roots.expire(&site);
-                json(StatusCode::OK, &self.published(&site, deployed?).await)
+                json(StatusCode::OK, &self.published(&site, committed?).await)
             }
             PublishRoute::Versions(site) => {
                 let (before, limit) = page_query(request.query)?;
-                let page = self.deployer.sites().versions(&site, before, limit).await?;
+                let page = self.host.sites().versions(&site, before, limit).await?;
                 let store = &self.store;
                 let statuses = futures::future::try_join_all(
                     page.versions
@@ -241,8 +241,8 @@ impl PublishApi {
         }
     }
 
-    async fn published(&self, site: &SiteName, deployed: Committed) -> Published {
-        let Committed { version, files } = deployed;
+    async fn published(&self, site: &SiteName, committed: Committed) -> Published {
+        let Committed { version, files } = committed;
         let purge = match &self.outbox {
             Some(outbox) => {
                 outbox.after_commit(site, version.n).await;

@@ -39,8 +39,8 @@ pub struct Grove {
     roots: Arc<Roots>,
     api: PublishApi,
     trees: Trees,
-    nodes: ContentStore,
-    node_bytes: moka::future::Cache<ContentHash, Bytes>,
+    tree_nodes: ContentStore,
+    tree_node_bytes: moka::future::Cache<ContentHash, Bytes>,
     blobs: BlobCache,
     compressor: Compressor,
     rules: moka::future::Cache<ContentHash, Arc<SiteRules>>,
@@ -70,8 +70,8 @@ impl Grove {
                 purge,
             ),
             roots,
-            nodes: ContentStore::trees(Arc::clone(&store)),
-            node_bytes: moka::future::Cache::builder()
+            tree_nodes: ContentStore::trees(Arc::clone(&store)),
+            tree_node_bytes: moka::future::Cache::builder()
                 .max_capacity(config.cache.tree_node_bytes)
                 .weigher(|_, bytes: &Bytes| u32::try_from(bytes.len()).unwrap_or(u32::MAX))
                 .build(),
@@ -479,8 +479,8 @@ impl Grove {
 
     async fn tree_node(&self, hash: &ContentHash, request: &Request<'_>) -> Reply {
         let loaded = self
-            .node_bytes
-            .try_get_with(*hash, async { self.nodes.get(hash).await })
+            .tree_node_bytes
+            .try_get_with(*hash, async { self.tree_nodes.get(hash).await })
             .await;
         match loaded {
             Ok(bytes) => self.immutable_negotiated(hash, bytes, request).await,

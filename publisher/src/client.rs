@@ -153,7 +153,7 @@ impl Client {
     }
 
     /// Step 3b: stores a batch of nodes whose children are all stored.
-    pub async fn store_nodes(&self, site: &SiteName, batch: Bytes) -> Result<(), ClientError> {
+    pub async fn store_tree_nodes(&self, site: &SiteName, batch: Bytes) -> Result<(), ClientError> {
         let route = Self::site_route(site, "nodes");
         self.send(
             Method::POST,

@@ -167,7 +167,7 @@ pub async fn publish(
         ));
         let reused = sources.len() - targets.len();
         upload_all(client, &sources, targets, reused, &mut uploaded, progress).await?;
-        store_nodes(client, site, &batcher, to_store).await?;
+        store_tree_nodes(client, site, &batcher, to_store).await?;
 
         let committing = progress.spinner("committing");
         let commit = CommitRequest {
@@ -258,7 +258,7 @@ async fn negotiate(
 
 /// Stores the nodes, deepest level first, so the host never holds a node
 /// whose subtree is incomplete.
-async fn store_nodes(
+async fn store_tree_nodes(
     client: &Client,
     site: &SiteName,
     batcher: &Batcher<'_>,
@@ -266,7 +266,7 @@ async fn store_nodes(
 ) -> anyhow::Result<()> {
     for level in levels.into_iter().rev() {
         futures::stream::iter(batcher.batches(&level).await?)
-            .map(|batch| client.store_nodes(site, batch))
+            .map(|batch| client.store_tree_nodes(site, batch))
             .buffer_unordered(BATCH_CONCURRENCY)
             .try_collect::<()>()
             .await?;
@@ -306,7 +306,9 @@ impl Batcher<'_> {
 }
 
 fn encode(nodes: &[Bytes]) -> Bytes {
-    Bytes::from(publish_api::encode_node_batch(nodes.iter().map(|node| node.as_ref())))
+    Bytes::from(publish_api::encode_tree_node_batch(
+        nodes.iter().map(|node| node.as_ref()),
+    ))
 }
 
 #[derive(Debug, Default)]

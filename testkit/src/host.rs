@@ -202,7 +202,7 @@ impl Host {
 
     /// Offers a node batch made of `nodes` to `route` (probe or nodes).
     pub async fn send_nodes(&self, route: &str, nodes: &[&[u8]]) -> (StatusCode, Value) {
-        let batch = publish_api::encode_node_batch(nodes.iter().copied());
+        let batch = publish_api::encode_tree_node_batch(nodes.iter().copied());
         self.call(reqwest::Method::POST, &format!("sites/demo/{route}"), batch)
             .await
     }

@@ -4,7 +4,7 @@
 //! Every route is under [`PREFIX`] and takes a bearer token. The exchange:
 //! 1. `POST sites/<site>/offer` [`Offer`] -> [`OfferReply`]: the live version
 //!    and whether the host lacks the offered root node.
-//! 2. `POST sites/<site>/probe` (a [node batch](encode_node_batch)) ->
+//! 2. `POST sites/<site>/probe` (a [tree node batch](encode_tree_node_batch)) ->
 //!    [`ProbeReply`]: for the nodes the host lacked, which of their children
 //!    and blobs it lacks too, with an [`UploadTarget`] per blob. Repeated one
 //!    tree level down until nothing is missing. Probing stores nothing.
@@ -13,7 +13,7 @@
 //!    a host that has a node has its whole subtree, and a rerun after an
 //!    interruption walks down only to what is still missing.
 //! 4. `POST sites/<site>/commit` [`CommitRequest`] -> [`Published`], or an
-//!    [`ApiError`](crate::api_error::ApiError) with code `conflict` (rebase and retry) or
+//!    `ApiError` (`api_error`) with code `conflict` (rebase and retry) or
 //!    `missing_content` (upload its `missing_blobs`, then commit again).
 //!
 //! A host behind a CDN also queues a purge of what each new version changed;
@@ -221,7 +221,7 @@ pub struct RevokeRequest {
 
 /// A node batch is a sequence of `u32` big-endian lengths, each followed by
 /// that many bytes of one encoded node.
-pub fn encode_node_batch<'a>(nodes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+pub fn encode_tree_node_batch<'a>(nodes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
     let mut batch = Vec::new();
     for node in nodes {
         let length = u32::try_from(node.len()).expect("nodes are far smaller than 4 GiB");
@@ -237,7 +237,7 @@ pub fn encode_node_batch<'a>(nodes: impl IntoIterator<Item = &'a [u8]>) -> Vec<u
 pub struct BatchError;
 
 /// Splits a node batch; any truncation is an error.
-pub fn decode_node_batch(mut batch: &[u8]) -> Result<Vec<&[u8]>, BatchError> {
+pub fn decode_tree_node_batch(mut batch: &[u8]) -> Result<Vec<&[u8]>, BatchError> {
     let mut nodes = Vec::new();
     while !batch.is_empty() {
         let (length, rest) = batch.split_first_chunk::<4>().ok_or(BatchError)?;
@@ -259,12 +259,12 @@ mod tests {
     #[test]
     fn node_batches_round_trip_and_refuse_truncation() {
         let nodes: [&[u8]; 3] = [b"one", b"", b"three"];
-        let batch = encode_node_batch(nodes);
-        assert_eq!(decode_node_batch(&batch).unwrap(), nodes);
+        let batch = encode_tree_node_batch(nodes);
+        assert_eq!(decode_tree_node_batch(&batch).unwrap(), nodes);
         for cut in 1..batch.len() {
-            let decoded = decode_node_batch(&batch[..cut]);
+            let decoded = decode_tree_node_batch(&batch[..cut]);
             assert!(decoded.is_err() || decoded.unwrap().len() < 3, "cut at {cut}");
         }
-        assert_eq!(decode_node_batch(&batch[..batch.len() - 1]), Err(BatchError));
+        assert_eq!(decode_tree_node_batch(&batch[..batch.len() - 1]), Err(BatchError));
     }
 }

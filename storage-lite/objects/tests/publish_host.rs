@@ -15,7 +15,7 @@ struct Host {
     store: Arc<MemoryStore>,
     blobs: ContentStore,
     trees: Trees,
-    deployer: PublishHost,
+    publisher: PublishHost,
     site: SiteName,
 }
 
@@ -30,7 +30,7 @@ impl Host {
         };
         Self {
             blobs: ContentStore::blobs(Arc::clone(&shared)),
-            deployer: PublishHost::new(shared, trees.clone(), limits),
+            publisher: PublishHost::new(shared, trees.clone(), limits),
             trees,
             store,
             site: SiteName::parse("demo").unwrap(),
@@ -59,7 +59,7 @@ impl Host {
             message: String::new(),
             parent,
         };
-        Ok(self.deployer.commit(&self.site, request).await?.version.n)
+        Ok(self.publisher.commit(&self.site, request).await?.version.n)
     }
 
     /// Overwrites the blob of `body` with other bytes, behind the host's back.
@@ -97,12 +97,19 @@ async fn a_commit_verifies_what_is_new_since_the_live_version() {
         other => panic!("expected missing content, got {other:?}"),
     }
     assert_eq!(
-        host.deployer.sites().root(&host.site).await.unwrap().unwrap().0.version,
+        host.publisher
+            .sites()
+            .root(&host.site)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .version,
         2
     );
 
     // A verified upload replaces the corrupt object; then the commit goes through.
-    host.deployer
+    host.publisher
         .upload_blob(&bad, Bytes::from_static(b"three"))
         .await
         .unwrap();
@@ -128,12 +135,12 @@ async fn the_file_limit_is_enforced_at_offer_and_at_commit() {
         other => panic!("expected a limit, got {other:?}"),
     };
     assert_eq!(
-        limit(host.deployer.offer(&host.site, &offer).await.unwrap_err()),
+        limit(host.publisher.offer(&host.site, &offer).await.unwrap_err()),
         Limit::FilesPerSite
     );
     // A client that understates its count is still refused at commit.
     let offer = Offer { root, files: Some(1) };
-    host.deployer.offer(&host.site, &offer).await.unwrap();
+    host.publisher.offer(&host.site, &offer).await.unwrap();
     assert_eq!(limit(host.commit(root, 0).await.unwrap_err()), Limit::FilesPerSite);
 }
 
@@ -143,12 +150,12 @@ async fn rollback_defaults_to_the_previous_version_and_needs_one() {
     let first = host.upload(&[("index.html", "one")]).await;
     host.commit(first, 0).await.unwrap();
     assert!(matches!(
-        host.deployer.rollback(&host.site, None).await,
+        host.publisher.rollback(&host.site, None).await,
         Err(PublishError::Invalid(_))
     ));
     let second = host.upload(&[("index.html", "two")]).await;
     host.commit(second, 1).await.unwrap();
-    let rolled = host.deployer.rollback(&host.site, None).await.unwrap();
+    let rolled = host.publisher.rollback(&host.site, None).await.unwrap();
     assert_eq!((rolled.version.n, rolled.version.tree, rolled.files), (3, first, 1));
-    assert!(host.deployer.rollback(&host.site, Some(9)).await.is_err());
+    assert!(host.publisher.rollback(&host.site, Some(9)).await.is_err());
 }

@@ -174,7 +174,7 @@ impl PublishHost {
     pub async fn probe(&self, site: &SiteName, batch: &[u8]) -> Result<ProbeReply, PublishError> {
         let mut children = HashSet::new();
         let mut files: Vec<Entry> = Vec::new();
-        for bytes in publish_api::decode_node_batch(batch)? {
+        for bytes in publish_api::decode_tree_node_batch(batch)? {
             match decode(bytes)? {
                 (_, TreeNode::Interior { children: refs, .. }) => {
                     children.extend(refs.into_iter().map(|child| child.hash))
@@ -209,10 +209,10 @@ impl PublishHost {
     /// So a stored node always has its whole tree of nodes below it, which is
     /// what lets [`Self::offer`] and [`Self::probe`] stop at nodes the host
     /// has. Returns how many nodes were stored.
-    pub async fn store_nodes(&self, batch: &[u8]) -> Result<usize, PublishError> {
+    pub async fn store_tree_nodes(&self, batch: &[u8]) -> Result<usize, PublishError> {
         let mut nodes = Vec::new();
         let mut children = Vec::new();
-        for bytes in publish_api::decode_node_batch(batch)? {
+        for bytes in publish_api::decode_tree_node_batch(batch)? {
             let (hash, node) = decode(bytes)?;
             let level = node.level();
             if let TreeNode::Interior { children: refs, .. } = node {
@@ -341,7 +341,7 @@ impl PublishHost {
     }
 
     /// A stored tree node, for a client comparing its tree with the host's.
-    pub async fn node_bytes(&self, hash: &ContentHash) -> Result<Bytes, PublishError> {
+    pub async fn tree_node_bytes(&self, hash: &ContentHash) -> Result<Bytes, PublishError> {
         match self.nodes.get(hash).await {
             Ok(bytes) => Ok(bytes),
             Err(error) if error.is_not_found() => Err(PublishError::NotFound(format!("no tree node {hash}"))),
