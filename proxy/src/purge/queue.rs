@@ -16,9 +16,9 @@
 
 use std::sync::Arc;
 
-use grove_core::keys;
+use grove_core::SiteName;
+use grove_core::keys::{self, CdnAccountKeys};
 use grove_core::publish_api::{PurgeState, PurgeStatus};
-use grove_core::{ContentHash, SiteName};
 use grove_objects::record::{self, RecordError};
 use grove_objects::site::{SiteError, Sites};
 use grove_objects::store::{ETag, ObjectKey, ObjectStore, StoreError};
@@ -115,36 +115,23 @@ pub enum LeaseOutcome {
 pub struct PurgeQueue {
     store: Arc<dyn ObjectStore>,
     sites: Sites,
-    prefix: String,
+    keys: CdnAccountKeys,
 }
 
 impl PurgeQueue {
     /// The queue of `account` (any string naming the CDN account).
     pub fn new(store: Arc<dyn ObjectStore>, sites: Sites, account: &str) -> Self {
-        let id = ContentHash::of(account.as_bytes()).to_hex();
         Self {
             store,
             sites,
-            prefix: keys::cdn_account(&id[..32]),
+            keys: CdnAccountKeys::new(account),
         }
-    }
-
-    fn key(&self, rest: &str) -> ObjectKey {
-        ObjectKey::new(format!("{}/{rest}", self.prefix)).expect("queue keys are built from valid segments")
-    }
-
-    fn cursor_key(&self, site: &SiteName) -> ObjectKey {
-        self.key(&format!("cursors/{site}"))
-    }
-
-    fn entry_key(&self, site: &SiteName, n: u64) -> ObjectKey {
-        self.key(&format!("queue/{site}/{n:020}"))
     }
 
     /// Called before a commit: from now on, every version of `site` is
     /// purged. Versions live before tracking began are not.
     pub async fn track(&self, site: &SiteName) -> Result<(), QueueError> {
-        if record::read::<Cursor>(self.store.as_ref(), &self.cursor_key(site))
+        if record::read::<Cursor>(self.store.as_ref(), &self.keys.cursor(site))
             .await?
             .is_some()
         {
@@ -153,7 +140,7 @@ impl PurgeQueue {
         let live = self.sites.root(site).await?.map_or(0, |(root, _)| root.version);
         match self
             .store
-            .put_if_absent(&self.cursor_key(site), record::encode(&Cursor { version: live }))
+            .put_if_absent(&self.keys.cursor(site), record::encode(&Cursor { version: live }))
             .await
         {
             Ok(_) => Ok(()),
@@ -166,7 +153,7 @@ impl PurgeQueue {
     /// `live`. Idempotent, and safe to run from several proxies at once.
     pub async fn enqueue_through(&self, site: &SiteName, live: u64) -> Result<(), QueueError> {
         loop {
-            let current = record::read::<Cursor>(self.store.as_ref(), &self.cursor_key(site)).await?;
+            let current = record::read::<Cursor>(self.store.as_ref(), &self.keys.cursor(site)).await?;
             let from = current
                 .as_ref()
                 .map_or(live.saturating_sub(1), |(cursor, _)| cursor.version);
@@ -178,8 +165,8 @@ impl PurgeQueue {
             }
             let cursor = record::encode(&Cursor { version: live });
             let written = match &current {
-                Some((_, etag)) => self.store.put_if_match(&self.cursor_key(site), cursor, etag).await,
-                None => self.store.put_if_absent(&self.cursor_key(site), cursor).await,
+                Some((_, etag)) => self.store.put_if_match(&self.keys.cursor(site), cursor, etag).await,
+                None => self.store.put_if_absent(&self.keys.cursor(site), cursor).await,
             };
             match written {
                 Ok(_) => return Ok(()),
@@ -215,7 +202,7 @@ impl PurgeQueue {
             let entry = serde_json::json!({ "site": site.as_str(), "version": n });
             ignore_existing(
                 self.store
-                    .put_if_absent(&self.entry_key(site, n), record::encode(&entry))
+                    .put_if_absent(&self.keys.queued(site, n), record::encode(&entry))
                     .await,
             )?;
         }
@@ -226,7 +213,7 @@ impl PurgeQueue {
     /// what a crash between a commit and its enqueue left behind.
     pub async fn catch_up(&self) -> Result<usize, QueueError> {
         let mut caught_up = 0;
-        for key in self.list(&format!("{}/cursors/", self.prefix)).await? {
+        for key in self.list(&self.keys.cursors()).await? {
             let Some(site) = key
                 .as_str()
                 .rsplit('/')
@@ -251,7 +238,7 @@ impl PurgeQueue {
     /// by a crash after their purge finished are removed here.
     pub async fn pending(&self) -> Result<Vec<Job>, QueueError> {
         let mut jobs = Vec::new();
-        for key in self.list(&format!("{}/queue/", self.prefix)).await? {
+        for key in self.list(&self.keys.queue()).await? {
             let mut parts = key.as_str().rsplit('/');
             let n = parts.next().and_then(|n| n.parse::<u64>().ok());
             let site = parts.next().and_then(|name| SiteName::parse(name).ok());
@@ -296,7 +283,7 @@ impl PurgeQueue {
     pub async fn finish(&self, job: &mut Job) -> Result<(), QueueError> {
         self.save(job).await?;
         self.store
-            .delete(&self.entry_key(&job.site, job.status.version))
+            .delete(&self.keys.queued(&job.site, job.status.version))
             .await?;
         Ok(())
     }
@@ -304,7 +291,7 @@ impl PurgeQueue {
     /// Takes or renews the account's sending lease for `ttl_ms`, unless
     /// another proxy holds it. A new lease starts with a full bucket.
     pub async fn lease(&self, holder: &str, ttl_ms: u64, rate: Rate, now_ms: u64) -> Result<LeaseOutcome, QueueError> {
-        let key = self.key("lease");
+        let key = self.keys.lease();
         let current = record::read::<LeaseRecord>(self.store.as_ref(), &key).await?;
         let (record, written) = match current {
             None => {
@@ -348,7 +335,7 @@ impl PurgeQueue {
         record.seq += 1;
         match self
             .store
-            .put_if_match(&self.key("lease"), record::encode(&record), &lease.etag)
+            .put_if_match(&self.keys.lease(), record::encode(&record), &lease.etag)
             .await
         {
             Ok(etag) => {
@@ -384,7 +371,7 @@ fn ignore_existing(written: Result<ETag, StoreError>) -> Result<(), StoreError> 
 #[cfg(test)]
 mod tests {
     use grove_core::tree::{Entry, Trees};
-    use grove_core::{ContentType, SitePath};
+    use grove_core::{ContentHash, ContentType, SitePath};
     use grove_objects::site::Commit;
     use grove_objects::store::MemoryStore;
 

@@ -119,10 +119,47 @@ pub fn site_purge(site: &SiteName, n: u64) -> ObjectKey {
     built(format!("sites/{site}/purges/{n:020}"))
 }
 
-/// `cdn/<account>`: the prefix of one CDN account's purge queue, cursors and
-/// lease. `account` is a key-safe digest of the account's identity.
-pub fn cdn_account(account: &str) -> String {
-    format!("cdn/{account}")
+/// The keys of one CDN account's purge queue, under `cdn/<account>/`:
+/// `cursors/<site>`, `queue/<site>/<n:020>` and `lease`.
+#[derive(Debug, Clone)]
+pub struct CdnAccountKeys {
+    prefix: String,
+}
+
+impl CdnAccountKeys {
+    /// The account is named by the SHA-256 of its identity (a zone id, a
+    /// webhook URL), so any identity gives valid keys.
+    pub fn new(identity: &str) -> Self {
+        let digest = ContentHash::of(identity.as_bytes()).to_hex();
+        Self {
+            prefix: format!("cdn/{}/", &digest[..32]),
+        }
+    }
+
+    /// `cursors/<site>`: the newest version of the site whose purge is queued.
+    pub fn cursor(&self, site: &SiteName) -> ObjectKey {
+        built(format!("{}{site}", self.cursors()))
+    }
+
+    /// Prefix of every cursor.
+    pub fn cursors(&self) -> String {
+        format!("{}cursors/", self.prefix)
+    }
+
+    /// `queue/<site>/<n:020>`: version `n` of the site awaits its purge.
+    pub fn queued(&self, site: &SiteName, n: u64) -> ObjectKey {
+        built(format!("{}{site}/{n:020}", self.queue()))
+    }
+
+    /// Prefix of every queued purge.
+    pub fn queue(&self) -> String {
+        format!("{}queue/", self.prefix)
+    }
+
+    /// `lease`: which proxy sends for the account, until when.
+    pub fn lease(&self) -> ObjectKey {
+        built(format!("{}lease", self.prefix))
+    }
 }
 
 /// `nodes/<name>/epochs/`: the prefix of a storage node's incarnations.
