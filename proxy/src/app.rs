@@ -347,7 +347,6 @@ impl Grove {
 
         let mut reply = Reply::new(status, Body::Empty)
             .with(header::CONTENT_TYPE, content_type)
-            .with(header::ETAG, &etag)
             .with(header::CACHE_CONTROL, &cache_control)
             .with(header::HeaderName::from_static("cache-tag"), tags.join(","))
             .with(header::ACCEPT_RANGES, "bytes");
@@ -364,7 +363,11 @@ impl Grove {
             reply.insert(name.clone(), value.clone());
         }
 
+        // Only a 200 is a representation a validator can name: an error page
+        // (404.html, a rewrite's other status) carries none, since a
+        // conditional request could not be answered 304 for it.
         if status == StatusCode::OK {
+            reply.set(header::ETAG, &etag);
             if etag_matches(request, &etag) {
                 return not_modified(reply);
             }

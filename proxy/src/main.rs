@@ -5,6 +5,7 @@
 //! runtime of its own first.
 
 mod admin;
+mod admission;
 mod api;
 mod app;
 mod cache;
@@ -42,6 +43,7 @@ use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::Server;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::services::background::background_service;
+use pingora::services::listening::Service;
 
 use crate::config::{Config, Overrides};
 
@@ -87,6 +89,7 @@ struct Cli {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     grove_node::logging::init();
+    admission::raise_open_files_limit();
     let overrides = Overrides {
         listen: cli.listen,
         admin_listen: cli.admin_listen,
@@ -136,12 +139,30 @@ fn main() -> anyhow::Result<()> {
     server.bootstrap();
 
     let (nodes, embedded_node) = node::setup(&config)?;
-    let mut public = pingora::proxy::http_proxy_service(&server.configuration, server::GroveProxy { grove, nodes });
-    if let Some(logic) = public.app_logic_mut() {
+    // Two apps over one proxy: Admission hands each plaintext connection to
+    // the one its first bytes call for (see admission.rs).
+    let app = |h2c: bool| {
+        let mut app = pingora::proxy::http_proxy(
+            &server.configuration,
+            server::GroveProxy {
+                grove: Arc::clone(&grove),
+                nodes: nodes.clone(),
+            },
+        );
         let mut options = HttpServerOptions::default();
-        options.h2c = true;
-        logic.server_options = Some(options);
-    }
+        options.h2c = h2c;
+        app.server_options = Some(options);
+        app
+    };
+    let limits = admission::Limits {
+        first_request_timeout: std::time::Duration::from_secs(config.http.first_request_timeout_secs.max(1)),
+        per_client: config.http.max_connections_per_client.max(1),
+        total: config.http.max_connections.max(1),
+    };
+    let mut public = Service::new(
+        "grove".to_owned(),
+        admission::Admission::new(app(false), app(true), limits),
+    );
     // A write buffer large enough for a page and its header makes most
     // responses one send(); Pingora's default (1460 bytes) sends the header
     // and the body separately.

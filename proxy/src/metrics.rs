@@ -87,3 +87,20 @@ pub static PURGE_DEAD_LETTERS: LazyLock<IntCounter> = LazyLock::new(|| {
 pub static PURGE_QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
     register_int_gauge!("grove_purge_queue_depth", "Versions awaiting their CDN purge").expect("metric registers once")
 });
+
+pub static OPEN_CONNECTIONS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!(
+        "grove_open_connections",
+        "Plaintext and TLS client connections open now"
+    )
+    .expect("metric registers once")
+});
+
+pub static REFUSED_CONNECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "grove_closed_connections_total",
+        "Connections closed before their first request: per_client or total cap, shed_idle (closed to make room), first_request_timeout",
+        &["reason"]
+    )
+    .expect("metric registers once")
+});

@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use grove_core::SiteName;
-use grove_node::{NodeSettings, RunningNode, SegmentOptions};
+use grove_node::{NodeLimits, NodeSettings, RunningNode, SegmentOptions};
 use http::StatusCode;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -32,6 +32,8 @@ pub struct NodeCall {
     address: String,
     /// The node's own path: `/v1/sites/<site>/<call>` and the query.
     pub path_and_query: String,
+    /// The largest request body the call takes.
+    pub body_limit: usize,
 }
 
 impl NodeCall {
@@ -42,6 +44,7 @@ impl NodeCall {
 }
 
 /// Which node serves each site.
+#[derive(Clone)]
 pub struct NodeDirectory {
     embedded: Option<SocketAddr>,
     remote: HashMap<SiteName, String>,
@@ -49,6 +52,8 @@ pub struct NodeDirectory {
     read_timeout: Duration,
     /// Why the embedded node is not serving, once it failed to start.
     embedded_failure: Arc<OnceLock<String>>,
+    /// The nodes' limits, which the proxy enforces on bodies before they travel.
+    limits: NodeLimits,
 }
 
 impl NodeDirectory {
@@ -85,6 +90,7 @@ impl NodeDirectory {
         Ok(NodeCall {
             address,
             path_and_query,
+            body_limit: self.limits.body_limit(call),
         })
     }
 
@@ -152,6 +158,7 @@ pub fn setup(config: &Config) -> anyhow::Result<(NodeDirectory, Option<EmbeddedN
         connect_timeout: Duration::from_secs(node.connect_timeout_secs),
         read_timeout: Duration::from_secs(node.read_timeout_secs),
         embedded_failure: failure,
+        limits: node.limits.clone(),
     };
     Ok((directory, service))
 }

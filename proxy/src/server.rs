@@ -65,6 +65,29 @@ impl ProxyHttp for GroveProxy {
         session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
 
         let header = session.req_header();
+        if header_bytes(header) > http.max_header_bytes {
+            // Pingora has read it (up to its own bound); refuse to act on it,
+            // and read nothing more from this client.
+            session.set_keepalive(None);
+            let reply = Reply::text(
+                http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                &format!("the request header is larger than {} bytes", http.max_header_bytes),
+            );
+            log.status = reply.status.as_u16();
+            log.bytes = write_reply(session, reply, false).await?;
+            return Ok(true);
+        }
+        if header.version == http::Version::HTTP_11
+            && header.uri.authority().is_none()
+            && !header.headers.contains_key(http::header::HOST)
+        {
+            // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
+            session.set_keepalive(None);
+            let reply = Reply::text(http::StatusCode::BAD_REQUEST, "an HTTP/1.1 request needs a Host header");
+            log.status = reply.status.as_u16();
+            log.bytes = write_reply(session, reply, false).await?;
+            return Ok(true);
+        }
         let route = Route::parse(header.uri.path());
         let reply = match route {
             Route::NodeCall { rest } => {
@@ -77,7 +100,27 @@ impl ProxyHttp for GroveProxy {
                     None => Err(Reply::unknown()),
                 };
                 match routed {
+                    Ok(call) if declared_length(header).is_some_and(|length| length > call.body_limit as u64) => {
+                        // Refused before a byte of the body travels; a client
+                        // waiting on `Expect: 100-continue` sends none.
+                        session.set_keepalive(None);
+                        let reply = ApiFailure::new(
+                            http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "too_large",
+                            format!("the request body is larger than {} bytes", call.body_limit),
+                        )
+                        .into_reply();
+                        log.status = reply.status.as_u16();
+                        log.bytes = write_reply(session, reply, false).await?;
+                        return Ok(true);
+                    }
                     Ok(call) => {
+                        if expects_continue(header) {
+                            // Answered here: the node need not speak 1xx, and
+                            // the body then streams through.
+                            session.write_continue_response().await?;
+                            session.req_header_mut().remove_header(&http::header::EXPECT);
+                        }
                         let uri = http::Uri::try_from(call.path_and_query.as_str())
                             .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
                         session.req_header_mut().set_uri(uri);
@@ -247,6 +290,25 @@ impl GroveProxy {
         }
         api.finish(call, &request_of(session.req_header()), body.freeze()).await
     }
+}
+
+/// The size of a request header as sent: the request line and every field
+/// with its separators.
+fn header_bytes(header: &RequestHeader) -> usize {
+    let line = header.method.as_str().len() + header.raw_path().len() + 12;
+    header
+        .headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum::<usize>()
+        + line
+}
+
+fn expects_continue(header: &RequestHeader) -> bool {
+    header
+        .headers
+        .get(http::header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
 fn declared_length(header: &RequestHeader) -> Option<u64> {

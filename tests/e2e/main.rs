@@ -3,6 +3,7 @@
 //! the local store or a real S3 server (`moto_server`), with the fake
 //! Cloudflare API. One test binary, so the harness is linked once.
 
+mod hardening;
 mod node;
 mod publish;
 mod purge;

@@ -87,7 +87,21 @@ async fn path_rules_indexes_clean_urls_slashes_and_404_page() {
         "",
         "a 404 page must not be kept by the CDN"
     );
+    // An error page carries no validator, so no conditional request can be
+    // left unanswered: If-None-Match gets the 404 page whole.
+    assert_eq!(header(missing.headers(), "etag"), "", "a 404 page has no ETag");
     assert_eq!(missing.text().await.unwrap(), "<h1>custom 404</h1>");
+    let page_tag = format!("\"{}\"", ContentHash::of(b"<h1>custom 404</h1>"));
+    for tag in [page_tag.as_str(), "*"] {
+        let conditional = client
+            .get(proxy.url("demo.localhost", "/missing"))
+            .header(header::IF_NONE_MATCH, tag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(conditional.status(), StatusCode::NOT_FOUND, "{tag}");
+        assert_eq!(conditional.text().await.unwrap(), "<h1>custom 404</h1>");
+    }
 }
 
 #[tokio::test]

@@ -257,6 +257,17 @@ pub struct HttpConfig {
     pub max_request_body_bytes: u64,
     /// Longest request path accepted, in bytes.
     pub max_path_bytes: usize,
+    /// Largest request header (request line and fields) accepted, in
+    /// bytes; larger ones get 431.
+    pub max_header_bytes: usize,
+    /// Seconds a new connection may take to send its first bytes (nginx's
+    /// `client_header_timeout`).
+    pub first_request_timeout_secs: u64,
+    /// Open connections from one client address; more are refused.
+    pub max_connections_per_client: usize,
+    /// Open connections in all; past it the longest-idle new connection is
+    /// closed to make room, else the new one is refused.
+    pub max_connections: usize,
     /// Per-connection write buffer, in bytes: a response whose header and
     /// body fit goes out in one send(). Allocated per open connection.
     pub write_buffer_bytes: usize,
@@ -335,6 +346,10 @@ impl Default for HttpConfig {
             write_timeout_secs: 30,
             max_request_body_bytes: 1 << 20,
             max_path_bytes: 2048,
+            max_header_bytes: 64 * 1024,
+            first_request_timeout_secs: 60,
+            max_connections_per_client: 512,
+            max_connections: 16_384,
             write_buffer_bytes: 32 * 1024,
         }
     }

@@ -18,7 +18,9 @@ Configuration file keys (TOML; every key optional):
            tree_node_entries = 4000000  tree_node_bytes = 67108864  rule_sets = 10000
            compressed_bytes = <memory_bytes / 4>  prepared_bytes = <memory_bytes / 4>
   [http]   keepalive_secs = 60  read_timeout_secs = 30  write_timeout_secs = 30
-           max_request_body_bytes = 1048576  max_path_bytes = 2048  write_buffer_bytes = 32768
+           max_request_body_bytes = 1048576  max_path_bytes = 2048  max_header_bytes = 65536
+           write_buffer_bytes = 32768  first_request_timeout_secs = 60
+           max_connections_per_client = 512  max_connections = 16384
   [tls]    listen = \"0.0.0.0:8443\"  reload_secs = 30     HTTPS with HTTP/2 (ALPN); certificates chosen by SNI
   [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false

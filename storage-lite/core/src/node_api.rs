@@ -5,7 +5,8 @@
 //! - `POST create` [`CreateRequest`] -> `{}`
 //! - `POST grant` [`GrantRequest`] -> [`GrantReply`]
 //! - `POST revoke` [`RevokeRequest`] -> `{revoked: true}`
-//! - `POST write` [`WriteRequest`] -> [`TsReply`]
+//! - `POST write` [`WriteRequest`] -> [`TsReply`]; `after` is a list of
+//!   timestamps (or one), each checked: never issued or too far ahead is refused
 //! - `GET read?path&after&limit` -> [`ReadReply`]
 //! - `GET watch?path&after`: Server-Sent Events, one per entry ([`WireEntry`]),
 //!   `id` = its timestamp; `Last-Event-ID` resumes; an `error` event
@@ -49,9 +50,41 @@ pub struct WriteRequest {
     pub path: String,
     /// Any JSON value, stored as written.
     pub data: Box<RawValue>,
-    /// The write comes after this timestamp.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub after: Option<Timestamp>,
+    /// The timestamps the write must come after, which may come from other
+    /// sites' nodes: a list, or one timestamp on its own.
+    #[serde(default, skip_serializing_if = "After::is_empty")]
+    pub after: After,
+}
+
+/// The `after` of a write: `["t1", "t2"]`, `"t"`, or absent (none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct After(pub Vec<Timestamp>);
+
+impl After {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The latest of them: a write after it is after all of them.
+    pub fn latest(&self) -> Timestamp {
+        self.0.iter().copied().max().unwrap_or(Timestamp::ZERO)
+    }
+}
+
+impl<'de> Deserialize<'de> for After {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a timestamp or a list of timestamps")]
+        enum OneOrMany {
+            One(Timestamp),
+            Many(Vec<Timestamp>),
+        }
+        Ok(match OneOrMany::deserialize(deserializer)? {
+            OneOrMany::One(ts) => Self(vec![ts]),
+            OneOrMany::Many(list) => Self(list),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,4 +155,29 @@ pub struct ReadReply<'a> {
     pub entries: Vec<WireEntry<'a>>,
     /// Pass as `after` for the next page; `null` when this page reached the end.
     pub next: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_is_a_list_or_one_timestamp() {
+        let parse = |json: &str| serde_json::from_str::<WriteRequest>(json).map(|write| write.after);
+        let ts = |n: u64| Timestamp::from_u64(n);
+        assert_eq!(parse(r#"{"path":"a","data":1}"#).unwrap(), After::default());
+        assert_eq!(parse(r#"{"path":"a","data":1,"after":[]}"#).unwrap(), After::default());
+        assert_eq!(
+            parse(r#"{"path":"a","data":1,"after":"7"}"#).unwrap(),
+            After(vec![ts(7)])
+        );
+        let many = parse(r#"{"path":"a","data":1,"after":["7","9","8"]}"#).unwrap();
+        assert_eq!(many.latest(), ts(9));
+        for bad in [r#""x""#, "7", r#"["7", 8]"#, r#"{"ts":"7"}"#] {
+            assert!(
+                parse(&format!(r#"{{"path":"a","data":1,"after":{bad}}}"#)).is_err(),
+                "{bad}"
+            );
+        }
+    }
 }

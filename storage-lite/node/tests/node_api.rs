@@ -456,3 +456,24 @@ async fn random_credentials_leave_no_rate_limiter_state() {
     assert_eq!(node.get(node.root(), "read?path=a").await.0, StatusCode::OK);
     assert_eq!(node._node.api().rate_limited_tokens(), 1);
 }
+
+#[tokio::test]
+async fn after_takes_a_list_of_timestamps_each_checked() {
+    let node = start(NodeLimits::default()).await;
+    let write = |after: Value| node.post(node.root(), "write", json!({ "path": "a", "data": 1, "after": after }));
+    let (status, first) = write(json!([])).await;
+    assert_eq!(status, StatusCode::OK, "an empty list: after nothing");
+    let (_, second) = write(first["ts"].clone()).await;
+    let ts = |reply: &Value| reply["ts"].as_str().unwrap().parse::<u64>().unwrap();
+    let (status, third) = write(json!([first["ts"], second["ts"]])).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(ts(&third) > ts(&second) && ts(&second) > ts(&first));
+    // One element never issued refuses the write, and nothing is written.
+    let never = (ts(&third) + 1).to_string();
+    let (status, refused) = write(json!([first["ts"], never])).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    let far = format!("{}", (u64::MAX >> 1));
+    assert_eq!(write(json!([far])).await.0, StatusCode::BAD_REQUEST);
+    let (_, page) = node.get(node.root(), "read?path=a").await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 3);
+}

@@ -49,6 +49,18 @@ impl Default for NodeLimits {
     }
 }
 
+impl NodeLimits {
+    /// The largest request body node call `call` reads. The proxy refuses
+    /// a larger declared body before proxying it, by the same rule.
+    pub fn body_limit(&self, call: &str) -> usize {
+        match call {
+            "write" => self.max_value_bytes + 4096,
+            "txn" => self.max_txn_writes * (self.max_value_bytes + 1024) + 4096,
+            _ => 4096,
+        }
+    }
+}
+
 /// The API over one log and one token store.
 pub struct NodeApi {
     log: Arc<Log>,

@@ -70,7 +70,7 @@ pub async fn create(
     body: Body,
 ) -> Reply {
     let (site, handle) = caller(&site, &headers).await?;
-    let create: CreateRequest = json_body(body, 4096).await?;
+    let create: CreateRequest = json_body(body, api.limits.body_limit("create")).await?;
     api.auth
         .authorize(&handle, &site, &[(&create.path, Right::Write)])
         .await?;
@@ -80,7 +80,7 @@ pub async fn create(
 
 pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
     let (site, handle) = caller(&site, &headers).await?;
-    let write: WriteRequest = json_body(body, api.limits.max_value_bytes + 4096).await?;
+    let write: WriteRequest = json_body(body, api.limits.body_limit("write")).await?;
     api.check_size(&write.data)?;
     let record = api
         .auth
@@ -93,7 +93,7 @@ pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, he
             &write.path,
             write.data.get().to_owned(),
             &record.id.0.to_hex(),
-            write.after.unwrap_or(Timestamp::ZERO),
+            write.after.latest(),
         )
         .await?;
     no_store(StatusCode::OK, &TsReply { ts })
@@ -102,8 +102,7 @@ pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, he
 pub async fn txn(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
     let (site, handle) = caller(&site, &headers).await?;
     let max_writes = api.limits.max_txn_writes;
-    let limit = max_writes * (api.limits.max_value_bytes + 1024) + 4096;
-    let txn: TxnRequest = json_body(body, limit).await?;
+    let txn: TxnRequest = json_body(body, api.limits.body_limit("txn")).await?;
     if txn.writes.len() > max_writes {
         return Err(NodeFailure::too_large(format!(
             "a transaction takes at most {max_writes} writes"
@@ -226,7 +225,7 @@ pub async fn watch(
 
 pub async fn trim(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
     let (site, handle) = caller(&site, &headers).await?;
-    let trim: TrimRequest = json_body(body, 4096).await?;
+    let trim: TrimRequest = json_body(body, api.limits.body_limit("trim")).await?;
     api.auth
         .authorize(&handle, &site, &[(&trim.path, Right::Write)])
         .await?;
@@ -236,7 +235,7 @@ pub async fn trim(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, hea
 
 pub async fn grant(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
     let (site, handle) = caller(&site, &headers).await?;
-    let grant: GrantRequest = json_body(body, 4096).await?;
+    let grant: GrantRequest = json_body(body, api.limits.body_limit("grant")).await?;
     // The token store checks what the grant may cover.
     api.auth.authorize(&handle, &site, &[]).await?;
     let granted = api
@@ -264,7 +263,7 @@ pub async fn revoke(
     body: Body,
 ) -> Reply {
     let (site, handle) = caller(&site, &headers).await?;
-    let revoke: RevokeRequest = json_body(body, 4096).await?;
+    let revoke: RevokeRequest = json_body(body, api.limits.body_limit("revoke")).await?;
     api.auth.authorize(&handle, &site, &[]).await?;
     let target = Handle::parse(revoke.handle.trim()).map_err(|error| NodeFailure(error.into()))?;
     api.auth.tokens().revoke(&handle, &target).await?;

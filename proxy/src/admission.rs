@@ -1,0 +1,290 @@
+//! Admission of new plaintext connections, before Pingora's HTTP code sees
+//! them.
+//!
+//! Pingora tells an HTTP/2 prior-knowledge (h2c) connection from an HTTP/1
+//! one by reading the 24-byte h2 preface with no timeout. A client that
+//! never sends a byte, or sends a request shorter than the preface
+//! (`GET / HTTP/1.1` with no `Host`, an HTTP/0.9 `GET /`), is then held
+//! forever, and enough of them exhaust the process's file descriptors. So
+//! [`Admission`] decides the protocol itself: it waits, for at most the
+//! first-request timeout, until the first bytes arrive, peeks at them
+//! without consuming anything, and hands the connection to an HTTP/1 or an
+//! h2c app accordingly. It also caps connections per client address and in
+//! all, shedding the oldest connection still waiting for its first request
+//! when the total cap is reached.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::apps::ServerApp;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::Notify;
+
+use crate::metrics;
+
+/// What every HTTP/2 prior-knowledge connection starts with.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The admission limits (`[http]` in the config).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a new connection may take to send its first bytes.
+    pub first_request_timeout: Duration,
+    /// Open connections from one client address.
+    pub per_client: usize,
+    /// Open connections in all.
+    pub total: usize,
+}
+
+/// Routes each admitted connection to the HTTP/1 or the h2c app.
+pub struct Admission<A> {
+    http1: Arc<A>,
+    h2c: Arc<A>,
+    limits: Limits,
+    open: Arc<Mutex<Open>>,
+}
+
+/// The connections admitted and not yet closed.
+#[derive(Default)]
+struct Open {
+    total: usize,
+    per_client: HashMap<IpAddr, usize>,
+    /// Connections still waiting for their first bytes, oldest first: the
+    /// ones shed when the total cap is reached.
+    waiting: BTreeMap<u64, Arc<Notify>>,
+    next_id: u64,
+}
+
+/// One admitted connection; counted until dropped.
+struct Slot {
+    open: Arc<Mutex<Open>>,
+    id: u64,
+    client: Option<IpAddr>,
+    shed: Arc<Notify>,
+}
+
+impl Slot {
+    /// The connection sent its first bytes: it is no longer idle.
+    fn started(&self) {
+        lock(&self.open).waiting.remove(&self.id);
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = lock(&self.open);
+        open.total -= 1;
+        open.waiting.remove(&self.id);
+        if let Some(client) = self.client
+            && let Some(count) = open.per_client.get_mut(&client)
+        {
+            *count -= 1;
+            if *count == 0 {
+                open.per_client.remove(&client);
+            }
+        }
+        metrics::OPEN_CONNECTIONS.set(i64::try_from(open.total).unwrap_or(i64::MAX));
+    }
+}
+
+fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
+    open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<A> Admission<A> {
+    /// `http1` must not look for the h2 preface; `h2c` must.
+    pub fn new(http1: A, h2c: A, limits: Limits) -> Self {
+        Self {
+            http1: Arc::new(http1),
+            h2c: Arc::new(h2c),
+            limits,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts a new connection from `client`, or refuses it.
+    fn admit(&self, client: Option<IpAddr>) -> Option<Slot> {
+        let mut open = lock(&self.open);
+        if let Some(client) = client
+            && open.per_client.get(&client).copied().unwrap_or(0) >= self.limits.per_client
+        {
+            metrics::REFUSED_CONNECTIONS.with_label_values(&["per_client"]).inc();
+            return None;
+        }
+        if open.total >= self.limits.total {
+            // Make room by closing the longest-idle new connection.
+            let Some((_, oldest)) = open.waiting.pop_first() else {
+                metrics::REFUSED_CONNECTIONS.with_label_values(&["total"]).inc();
+                return None;
+            };
+            oldest.notify_one();
+            metrics::REFUSED_CONNECTIONS.with_label_values(&["shed_idle"]).inc();
+        }
+        open.total += 1;
+        if let Some(client) = client {
+            *open.per_client.entry(client).or_insert(0) += 1;
+        }
+        let id = open.next_id;
+        open.next_id += 1;
+        let shed = Arc::new(Notify::new());
+        open.waiting.insert(id, Arc::clone(&shed));
+        metrics::OPEN_CONNECTIONS.set(i64::try_from(open.total).unwrap_or(i64::MAX));
+        Some(Slot {
+            open: Arc::clone(&self.open),
+            id,
+            client,
+            shed,
+        })
+    }
+}
+
+/// What a connection's first bytes say it is.
+#[derive(Debug, PartialEq, Eq)]
+enum FirstBytes {
+    Http1,
+    H2c,
+    /// A complete first line with no HTTP version (`GET /`, HTTP/0.9),
+    /// which Pingora would wait on for more: refused at once.
+    NoVersion,
+    /// Closed, or failed, before sending anything that decides.
+    Gone,
+}
+
+#[async_trait]
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for Admission<A> {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let client = stream
+            .get_socket_digest()
+            .and_then(|digest| digest.peer_addr().and_then(|addr| addr.as_inet()).map(|addr| addr.ip()));
+        let slot = self.admit(client)?;
+        if stream.get_ssl_digest().is_some() {
+            // TLS: ALPN picks the protocol; the HTTP/1 app handles both.
+            slot.started();
+            return self.http1.process_new(stream, shutdown).await;
+        }
+        // Plaintext streams name their socket by its descriptor.
+        let fd: RawFd = stream.id();
+        let first = tokio::select! {
+            first = first_bytes(fd) => first,
+            () = tokio::time::sleep(self.limits.first_request_timeout) => {
+                metrics::REFUSED_CONNECTIONS.with_label_values(&["first_request_timeout"]).inc();
+                FirstBytes::Gone
+            }
+            () = slot.shed.notified() => FirstBytes::Gone,
+        };
+        slot.started();
+        match first {
+            FirstBytes::Http1 => self.http1.process_new(stream, shutdown).await,
+            FirstBytes::H2c => self.h2c.process_new(stream, shutdown).await,
+            FirstBytes::NoVersion => {
+                let mut stream = stream;
+                let refusal = b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 33\r\nconnection: close\r\n\r\nthe request line needs HTTP/1.x\r\n";
+                let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, refusal).await;
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+                None
+            }
+            FirstBytes::Gone => None,
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.http1.cleanup().await;
+        self.h2c.cleanup().await;
+    }
+}
+
+/// Waits until the socket `fd` has bytes that decide its protocol, peeking
+/// (never consuming) through a duplicate of the descriptor, so the stream
+/// that owns `fd` reads everything afterwards.
+async fn first_bytes(fd: RawFd) -> FirstBytes {
+    // SAFETY: `dup` returns a new descriptor (or -1), owned from here on.
+    let duplicate = unsafe { libc::dup(fd) };
+    if duplicate < 0 {
+        return FirstBytes::Gone;
+    }
+    // SAFETY: `duplicate` is a valid descriptor nothing else owns.
+    let owned = unsafe { OwnedFd::from_raw_fd(duplicate) };
+    // SAFETY: the `OwnedFd` keeps its descriptor open, and naming the same
+    // file, for as long as the `AsyncFd` owns it.
+    let Ok(readable) = (unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }) else {
+        return FirstBytes::Gone;
+    };
+    let mut peeked = [0u8; H2_PREFACE.len()];
+    loop {
+        let Ok(mut guard) = readable.readable().await else {
+            return FirstBytes::Gone;
+        };
+        match guard.try_io(|fd| peek(fd.get_ref(), &mut peeked)) {
+            Ok(Ok(0)) | Ok(Err(_)) => return FirstBytes::Gone,
+            Ok(Ok(read)) => {
+                if peeked[..read] != H2_PREFACE[..read] {
+                    return http1_or_no_version(readable.get_ref());
+                }
+                if read == H2_PREFACE.len() {
+                    return FirstBytes::H2c;
+                }
+                // A prefix of the preface so far: wait for more bytes.
+                guard.clear_ready();
+            }
+            Err(_would_block) => {}
+        }
+    }
+}
+
+/// HTTP/1, unless the bytes already there hold a whole first line without
+/// an HTTP version.
+fn http1_or_no_version(fd: &OwnedFd) -> FirstBytes {
+    let mut line = [0u8; 1024];
+    let Ok(read) = peek(fd, &mut line) else {
+        return FirstBytes::Http1;
+    };
+    let Some(end) = line[..read].iter().position(|&byte| byte == b'\n') else {
+        return FirstBytes::Http1;
+    };
+    if line[..end].windows(6).any(|window| window == b" HTTP/") {
+        FirstBytes::Http1
+    } else {
+        FirstBytes::NoVersion
+    }
+}
+
+/// `recv(MSG_PEEK)` without blocking.
+fn peek(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: `buf` is valid for `buf.len()` bytes for the call's duration.
+    let read = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    usize::try_from(read).map_err(|_| std::io::Error::last_os_error())
+}
+
+/// Raises the soft limit on open files to the hard limit: every connection
+/// is a descriptor, and distributions default the soft limit to 1024.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid rlimit for getrlimit/setrlimit to fill and read.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            let previous = limit.rlim_cur;
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                tracing::debug!(from = previous, to = limit.rlim_cur, "raised the open files limit");
+            }
+        }
+    }
+}
