@@ -144,13 +144,30 @@ fn parse_right(text: &str) -> Result<Right, String> {
     }
 }
 
+/// The error and its causes, each said once: a cause whose text the message
+/// so far already holds (many errors quote their source) is left out.
+fn message_of(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     match runtime.block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", message_of(&error));
             if error.downcast_ref::<ConflictUnresolved>().is_some() {
                 ExitCode::from(3)
             } else if error.downcast_ref::<UsageError>().is_some() {
@@ -206,6 +223,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     summary.url,
                     summary.preview_url
                 );
+                if !summary.skipped_links.is_empty() {
+                    println!(
+                        "  {} symlink(s) skipped (see the warnings above)",
+                        summary.skipped_links.len()
+                    );
+                }
                 match summary.purge {
                     Some(PurgeState::Pending) => println!("  CDN purge queued (`grove versions` follows it)"),
                     Some(PurgeState::Done) => println!("  CDN purge done"),
@@ -427,4 +450,23 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_s_text_is_never_printed_twice() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
+        let scan = grove_core::scan::ScanError::Io {
+            path: "dist/a.html".into(),
+            source: io,
+        };
+        let error = anyhow::Error::new(scan).context("hashing dist");
+        assert_eq!(
+            message_of(&error),
+            "hashing dist: reading dist/a.html: No such file or directory (os error 2)"
+        );
+    }
 }

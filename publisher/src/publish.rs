@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use grove_core::publish_api::{self, CommitRequest, Published, PurgeState, UploadTarget};
-use grove_core::scan::{ScanProgress, ScannedFile, scan_dir_observed};
+use grove_core::scan::{Scan, ScanProgress, ScannedFile, SkippedLink, scan_dir_observed};
 use grove_core::tree::{Difference, MemoryTreeNodes, Trees};
 use grove_core::{ContentHash, SiteName};
 use serde::Serialize;
@@ -59,12 +59,16 @@ pub struct Summary {
     /// The CDN purge of what changed; absent when the host purges no CDN.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purge: Option<PurgeState>,
+    /// Symlinks left out: dangling, or looping back on a directory.
+    pub skipped_links: Vec<SkippedLink>,
 }
 
 /// A directory hashed and built into a tree, on the client.
 pub struct LocalBuild {
     pub root: ContentHash,
     pub files: Vec<ScannedFile>,
+    /// Symlinks the scan did not follow, each already reported.
+    pub skipped: Vec<SkippedLink>,
     pub trees: Trees,
     /// Every node of the build.
     nodes: MemoryTreeNodes,
@@ -82,7 +86,10 @@ impl LocalBuild {
         })
         .await
         .expect("scanning does not panic");
-        let files = files?;
+        let Scan { files, skipped } = files?;
+        for link in &skipped {
+            progress.notice(format!("warning: skipped symlink {link}"));
+        }
         let (count, bytes, took) = hashing.0.finish();
         progress.say(format!(
             "hashed {count} files ({}) in {took:.1?}",
@@ -93,6 +100,7 @@ impl LocalBuild {
         Ok(Self {
             root,
             files,
+            skipped,
             trees,
             nodes,
         })
@@ -401,5 +409,6 @@ fn summary(client: &Client, published: Published, build: &LocalBuild, uploaded: 
         requests,
         sent_bytes,
         purge: published.purge,
+        skipped_links: build.skipped.clone(),
     }
 }

@@ -350,23 +350,40 @@ async fn s3_a_corrupt_blob_in_the_bucket_is_replaced_before_anything_goes_live()
 }
 
 #[tokio::test]
-async fn traversal_names_escaping_symlinks_and_malformed_nodes_are_refused() {
+async fn symlinks_are_followed_and_dangling_ones_skipped_with_one_warning() {
     let host = Host::local("");
-    let outside = site_dir(&[("secret.txt", "secret")]);
+    let outside = site_dir(&[("shared.css", "body{}")]);
     let dir = site_dir(&[("index.html", "ok")]);
-    std::os::unix::fs::symlink(outside.path().join("secret.txt"), dir.path().join("leak.txt")).unwrap();
-    let escaping = host
-        .grove(&["publish", dir.path().to_str().unwrap(), "--site", "demo"])
+    std::os::unix::fs::symlink(outside.path().join("shared.css"), dir.path().join("style.css")).unwrap();
+    std::os::unix::fs::symlink("/usr/share/javascript/jquery/nope.js", dir.path().join("jquery.js")).unwrap();
+    let output = host
+        .grove(&["publish", dir.path().to_str().unwrap(), "--site", "demo", "--json"])
         .await;
-    assert_eq!(escaping.status.code(), Some(1));
-    assert!(
-        stderr(&escaping).contains("point outside the directory"),
-        "{}",
-        stderr(&escaping)
+    assert!(output.status.success(), "{}", stderr(&output));
+    let warnings: Vec<String> = stderr(&output)
+        .lines()
+        .filter(|line| line.contains("jquery.js"))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        warnings,
+        ["warning: skipped symlink jquery.js -> /usr/share/javascript/jquery/nope.js (dangling)"],
+        "one line names the dangling link"
     );
-    assert!(stderr(&escaping).contains("leak.txt"), "{}", stderr(&escaping));
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["files"], 2, "{summary}");
+    assert_eq!(summary["skipped_links"].as_array().unwrap().len(), 1, "{summary}");
+    assert_eq!(summary["skipped_links"][0]["path"], "jquery.js");
+    assert_eq!(
+        host.page("demo", "/style.css").await,
+        (StatusCode::OK, "body{}".to_owned())
+    );
+}
 
-    std::fs::remove_file(dir.path().join("leak.txt")).unwrap();
+#[tokio::test]
+async fn traversal_names_and_malformed_nodes_are_refused() {
+    let host = Host::local("");
+    let dir = site_dir(&[("index.html", "ok")]);
     std::fs::write(dir.path().join("..\\..\\etc\\passwd"), "x").unwrap();
     let traversal = host
         .grove(&["publish", dir.path().to_str().unwrap(), "--site", "demo"])

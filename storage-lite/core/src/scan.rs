@@ -4,6 +4,13 @@
 //! its demo site. Everything that would not survive as a URL path is refused
 //! up front, all offenders listed at once, so a publish either takes the whole
 //! directory or changes nothing.
+//!
+//! Symlinks are followed, to files and directories, wherever they point (as
+//! `cp -L` and `aws s3 sync` do): a file is published under the link's own
+//! path. A link that dangles, or a directory link that loops back on itself,
+//! is skipped and reported in [`Scan::skipped`], never an error: site
+//! generators copy such links in (e.g. rustdoc's links into
+//! `/usr/share/javascript`).
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -26,6 +33,40 @@ pub struct ScannedFile {
     pub source: PathBuf,
 }
 
+/// A symlink the scan did not follow.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SkippedLink {
+    /// The link, relative to the directory.
+    pub path: String,
+    pub reason: SkipReason,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SkipReason {
+    /// Its target does not exist.
+    Dangling { target: String },
+    /// It leads back to a directory that contains it.
+    Cycle { ancestor: String },
+}
+
+impl std::fmt::Display for SkippedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            SkipReason::Dangling { target } => write!(f, "{} -> {target} (dangling)", self.path),
+            SkipReason::Cycle { ancestor } => write!(f, "{} (loops back to {ancestor})", self.path),
+        }
+    }
+}
+
+/// What a scan found: the files, hashed, in path order, and the links it
+/// skipped.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    pub files: Vec<ScannedFile>,
+    pub skipped: Vec<SkippedLink>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
     #[error("{} is not a directory", .0.display())]
@@ -36,12 +77,11 @@ pub enum ScanError {
         #[source]
         source: io::Error,
     },
+    /// The walk's own error names its path.
     #[error("walking the directory: {0}")]
-    Walk(#[from] ignore::Error),
+    Walk(ignore::Error),
     #[error("{} file name(s) cannot be published:\n{}", .0.len(), list(.0))]
     InvalidNames(Vec<String>),
-    #[error("{} symlink(s) point outside the directory:\n{}", .0.len(), list(.0))]
-    EscapingSymlinks(Vec<String>),
 }
 
 fn list(items: &[String]) -> String {
@@ -69,13 +109,13 @@ pub trait ScanProgress: Sync {
 impl ScanProgress for () {}
 
 /// Scans `dir`, honouring `.groveignore` files, and hashes every file using
-/// all cores. Symlinks are followed only while they stay inside `dir`.
-pub fn scan_dir(dir: &Path) -> Result<Vec<ScannedFile>, ScanError> {
+/// all cores.
+pub fn scan_dir(dir: &Path) -> Result<Scan, ScanError> {
     scan_dir_observed(dir, &())
 }
 
 /// [`scan_dir`], telling `progress` how it goes.
-pub fn scan_dir_observed(dir: &Path, progress: &dyn ScanProgress) -> Result<Vec<ScannedFile>, ScanError> {
+pub fn scan_dir_observed(dir: &Path, progress: &dyn ScanProgress) -> Result<Scan, ScanError> {
     let io_error = |path: &Path| {
         let path = path.to_owned();
         move |source| ScanError::Io { path, source }
@@ -92,35 +132,87 @@ pub fn scan_dir_observed(dir: &Path, progress: &dyn ScanProgress) -> Result<Vec<
         .build();
     let mut found = Vec::new();
     let mut invalid = Vec::new();
-    let mut escaping = Vec::new();
+    let mut skipped = Vec::new();
+    let shown = |path: &Path| path.strip_prefix(&root).unwrap_or(path).to_string_lossy().into_owned();
     for entry in walker {
-        let entry = entry?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(error) => match skipped_link(&error) {
+                Some((link, reason)) => {
+                    skipped.push(SkippedLink {
+                        path: shown(&link),
+                        reason,
+                    });
+                    continue;
+                }
+                None => return Err(ScanError::Walk(error)),
+            },
+        };
+        let path = entry.path();
+        if entry.path_is_symlink()
+            && let Err(error) = std::fs::metadata(path)
+            && error.kind() == io::ErrorKind::NotFound
+        {
+            let target =
+                std::fs::read_link(path).map_or_else(|_| "?".to_owned(), |target| target.display().to_string());
+            skipped.push(SkippedLink {
+                path: shown(path),
+                reason: SkipReason::Dangling { target },
+            });
+            continue;
+        }
         if !entry.file_type().is_some_and(|kind| kind.is_file()) {
             continue;
         }
-        let path = entry.path();
         let relative = path.strip_prefix(&root).expect("walk stays under its root");
-        let shown = relative.to_string_lossy().into_owned();
-        let resolved = path.canonicalize().map_err(io_error(path))?;
-        if !resolved.starts_with(&root) {
-            escaping.push(format!("{shown} -> {}", resolved.display()));
-            continue;
-        }
         match site_path(relative) {
-            Ok(site_path) => found.push((site_path, resolved)),
-            Err(reason) => invalid.push(format!("{shown}: {reason}")),
+            Ok(site_path) => found.push((site_path, path.to_owned())),
+            Err(reason) => invalid.push(format!("{}: {reason}", shown(path))),
         }
-    }
-    if !escaping.is_empty() {
-        return Err(ScanError::EscapingSymlinks(escaping));
     }
     if !invalid.is_empty() {
         invalid.sort();
         return Err(ScanError::InvalidNames(invalid));
     }
     found.sort_by(|a, b| a.0.cmp(&b.0));
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
     progress.walked(found.len() as u64);
-    hash_all(found, progress)
+    Ok(Scan {
+        files: hash_all(found, progress)?,
+        skipped,
+    })
+}
+
+/// The symlink a walk error is about, if it is a link the scan skips: one
+/// whose target is missing, or a directory link that loops.
+fn skipped_link(error: &ignore::Error) -> Option<(PathBuf, SkipReason)> {
+    let mut error = error;
+    let mut path = None;
+    loop {
+        match error {
+            ignore::Error::WithPath { path: at, err } => {
+                path = Some(at.clone());
+                error = err;
+            }
+            ignore::Error::WithDepth { err, .. } | ignore::Error::WithLineNumber { err, .. } => error = err,
+            ignore::Error::Loop { ancestor, child } => {
+                let reason = SkipReason::Cycle {
+                    ancestor: ancestor.display().to_string(),
+                };
+                return Some((child.clone(), reason));
+            }
+            ignore::Error::Io(io) if io.kind() == io::ErrorKind::NotFound => {
+                let link = path?;
+                let is_link = std::fs::symlink_metadata(&link).is_ok_and(|meta| meta.file_type().is_symlink());
+                let target = std::fs::read_link(&link).ok()?;
+                return is_link.then(|| {
+                    let target = target.display().to_string();
+                    (link, SkipReason::Dangling { target })
+                });
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// The URL path of a file, or why it cannot have one.

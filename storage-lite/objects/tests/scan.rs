@@ -31,7 +31,7 @@ fn scans_files_with_hashes_types_and_ignores() {
     write(dir.path(), "notes.tmp", "tmp");
     write(dir.path(), ".groveignore", "drafts/\n*.tmp\n");
 
-    let scanned = scan_dir(dir.path()).unwrap();
+    let scanned = scan_dir(dir.path()).unwrap().files;
     let paths: Vec<&str> = scanned.iter().map(|file| file.entry.path.as_str()).collect();
     assert_eq!(
         paths,
@@ -57,24 +57,46 @@ fn scans_files_with_hashes_types_and_ignores() {
 }
 
 #[test]
-fn symlinks_inside_are_followed_and_escaping_ones_refused() {
+fn symlinks_are_followed_like_cp_dash_l_and_broken_ones_skipped() {
     let outside = tempfile::tempdir().unwrap();
-    write(outside.path(), "passwd", "root:x:0:0");
+    write(outside.path(), "lib/jquery.js", "jquery");
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "real/page.html", "page");
-    std::os::unix::fs::symlink(dir.path().join("real/page.html"), dir.path().join("alias.html")).unwrap();
-    let scanned = scan_dir(dir.path()).unwrap();
-    assert_eq!(scanned.len(), 2);
+    let link = |target: &Path, name: &str| std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap();
+    link(&dir.path().join("real/page.html"), "alias.html");
+    // Outside the directory, to a file and to a directory: followed.
+    link(&outside.path().join("lib/jquery.js"), "jquery.js");
+    link(&outside.path().join("lib"), "vendor");
+    // Dangling, as in a copy of rust-doc's HTML: skipped, each named once.
+    link(Path::new("/usr/share/javascript/none/none.js"), "missing.js");
+    std::fs::create_dir_all(dir.path().join("deep")).unwrap();
+    link(Path::new("../nowhere"), "deep/gone.css");
+    // A directory link back to an ancestor: skipped, never walked forever.
+    link(dir.path(), "real/loop");
 
-    std::os::unix::fs::symlink(outside.path().join("passwd"), dir.path().join("leak.txt")).unwrap();
-    std::os::unix::fs::symlink(outside.path(), dir.path().join("leakdir")).unwrap();
-    match scan_dir(dir.path()) {
-        Err(ScanError::EscapingSymlinks(links)) => {
-            assert_eq!(links.len(), 2, "{links:?}");
-            assert!(links.iter().any(|link| link.starts_with("leak.txt")), "{links:?}");
-        }
-        other => panic!("expected escaping symlinks, got {other:?}"),
-    }
+    let scan = scan_dir(dir.path()).unwrap();
+    let paths: Vec<&str> = scan.files.iter().map(|file| file.entry.path.as_str()).collect();
+    assert_eq!(paths, ["alias.html", "jquery.js", "real/page.html", "vendor/jquery.js"]);
+    let jquery = scan
+        .files
+        .iter()
+        .find(|file| file.entry.path.as_str() == "vendor/jquery.js")
+        .unwrap();
+    assert_eq!(jquery.entry.hash, ContentHash::of(b"jquery"));
+    let skipped: Vec<String> = scan.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(scan.skipped.len(), 3, "{skipped:?}");
+    assert!(
+        skipped.contains(&"deep/gone.css -> ../nowhere (dangling)".to_owned()),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.contains(&"missing.js -> /usr/share/javascript/none/none.js (dangling)".to_owned()),
+        "{skipped:?}"
+    );
+    assert!(
+        skipped.iter().any(|link| link.starts_with("real/loop (loops back to")),
+        "{skipped:?}"
+    );
 }
 
 #[test]

@@ -49,9 +49,13 @@ pub async fn publish_dir(
     message: &str,
 ) -> Result<Version, LocalPublishError> {
     let dir = dir.to_owned();
-    let scanned = tokio::task::spawn_blocking(move || scan_dir(&dir))
+    let scan = tokio::task::spawn_blocking(move || scan_dir(&dir))
         .await
         .expect("scanning does not panic")?;
+    for link in &scan.skipped {
+        tracing::warn!(%link, "skipped a symlink while publishing");
+    }
+    let scanned = scan.files;
     futures::stream::iter(&scanned)
         .map(|file| upload(blobs, file))
         .buffer_unordered(UPLOAD_CONCURRENCY)
