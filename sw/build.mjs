@@ -18,8 +18,11 @@ import { fileURLToPath } from 'node:url';
 const here = fileURLToPath(new URL('.', import.meta.url));
 const DIST = join(here, 'dist');
 const BUNDLES = { 'grove-sw': 'src/sw.ts', 'grove-register': 'src/register.ts' };
-/** The worker's budget: 15 KB (15 KiB, 15,360 bytes) minified. */
-const WORKER_BUDGET_BYTES = 15 * 1024;
+/**
+ * The worker's budget: 16 KiB (16,384 bytes) minified. It grew from 15 KiB
+ * with the check that starts every navigation on the live version.
+ */
+const WORKER_BUDGET_BYTES = 16 * 1024;
 
 async function bundle(outdir) {
   await build({

@@ -12,26 +12,76 @@ import { injectRegister, isHtml } from './html.ts';
 import { unregister } from './killswitch.ts';
 import { warn } from './log.ts';
 import { encodePath, parseRequestPath, urlPath } from './path.ts';
-import { ROOT_HEADER, SW_HEADER, UNREGISTER, VERSION_HEADER, type Version, pinnedUrl, versionOf } from './protocol.ts';
+import {
+  ROOT_HEADER,
+  ROOT_PATH,
+  SW_HEADER,
+  UNREGISTER,
+  VERSION_HEADER,
+  type Version,
+  parseRootDocument,
+  pinnedUrl,
+  versionOf,
+} from './protocol.ts';
 import { resolve } from './resolve.ts';
 import { headersFor, isForced } from './rules.ts';
 import { SEEN_EVERY_MS } from './lru.ts';
 import { type SiteState, readPin, readState, writePin } from './store.ts';
 
 /**
- * A navigation gets the current version and pins its new client (the tab's
- * document) to it. With no version known yet, or if the pin cannot be
- * written, the live version answers, and the client is pinned to the
- * version it says it is (if that can be written): the page is consistently
- * on one version either way.
+ * A navigation starts a new page on the version the proxy serves now, so
+ * every new session gets the newest site. The worker asks `/_grove/root`
+ * first, for at most {@link CHECK_MS}: if that is the version it holds, it
+ * answers from its cache; if the proxy has moved on, the network answers
+ * (and the worker syncs the new version meanwhile). Offline or slow, the
+ * version it holds answers, and `x-grove-freshness` says so. The new client
+ * (the tab's document) is pinned to the version that answered; with no
+ * version known, or no pin written, the live version answers and the client
+ * is pinned to the version it says it is.
  */
 export async function navigate(event: FetchEvent): Promise<Response> {
   const { current } = await readState().catch((): SiteState => ({}));
-  if (current && (await pin(event.resultingClientId, current))) return answer(event, current);
+  const live = current && (await liveVersion(event, current));
+  if (current && (live === 'same' || live === 'offline' || live === 'slow')) {
+    if (await pin(event.resultingClientId, current)) return marked(await answer(event, current), live);
+  }
   const response = await passthrough(event);
-  const live = versionOf(response.headers);
-  if (live) await pin(event.resultingClientId, live);
+  const served = versionOf(response.headers);
+  if (served) await pin(event.resultingClientId, served);
   return response;
+}
+
+/** How long a navigation waits to hear which version is live. */
+const CHECK_MS = 1000;
+/** Says how the worker knew a navigation's version: `same` (checked), `offline` or `slow`. */
+export const FRESHNESS_HEADER = 'x-grove-freshness';
+
+/** Whether the live version is the worker's current one, by a short `/_grove/root` check. */
+async function liveVersion(event: FetchEvent, current: Version): Promise<'same' | 'moved' | 'offline' | 'slow'> {
+  const timeout = new AbortController();
+  const timer = setTimeout(() => timeout.abort(), CHECK_MS);
+  try {
+    const response = await fetch(ROOT_PATH, { cache: 'no-store', signal: timeout.signal });
+    if (response.headers.get(SW_HEADER) === UNREGISTER) return (event.waitUntil(unregister()), 'moved');
+    const live = response.ok ? parseRootDocument(await response.json()) : undefined;
+    if (!live) return 'offline';
+    if (live.version === current.version && live.root === current.root) return 'same';
+    event.waitUntil(learn(live));
+    return 'moved';
+  } catch {
+    return timeout.signal.aborted ? 'slow' : 'offline';
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** `response` with its freshness said (an opaque redirect stays as it is). */
+function marked(response: Response, freshness: string): Response {
+  if (response.type === 'opaqueredirect') return response;
+  const headers = new Headers(response.headers);
+  headers.set(FRESHNESS_HEADER, freshness);
+  const { status, statusText } = response;
+  return new Response(response.body, { status, statusText, headers });
 }
 
 /** Any other request resolves under the version its client is pinned to. */

@@ -233,18 +233,19 @@ test('an old tab stays on its version after a publish, a new tab gets only the n
   await writeSite(site, versionedSite('v2', { only: { 'assets/chunk-v2.js': '// v2 chunk\n' } }));
   await proxy.publish(site);
 
-  // A tab opened now, before the worker has heard of version 2, is on
-  // version 1 (what the worker has synced); its own check at load then
-  // brings version 2, which every open tab hears of.
+  // A tab opened now, before the worker has heard of version 2, starts on
+  // version 2 all the same: the navigation's check finds the proxy moved
+  // on, and the worker syncs version 2 meanwhile, which every open tab
+  // hears of.
   const between = await context.newPage();
   assert.equal((await between.goto(proxy.url('demo', '/about/'))).fromServiceWorker(), true);
-  await until('the update event', () => between.evaluate(() => window.__updates.some((u) => u.version === 2)));
+  assert.deepEqual(await shown(between), { document: 'v2', app: 'v2', css: 'v2' });
   await until('the old tab’s update event', () => old.evaluate(() => window.__updates.some((u) => u.version === 2)));
   await workerOn(old, 2);
 
   const v1Lazy = { module: 'v1', json: 'v1', page: 'v1', status: { '/assets/chunk-v1.js': 200, '/assets/chunk-v2.js': 404 } };
   const paths = Object.keys(v1Lazy.status);
-  for (const tab of [first, old, between]) {
+  for (const tab of [first, old]) {
     assert.deepEqual(await shown(tab), { document: 'v1', app: 'v1', css: 'v1' });
     assert.deepEqual(await lazy(tab, paths), v1Lazy);
   }
@@ -265,6 +266,39 @@ test('an old tab stays on its version after a publish, a new tab gets only the n
   assert.deepEqual(errors.filter((message) => !/404/.test(message)), []);
 });
 
+test('every new tab starts on the newest version, publish after publish; old tabs keep theirs', async (t) => {
+  const { proxy, context, site, errors } = await setup(t);
+  await writeSite(site, versionedSite('v1'));
+  await proxy.publish(site);
+  const old = await context.newPage();
+  await installed(old, proxy, '/page-a.html');
+  assert.deepEqual(await shown(old), { document: 'v1', app: 'v1', css: 'v1' });
+  const v1Lazy = { module: 'v1', json: 'v1', page: 'v1', status: {} };
+  assert.deepEqual(await lazy(old), v1Lazy);
+  for (const n of [2, 3, 4]) {
+    await writeSite(site, versionedSite(`v${n}`));
+    await proxy.publish(site);
+    // The publishing proxy serves the new version at once; a new tab
+    // opened now must show it, whatever the worker has synced so far.
+    const tab = await context.newPage();
+    const response = await tab.goto(proxy.url('demo', '/about/'));
+    assert.equal(response.fromServiceWorker(), true);
+    assert.deepEqual(await shown(tab), { document: `v${n}`, app: `v${n}`, css: `v${n}` }, `after publish ${n}`);
+    assert.deepEqual(await lazy(tab), { module: `v${n}`, json: `v${n}`, page: `v${n}`, status: {} });
+    // Once the worker holds the new version, a navigation it answers from
+    // its cache says it checked.
+    await workerOn(tab, n);
+    const again = await tab.goto(proxy.url('demo', '/page-b.html'));
+    assert.equal(again.headers()['x-grove-freshness'], 'same');
+    assert.deepEqual(await shown(tab), { document: `v${n}`, app: `v${n}`, css: `v${n}` });
+    // The first tab stays on version 1 throughout, dynamic imports included.
+    assert.deepEqual(await lazy(old), v1Lazy, `the old tab after publish ${n}`);
+    assert.deepEqual(await shown(old), { document: 'v1', app: 'v1', css: 'v1' });
+    await tab.close();
+  }
+  assert.deepEqual(errors.filter((message) => !/404/.test(message)), []);
+});
+
 test('offline, cached pages and their assets are served by the worker', async (t) => {
   const { proxy, context, site, errors, browserRequests } = await setup(t);
   await writeSite(site, versionedSite('v1', { only: { 'never-visited.html': page('v1', 'never visited') } }));
@@ -280,6 +314,7 @@ test('offline, cached pages and their assets are served by the worker', async (t
     const response = await tab.goto(proxy.url('demo', path));
     assert.equal(response.status(), 200, path);
     assert.equal(response.fromServiceWorker(), true, path);
+    assert.equal(response.headers()['x-grove-freshness'], 'offline', 'the page says it could not be checked');
     assert.equal(new URL(tab.url()).pathname, path === '/about' ? '/about/' : path);
     assert.deepEqual(await shown(tab), { document: 'v1', app: 'v1', css: 'v1' }, path);
   }
