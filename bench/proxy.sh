@@ -5,6 +5,8 @@
 # with no work at all (bench/src/bin/pingora_floor.rs): the most any server
 # built on Pingora could do here.
 # Usage: bench/proxy.sh [seconds per run, default 10]
+# CLOSE=1 sends `Connection: close`: a new connection per request, which
+# measures what each server pays to accept one (grove's admission gate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -73,7 +75,9 @@ warm="$(curl -s -o /dev/null -w '%{time_total}' -H 'Host: bench.localhost' http:
 
 run() { # server-name port path
     local out
-    out="$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -H 'Host: bench.localhost' "http://127.0.0.1:$2$3")"
+    local close=()
+    [ -n "${CLOSE:-}" ] && close=(-H 'Connection: close')
+    out="$(wrk -t2 -c64 -d"${SECONDS_PER_RUN}s" --latency -H 'Host: bench.localhost' "${close[@]}" "http://127.0.0.1:$2$3")"
     local rps p50 p99
     rps="$(awk '/Requests\/sec/ {print $2}' <<<"$out")"
     p50="$(awk '$1 == "50%" {print $2}' <<<"$out")"
