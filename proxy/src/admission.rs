@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -201,46 +201,54 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for Admission<A> {
 }
 
 /// Waits until the socket `fd` has bytes that decide its protocol, peeking
-/// (never consuming) through a duplicate of the descriptor, so the stream
-/// that owns `fd` reads everything afterwards.
+/// (never consuming), so the stream that owns `fd` reads everything
+/// afterwards. Most clients send their request with the connection, so the
+/// bytes are usually there at once; only then is no waiting set up.
 async fn first_bytes(fd: RawFd) -> FirstBytes {
-    // SAFETY: `dup` returns a new descriptor (or -1), owned from here on.
-    let duplicate = unsafe { libc::dup(fd) };
-    if duplicate < 0 {
-        return FirstBytes::Gone;
+    // SAFETY: the stream that owns `fd` outlives this call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    if let Some(decided) = decide(borrowed) {
+        return decided;
     }
-    // SAFETY: `duplicate` is a valid descriptor nothing else owns.
-    let owned = unsafe { OwnedFd::from_raw_fd(duplicate) };
+    // Nothing yet: wait for readability on a duplicate of the descriptor
+    // (registering the stream's own one twice is not allowed).
+    let Ok(owned) = borrowed.try_clone_to_owned() else {
+        return FirstBytes::Gone;
+    };
     // SAFETY: the `OwnedFd` keeps its descriptor open, and naming the same
     // file, for as long as the `AsyncFd` owns it.
     let Ok(readable) = (unsafe { AsyncFd::register_with_interest(owned, Interest::READABLE) }) else {
         return FirstBytes::Gone;
     };
-    let mut peeked = [0u8; H2_PREFACE.len()];
     loop {
         let Ok(mut guard) = readable.readable().await else {
             return FirstBytes::Gone;
         };
-        match guard.try_io(|fd| peek(fd.get_ref(), &mut peeked)) {
-            Ok(Ok(0)) | Ok(Err(_)) => return FirstBytes::Gone,
-            Ok(Ok(read)) => {
-                if peeked[..read] != H2_PREFACE[..read] {
-                    return http1_or_no_version(readable.get_ref());
-                }
-                if read == H2_PREFACE.len() {
-                    return FirstBytes::H2c;
-                }
-                // A prefix of the preface so far: wait for more bytes.
-                guard.clear_ready();
-            }
-            Err(_would_block) => {}
+        match decide(readable.get_ref().as_fd()) {
+            Some(decided) => return decided,
+            // Nothing new since the last look: wait for the next bytes.
+            None => guard.clear_ready(),
         }
+    }
+}
+
+/// What the bytes waiting on `fd` say, or `None` while they say nothing yet
+/// (none, or a strict prefix of the h2 preface).
+fn decide(fd: BorrowedFd<'_>) -> Option<FirstBytes> {
+    let mut peeked = [0u8; H2_PREFACE.len()];
+    match peek(fd, &mut peeked) {
+        Ok(0) => Some(FirstBytes::Gone),
+        Ok(read) if peeked[..read] != H2_PREFACE[..read] => Some(http1_or_no_version(fd)),
+        Ok(read) if read == H2_PREFACE.len() => Some(FirstBytes::H2c),
+        Ok(_) => None,
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => None,
+        Err(_) => Some(FirstBytes::Gone),
     }
 }
 
 /// HTTP/1, unless the bytes already there hold a whole first line without
 /// an HTTP version.
-fn http1_or_no_version(fd: &OwnedFd) -> FirstBytes {
+fn http1_or_no_version(fd: BorrowedFd<'_>) -> FirstBytes {
     let mut line = [0u8; 1024];
     let Ok(read) = peek(fd, &mut line) else {
         return FirstBytes::Http1;
@@ -256,8 +264,7 @@ fn http1_or_no_version(fd: &OwnedFd) -> FirstBytes {
 }
 
 /// `recv(MSG_PEEK)` without blocking.
-fn peek(fd: &OwnedFd, buf: &mut [u8]) -> std::io::Result<usize> {
-    use std::os::fd::AsRawFd;
+fn peek(fd: BorrowedFd<'_>, buf: &mut [u8]) -> std::io::Result<usize> {
     // SAFETY: `buf` is valid for `buf.len()` bytes for the call's duration.
     let read = unsafe {
         libc::recv(
