@@ -233,33 +233,29 @@ async fn first_bytes(fd: RawFd) -> FirstBytes {
 }
 
 /// What the bytes waiting on `fd` say, or `None` while they say nothing yet
-/// (none, or a strict prefix of the h2 preface).
+/// (none, or a strict prefix of the h2 preface). One peek reads enough to
+/// see the preface and, for HTTP/1, a whole first line.
 fn decide(fd: BorrowedFd<'_>) -> Option<FirstBytes> {
-    let mut peeked = [0u8; H2_PREFACE.len()];
-    match peek(fd, &mut peeked) {
-        Ok(0) => Some(FirstBytes::Gone),
-        Ok(read) if peeked[..read] != H2_PREFACE[..read] => Some(http1_or_no_version(fd)),
-        Ok(read) if read == H2_PREFACE.len() => Some(FirstBytes::H2c),
-        Ok(_) => None,
-        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => None,
-        Err(_) => Some(FirstBytes::Gone),
+    let mut peeked = [0u8; 1024];
+    let read = match peek(fd, &mut peeked) {
+        Ok(0) => return Some(FirstBytes::Gone),
+        Ok(read) => read,
+        Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return None,
+        Err(_) => return Some(FirstBytes::Gone),
+    };
+    let start = &peeked[..read.min(H2_PREFACE.len())];
+    if start == &H2_PREFACE[..start.len()] {
+        return (start.len() == H2_PREFACE.len()).then_some(FirstBytes::H2c);
     }
-}
-
-/// HTTP/1, unless the bytes already there hold a whole first line without
-/// an HTTP version.
-fn http1_or_no_version(fd: BorrowedFd<'_>) -> FirstBytes {
-    let mut line = [0u8; 1024];
-    let Ok(read) = peek(fd, &mut line) else {
-        return FirstBytes::Http1;
+    // A whole first line with no HTTP version is HTTP/0.9, which Pingora
+    // would wait on for more.
+    let Some(end) = peeked[..read].iter().position(|&byte| byte == b'\n') else {
+        return Some(FirstBytes::Http1);
     };
-    let Some(end) = line[..read].iter().position(|&byte| byte == b'\n') else {
-        return FirstBytes::Http1;
-    };
-    if line[..end].windows(6).any(|window| window == b" HTTP/") {
-        FirstBytes::Http1
+    if peeked[..end].windows(6).any(|window| window == b" HTTP/") {
+        Some(FirstBytes::Http1)
     } else {
-        FirstBytes::NoVersion
+        Some(FirstBytes::NoVersion)
     }
 }
 

@@ -341,10 +341,7 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiFailure> {
 }
 
 fn json(status: StatusCode, value: &impl Serialize) -> Result<Reply, ApiFailure> {
-    let body = serde_json::to_vec(value).expect("API replies serialize");
-    Ok(Reply::new(status, Body::Bytes(Bytes::from(body)))
-        .with(header::CONTENT_TYPE, "application/json")
-        .with(header::CACHE_CONTROL, "no-store"))
+    Ok(Reply::json(status, value))
 }
 
 impl From<QueueError> for ApiFailure {

@@ -50,6 +50,14 @@ impl Reply {
         }
     }
 
+    /// An API's JSON answer, which no cache keeps.
+    pub fn json(status: StatusCode, value: &impl serde::Serialize) -> Self {
+        let body = serde_json::to_vec(value).expect("API replies serialize");
+        Self::new(status, Body::Bytes(Bytes::from(body)))
+            .with(header::CONTENT_TYPE, "application/json")
+            .with(header::CACHE_CONTROL, "no-store")
+    }
+
     /// A short plain-text answer that no cache should keep.
     pub fn text(status: StatusCode, message: &str) -> Self {
         Self::new(status, Body::Bytes(Bytes::from(format!("{message}\n"))))
@@ -109,9 +117,7 @@ pub trait FailureReply {
 
 impl FailureReply for ApiFailure {
     fn into_reply(self) -> Reply {
-        let mut reply = Reply::new(self.status, Body::Bytes(Bytes::from(self.json())))
-            .with(header::CONTENT_TYPE, "application/json")
-            .with(header::CACHE_CONTROL, "no-store");
+        let mut reply = Reply::json(self.status, &self.body);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             reply.set(header::RETRY_AFTER, "5");
         }

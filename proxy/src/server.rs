@@ -64,8 +64,7 @@ impl ProxyHttp for GroveProxy {
         session.set_read_timeout(Some(Duration::from_secs(http.read_timeout_secs)));
         session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
 
-        let header = session.req_header();
-        if header_bytes(header) > http.max_header_bytes {
+        if header_bytes(session) > http.max_header_bytes {
             // Pingora has read it (up to its own bound); refuse to act on it,
             // and read nothing more from this client.
             session.set_keepalive(None);
@@ -77,6 +76,7 @@ impl ProxyHttp for GroveProxy {
             log.bytes = write_reply(session, reply, false).await?;
             return Ok(true);
         }
+        let header = session.req_header();
         if header.version == http::Version::HTTP_11
             && header.uri.authority().is_none()
             && !header.headers.contains_key(http::header::HOST)
@@ -292,9 +292,13 @@ impl GroveProxy {
     }
 }
 
-/// The size of a request header as sent: the request line and every field
-/// with its separators.
-fn header_bytes(header: &RequestHeader) -> usize {
+/// The size of a request header as sent: HTTP/1's own bytes, or HTTP/2's
+/// request line and fields as decoded.
+fn header_bytes(session: &Session) -> usize {
+    if let Some(http1) = session.as_downstream().as_http1() {
+        return http1.get_headers_raw_bytes().len();
+    }
+    let header = session.req_header();
     let line = header.method.as_str().len() + header.raw_path().len() + 12;
     header
         .headers

@@ -61,10 +61,6 @@ impl ApiFailure {
         Self::new(http::StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
-    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
-        Self::new(http::StatusCode::NOT_FOUND, code, message)
-    }
-
     /// A request without a usable bearer handle.
     pub fn unauthorized(message: impl Into<String>) -> Self {
         Self::new(http::StatusCode::UNAUTHORIZED, "unauthorized", message)

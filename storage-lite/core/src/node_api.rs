@@ -29,11 +29,6 @@ use crate::token::Right;
 /// Path prefix of every node route.
 pub const PREFIX: &str = "/v1/sites/";
 
-/// The node route of `call` on `site`.
-pub fn route(site: &crate::SiteName, call: &str) -> String {
-    format!("{PREFIX}{site}/{call}")
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRequest {

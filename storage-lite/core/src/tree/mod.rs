@@ -202,8 +202,8 @@ impl Trees {
         Ok(node)
     }
 
-    async fn write_node(&self, node: TreeNode, encoded: Bytes) -> Result<ContentHash, TreeError> {
-        let hash = ContentHash::of(&encoded);
+    /// Stores `node`, encoded as `encoded`, whose hash is `hash`.
+    async fn write_node(&self, hash: ContentHash, node: TreeNode, encoded: Bytes) -> Result<ContentHash, TreeError> {
         self.inner.nodes.save(&hash, encoded).await.map_err(TreeError::Write)?;
         self.inner.nodes_written.fetch_add(1, Ordering::Relaxed);
         self.inner.cache.insert(hash, Arc::new(node));
@@ -228,7 +228,7 @@ impl Trees {
                 let encoded = Bytes::from(node.encode());
                 let hash = ContentHash::of(&encoded);
                 if !stored.contains(&hash) {
-                    self.write_node(node, encoded).await?;
+                    self.write_node(hash, node, encoded).await?;
                 }
                 Ok(ChildRef { first_key, hash })
             })
@@ -242,7 +242,7 @@ impl Trees {
         if refs.is_empty() {
             let empty = TreeNode::Leaf(Vec::new());
             let encoded = Bytes::from(empty.encode());
-            return self.write_node(empty, encoded).await;
+            return self.write_node(ContentHash::of(&encoded), empty, encoded).await;
         }
         while refs.len() > 1 {
             level += 1;

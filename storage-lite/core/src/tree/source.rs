@@ -62,15 +62,6 @@ impl MemoryTreeNodes {
     pub fn get(&self, hash: &ContentHash) -> Option<Bytes> {
         self.nodes.lock().expect("not poisoned").get(hash).cloned()
     }
-
-    /// How many nodes are held.
-    pub fn len(&self) -> usize {
-        self.nodes.lock().expect("not poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[async_trait]

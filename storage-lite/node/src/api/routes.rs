@@ -29,7 +29,7 @@ use super::watch;
 type Reply = Result<Response, NodeFailure>;
 
 /// The site of a route, and its caller's handle.
-async fn caller(site: &str, headers: &HeaderMap) -> Result<(SiteName, Handle), NodeFailure> {
+fn caller(site: &str, headers: &HeaderMap) -> Result<(SiteName, Handle), NodeFailure> {
     let site = SiteName::parse(site).map_err(|error| NodeFailure::bad_request(error.to_string()))?;
     Ok((site, bearer(headers)?))
 }
@@ -69,7 +69,7 @@ pub async fn create(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let (site, handle) = caller(&site, &headers).await?;
+    let (site, handle) = caller(&site, &headers)?;
     let create: CreateRequest = json_body(body, api.limits.body_limit("create")).await?;
     api.auth
         .authorize(&handle, &site, &[(&create.path, Right::Write)])
@@ -79,7 +79,7 @@ pub async fn create(
 }
 
 pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
-    let (site, handle) = caller(&site, &headers).await?;
+    let (site, handle) = caller(&site, &headers)?;
     let write: WriteRequest = json_body(body, api.limits.body_limit("write")).await?;
     api.check_size(&write.data)?;
     let record = api
@@ -100,7 +100,7 @@ pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, he
 }
 
 pub async fn txn(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
-    let (site, handle) = caller(&site, &headers).await?;
+    let (site, handle) = caller(&site, &headers)?;
     let max_writes = api.limits.max_txn_writes;
     let txn: TxnRequest = json_body(body, api.limits.body_limit("txn")).await?;
     if txn.writes.len() > max_writes {
@@ -163,7 +163,7 @@ pub async fn read(
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
-    let (site, handle) = caller(&site, &headers).await?;
+    let (site, handle) = caller(&site, &headers)?;
     let query = PathQuery::of(query)?;
     let data_path = query.path()?;
     api.auth.authorize(&handle, &site, &[(data_path, Right::Read)]).await?;
@@ -200,7 +200,7 @@ pub async fn watch(
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
-    let (site, handle) = caller(&site, &headers).await?;
+    let (site, handle) = caller(&site, &headers)?;
     let query = PathQuery::of(query)?;
     let data_path = query.path()?;
     let record = api.auth.authorize(&handle, &site, &[(data_path, Right::Read)]).await?;
@@ -224,7 +224,7 @@ pub async fn watch(
 }
 
 pub async fn trim(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
-    let (site, handle) = caller(&site, &headers).await?;
+    let (site, handle) = caller(&site, &headers)?;
     let trim: TrimRequest = json_body(body, api.limits.body_limit("trim")).await?;
     api.auth
         .authorize(&handle, &site, &[(&trim.path, Right::Write)])
@@ -234,7 +234,7 @@ pub async fn trim(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, hea
 }
 
 pub async fn grant(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
-    let (site, handle) = caller(&site, &headers).await?;
+    let (site, handle) = caller(&site, &headers)?;
     let grant: GrantRequest = json_body(body, api.limits.body_limit("grant")).await?;
     // The token store checks what the grant may cover.
     api.auth.authorize(&handle, &site, &[]).await?;
@@ -262,7 +262,7 @@ pub async fn revoke(
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
-    let (site, handle) = caller(&site, &headers).await?;
+    let (site, handle) = caller(&site, &headers)?;
     let revoke: RevokeRequest = json_body(body, api.limits.body_limit("revoke")).await?;
     api.auth.authorize(&handle, &site, &[]).await?;
     let target = Handle::parse(revoke.handle.trim()).map_err(|error| NodeFailure(error.into()))?;
