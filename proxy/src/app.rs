@@ -11,6 +11,10 @@ use grove_objects::store::ObjectStore;
 use http::{Method, StatusCode, header};
 
 use crate::api::PublishApi;
+use crate::auth::{Auth, Visitor, cookies};
+use crate::route::AUTH_LOGIN;
+use crate::live::LiveHub;
+use crate::node_client::NodeClient;
 use crate::cache::{BlobCache, CacheError, CachedBlob, DiskCache};
 use crate::compress::Compressor;
 use crate::config::{Config, SiteConfig};
@@ -31,6 +35,20 @@ pub const VERSION_HEADER: &str = "x-grove-version";
 pub const VERSION_QUERY: &str = "_grove_version";
 /// Header naming the tree of the version served.
 pub const ROOT_HEADER: &str = "x-grove-root";
+/// Marks a reply to a signed-in session: live, never pinned or shared.
+pub const LIVE_HEADER: &str = "x-grove-live";
+
+/// Who a request is answered for, as sign-in recognised it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Audience {
+    /// A live session: the current version, for this client only.
+    pub live: bool,
+    /// Allowed to see the site's protected files.
+    pub member: bool,
+    /// Sent a session cookie that names no live session: served as
+    /// anonymous, privately, and told to drop the cookie.
+    pub stale_cookie: bool,
+}
 
 /// Everything the server shares across requests.
 pub struct Grove {
@@ -45,10 +63,20 @@ pub struct Grove {
     compressor: Compressor,
     rules: moka::future::Cache<ContentHash, Arc<SiteRules>>,
     prepared: moka::sync::Cache<PreparedKey, Arc<Reply>>,
+    auth: Auth,
+    live: LiveHub,
+    node: Arc<NodeClient>,
+    /// Per version tree, the blobs of its members-only files.
+    protected_blobs: moka::future::Cache<ContentHash, Arc<std::collections::HashSet<ContentHash>>>,
 }
 
 impl Grove {
-    pub fn new(config: Config, store: Arc<dyn ObjectStore>, purge: Option<&PurgeSetup>) -> anyhow::Result<Self> {
+    pub fn new(
+        config: Config,
+        store: Arc<dyn ObjectStore>,
+        purge: Option<&PurgeSetup>,
+        node: Arc<NodeClient>,
+    ) -> anyhow::Result<Self> {
         let mut custom = Vec::new();
         for (name, site) in &config.sites {
             let site_name = SiteName::parse(name)?;
@@ -60,6 +88,8 @@ impl Grove {
             Sites::new(Arc::clone(&store), trees.clone()),
             config.root_refresh,
         ));
+        let auth = Auth::new(&config, Arc::clone(&store), Arc::clone(&node))?;
+        let live = LiveHub::new(Arc::clone(&node), Arc::clone(&roots), config.root_refresh);
         Ok(Self {
             router: Router::new(&config.base_domain, custom),
             api: PublishApi::new(
@@ -95,6 +125,10 @@ impl Grove {
                     u32::try_from(body + 1024).unwrap_or(u32::MAX)
                 })
                 .build(),
+            auth,
+            live,
+            node,
+            protected_blobs: moka::future::Cache::new(64),
             trees,
             config,
         })
@@ -108,6 +142,14 @@ impl Grove {
         &self.api
     }
 
+    pub fn auth(&self) -> &Auth {
+        &self.auth
+    }
+
+    pub fn live(&self) -> &LiveHub {
+        &self.live
+    }
+
     /// The site (and pinned version) a request's host names, if it is served here.
     pub fn target(&self, request: &Request<'_>) -> Option<Target> {
         request.host.and_then(|host| self.router.route(host))
@@ -116,7 +158,59 @@ impl Grove {
     /// Answers a request for a site file or for the host's own namespace
     /// (`route` is neither a publish nor a node call, which the server hands
     /// on before this).
-    pub async fn handle(&self, request: &Request<'_>, route: Route<'_>) -> Reply {
+    pub async fn handle(&self, request: &Request<'_>, route: Route<'_>, audience: Audience) -> Reply {
+        let reply = self.handle_for(request, route, audience).await;
+        for_audience(audience, reply)
+    }
+
+    /// Who a request is for, and whether it may have what it asks for:
+    /// members-only paths refuse anonymous visitors (a page gets a redirect
+    /// to sign in, anything else 401) and signed-in users outside `allow`
+    /// (403). Refusals are never cached.
+    pub async fn admit(&self, request: &Request<'_>, route: Route<'_>) -> Result<Audience, Reply> {
+        let Some(target) = self.target(request) else {
+            return Ok(Audience::default());
+        };
+        let Some(site) = self.auth.site(&target.site) else {
+            return Ok(Audience::default());
+        };
+        let audience = match self.auth.visitor(&target.site, request).await? {
+            Visitor::SignedIn(session) => Audience {
+                live: true,
+                member: site.access.allows(&session.record),
+                stale_cookie: false,
+            },
+            Visitor::StaleCookie => Audience {
+                stale_cookie: true,
+                ..Audience::default()
+            },
+            Visitor::Anonymous => Audience::default(),
+        };
+        if route != Route::SiteFile || audience.member {
+            return Ok(audience);
+        }
+        let protected = RequestPath::parse(request.path, self.config.http.max_path_bytes)
+            .is_ok_and(|path| site.access.is_protected(&path.url_path()));
+        if !protected {
+            return Ok(audience);
+        }
+        let refusal = if audience.live {
+            Reply::text(StatusCode::FORBIDDEN, "this page is for members, and this account is not one")
+        } else if wants_page(request) {
+            let back = with_query(request.path, request.query);
+            let back: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+            Reply::redirect(StatusCode::FOUND, &format!("{AUTH_LOGIN}?return={back}"))
+        } else {
+            Reply::text(StatusCode::UNAUTHORIZED, "sign in to see this")
+        };
+        Err(for_audience(audience, refusal))
+    }
+
+    pub fn node(&self) -> &NodeClient {
+        &self.node
+    }
+
+    async fn handle_for(&self, request: &Request<'_>, route: Route<'_>, audience: Audience) -> Reply {
         if !matches!(*request.method, Method::GET | Method::HEAD) {
             return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here")
                 .with(header::ALLOW, "GET, HEAD");
@@ -125,9 +219,9 @@ impl Grove {
             return Reply::unknown();
         };
         if route != Route::SiteFile {
-            return self.grove_namespace(&target, route, request).await;
+            return self.grove_namespace(&target, route, request, audience).await;
         }
-        let served = match self.version(&target, request).await {
+        let served = match self.version(&target, request, audience).await {
             Ok(served) => served,
             Err(reply) => return reply,
         };
@@ -139,7 +233,7 @@ impl Grove {
             path: request.path.to_owned(),
             encoding: semantics::negotiate(request.header(header::ACCEPT_ENCODING)),
         });
-        let pinned_by_request = pinned_by_request(&target, request);
+        let pinned_by_request = !audience.live && pinned_by_request(&target, request);
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
             return private_if(pinned_by_request, revalidate((*prepared).clone(), request));
         }
@@ -171,8 +265,11 @@ impl Grove {
 
     /// The version to serve: pinned by the host, the version header or the
     /// version query parameter, else current.
-    async fn version(&self, target: &Target, request: &Request<'_>) -> Result<Served, Reply> {
-        let pinned = match (target.pinned, pin_of(request)) {
+    /// A live audience always gets the current version (or the preview
+    /// host's), whatever the request pins.
+    async fn version(&self, target: &Target, request: &Request<'_>, audience: Audience) -> Result<Served, Reply> {
+        let request_pin = if audience.live { None } else { pin_of(request) };
+        let pinned = match (target.pinned, request_pin) {
             (Some(n), _) => Some(n),
             (None, Some(text)) => match text.trim().parse::<u64>() {
                 Ok(n) if n > 0 => Some(n),
@@ -434,11 +531,17 @@ impl Grove {
     }
 
     /// `/_grove/...`: the host's own namespace on every site.
-    async fn grove_namespace(&self, target: &Target, route: Route<'_>, request: &Request<'_>) -> Reply {
+    async fn grove_namespace(
+        &self,
+        target: &Target,
+        route: Route<'_>,
+        request: &Request<'_>,
+        audience: Audience,
+    ) -> Reply {
         match route {
             Route::Script(script) => revalidate(sw::script(script), request),
             Route::Health => Reply::text(StatusCode::OK, "ok"),
-            Route::RootDocument => match self.version(target, request).await {
+            Route::RootDocument => match self.version(target, request, audience).await {
                 Ok(served) => {
                     let body = serde_json::json!({
                         "site": target.site.as_str(),
@@ -446,6 +549,8 @@ impl Grove {
                         "root": served.tree.to_hex(),
                         // The service worker resolves URLs as the proxy does.
                         "trailing_slash": self.config.site(target.site.as_str()).trailing_slash,
+                        // Members-only paths: the worker leaves them to the network.
+                        "protect": self.config.site(target.site.as_str()).auth.as_ref().map(|auth| &auth.protect),
                     });
                     // Browsers always ask again; a CDN keeps it until the
                     // next version's purge, like every other stable URL.
@@ -472,10 +577,67 @@ impl Grove {
                 Err(reply) => reply,
             },
             Route::TreeNode(hash) => self.tree_node(&hash, request).await,
-            Route::Blob(hash) => self.raw_blob(&hash, request).await,
+            Route::Blob(hash) => {
+                if !audience.member && self.is_protected_blob(target, &hash, request, audience).await {
+                    return Reply::text(StatusCode::NOT_FOUND, "no such blob");
+                }
+                self.raw_blob(&hash, request).await
+            }
             Route::MalformedHash(expected) => Reply::text(StatusCode::BAD_REQUEST, expected),
-            Route::UnknownGrovePath | Route::SiteFile | Route::PublishCall { .. } | Route::NodeCall { .. } => {
-                Reply::text(StatusCode::NOT_FOUND, "not found")
+            Route::UnknownGrovePath
+            | Route::SiteFile
+            | Route::PublishCall { .. }
+            | Route::NodeCall { .. }
+            | Route::Auth(_)
+            | Route::Live => Reply::text(StatusCode::NOT_FOUND, "not found"),
+        }
+    }
+
+    /// Whether `hash` is the content of a members-only file of the version
+    /// served: the blob route must not hand it to anyone who read its hash
+    /// in the (public) tree.
+    async fn is_protected_blob(
+        &self,
+        target: &Target,
+        hash: &ContentHash,
+        request: &Request<'_>,
+        audience: Audience,
+    ) -> bool {
+        let Some(auth) = &self.config.site(target.site.as_str()).auth else {
+            return false;
+        };
+        if auth.protect.is_empty() {
+            return false;
+        }
+        let Some(access) = self.auth.site(&target.site).map(|site| &site.access) else {
+            return false;
+        };
+        let Ok(served) = self.version(target, request, audience).await else {
+            // Cannot tell: refuse rather than risk it.
+            return true;
+        };
+        let protected = self
+            .protected_blobs
+            .try_get_with(served.tree, async {
+                let entries = self.trees.entries(&served.tree).await?;
+                let hashes: std::collections::HashSet<ContentHash> = entries
+                    .iter()
+                    .filter(|entry| {
+                        let path = entry.path.as_str();
+                        let url = format!("/{path}");
+                        let directory = path.strip_suffix("index.html").map(|dir| format!("/{dir}"));
+                        access.is_protected(&url) || directory.is_some_and(|dir| access.is_protected(&dir))
+                    })
+                    .map(|entry| entry.hash)
+                    .collect();
+                Ok::<_, TreeError>(Arc::new(hashes))
+            })
+            .await;
+        match protected {
+            Ok(hashes) => hashes.contains(hash),
+            Err(error) => {
+                tracing::error!(%error, "listing a version's protected files failed");
+                true
             }
         }
     }
@@ -576,6 +738,32 @@ fn private_if(pinned_by_request: bool, mut reply: Reply) -> Reply {
         reply.headers.remove("cache-tag");
     }
     reply
+}
+
+/// A reply as its audience gets it: a live session's is for that client
+/// only (never kept by a CDN or tagged) and says it is live; a stale
+/// session cookie is cleared, on a reply no cache keeps.
+fn for_audience(audience: Audience, reply: Reply) -> Reply {
+    if audience.live {
+        let mut reply = private_if(true, reply);
+        reply.set(header::HeaderName::from_static(LIVE_HEADER), "1");
+        return reply;
+    }
+    if audience.stale_cookie {
+        let mut reply = private_if(true, reply);
+        reply.set(header::SET_COOKIE, cookies::clear(cookies::SESSION));
+        return reply;
+    }
+    reply
+}
+
+/// Whether a request is a browser's page load (which a sign-in redirect
+/// suits) rather than a fetch of a resource.
+fn wants_page(request: &Request<'_>) -> bool {
+    request.header("sec-fetch-dest").map_or_else(
+        || request.header(header::ACCEPT).is_some_and(|accept| accept.contains("text/html")),
+        |dest| dest == "document",
+    )
 }
 
 /// A prepared 200 reply, or a 304 if the request already has its ETag.

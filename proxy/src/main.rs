@@ -8,13 +8,16 @@ mod admin;
 mod admission;
 mod api;
 mod app;
+mod auth;
 mod cache;
 mod compress;
 mod config;
 mod demo;
 mod hosts;
+mod live;
 mod metrics;
 mod node;
+mod node_client;
 mod purge;
 mod reply;
 mod request;
@@ -24,6 +27,7 @@ mod route;
 mod rules;
 mod semantics;
 mod server;
+mod session_api;
 mod sw;
 mod tls;
 #[cfg(test)]
@@ -121,7 +125,10 @@ fn main() -> anyhow::Result<()> {
     drop(startup);
 
     let purge = purge::PurgeSetup::from_config(&config)?;
-    let grove = Arc::new(app::Grove::new(config.clone(), config.open_store()?, purge.as_ref())?);
+    let (nodes, embedded_node) = node::setup(&config)?;
+    let store = config.open_store()?;
+    let node_client = Arc::new(node_client::NodeClient::new(nodes.clone(), Arc::clone(&store)));
+    let grove = Arc::new(app::Grove::new(config.clone(), store, purge.as_ref(), node_client)?);
     let mut server_conf = ServerConf {
         pid_file: config.state_dir.join("grove-proxy.pid").display().to_string(),
         upgrade_sock: config.state_dir.join("grove-proxy-upgrade.sock").display().to_string(),
@@ -138,7 +145,6 @@ fn main() -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
 
-    let (nodes, embedded_node) = node::setup(&config)?;
     // Two apps over one proxy: Admission hands each plaintext connection to
     // the one its first bytes call for (see admission.rs).
     let app = |h2c: bool| {

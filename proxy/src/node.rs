@@ -69,20 +69,7 @@ impl NodeDirectory {
                 format!("no API route {API_PREFIX}{rest}; calls are {API_PREFIX}v1/<call>"),
             ));
         };
-        let address = match (self.remote.get(site), self.embedded) {
-            (Some(remote), _) => remote.clone(),
-            (None, Some(embedded)) => {
-                if let Some(why) = self.embedded_failure.get() {
-                    return Err(unavailable(format!("the storage node is not running: {why}")));
-                }
-                embedded.to_string()
-            }
-            (None, None) => {
-                return Err(unavailable(format!(
-                    "site {site} has no storage node: this proxy embeds none and [node.directory] names none for it"
-                )));
-            }
-        };
+        let address = self.address_of(site)?;
         let path_and_query = match query {
             Some(query) => format!("/v1/sites/{site}/{call}?{query}"),
             None => format!("/v1/sites/{site}/{call}"),
@@ -92,6 +79,30 @@ impl NodeDirectory {
             path_and_query,
             body_limit: self.limits.body_limit(call),
         })
+    }
+
+    /// The `host:port` of site `site`'s node.
+    pub fn address_of(&self, site: &SiteName) -> Result<String, ApiFailure> {
+        match (self.remote.get(site), self.embedded) {
+            (Some(remote), _) => Ok(remote.clone()),
+            (None, Some(embedded)) => match self.embedded_failure.get() {
+                Some(why) => Err(unavailable(format!("the storage node is not running: {why}"))),
+                None => Ok(embedded.to_string()),
+            },
+            (None, None) => Err(unavailable(format!(
+                "site {site} has no storage node: this proxy embeds none and [node.directory] names none for it"
+            ))),
+        }
+    }
+
+    /// Bound on connecting to a node.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
+    /// Bound on a node's silence mid-reply.
+    pub fn read_timeout(&self) -> Duration {
+        self.read_timeout
     }
 
     /// The upstream for a call, with every timeout set (Pingora's defaults

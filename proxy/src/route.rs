@@ -7,6 +7,8 @@
 use grove_core::ContentHash;
 use grove_core::publish_api;
 
+use crate::auth::AuthRoute;
+
 /// The host's own namespace.
 pub const GROVE_PREFIX: &str = "/_grove/";
 /// Storage node calls: `/_grove/api/v1/<call>` (other than the publish API).
@@ -23,6 +25,18 @@ pub const HEALTH: &str = "/_grove/health";
 pub const TREE_NODE_PREFIX: &str = "/_grove/tree/";
 /// A blob by hash: `/_grove/blob/<sha256>`.
 pub const BLOB_PREFIX: &str = "/_grove/blob/";
+/// Starts a sign-in: `/_grove/auth/login?return=/path`.
+pub const AUTH_LOGIN: &str = "/_grove/auth/login";
+/// Where the OpenID provider sends the browser back.
+pub const AUTH_CALLBACK: &str = "/_grove/auth/callback";
+/// Ends the session (POST).
+pub const AUTH_LOGOUT: &str = "/_grove/auth/logout";
+/// OpenID Connect back-channel logout (POST from the provider).
+pub const AUTH_BACKCHANNEL_LOGOUT: &str = "/_grove/auth/backchannel-logout";
+/// The signed-in user's claims, or 401.
+pub const AUTH_ME: &str = "/_grove/auth/me";
+/// A session's event stream.
+pub const LIVE: &str = "/_grove/live";
 
 /// The service worker's two scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +60,10 @@ pub enum Route<'a> {
     Script(Script),
     /// `/_grove/health`.
     Health,
+    /// `/_grove/auth/...`.
+    Auth(AuthRoute),
+    /// `/_grove/live`.
+    Live,
     /// The publish API; `rest` follows [`publish_api::PREFIX`] (starts with `/`).
     PublishCall { rest: &'a str },
     /// A storage node call; `rest` follows [`API_PREFIX`].
@@ -85,6 +103,12 @@ impl<'a> Route<'a> {
         match path {
             ROOT_DOCUMENT => Self::RootDocument,
             HEALTH => Self::Health,
+            AUTH_LOGIN => Self::Auth(AuthRoute::Login),
+            AUTH_CALLBACK => Self::Auth(AuthRoute::Callback),
+            AUTH_LOGOUT => Self::Auth(AuthRoute::Logout),
+            AUTH_BACKCHANNEL_LOGOUT => Self::Auth(AuthRoute::BackchannelLogout),
+            AUTH_ME => Self::Auth(AuthRoute::Me),
+            LIVE => Self::Live,
             WORKER_SCRIPT => Self::Script(Script::Worker),
             REGISTER_SCRIPT => Self::Script(Script::Register),
             _ => Self::UnknownGrovePath,
@@ -118,6 +142,16 @@ mod tests {
                 Route::MalformedHash("expected /_grove/blob/<sha256 hex>"),
             ),
             ("/_grove/nothing".into(), Route::UnknownGrovePath),
+            ("/_grove/auth/login".into(), Route::Auth(AuthRoute::Login)),
+            ("/_grove/auth/callback".into(), Route::Auth(AuthRoute::Callback)),
+            ("/_grove/auth/logout".into(), Route::Auth(AuthRoute::Logout)),
+            (
+                "/_grove/auth/backchannel-logout".into(),
+                Route::Auth(AuthRoute::BackchannelLogout),
+            ),
+            ("/_grove/auth/me".into(), Route::Auth(AuthRoute::Me)),
+            ("/_grove/auth/".into(), Route::UnknownGrovePath),
+            ("/_grove/live".into(), Route::Live),
             ("/_grove/root/".into(), Route::UnknownGrovePath),
             ("/_grove/api/v1/write".into(), Route::NodeCall { rest: "v1/write" }),
             (

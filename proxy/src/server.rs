@@ -12,6 +12,11 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::os::unix::fs::FileExt;
 
 use crate::app::Grove;
+use crate::auth::Visitor;
+use crate::live;
+use crate::session_api;
+use futures::StreamExt;
+use grove_core::token::Right;
 use crate::metrics;
 use crate::node::{NodeCall, NodeDirectory};
 use crate::reply::{Body, FailureReply, Reply};
@@ -21,6 +26,8 @@ use grove_core::api_error::ApiFailure;
 
 /// Size of the pieces a cached file is sent in.
 const FILE_PIECE_BYTES: u64 = 256 * 1024;
+/// Largest body a sign-in route takes (a back-channel logout token).
+const AUTH_BODY_LIMIT: u64 = 16 * 1024;
 
 pub struct GroveProxy {
     pub grove: Arc<Grove>,
@@ -90,50 +97,44 @@ impl ProxyHttp for GroveProxy {
         }
         let route = Route::parse(header.uri.path());
         let reply = match route {
-            Route::NodeCall { rest } => {
-                let request = request_of(header);
-                let routed = match self.grove.target(&request) {
-                    Some(target) => self
-                        .nodes
-                        .route(&target.site, rest, request.query)
-                        .map_err(ApiFailure::into_reply),
-                    None => Err(Reply::unknown()),
-                };
-                match routed {
-                    Ok(call) if declared_length(header).is_some_and(|length| length > call.body_limit as u64) => {
-                        // Refused before a byte of the body travels; a client
-                        // waiting on `Expect: 100-continue` sends none.
-                        session.set_keepalive(None);
-                        let reply = ApiFailure::new(
-                            http::StatusCode::PAYLOAD_TOO_LARGE,
-                            "too_large",
-                            format!("the request body is larger than {} bytes", call.body_limit),
-                        )
-                        .into_reply();
-                        log.status = reply.status.as_u16();
-                        log.bytes = write_reply(session, reply, false).await?;
-                        return Ok(true);
-                    }
-                    Ok(call) => {
-                        if expects_continue(header) {
-                            // Answered here: the node need not speak 1xx, and
-                            // the body then streams through.
-                            session.write_continue_response().await?;
-                            session.req_header_mut().remove_header(&http::header::EXPECT);
-                        }
-                        let uri = http::Uri::try_from(call.path_and_query.as_str())
-                            .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
-                        session.req_header_mut().set_uri(uri);
-                        log.node_call = Some(call);
-                        return Ok(false);
-                    }
-                    Err(reply) => {
-                        log.status = reply.status.as_u16();
-                        log.bytes = write_reply(session, reply, false).await?;
-                        return Ok(true);
-                    }
+            Route::NodeCall { rest } if session_cookie(header) => {
+                let rest = rest.to_owned();
+                match self.session_node_call(session, &rest).await {
+                    Some(reply) => reply,
+                    None => return self.node_call(session, &rest, log).await,
                 }
             }
+            Route::NodeCall { rest } => {
+                let rest = rest.to_owned();
+                return self.node_call(session, &rest, log).await;
+            }
+            Route::Auth(auth_route) => {
+                let body = if session.req_header().method == http::Method::POST {
+                    match read_body(session, AUTH_BODY_LIMIT).await {
+                        Ok(body) => Ok(body),
+                        Err(BodyError::TooLarge) => Err(Reply::text(
+                            http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "request body too large",
+                        )),
+                        Err(BodyError::Broken(reply)) => Err(reply),
+                    }
+                } else {
+                    Ok(Bytes::new())
+                };
+                let request = request_of(session.req_header());
+                match (body, self.grove.target(&request)) {
+                    (Err(refusal), _) => refusal,
+                    (Ok(body), Some(target)) => self.grove.auth().handle(auth_route, &request, &target, body).await,
+                    (Ok(_), None) => Reply::unknown(),
+                }
+            }
+            Route::Live => match self.live(session).await? {
+                Some(reply) => reply,
+                None => {
+                    log.status = 200;
+                    return Ok(true);
+                }
+            },
             Route::PublishCall { rest } => {
                 let rest = rest.to_owned();
                 self.publish_api(session, &rest).await
@@ -141,7 +142,13 @@ impl ProxyHttp for GroveProxy {
             _ if declared_length(header).is_some_and(|length| length > http.max_request_body_bytes) => {
                 Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
             }
-            route => self.grove.handle(&request_of(header), route).await,
+            route => {
+                let request = request_of(header);
+                match self.grove.admit(&request, route).await {
+                    Ok(audience) => self.grove.handle(&request, route, audience).await,
+                    Err(refusal) => refusal,
+                }
+            }
         };
         let head = session.req_header().method == http::Method::HEAD;
         log.status = reply.status.as_u16();
@@ -248,6 +255,55 @@ impl ProxyHttp for GroveProxy {
 }
 
 impl GroveProxy {
+    /// A node call with a bearer handle: checked for size here, then
+    /// proxied to the site's node, streamed both ways.
+    async fn node_call(&self, session: &mut Session, rest: &str, log: &mut RequestLog) -> Result<bool> {
+        let header = session.req_header();
+        let reply = {
+            let request = request_of(header);
+                let routed = match self.grove.target(&request) {
+                    Some(target) => self
+                        .nodes
+                        .route(&target.site, rest, request.query)
+                        .map_err(ApiFailure::into_reply),
+                    None => Err(Reply::unknown()),
+                };
+                match routed {
+                    Ok(call) if declared_length(header).is_some_and(|length| length > call.body_limit as u64) => {
+                        // Refused before a byte of the body travels; a client
+                        // waiting on `Expect: 100-continue` sends none.
+                        session.set_keepalive(None);
+                        let reply = ApiFailure::new(
+                            http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "too_large",
+                            format!("the request body is larger than {} bytes", call.body_limit),
+                        )
+                        .into_reply();
+                        log.status = reply.status.as_u16();
+                        log.bytes = write_reply(session, reply, false).await?;
+                        return Ok(true);
+                    }
+                    Ok(call) => {
+                        if expects_continue(header) {
+                            // Answered here: the node need not speak 1xx, and
+                            // the body then streams through.
+                            session.write_continue_response().await?;
+                            session.req_header_mut().remove_header(&http::header::EXPECT);
+                        }
+                        let uri = http::Uri::try_from(call.path_and_query.as_str())
+                            .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
+                        session.req_header_mut().set_uri(uri);
+                        log.node_call = Some(call);
+                        return Ok(false);
+                    }
+                    Err(reply) => reply,
+                }
+        };
+        log.status = reply.status.as_u16();
+        log.bytes = write_reply(session, reply, false).await?;
+        Ok(true)
+    }
+
     /// Reads the request body, bounded by the route's limit, and hands the
     /// request to the publish API. A body that is too large or cut short is
     /// refused before the API sees any of it, so nothing is stored.
@@ -262,33 +318,174 @@ impl GroveProxy {
             }
         };
         let (limit, limit_key) = api.body_limit(&call);
-        if declared_length(session.req_header()).is_some_and(|length| length > limit) {
-            session.set_keepalive(None);
-            return ApiFailure::too_large(limit_key, limit).into_reply();
+        let body = match read_body(session, limit).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return ApiFailure::too_large(limit_key, limit).into_reply(),
+            Err(BodyError::Broken(reply)) => return reply,
+        };
+        api.finish(call, &request_of(session.req_header()), body).await
+    }
+
+    /// A node call made with a session cookie rather than a bearer handle;
+    /// `None` when the request is not one (it then goes to the node as it
+    /// is, and a request with neither is refused there).
+    async fn session_node_call(&self, session: &mut Session, rest: &str) -> Option<Reply> {
+        let header = session.req_header();
+        if header.headers.contains_key(http::header::AUTHORIZATION) {
+            return None;
         }
-        let mut body = BytesMut::new();
-        loop {
-            match session.read_request_body().await {
-                Ok(Some(chunk)) => {
-                    if (body.len() + chunk.len()) as u64 > limit {
-                        session.set_keepalive(None);
-                        return ApiFailure::too_large(limit_key, limit).into_reply();
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(error) => {
+        let request = request_of(header);
+        let target = self.grove.target(&request)?;
+        let access = self.grove.auth().site(&target.site)?.access.clone();
+        let signed_in = match self.grove.auth().visitor(&target.site, &request).await {
+            Ok(Visitor::SignedIn(signed_in)) => signed_in,
+            Ok(_) => return None,
+            Err(reply) => return Some(reply),
+        };
+        let call = match self.nodes.route(&target.site, rest, request.query) {
+            Ok(call) => call,
+            Err(failure) => return Some(failure.into_reply()),
+        };
+        let call_name = rest.strip_prefix("v1/").unwrap_or(rest).to_owned();
+        let body = match read_body(session, call.body_limit as u64).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return Some(
+                    ApiFailure::new(
+                        http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the request body is larger than {} bytes", call.body_limit),
+                    )
+                    .into_reply(),
+                );
+            }
+            Err(BodyError::Broken(reply)) => return Some(reply),
+        };
+        let request = request_of(session.req_header());
+        Some(
+            session_api::call(
+                self.grove.node(),
+                &access,
+                &target.site,
+                &signed_in,
+                &call_name,
+                &request,
+                body,
+            )
+            .await,
+        )
+    }
+
+    /// `/_grove/live`: streams a session's events until it ends or the
+    /// client goes away. Answers with a plain reply when refused.
+    async fn live(&self, session: &mut Session) -> Result<Option<Reply>> {
+        let header = session.req_header();
+        let request = request_of(header);
+        if *request.method != http::Method::GET {
+            return Ok(Some(
+                Reply::text(http::StatusCode::METHOD_NOT_ALLOWED, "use GET").with(http::header::ALLOW, "GET"),
+            ));
+        }
+        let Some(target) = self.grove.target(&request) else {
+            return Ok(Some(Reply::unknown()));
+        };
+        let auth = self.grove.auth();
+        let Some(site_auth) = auth.site(&target.site) else {
+            return Ok(Some(Reply::text(
+                http::StatusCode::NOT_FOUND,
+                "sign-in is not configured for this site",
+            )));
+        };
+        let signed_in = match auth.visitor(&target.site, &request).await {
+            Ok(Visitor::SignedIn(signed_in)) => signed_in,
+            Ok(_) => {
+                return Ok(Some(Reply::json(
+                    http::StatusCode::UNAUTHORIZED,
+                    &serde_json::json!({ "error": "unauthorized", "message": "sign in first" }),
+                )));
+            }
+            Err(reply) => return Ok(Some(reply)),
+        };
+        let paths: Vec<String> = url::form_urlencoded::parse(request.query.unwrap_or_default().as_bytes())
+            .filter(|(key, _)| key == "path")
+            .map(|(_, value)| value.into_owned())
+            .collect();
+        if paths.len() > live::MAX_PATHS {
+            return Ok(Some(Reply::text(
+                http::StatusCode::BAD_REQUEST,
+                &format!("a stream subscribes to at most {} paths", live::MAX_PATHS),
+            )));
+        }
+        if let Some(path) = paths
+            .iter()
+            .find(|path| !site_auth.access.grants(&signed_in.record, path, Right::Read))
+        {
+            return Ok(Some(Reply::json(
+                http::StatusCode::FORBIDDEN,
+                &serde_json::json!({ "error": "forbidden", "message": format!("this session may not read {path}") }),
+            )));
+        }
+        let http1 = header.version != http::Version::HTTP_2;
+        let events = self
+            .grove
+            .live()
+            .stream(&target.site, signed_in, &paths, auth.revocations().subscribe());
+        let mut response = ResponseHeader::build(http::StatusCode::OK, Some(4))?;
+        response.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
+        response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+        response.insert_header("x-accel-buffering", "no")?;
+        if http1 {
+            response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+        }
+        session.set_keepalive(None);
+        session.write_response_header(Box::new(response), false).await?;
+        let mut events = std::pin::pin!(events);
+        while let Some(event) = events.next().await {
+            session.write_response_body(Some(event), false).await?;
+        }
+        session.write_response_body(Some(Bytes::new()), true).await?;
+        Ok(None)
+    }
+}
+
+/// Why a request body was not read.
+enum BodyError {
+    TooLarge,
+    /// Cut short or unreadable; the reply says so.
+    Broken(Reply),
+}
+
+/// Reads a request body of at most `limit` bytes. A body that is too large
+/// or cut short is refused before anything acts on it, and the connection
+/// is not reused (the rest of the body was never read).
+async fn read_body(session: &mut Session, limit: u64) -> std::result::Result<Bytes, BodyError> {
+    if declared_length(session.req_header()).is_some_and(|length| length > limit) {
+        session.set_keepalive(None);
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = BytesMut::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                if (body.len() + chunk.len()) as u64 > limit {
                     session.set_keepalive(None);
-                    return ApiFailure::new(
+                    return Err(BodyError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(body.freeze()),
+            Err(error) => {
+                session.set_keepalive(None);
+                return Err(BodyError::Broken(
+                    ApiFailure::new(
                         http::StatusCode::BAD_REQUEST,
                         "bad_request",
                         format!("the request body could not be read whole: {error}"),
                     )
-                    .into_reply();
-                }
+                    .into_reply(),
+                ));
             }
         }
-        api.finish(call, &request_of(session.req_header()), body.freeze()).await
     }
 }
 
@@ -306,6 +503,11 @@ fn header_bytes(session: &Session) -> usize {
         .map(|(name, value)| name.as_str().len() + value.len() + 4)
         .sum::<usize>()
         + line
+}
+
+/// Whether a request carries a session cookie at all (cheap: no lookup).
+fn session_cookie(header: &RequestHeader) -> bool {
+    crate::auth::cookies::value(&header.headers, crate::auth::cookies::SESSION).is_some()
 }
 
 fn expects_continue(header: &RequestHeader) -> bool {

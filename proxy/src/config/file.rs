@@ -299,6 +299,66 @@ pub struct SiteConfig {
     /// The service worker for this site; default: the top-level
     /// `service_worker`. Off also orders workers installed earlier away.
     pub service_worker: Option<bool>,
+    /// Sign-in with OpenID Connect; none when absent.
+    pub auth: Option<AuthConfig>,
+}
+
+/// `[sites.<name>.auth]`: who signs in, what they may see and which node
+/// data their sessions may touch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The OpenID provider; its discovery document is read from
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// The environment variable holding the client secret (never the
+    /// secret); none for a public client, which PKCE alone protects.
+    pub client_secret_env: Option<String>,
+    /// Who may see protected paths and use node data: patterns on the
+    /// verified email, or on the subject (`*` matches any characters).
+    #[serde(default = "everyone")]
+    pub allow: Vec<String>,
+    /// URL paths only allowed users see (`/members/*`). Anonymous page
+    /// requests are sent to sign in; other requests get 401.
+    #[serde(default)]
+    pub protect: Vec<String>,
+    /// Node paths a session may read: `comments/*` is everything under
+    /// `comments/`, `{subject}` stands for the user's subject.
+    #[serde(default = "own_data")]
+    pub read: Vec<String>,
+    /// Node paths a session may write, as `read`.
+    #[serde(default = "own_data")]
+    pub write: Vec<String>,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// A session unused for this long ends, in seconds.
+    #[serde(default = "default_idle_secs")]
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after sign-in whatever its use, in seconds.
+    #[serde(default = "default_absolute_secs")]
+    pub absolute_timeout_secs: u64,
+}
+
+fn everyone() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+fn own_data() -> Vec<String> {
+    vec!["users/{subject}/*".to_owned()]
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["email".to_owned(), "profile".to_owned()]
+}
+
+fn default_idle_secs() -> u64 {
+    24 * 3600
+}
+
+fn default_absolute_secs() -> u64 {
+    14 * 24 * 3600
 }
 
 impl Default for ConfigFile {

@@ -25,6 +25,11 @@ Configuration file keys (TOML; every key optional):
   [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
                   service_worker = true|false   (default: the top-level key)
+  [sites.<name>.auth]  issuer = \"https://accounts.example.com\"  client_id = \"...\"  client_secret_env = \"BLOG_OIDC_SECRET\"
+           sign-in with OpenID Connect at /_grove/auth/login; the secret only from that variable (none: a public client)
+           allow = [\"*\"]  (email or subject patterns)  protect = []  (URL paths, e.g. \"/members/*\")
+           read = [\"users/{subject}/*\"]  write = [\"users/{subject}/*\"]  (node paths a session may use)
+           scopes = [\"email\", \"profile\"]  idle_timeout_secs = 86400  absolute_timeout_secs = 1209600
   [publish]  max_file_bytes = 104857600  max_files_per_site = 100000
   [cdn.cloudflare]  zone_id = \"...\"  api_token_env = \"CLOUDFLARE_API_TOKEN\"  api_base = \"https://api.cloudflare.com/client/v4\"
   [cdn.webhook]     url = \"https://...\"  token_env = \"PURGE_TOKEN\" (optional)     purged on every publish; at most one
@@ -119,6 +124,18 @@ mod tests {
         );
         for (_, key, default) in &queue {
             assert_documented("cdn.webhook", key, default, &sections);
+        }
+        let auth: crate::config::file::AuthConfig =
+            toml::from_str("issuer = \"https://id.example\"\nclient_id = \"c\"").unwrap();
+        let mut auth_keys = Vec::new();
+        leaves("", &toml::Value::try_from(auth).unwrap(), &mut auth_keys);
+        // Its values hold brackets, so the block is read whole.
+        let start = CONFIG_HELP.find("[sites.<name>.auth]").expect("an auth block");
+        let block = &CONFIG_HELP[start..];
+        let block = &block[..block.find("\n  [").unwrap_or(block.len())];
+        for (_, key, default) in &auth_keys {
+            let documented = ["issuer", "client_id"].contains(&key.as_str()) || block.contains(&format!("{key} = {default}"));
+            assert!(documented, "--help lacks `{key} = {default}` under [sites.<name>.auth]");
         }
     }
 }

@@ -197,6 +197,33 @@ pub fn bootstrap() -> ObjectKey {
     built("auth/bootstrap".to_owned())
 }
 
+/// `auth/sessions/<site>/<id>`: a sign-in session's record, keyed by the
+/// hash of its cookie (never the cookie itself).
+pub fn session_record(site: &SiteName, id: &ContentHash) -> ObjectKey {
+    built(format!("auth/sessions/{site}/{id}"))
+}
+
+/// `auth/session-index/<site>/<kind>/<hash of value>/`: the sessions that
+/// share an identity provider's session id (`sid`) or subject (`sub`), so
+/// a back-channel logout finds every one of them.
+pub fn session_index(site: &SiteName, kind: &str, value: &str) -> String {
+    format!(
+        "auth/session-index/{site}/{kind}/{}/",
+        ContentHash::of(value.as_bytes())
+    )
+}
+
+/// One entry of a [`session_index`]: the session with record hash `id`.
+pub fn session_index_entry(prefix: &str, id: &ContentHash) -> ObjectKey {
+    built(format!("{prefix}{id}"))
+}
+
+/// `auth/keys/login-state`: the key that signs sign-in state cookies, made
+/// once per store (create-only) and shared by every proxy on it.
+pub fn login_state_key() -> ObjectKey {
+    built("auth/keys/login-state".to_owned())
+}
+
 /// Token paths: what a token's `path` covers. They mirror the key layout, so
 /// a grant on `sites/<site>` covers that site's data.
 pub mod token_path {

@@ -1,0 +1,260 @@
+//! The proxy as a client of storage nodes, for what it does on behalf of
+//! signed-in users: calls their sessions may make, the revocation feed and
+//! the live streams' watches. It authenticates with an operator handle of
+//! its own, made in the token store the first time it is needed (only its
+//! hash is stored); browsers never see it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use grove_core::SiteName;
+use grove_core::api_error::ApiFailure;
+use grove_core::node_api::TsReply;
+use grove_core::timestamp::Timestamp;
+use grove_core::token::Handle;
+use grove_objects::store::ObjectStore;
+use grove_objects::token::Tokens;
+use http::StatusCode;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::OnceCell;
+
+use crate::node::NodeDirectory;
+
+/// How long the proxy's own handle is valid; a new one is made at each start.
+const HANDLE_DAYS: i64 = 365;
+
+/// One entry a watch delivered.
+#[derive(Debug, Clone, Deserialize)]
+pub struct WatchedEntry {
+    pub ts: Timestamp,
+    pub data: Box<RawValue>,
+}
+
+/// A node's reply to a forwarded call, whole.
+pub struct ForwardedReply {
+    pub status: StatusCode,
+    pub content_type: Option<String>,
+    pub body: Bytes,
+}
+
+pub struct NodeClient {
+    directory: NodeDirectory,
+    http: reqwest::Client,
+    tokens: Tokens,
+    handle: OnceCell<Handle>,
+}
+
+impl NodeClient {
+    pub fn new(directory: NodeDirectory, store: Arc<dyn ObjectStore>) -> Self {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(directory.connect_timeout())
+            .read_timeout(directory.read_timeout())
+            .build()
+            .expect("a reqwest client builds");
+        Self {
+            directory,
+            http,
+            tokens: Tokens::new(store),
+            handle: OnceCell::new(),
+        }
+    }
+
+    async fn handle(&self) -> Result<&Handle, ApiFailure> {
+        self.handle
+            .get_or_try_init(|| async {
+                let until = time::OffsetDateTime::now_utc() + time::Duration::days(HANDLE_DAYS);
+                self.tokens.issue_root(until).await
+            })
+            .await
+            .map_err(|error| unavailable(format!("the proxy's node handle could not be made: {error}")))
+    }
+
+    fn url(&self, site: &SiteName, call: &str, query: Option<&str>) -> Result<String, ApiFailure> {
+        let address = self.directory.address_of(site)?;
+        Ok(match query {
+            Some(query) => format!("http://{address}/v1/sites/{site}/{call}?{query}"),
+            None => format!("http://{address}/v1/sites/{site}/{call}"),
+        })
+    }
+
+    /// Sends a call as the proxy and returns the node's answer as it is.
+    pub async fn forward(
+        &self,
+        method: http::Method,
+        site: &SiteName,
+        call: &str,
+        query: Option<&str>,
+        body: Bytes,
+    ) -> Result<ForwardedReply, ApiFailure> {
+        let url = self.url(site, call, query)?;
+        let response = self
+            .http
+            .request(method, url)
+            .bearer_auth(self.handle().await?.reveal())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(node_failed)?;
+        let status = response.status();
+        let content_type = response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = response.bytes().await.map_err(node_failed)?;
+        Ok(ForwardedReply {
+            status,
+            content_type,
+            body,
+        })
+    }
+
+    /// Appends `data` to `path` as the proxy.
+    pub async fn write(&self, site: &SiteName, path: &str, data: &serde_json::Value) -> Result<Timestamp, ApiFailure> {
+        let body = serde_json::json!({ "path": path, "data": data });
+        let reply = self
+            .forward(http::Method::POST, site, "write", None, Bytes::from(body.to_string()))
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(ApiFailure::new(
+                StatusCode::BAD_GATEWAY,
+                "node_refused",
+                format!("the node answered {}: {}", reply.status, String::from_utf8_lossy(&reply.body)),
+            ));
+        }
+        let ts: TsReply = serde_json::from_slice(&reply.body)
+            .map_err(|error| ApiFailure::new(StatusCode::BAD_GATEWAY, "node_reply", error.to_string()))?;
+        Ok(ts.ts)
+    }
+
+    /// The entries of `path` after `after`, as they are written. The stream
+    /// ends (with an error) when the node closes it or goes quiet.
+    pub async fn watch(
+        &self,
+        site: &SiteName,
+        path: &str,
+        after: Timestamp,
+    ) -> Result<impl Stream<Item = Result<WatchedEntry, ApiFailure>> + Send + 'static, ApiFailure> {
+        let query = format!(
+            "path={}&after={after}",
+            percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let url = self.url(site, "watch", Some(&query))?;
+        let response = self
+            .http
+            .get(url)
+            .bearer_auth(self.handle().await?.reveal())
+            .send()
+            .await
+            .map_err(node_failed)?;
+        if response.status() != StatusCode::OK {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            return Err(ApiFailure::new(
+                StatusCode::BAD_GATEWAY,
+                "node_refused",
+                format!("the node refused the watch ({status}): {body}"),
+            ));
+        }
+        Ok(server_sent_events(response.bytes_stream()))
+    }
+}
+
+/// Parses a node's event stream into entries; an `error` event or a broken
+/// stream ends it with an error.
+fn server_sent_events(
+    bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
+) -> impl Stream<Item = Result<WatchedEntry, ApiFailure>> + Send + 'static {
+    futures::stream::unfold(
+        (Box::pin(bytes), BytesMut::new(), false),
+        |(mut bytes, mut buffer, done)| async move {
+            if done {
+                return None;
+            }
+            loop {
+                if let Some(end) = find_event_end(&buffer) {
+                    let event = buffer.split_to(end + 2);
+                    let text = String::from_utf8_lossy(&event);
+                    let mut kind = "message";
+                    let mut data = String::new();
+                    for line in text.lines() {
+                        if let Some(value) = line.strip_prefix("event:") {
+                            kind = if value.trim() == "error" { "error" } else { "message" };
+                        } else if let Some(value) = line.strip_prefix("data:") {
+                            data.push_str(value.strip_prefix(' ').unwrap_or(value));
+                        }
+                    }
+                    if data.is_empty() {
+                        continue; // a keep-alive comment
+                    }
+                    if kind == "error" {
+                        let failure = ApiFailure::new(StatusCode::BAD_GATEWAY, "watch_ended", data);
+                        return Some((Err(failure), (bytes, buffer, true)));
+                    }
+                    let entry = serde_json::from_str::<WatchedEntry>(&data).map_err(|error| {
+                        ApiFailure::new(StatusCode::BAD_GATEWAY, "node_reply", error.to_string())
+                    });
+                    let done = entry.is_err();
+                    return Some((entry, (bytes, buffer, done)));
+                }
+                match bytes.next().await {
+                    Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
+                    Some(Err(error)) => return Some((Err(node_failed(error)), (bytes, buffer, true))),
+                    None => {
+                        let failure = ApiFailure::new(StatusCode::BAD_GATEWAY, "watch_ended", "the node closed the watch");
+                        return Some((Err(failure), (bytes, buffer, true)));
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn find_event_end(buffer: &[u8]) -> Option<usize> {
+    buffer.windows(2).position(|pair| pair == b"\n\n")
+}
+
+fn node_failed(error: reqwest::Error) -> ApiFailure {
+    let (status, code) = if error.is_timeout() {
+        (StatusCode::GATEWAY_TIMEOUT, "node_timeout")
+    } else {
+        (StatusCode::BAD_GATEWAY, "node_unreachable")
+    };
+    ApiFailure::new(status, code, format!("the storage node failed: {error}"))
+}
+
+fn unavailable(message: String) -> ApiFailure {
+    ApiFailure::new(StatusCode::SERVICE_UNAVAILABLE, "node_unavailable", message)
+}
+
+/// The pause before reconnecting to a node after `failures` failures in a
+/// row: 100 ms, doubling, at most 5 s.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn events_become_entries_and_an_error_event_ends_the_stream() {
+        let chunks: Vec<reqwest::Result<Bytes>> = vec![
+            Ok(Bytes::from_static(b": keep-alive\n\nid: 4096\ndata: {\"ts\":\"40")),
+            Ok(Bytes::from_static(b"96\",\"data\":{\"a\":1}}\n\n")),
+            Ok(Bytes::from_static(b"event: error\ndata: {\"error\":\"trimmed\"}\n\n")),
+            Ok(Bytes::from_static(b"data: {\"never\":1}\n\n")),
+        ];
+        let events: Vec<_> = server_sent_events(futures::stream::iter(chunks)).collect().await;
+        assert_eq!(events.len(), 2, "the error ends it");
+        let entry = events[0].as_ref().unwrap();
+        assert_eq!(entry.data.get(), "{\"a\":1}");
+        assert_eq!(entry.ts.to_string(), "4096");
+        assert_eq!(events[1].as_ref().unwrap_err().body.error, "watch_ended");
+    }
+}
