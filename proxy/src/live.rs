@@ -160,6 +160,10 @@ impl LiveHub {
             }
             if !state.greeted {
                 state.greeted = true;
+                // A new feed has not read the root yet: wait for its first read.
+                if state.versions.borrow().is_none() && state.versions.changed().await.is_err() {
+                    return None;
+                }
                 let version = *state.versions.borrow_and_update();
                 return Some((sse("version", None, &json!({ "version": version }).to_string()), state));
             }

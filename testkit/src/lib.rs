@@ -7,5 +7,6 @@ pub mod binaries;
 pub mod cloudflare;
 pub mod host;
 pub mod moto;
+pub mod oidc;
 pub mod ports;
 pub mod proxy;

@@ -4,6 +4,7 @@
 //! Cloudflare API. One test binary, so the harness is linked once.
 
 mod hardening;
+mod login;
 mod node;
 mod publish;
 mod purge;

@@ -14,7 +14,14 @@
 // once it listens.
 
 import http from 'node:http';
-import Provider from 'oidc-provider';
+
+// The provider's start-up notes (development keys, in-memory adapter) are
+// expected here; its errors still print.
+const warn = console.warn;
+console.warn = (...args) => {
+  if (!String(args[0]).startsWith('oidc-provider WARNING')) warn(...args);
+};
+const { default: Provider } = await import('oidc-provider');
 
 const settings = JSON.parse(process.argv[2] ?? '{}');
 
@@ -95,6 +102,7 @@ const provider = new Provider(issuer, {
   fetch: loopbackFetch,
   ttl: { Session: 3600, Grant: 3600, AuthorizationCode: 60, IdToken: 3600, AccessToken: 3600, Interaction: 600 },
 });
+provider.on('server_error', (_ctx, error) => console.error('provider error:', error));
 provider.on('backchannel.error', (_ctx, error, client) => {
   console.error(`back-channel logout to ${client.clientId} failed: ${error.message}`);
 });

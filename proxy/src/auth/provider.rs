@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    JsonWebKey, LogoutRequest, Nonce, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
+    JsonWebKey, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
     Scope, TokenResponse,
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -212,11 +212,37 @@ impl Provider {
             .claims(&verifier, &Nonce::new(nonce.to_owned()))
             .map_err(|error| ProviderError::IdToken(error.to_string()))?;
         let raw = id_token.to_string();
-        let all_claims = payload_of(&raw).ok_or_else(|| ProviderError::IdToken("unreadable payload".to_owned()))?;
+        let mut all_claims =
+            payload_of(&raw).ok_or_else(|| ProviderError::IdToken("unreadable payload".to_owned()))?;
+        let mut email = claims.email().map(|email| email.as_str().to_owned());
+        let mut email_verified = claims.email_verified().unwrap_or(false);
+        if email.is_none() {
+            // Providers that keep ID tokens small (as the spec suggests when
+            // an access token is issued) give the email at userinfo; its
+            // subject must be the ID token's.
+            let request = discovered
+                .client
+                .user_info(tokens.access_token().clone(), Some(claims.subject().clone()));
+            if let Ok(request) = request {
+                let info: openidconnect::core::CoreUserInfoClaims = request
+                    .request_async(&self.http)
+                    .await
+                    .map_err(|error| ProviderError::Exchange(format!("userinfo: {}", error_chain(&error))))?;
+                email = info.email().map(|email| email.as_str().to_owned());
+                email_verified = info.email_verified().unwrap_or(false);
+                if let (Some(object), Ok(serde_json::Value::Object(extra))) =
+                    (all_claims.as_object_mut(), serde_json::to_value(&info))
+                {
+                    for (key, value) in extra {
+                        object.entry(key).or_insert(value);
+                    }
+                }
+            }
+        }
         Ok(SignedIn {
             subject: claims.subject().as_str().to_owned(),
-            email: claims.email().map(|email| email.as_str().to_owned()),
-            email_verified: claims.email_verified().unwrap_or(false),
+            email,
+            email_verified,
             provider_session: all_claims.get("sid").and_then(|sid| sid.as_str()).map(str::to_owned),
             claims: all_claims,
             id_token: raw,
