@@ -12,18 +12,18 @@ use http::{Method, StatusCode, header};
 
 use crate::api::PublishApi;
 use crate::auth::{Auth, Visitor, cookies};
-use crate::route::AUTH_LOGIN;
-use crate::live::LiveHub;
-use crate::node_client::NodeClient;
 use crate::cache::{BlobCache, CacheError, CachedBlob, DiskCache};
 use crate::compress::Compressor;
 use crate::config::{Config, SiteConfig};
 use crate::hosts::{Router, Target};
+use crate::live::LiveHub;
+use crate::node_client::NodeClient;
 use crate::purge::PurgeSetup;
 use crate::reply::{Body, Reply};
 use crate::request::Request;
 use crate::resolve::{Fallback, Files, RequestPath, Resolution, encode_path, fallback, resolve};
 use crate::roots::{Roots, Served};
+use crate::route::AUTH_LOGIN;
 use crate::route::Route;
 use crate::rules::{HeaderRules, Redirects, RuleAction, SiteRules};
 use crate::semantics::{self, Encoding, RangeRequest};
@@ -195,7 +195,10 @@ impl Grove {
             return Ok(audience);
         }
         let refusal = if audience.live {
-            Reply::text(StatusCode::FORBIDDEN, "this page is for members, and this account is not one")
+            Reply::text(
+                StatusCode::FORBIDDEN,
+                "this page is for members, and this account is not one",
+            )
         } else if wants_page(request) {
             let back = with_query(request.path, request.query);
             let back: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
@@ -761,7 +764,11 @@ fn for_audience(audience: Audience, reply: Reply) -> Reply {
 /// suits) rather than a fetch of a resource.
 fn wants_page(request: &Request<'_>) -> bool {
     request.header("sec-fetch-dest").map_or_else(
-        || request.header(header::ACCEPT).is_some_and(|accept| accept.contains("text/html")),
+        || {
+            request
+                .header(header::ACCEPT)
+                .is_some_and(|accept| accept.contains("text/html"))
+        },
         |dest| dest == "document",
     )
 }

@@ -140,9 +140,11 @@ impl LiveHub {
     ) -> impl Stream<Item = Bytes> + Send + 'static {
         let version_feed = self.version_feed(site);
         let path_feeds: Vec<Arc<PathFeed>> = paths.iter().map(|path| self.path_feed(site, path)).collect();
-        let entries = futures::stream::select_all(path_feeds.iter().map(|feed| {
-            Box::pin(tokio_stream_of(feed.sender.subscribe()))
-        }));
+        let entries = futures::stream::select_all(
+            path_feeds
+                .iter()
+                .map(|feed| Box::pin(tokio_stream_of(feed.sender.subscribe()))),
+        );
         let versions = version_feed.sender.subscribe();
         let state = StreamState {
             site: site.clone(),

@@ -124,7 +124,11 @@ impl NodeClient {
             return Err(ApiFailure::new(
                 StatusCode::BAD_GATEWAY,
                 "node_refused",
-                format!("the node answered {}: {}", reply.status, String::from_utf8_lossy(&reply.body)),
+                format!(
+                    "the node answered {}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                ),
             ));
         }
         let ts: TsReply = serde_json::from_slice(&reply.body)
@@ -196,9 +200,8 @@ fn server_sent_events(
                         let failure = ApiFailure::new(StatusCode::BAD_GATEWAY, "watch_ended", data);
                         return Some((Err(failure), (bytes, buffer, true)));
                     }
-                    let entry = serde_json::from_str::<WatchedEntry>(&data).map_err(|error| {
-                        ApiFailure::new(StatusCode::BAD_GATEWAY, "node_reply", error.to_string())
-                    });
+                    let entry = serde_json::from_str::<WatchedEntry>(&data)
+                        .map_err(|error| ApiFailure::new(StatusCode::BAD_GATEWAY, "node_reply", error.to_string()));
                     let done = entry.is_err();
                     return Some((entry, (bytes, buffer, done)));
                 }
@@ -206,7 +209,8 @@ fn server_sent_events(
                     Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
                     Some(Err(error)) => return Some((Err(node_failed(error)), (bytes, buffer, true))),
                     None => {
-                        let failure = ApiFailure::new(StatusCode::BAD_GATEWAY, "watch_ended", "the node closed the watch");
+                        let failure =
+                            ApiFailure::new(StatusCode::BAD_GATEWAY, "watch_ended", "the node closed the watch");
                         return Some((Err(failure), (bytes, buffer, true)));
                     }
                 }

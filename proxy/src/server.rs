@@ -14,15 +14,15 @@ use std::os::unix::fs::FileExt;
 use crate::app::Grove;
 use crate::auth::Visitor;
 use crate::live;
-use crate::session_api;
-use futures::StreamExt;
-use grove_core::token::Right;
 use crate::metrics;
 use crate::node::{NodeCall, NodeDirectory};
 use crate::reply::{Body, FailureReply, Reply};
 use crate::request::Request;
 use crate::route::Route;
+use crate::session_api;
+use futures::StreamExt;
 use grove_core::api_error::ApiFailure;
+use grove_core::token::Right;
 
 /// Size of the pieces a cached file is sent in.
 const FILE_PIECE_BYTES: u64 = 256 * 1024;
@@ -261,43 +261,43 @@ impl GroveProxy {
         let header = session.req_header();
         let reply = {
             let request = request_of(header);
-                let routed = match self.grove.target(&request) {
-                    Some(target) => self
-                        .nodes
-                        .route(&target.site, rest, request.query)
-                        .map_err(ApiFailure::into_reply),
-                    None => Err(Reply::unknown()),
-                };
-                match routed {
-                    Ok(call) if declared_length(header).is_some_and(|length| length > call.body_limit as u64) => {
-                        // Refused before a byte of the body travels; a client
-                        // waiting on `Expect: 100-continue` sends none.
-                        session.set_keepalive(None);
-                        let reply = ApiFailure::new(
-                            http::StatusCode::PAYLOAD_TOO_LARGE,
-                            "too_large",
-                            format!("the request body is larger than {} bytes", call.body_limit),
-                        )
-                        .into_reply();
-                        log.status = reply.status.as_u16();
-                        log.bytes = write_reply(session, reply, false).await?;
-                        return Ok(true);
-                    }
-                    Ok(call) => {
-                        if expects_continue(header) {
-                            // Answered here: the node need not speak 1xx, and
-                            // the body then streams through.
-                            session.write_continue_response().await?;
-                            session.req_header_mut().remove_header(&http::header::EXPECT);
-                        }
-                        let uri = http::Uri::try_from(call.path_and_query.as_str())
-                            .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
-                        session.req_header_mut().set_uri(uri);
-                        log.node_call = Some(call);
-                        return Ok(false);
-                    }
-                    Err(reply) => reply,
+            let routed = match self.grove.target(&request) {
+                Some(target) => self
+                    .nodes
+                    .route(&target.site, rest, request.query)
+                    .map_err(ApiFailure::into_reply),
+                None => Err(Reply::unknown()),
+            };
+            match routed {
+                Ok(call) if declared_length(header).is_some_and(|length| length > call.body_limit as u64) => {
+                    // Refused before a byte of the body travels; a client
+                    // waiting on `Expect: 100-continue` sends none.
+                    session.set_keepalive(None);
+                    let reply = ApiFailure::new(
+                        http::StatusCode::PAYLOAD_TOO_LARGE,
+                        "too_large",
+                        format!("the request body is larger than {} bytes", call.body_limit),
+                    )
+                    .into_reply();
+                    log.status = reply.status.as_u16();
+                    log.bytes = write_reply(session, reply, false).await?;
+                    return Ok(true);
                 }
+                Ok(call) => {
+                    if expects_continue(header) {
+                        // Answered here: the node need not speak 1xx, and
+                        // the body then streams through.
+                        session.write_continue_response().await?;
+                        session.req_header_mut().remove_header(&http::header::EXPECT);
+                    }
+                    let uri = http::Uri::try_from(call.path_and_query.as_str())
+                        .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
+                    session.req_header_mut().set_uri(uri);
+                    log.node_call = Some(call);
+                    return Ok(false);
+                }
+                Err(reply) => reply,
+            }
         };
         log.status = reply.status.as_u16();
         log.bytes = write_reply(session, reply, false).await?;

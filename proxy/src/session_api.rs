@@ -45,7 +45,10 @@ pub async fn call(
             .into_reply();
         }
     }
-    match node.forward(request.method.clone(), site, call, request.query, body).await {
+    match node
+        .forward(request.method.clone(), site, call, request.query, body)
+        .await
+    {
         Ok(reply) => {
             let mut answer = Reply::new(reply.status, Body::Bytes(reply.body)).with(header::CACHE_CONTROL, "no-store");
             if let Some(content_type) = reply.content_type {
@@ -73,7 +76,8 @@ fn needed_rights(call: &str, request: &Request<'_>, body: &[u8]) -> Result<Vec<(
             if *method != Method::GET {
                 return Err(wrong_method("GET"));
             }
-            let path = query_value(request.query, "path").ok_or_else(|| ApiFailure::bad_request("the query needs path"))?;
+            let path =
+                query_value(request.query, "path").ok_or_else(|| ApiFailure::bad_request("the query needs path"))?;
             Ok(vec![(path, Right::Read)])
         }
         "write" | "create" if *method != Method::POST => Err(wrong_method("POST")),

@@ -74,8 +74,11 @@ impl OidcProvider {
             .spawn()
             .expect("node runs tests/oidc/provider.mjs (scripts/test installs its packages)");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("the provider did not start: {line:?}"));
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("the provider did not start: {line:?}"));
         Self {
             child,
             issuer: ready["issuer"].as_str().unwrap().to_owned(),
@@ -146,8 +149,14 @@ impl Browser {
         let host = Self::host_of(request.url().as_str());
         let cookies = self.cookies(&host);
         if !cookies.is_empty() {
-            let line = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
-            request.headers_mut().insert(reqwest::header::COOKIE, line.parse().unwrap());
+            let line = cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            request
+                .headers_mut()
+                .insert(reqwest::header::COOKIE, line.parse().unwrap());
         }
         let url = request.url().to_string();
         let response = self.http.execute(request).await.unwrap();

@@ -52,11 +52,7 @@ async fn world(extra: &str) -> World {
     let provider_port = reserve_port();
     let issuer = format!("http://127.0.0.1:{}", provider_port.port());
     let node = reserve();
-    let config = format!(
-        "[node]\nlisten = \"{}\"\n{}",
-        node.addr(),
-        auth_section(&issuer, extra)
-    );
+    let config = format!("[node]\nlisten = \"{}\"\n{}", node.addr(), auth_section(&issuer, extra));
     let proxy = Proxy::start_with(&config, &[("DEMO_OIDC_SECRET", SECRET)]);
     let provider = OidcProvider::start(
         provider_port,
@@ -100,14 +96,24 @@ impl World {
             .authorize(&login_url, &self.callback_prefix("demo.localhost"), login)
             .await;
         let finished = browser.get(&callback).await;
-        assert_eq!(finished.status(), StatusCode::SEE_OTHER, "{}", finished.text().await.unwrap());
+        assert_eq!(
+            finished.status(),
+            StatusCode::SEE_OTHER,
+            "{}",
+            finished.text().await.unwrap()
+        );
         finished.headers()["location"].to_str().unwrap().to_owned()
     }
 }
 
 /// The keys of the site's session records in the store.
 async fn session_records(world: &World) -> Vec<String> {
-    let page = world.proxy.local_store().list("auth/sessions/demo/", None, 1000).await.unwrap();
+    let page = world
+        .proxy
+        .local_store()
+        .list("auth/sessions/demo/", None, 1000)
+        .await
+        .unwrap();
     page.keys.iter().map(|key| key.as_str().to_owned()).collect()
 }
 
@@ -156,7 +162,10 @@ async fn sign_in_opens_protected_pages_live_and_me_shows_the_claims() {
     assert_eq!(fetched.status(), StatusCode::UNAUTHORIZED);
     let public = browser.get(&world.url("/")).await;
     assert_eq!(public.status(), StatusCode::OK);
-    assert!(public.headers().contains_key("cache-tag"), "anonymous pages stay cacheable");
+    assert!(
+        public.headers().contains_key("cache-tag"),
+        "anonymous pages stay cacheable"
+    );
     let (status, _) = me(&browser, &world.url("/_grove/auth/me")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
@@ -171,7 +180,13 @@ async fn sign_in_opens_protected_pages_live_and_me_shows_the_claims() {
         .lock()
         .unwrap()
         .iter()
-        .flat_map(|seen| seen.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_owned()).collect::<Vec<_>>())
+        .flat_map(|seen| {
+            seen.headers
+                .get_all("set-cookie")
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        })
         .find(|cookie| cookie.starts_with(SESSION))
         .expect("the callback sets the session cookie");
     for attribute in ["Secure", "HttpOnly", "SameSite=Lax", "Path=/"] {
@@ -179,7 +194,10 @@ async fn sign_in_opens_protected_pages_live_and_me_shows_the_claims() {
     }
     assert!(!session_cookie.contains("Domain"), "{session_cookie}");
     let secret = browser.cookie("demo.localhost", SESSION).unwrap();
-    assert!(browser.cookie("demo.example.test", SESSION).is_none(), "a host cookie stays on its host");
+    assert!(
+        browser.cookie("demo.example.test", SESSION).is_none(),
+        "a host cookie stays on its host"
+    );
     let stored: Vec<String> = session_records(&world).await;
     assert_eq!(stored.len(), 1);
     assert!(!stored[0].contains(&secret), "only the hash is stored");
@@ -204,7 +222,10 @@ async fn sign_in_opens_protected_pages_live_and_me_shows_the_claims() {
     // Signed in but outside `allow`: 403.
     let outsider = world.browser();
     world.sign_in(&outsider, "eve@evil.test", "/").await;
-    assert_eq!(outsider.get(&world.url("/members/")).await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        outsider.get(&world.url("/members/")).await.status(),
+        StatusCode::FORBIDDEN
+    );
     let (_, eve) = me(&outsider, &world.url("/_grove/auth/me")).await;
     assert_eq!(eve["member"], false);
 
@@ -248,7 +269,12 @@ async fn parallel_logins_both_finish_and_replays_foreign_hosts_and_bad_returns_a
     assert_eq!(finished.status(), StatusCode::SEE_OTHER);
     assert_eq!(finished.headers()["location"], "/second");
     let finished = browser.get(&first).await;
-    assert_eq!(finished.status(), StatusCode::SEE_OTHER, "{}", finished.text().await.unwrap());
+    assert_eq!(
+        finished.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        finished.text().await.unwrap()
+    );
     assert_eq!(finished.headers()["location"], "/first");
 
     // A replayed code is refused (its state cookie is gone, and even with
@@ -274,7 +300,11 @@ async fn parallel_logins_both_finish_and_replays_foreign_hosts_and_bad_returns_a
     assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
     assert!(replayed.text().await.unwrap().contains("sign-in failed"));
     let sessions_after = session_records(&world).await.len();
-    assert_eq!(sessions_after, sessions_before + 1, "only the one real sign-in made a session");
+    assert_eq!(
+        sessions_after,
+        sessions_before + 1,
+        "only the one real sign-in made a session"
+    );
 
     // A code issued for one host, presented at another: no state there, and
     // with the state cookie carried over, the host it was bound to differs.
@@ -296,7 +326,9 @@ async fn parallel_logins_both_finish_and_replays_foreign_hosts_and_bad_returns_a
 
     for bad in ["//evil.example/", "https://evil.example/", "/\\evil.example", "evil"] {
         let encoded: String = url_encode(bad);
-        let refused = browser.get(&world.url(&format!("/_grove/auth/login?return={encoded}"))).await;
+        let refused = browser
+            .get(&world.url(&format!("/_grove/auth/login?return={encoded}")))
+            .await;
         assert_eq!(refused.status(), StatusCode::BAD_REQUEST, "{bad}");
         assert!(!refused.headers().contains_key("set-cookie"));
     }
@@ -347,7 +379,11 @@ async fn logout_and_back_channel_logout_end_the_session_on_every_proxy() {
     let elsewhere = Browser::new(other.addr, &["demo.localhost"]);
     elsewhere.set_cookie("demo.localhost", SESSION, &secret);
     let other_me = other.url("demo.localhost", "/_grove/auth/me");
-    assert_eq!(me(&elsewhere, &other_me).await.0, StatusCode::OK, "every proxy sees the session");
+    assert_eq!(
+        me(&elsewhere, &other_me).await.0,
+        StatusCode::OK,
+        "every proxy sees the session"
+    );
 
     // Logout needs a same-origin request.
     let cross = browser.send(browser.http.post(world.url("/_grove/auth/logout"))).await;
@@ -363,12 +399,21 @@ async fn logout_and_back_channel_logout_end_the_session_on_every_proxy() {
         .await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     let end_session = out.headers()["location"].to_str().unwrap().to_owned();
-    assert!(end_session.starts_with(&world.provider.issuer), "sent on to the provider: {end_session}");
-    assert!(browser.cookie("demo.localhost", SESSION).is_none(), "the cookie is cleared");
+    assert!(
+        end_session.starts_with(&world.provider.issuer),
+        "sent on to the provider: {end_session}"
+    );
+    assert!(
+        browser.cookie("demo.localhost", SESSION).is_none(),
+        "the cookie is cleared"
+    );
     // The old cookie is refused everywhere.
     let stale = world.browser();
     stale.set_cookie("demo.localhost", SESSION, &secret);
-    assert_eq!(me(&stale, &world.url("/_grove/auth/me")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me(&stale, &world.url("/_grove/auth/me")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let waited = wait_refused(&elsewhere, &other_me, Duration::from_secs(1)).await;
     eprintln!("logout reached the second proxy in {waited:?}");
     let page = stale
@@ -383,7 +428,11 @@ async fn logout_and_back_channel_logout_end_the_session_on_every_proxy() {
     let elsewhere = Browser::new(other.addr, &["demo.localhost"]);
     elsewhere.set_cookie("demo.localhost", SESSION, &secret);
     assert_eq!(me(&elsewhere, &other_me).await.0, StatusCode::OK);
-    assert_eq!(me(&elsewhere, &other_me).await.0, StatusCode::OK, "now cached on the second proxy");
+    assert_eq!(
+        me(&elsewhere, &other_me).await.0,
+        StatusCode::OK,
+        "now cached on the second proxy"
+    );
     let confirm = browser
         .get(&format!("{}/session/end?client_id=grove-demo", world.provider.issuer))
         .await;
@@ -403,13 +452,20 @@ async fn logout_and_back_channel_logout_end_the_session_on_every_proxy() {
                 .form(&[("xsrf", xsrf.as_str()), ("logout", "yes")]),
         )
         .await;
-    assert!(ended.status().is_redirection() || ended.status().is_success(), "{}", ended.status());
+    assert!(
+        ended.status().is_redirection() || ended.status().is_success(),
+        "{}",
+        ended.status()
+    );
     let waited = wait_refused(&elsewhere, &other_me, Duration::from_secs(1)).await;
     eprintln!(
         "back-channel logout reached the second proxy {waited:?} after the check began ({:?} after the provider's logout)",
         started.elapsed()
     );
-    assert_eq!(me(&browser, &world.url("/_grove/auth/me")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me(&browser, &world.url("/_grove/auth/me")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
 
     // A forged logout token changes nothing.
     world.sign_in(&browser, "alice", "/").await;
@@ -480,7 +536,12 @@ async fn the_live_stream_delivers_a_publish_and_a_comment_then_revoked_and_csrf_
     let hello = events_until(&mut stream, &mut buffer, |kind, _| kind == "version").await;
     assert_eq!(hello.last().unwrap().1["version"], 1);
 
-    publish(world.proxy.local_store(), "demo", site_dir(&[("index.html", "v2")]).path()).await;
+    publish(
+        world.proxy.local_store(),
+        "demo",
+        site_dir(&[("index.html", "v2")]).path(),
+    )
+    .await;
     let published = events_until(&mut stream, &mut buffer, |kind, _| kind == "version").await;
     assert_eq!(published.last().unwrap().1["version"], 2);
 
@@ -496,7 +557,10 @@ async fn the_live_stream_delivers_a_publish_and_a_comment_then_revoked_and_csrf_
         browser.send(request)
     };
     assert_eq!(write(None, "comments/demo").await.status(), StatusCode::FORBIDDEN);
-    assert_eq!(write(Some("http://evil.localhost"), "comments/demo").await.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        write(Some("http://evil.localhost"), "comments/demo").await.status(),
+        StatusCode::FORBIDDEN
+    );
     let cross_site = browser
         .send(
             browser
@@ -522,7 +586,10 @@ async fn the_live_stream_delivers_a_publish_and_a_comment_then_revoked_and_csrf_
     assert_eq!(grant.status(), StatusCode::FORBIDDEN, "sessions never grant");
     let written = write(Some(&origin), "comments/demo").await;
     assert_eq!(written.status(), StatusCode::OK);
-    let ts = written.json::<Value>().await.unwrap()["ts"].as_str().unwrap().to_owned();
+    let ts = written.json::<Value>().await.unwrap()["ts"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let comment = events_until(&mut stream, &mut buffer, |kind, _| kind == "entry").await;
     let (_, entry) = comment.last().unwrap();
     assert_eq!(entry["path"], "comments/demo");
@@ -535,13 +602,24 @@ async fn the_live_stream_delivers_a_publish_and_a_comment_then_revoked_and_csrf_
 
     // The session ends: the stream says so and closes.
     let out = browser
-        .send(browser.http.post(world.url("/_grove/auth/logout")).header("origin", &origin))
+        .send(
+            browser
+                .http
+                .post(world.url("/_grove/auth/logout"))
+                .header("origin", &origin),
+        )
         .await;
     assert_eq!(out.status(), StatusCode::SEE_OTHER);
     let last = events_until(&mut stream, &mut buffer, |kind, _| kind == "revoked").await;
     assert_eq!(last.last().unwrap().0, "revoked");
-    let rest = tokio::time::timeout(Duration::from_secs(5), stream.chunk()).await.unwrap().unwrap();
-    assert!(rest.is_none_or(|chunk| chunk.is_empty()), "the stream ends after revoked");
+    let rest = tokio::time::timeout(Duration::from_secs(5), stream.chunk())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        rest.is_none_or(|chunk| chunk.is_empty()),
+        "the stream ends after revoked"
+    );
     assert_no_cacheable_set_cookie(&browser);
 }
 
@@ -552,7 +630,10 @@ async fn an_expired_session_is_refused() {
     world.sign_in(&browser, "alice", "/").await;
     assert_eq!(me(&browser, &world.url("/_grove/auth/me")).await.0, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(me(&browser, &world.url("/_grove/auth/me")).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        me(&browser, &world.url("/_grove/auth/me")).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let page = browser.get(&world.url("/members/")).await;
     assert_eq!(page.status(), StatusCode::UNAUTHORIZED);
 }

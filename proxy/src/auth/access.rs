@@ -75,9 +75,13 @@ impl NodeRule {
                 || (!segment.is_empty()
                     && segment != "."
                     && segment != ".."
-                    && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')));
+                    && segment
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')));
             if !valid {
-                return Err(refuse("segments are A-Z, a-z, 0-9, '.', '_', '-' or {subject}, and only a final /* is a wildcard"));
+                return Err(refuse(
+                    "segments are A-Z, a-z, 0-9, '.', '_', '-' or {subject}, and only a final /* is a wildcard",
+                ));
             }
         }
         if segments.first().is_some_and(|first| first == "_grove") {
@@ -134,7 +138,12 @@ impl Access {
                 }
             })
             .collect::<Result<_, _>>()?;
-        let rules = |patterns: &[String]| patterns.iter().map(|p| NodeRule::parse(p)).collect::<Result<Vec<_>, _>>();
+        let rules = |patterns: &[String]| {
+            patterns
+                .iter()
+                .map(|p| NodeRule::parse(p))
+                .collect::<Result<Vec<_>, _>>()
+        };
         Ok(Self {
             allow,
             protect,
@@ -196,7 +205,10 @@ mod tests {
     fn members_are_verified_emails_or_subjects_that_match() {
         let access = Access::parse(&config("allow = [\"*@example.com\", \"bob\"]")).unwrap();
         assert!(access.allows(&session("alice", Some("alice@example.com"), true)));
-        assert!(!access.allows(&session("alice", Some("alice@example.com"), false)), "unverified");
+        assert!(
+            !access.allows(&session("alice", Some("alice@example.com"), false)),
+            "unverified"
+        );
         assert!(!access.allows(&session("eve", Some("eve@evil.test"), true)));
         assert!(access.allows(&session("bob", None, false)));
     }
@@ -209,7 +221,10 @@ mod tests {
         .unwrap();
         let alice = session("alice", Some("alice@example.com"), true);
         assert!(access.grants(&alice, "comments/demo", Right::Read));
-        assert!(!access.grants(&alice, "comments", Right::Read), "/* needs a deeper path");
+        assert!(
+            !access.grants(&alice, "comments", Right::Read),
+            "/* needs a deeper path"
+        );
         assert!(!access.grants(&alice, "comments/demo", Right::Write));
         assert!(access.grants(&alice, "users/alice/profile", Right::Write));
         assert!(!access.grants(&alice, "users/bob/profile", Right::Write));
@@ -217,7 +232,11 @@ mod tests {
         assert!(!access.grants(&alice, "posts/1/x", Right::Write));
         assert!(!access.grants(&alice, "users/alice/x", Right::Grant));
         let outsider = Access::parse(&config("allow = [\"*@example.com\"]\nread = [\"comments/*\"]")).unwrap();
-        assert!(!outsider.grants(&session("eve", Some("eve@evil.test"), true), "comments/demo", Right::Read));
+        assert!(!outsider.grants(
+            &session("eve", Some("eve@evil.test"), true),
+            "comments/demo",
+            Right::Read
+        ));
     }
 
     #[test]

@@ -32,7 +32,9 @@ pub fn set(name: &str, value: &str, max_age_secs: u64) -> String {
         .http_only(true)
         .same_site(SameSite::Lax)
         .path("/")
-        .max_age(cookie::time::Duration::seconds(i64::try_from(max_age_secs).unwrap_or(i64::MAX)))
+        .max_age(cookie::time::Duration::seconds(
+            i64::try_from(max_age_secs).unwrap_or(i64::MAX),
+        ))
         .build()
         .to_string()
 }
@@ -49,13 +51,23 @@ mod tests {
     #[test]
     fn host_cookies_carry_every_attribute_and_are_found_by_name() {
         let cookie = set(SESSION, "abc", 60);
-        for part in ["__Host-grove_session=abc", "Secure", "HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=60"] {
+        for part in [
+            "__Host-grove_session=abc",
+            "Secure",
+            "HttpOnly",
+            "SameSite=Lax",
+            "Path=/",
+            "Max-Age=60",
+        ] {
             assert!(cookie.contains(part), "{cookie} lacks {part}");
         }
         assert!(!cookie.contains("Domain"), "{cookie}");
         assert!(clear(SESSION).contains("Max-Age=0"));
         let mut headers = HeaderMap::new();
-        headers.append(http::header::COOKIE, "a=1; __Host-grove_session=s3cret".parse().unwrap());
+        headers.append(
+            http::header::COOKIE,
+            "a=1; __Host-grove_session=s3cret".parse().unwrap(),
+        );
         headers.append(http::header::COOKIE, "b=2".parse().unwrap());
         assert_eq!(value(&headers, SESSION), Some("s3cret"));
         assert_eq!(value(&headers, "b"), Some("2"));

@@ -64,7 +64,11 @@ impl LoginStates {
                 let key_name = keys::login_state_key();
                 let mut fresh = [0u8; 32];
                 rand::rng().fill_bytes(&mut fresh);
-                match self.store.put_if_absent(&key_name, Bytes::copy_from_slice(&fresh)).await {
+                match self
+                    .store
+                    .put_if_absent(&key_name, Bytes::copy_from_slice(&fresh))
+                    .await
+                {
                     Ok(_) => return Ok(fresh),
                     Err(error) if error.is_precondition_failed() => {}
                     Err(error) => return Err(error.into()),
@@ -130,12 +134,24 @@ mod tests {
         let states = LoginStates::new(Arc::clone(&store));
         let sealed = states.seal("s1", &login(1000)).await.unwrap();
         assert_eq!(states.open("s1", &sealed, 999).await.unwrap(), login(1000));
-        assert!(matches!(states.open("s2", &sealed, 0).await, Err(LoginStateError::Forged)));
-        assert!(matches!(states.open("s1", &sealed, 1000).await, Err(LoginStateError::Expired)));
+        assert!(matches!(
+            states.open("s2", &sealed, 0).await,
+            Err(LoginStateError::Forged)
+        ));
+        assert!(matches!(
+            states.open("s1", &sealed, 1000).await,
+            Err(LoginStateError::Expired)
+        ));
         let (payload, tag) = sealed.split_once('.').unwrap();
         let tampered = format!("{}.{tag}", URL_SAFE_NO_PAD.encode(br#"{"pkce_verifier":"x"}"#));
-        assert!(matches!(states.open("s1", &tampered, 0).await, Err(LoginStateError::Forged)));
-        assert!(matches!(states.open("s1", payload, 0).await, Err(LoginStateError::Forged)));
+        assert!(matches!(
+            states.open("s1", &tampered, 0).await,
+            Err(LoginStateError::Forged)
+        ));
+        assert!(matches!(
+            states.open("s1", payload, 0).await,
+            Err(LoginStateError::Forged)
+        ));
         // A second proxy on the same store shares the key.
         let other = LoginStates::new(store);
         assert_eq!(other.open("s1", &sealed, 0).await.unwrap(), login(1000));

@@ -231,14 +231,14 @@ impl Auth {
                 &format!("the provider ended the sign-in: {error} {description}"),
             );
         }
-        let (Some(code), Some(state)) = (query_value(request.query, "code"), query_value(request.query, "state")) else {
+        let (Some(code), Some(state)) = (query_value(request.query, "code"), query_value(request.query, "state"))
+        else {
             return Reply::text(StatusCode::BAD_REQUEST, "the callback needs code and state");
         };
         let cookie_name = format!("{}{}", cookies::LOGIN_PREFIX, state);
         let clear_login = cookies::clear(&cookie_name);
-        let refuse = |message: &str| {
-            Reply::text(StatusCode::BAD_REQUEST, message).with(header::SET_COOKIE, clear_login.clone())
-        };
+        let refuse =
+            |message: &str| Reply::text(StatusCode::BAD_REQUEST, message).with(header::SET_COOKIE, clear_login.clone());
         let Some(sealed) = cookies::value(request.headers, &cookie_name) else {
             return refuse("no sign-in was started from this browser on this host; start again at /_grove/auth/login");
         };
@@ -352,7 +352,10 @@ impl Auth {
         match self.visitor(&target.site, request).await {
             Ok(Visitor::SignedIn(session)) => {
                 let record = &session.record;
-                let member = self.sites.get(&target.site).is_some_and(|site| site.access.allows(record));
+                let member = self
+                    .sites
+                    .get(&target.site)
+                    .is_some_and(|site| site.access.allows(record));
                 Reply::json(
                     StatusCode::OK,
                     &serde_json::json!({
@@ -376,8 +379,11 @@ impl Auth {
 
 fn provider_unavailable(error: &provider::ProviderError) -> Reply {
     tracing::error!(%error, "the OpenID provider is unavailable");
-    Reply::text(StatusCode::SERVICE_UNAVAILABLE, &format!("sign-in is unavailable: {error}"))
-        .with(header::RETRY_AFTER, "5")
+    Reply::text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &format!("sign-in is unavailable: {error}"),
+    )
+    .with(header::RETRY_AFTER, "5")
 }
 
 /// The refusal of a cookie-authenticated request from another site.
@@ -433,7 +439,15 @@ mod tests {
     #[test]
     fn return_paths_stay_on_the_site() {
         assert_eq!(safe_return("/members/?a=1").as_deref(), Some("/members/?a=1"));
-        for bad in ["//evil.example", "/\\evil.example", "https://evil.example/", "evil", "/a\nb", "/a\\b", ""] {
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "evil",
+            "/a\nb",
+            "/a\\b",
+            "",
+        ] {
             assert_eq!(safe_return(bad), None, "{bad:?}");
         }
     }
@@ -455,7 +469,10 @@ mod tests {
             })
         };
         assert!(check(&[("sec-fetch-site", "same-origin")]));
-        assert!(!check(&[("sec-fetch-site", "cross-site"), ("origin", "http://demo.localhost:8080")]));
+        assert!(!check(&[
+            ("sec-fetch-site", "cross-site"),
+            ("origin", "http://demo.localhost:8080")
+        ]));
         assert!(check(&[("origin", "http://demo.localhost:8080")]));
         assert!(!check(&[("origin", "http://evil.localhost:8080")]));
         assert!(!check(&[("origin", "null")]));

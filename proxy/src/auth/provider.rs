@@ -13,8 +13,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJwsSigningAlgorithm};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    JsonWebKey, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadataWithLogout, RedirectUrl,
-    Scope, TokenResponse,
+    JsonWebKey, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -33,7 +33,8 @@ const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
 /// The oldest logout token taken, by its `iat`.
 const LOGOUT_TOKEN_MAX_AGE_SECS: i64 = 600;
 
-type Client = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type Client =
+    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
@@ -165,11 +166,16 @@ impl Provider {
     /// Starts a sign-in that returns to `redirect`.
     pub async fn authorize(&self, redirect: &str) -> Result<Authorization, ProviderError> {
         let discovered = self.discovered().await?;
-        let redirect = RedirectUrl::new(redirect.to_owned()).map_err(|_| ProviderError::RedirectUrl(redirect.to_owned()))?;
+        let redirect =
+            RedirectUrl::new(redirect.to_owned()).map_err(|_| ProviderError::RedirectUrl(redirect.to_owned()))?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = discovered
             .client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
             .set_redirect_uri(Cow::Owned(redirect))
             .set_pkce_challenge(challenge);
         for scope in &self.scopes {
@@ -194,7 +200,8 @@ impl Provider {
         nonce: &str,
     ) -> Result<SignedIn, ProviderError> {
         let discovered = self.discovered().await?;
-        let redirect = RedirectUrl::new(redirect.to_owned()).map_err(|_| ProviderError::RedirectUrl(redirect.to_owned()))?;
+        let redirect =
+            RedirectUrl::new(redirect.to_owned()).map_err(|_| ProviderError::RedirectUrl(redirect.to_owned()))?;
         let tokens = discovered
             .client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -212,8 +219,7 @@ impl Provider {
             .claims(&verifier, &Nonce::new(nonce.to_owned()))
             .map_err(|error| ProviderError::IdToken(error.to_string()))?;
         let raw = id_token.to_string();
-        let mut all_claims =
-            payload_of(&raw).ok_or_else(|| ProviderError::IdToken("unreadable payload".to_owned()))?;
+        let mut all_claims = payload_of(&raw).ok_or_else(|| ProviderError::IdToken("unreadable payload".to_owned()))?;
         let mut email = claims.email().map(|email| email.as_str().to_owned());
         let mut email_verified = claims.email_verified().unwrap_or(false);
         if email.is_none() {
@@ -268,7 +274,8 @@ impl Provider {
         let refuse = ProviderError::LogoutToken;
         let discovered = self.discovered().await?;
         let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(header), Some(payload), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(refuse("not a signed JWT"));
         };
@@ -286,7 +293,9 @@ impl Provider {
         if header.alg == CoreJwsSigningAlgorithm::None || !announced.contains(&header.alg) {
             return Err(refuse("signed with an algorithm the provider does not use"));
         }
-        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| refuse("unreadable signature"))?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(signature)
+            .map_err(|_| refuse("unreadable signature"))?;
         let signed = &token[..header_len(token)];
         let verified = discovered
             .metadata
@@ -318,13 +327,21 @@ impl Provider {
         if issued > now_secs + 60 || now_secs - issued > LOGOUT_TOKEN_MAX_AGE_SECS {
             return Err(refuse("too old, or issued in the future"));
         }
-        if claims.get("exp").and_then(|v| v.as_i64()).is_some_and(|exp| exp <= now_secs) {
+        if claims
+            .get("exp")
+            .and_then(|v| v.as_i64())
+            .is_some_and(|exp| exp <= now_secs)
+        {
             return Err(refuse("expired"));
         }
         if claims.get("nonce").is_some() {
             return Err(refuse("carries a nonce, so it is an ID token"));
         }
-        if claims.get("events").and_then(|events| events.get(LOGOUT_EVENT)).is_none() {
+        if claims
+            .get("events")
+            .and_then(|events| events.get(LOGOUT_EVENT))
+            .is_none()
+        {
             return Err(refuse("lacks the back-channel logout event"));
         }
         match (

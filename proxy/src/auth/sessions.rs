@@ -156,7 +156,9 @@ impl Sessions {
         }
         self.index(site, BY_SUBJECT, &record.subject, &id).await?;
         let bytes = Bytes::from(serde_json::to_vec(&record)?);
-        self.store.put_if_absent(&keys::session_record(site, &id), bytes).await?;
+        self.store
+            .put_if_absent(&keys::session_record(site, &id), bytes)
+            .await?;
         Ok(secret)
     }
 

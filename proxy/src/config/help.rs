@@ -134,7 +134,8 @@ mod tests {
         let block = &CONFIG_HELP[start..];
         let block = &block[..block.find("\n  [").unwrap_or(block.len())];
         for (_, key, default) in &auth_keys {
-            let documented = ["issuer", "client_id"].contains(&key.as_str()) || block.contains(&format!("{key} = {default}"));
+            let documented =
+                ["issuer", "client_id"].contains(&key.as_str()) || block.contains(&format!("{key} = {default}"));
             assert!(documented, "--help lacks `{key} = {default}` under [sites.<name>.auth]");
         }
     }
