@@ -13,6 +13,8 @@ export const VERSION_HEADER = 'x-grove-version';
 export const VERSION_QUERY = '_grove_version';
 /** Response header naming the tree (root hash) of the version served. */
 export const ROOT_HEADER = 'x-grove-root';
+/** On every reply to a signed-in session: the tab is live, so the worker pins it to nothing. */
+export const LIVE_HEADER = 'x-grove-live';
 /** Response header of the kill switch: `x-grove-sw: unregister`. */
 export const SW_HEADER = 'x-grove-sw';
 export const UNREGISTER = 'unregister';

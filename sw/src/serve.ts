@@ -13,6 +13,7 @@ import { unregister } from './killswitch.ts';
 import { warn } from './log.ts';
 import { encodePath, parseRequestPath, urlPath } from './path.ts';
 import {
+  LIVE_HEADER,
   ROOT_HEADER,
   ROOT_PATH,
   SW_HEADER,
@@ -37,7 +38,9 @@ import { type SiteState, readPin, readState, writePin } from './store.ts';
  * version it holds answers, and `x-grove-freshness` says so. The new client
  * (the tab's document) is pinned to the version that answered; with no
  * version known, or no pin written, the live version answers and the client
- * is pinned to the version it says it is.
+ * is pinned to the version it says it is. A signed-in tab (the proxy marks
+ * its replies `x-grove-live`) is pinned to nothing: the network answers all
+ * of its requests with the freshest version.
  */
 export async function navigate(event: FetchEvent): Promise<Response> {
   const { current } = await readState().catch((): SiteState => ({}));
@@ -47,7 +50,7 @@ export async function navigate(event: FetchEvent): Promise<Response> {
   }
   const response = await passthrough(event);
   const served = versionOf(response.headers);
-  if (served) await pin(event.resultingClientId, served);
+  if (served && response.headers.get(LIVE_HEADER) !== '1') await pin(event.resultingClientId, served);
   return response;
 }
 
@@ -57,12 +60,16 @@ const CHECK_MS = 1000;
 export const FRESHNESS_HEADER = 'x-grove-freshness';
 
 /** Whether the live version is the worker's current one, by a short `/_grove/root` check. */
-async function liveVersion(event: FetchEvent, current: Version): Promise<'same' | 'moved' | 'offline' | 'slow'> {
+async function liveVersion(
+  event: FetchEvent,
+  current: Version,
+): Promise<'same' | 'moved' | 'offline' | 'slow' | 'signed-in'> {
   const timeout = new AbortController();
   const timer = setTimeout(() => timeout.abort(), CHECK_MS);
   try {
     const response = await fetch(ROOT_PATH, { cache: 'no-store', signal: timeout.signal });
     if (response.headers.get(SW_HEADER) === UNREGISTER) return (event.waitUntil(unregister()), 'moved');
+    if (response.headers.get(LIVE_HEADER) === '1') return 'signed-in';
     const live = response.ok ? parseRootDocument(await response.json()) : undefined;
     if (!live) return 'offline';
     if (live.version === current.version && live.root === current.root) return 'same';
