@@ -19,10 +19,12 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const DIST = join(here, 'dist');
 const BUNDLES = { 'grove-sw': 'src/sw.ts', 'grove-register': 'src/register.ts' };
 /**
- * The worker's budget: 16 KiB (16,384 bytes) minified. It grew from 15 KiB
- * with the check that starts every navigation on the live version.
+ * The worker's budget: 17 KiB (17,408 bytes) minified. It grew from 15 KiB
+ * with the check that starts every navigation on the live version, and to 17
+ * with sign-in: signed-in tabs pinned to nothing, members-only paths never
+ * answered from the cache.
  */
-const WORKER_BUDGET_BYTES = 16 * 1024;
+const WORKER_BUDGET_BYTES = 17 * 1024;
 
 async function bundle(outdir) {
   await build({

@@ -15,13 +15,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use grove_core::SiteName;
 use grove_core::timestamp::Timestamp;
+use grove_core::{ContentHash, SiteName};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::auth::revocations::EndedSession;
 use crate::auth::sessions::Session;
+use crate::metrics;
 use crate::node_client::{NodeClient, backoff};
 use crate::roots::Roots;
 
@@ -33,6 +34,33 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 const PATH_BACKLOG: usize = 256;
 /// Paths one stream may subscribe to.
 pub const MAX_PATHS: usize = 16;
+/// Streams one session may hold open at once (tabs, reconnects overlapping).
+pub const MAX_STREAMS_PER_SESSION: usize = 32;
+
+/// A session that already holds [`MAX_STREAMS_PER_SESSION`] streams.
+#[derive(Debug, thiserror::Error)]
+#[error("this session already holds {MAX_STREAMS_PER_SESSION} live streams")]
+pub struct TooManyStreams;
+
+/// One open stream: counted per session and in `grove_live_streams` until
+/// the stream is dropped.
+struct StreamSlot {
+    open: Arc<Mutex<HashMap<ContentHash, usize>>>,
+    session: ContentHash,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        metrics::LIVE_STREAMS.dec();
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(count) = open.get_mut(&self.session) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.session);
+            }
+        }
+    }
+}
 
 /// A shared source: dropped (and its task stopped) with its last stream.
 struct Feed<T> {
@@ -55,6 +83,8 @@ pub struct LiveHub {
     poll: Duration,
     versions: Mutex<HashMap<SiteName, Weak<VersionFeed>>>,
     paths: Mutex<HashMap<(SiteName, String), Weak<PathFeed>>>,
+    /// Open streams per session.
+    open: Arc<Mutex<HashMap<ContentHash, usize>>>,
 }
 
 impl LiveHub {
@@ -65,6 +95,7 @@ impl LiveHub {
             poll,
             versions: Mutex::new(HashMap::new()),
             paths: Mutex::new(HashMap::new()),
+            open: Arc::default(),
         }
     }
 
@@ -137,7 +168,20 @@ impl LiveHub {
         session: Session,
         paths: &[String],
         ended: broadcast::Receiver<EndedSession>,
-    ) -> impl Stream<Item = Bytes> + Send + 'static {
+    ) -> Result<impl Stream<Item = Bytes> + Send + 'static, TooManyStreams> {
+        let slot = {
+            let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let count = open.entry(session.id).or_insert(0);
+            if *count >= MAX_STREAMS_PER_SESSION {
+                return Err(TooManyStreams);
+            }
+            *count += 1;
+            metrics::LIVE_STREAMS.inc();
+            StreamSlot {
+                open: Arc::clone(&self.open),
+                session: session.id,
+            }
+        };
         let version_feed = self.version_feed(site);
         let path_feeds: Vec<Arc<PathFeed>> = paths.iter().map(|path| self.path_feed(site, path)).collect();
         let entries = futures::stream::select_all(
@@ -145,6 +189,8 @@ impl LiveHub {
                 .iter()
                 .map(|feed| Box::pin(tokio_stream_of(feed.sender.subscribe()))),
         );
+        // A stream with no paths still lives (for `version` and `revoked`).
+        let entries = futures::stream::select(entries, futures::stream::pending());
         let versions = version_feed.sender.subscribe();
         let state = StreamState {
             site: site.clone(),
@@ -153,10 +199,11 @@ impl LiveHub {
             entries: Box::pin(entries),
             ended,
             _feeds: (version_feed, path_feeds),
+            _slot: slot,
             greeted: false,
             over: false,
         };
-        futures::stream::unfold(state, |mut state| async move {
+        Ok(futures::stream::unfold(state, |mut state| async move {
             if state.over {
                 return None;
             }
@@ -199,7 +246,7 @@ impl LiveHub {
             };
             Some((event, state))
         })
-        .filter(|event| std::future::ready(!event.is_empty()))
+        .filter(|event| std::future::ready(!event.is_empty())))
     }
 }
 
@@ -211,6 +258,7 @@ struct StreamState {
     ended: broadcast::Receiver<EndedSession>,
     /// Held so the shared sources live as long as the stream.
     _feeds: (Arc<VersionFeed>, Vec<Arc<PathFeed>>),
+    _slot: StreamSlot,
     greeted: bool,
     over: bool,
 }

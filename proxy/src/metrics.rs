@@ -45,6 +45,28 @@ pub static STORE_ERRORS: LazyLock<IntCounter> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static SIGN_INS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "grove_sign_ins_total",
+        "Sign-in callbacks, by result: ok or refused (a bad, replayed or foreign code, or an expired state)",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
+pub static SESSIONS_ENDED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "grove_sessions_ended_total",
+        "Sessions ended here, by how: logout or backchannel",
+        &["how"]
+    )
+    .expect("metric registers once")
+});
+
+pub static LIVE_STREAMS: LazyLock<IntGauge> = LazyLock::new(|| {
+    register_int_gauge!("grove_live_streams", "Open /_grove/live streams").expect("metric registers once")
+});
+
 pub static SITE_VERSION: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "grove_site_version_served",

@@ -426,10 +426,19 @@ impl GroveProxy {
             )));
         }
         let http1 = header.version != http::Version::HTTP_2;
-        let events = self
+        let events = match self
             .grove
             .live()
-            .stream(&target.site, signed_in, &paths, auth.revocations().subscribe());
+            .stream(&target.site, signed_in, &paths, auth.revocations().subscribe())
+        {
+            Ok(events) => events,
+            Err(too_many) => {
+                return Ok(Some(Reply::json(
+                    http::StatusCode::TOO_MANY_REQUESTS,
+                    &serde_json::json!({ "error": "too_many_streams", "message": too_many.to_string() }),
+                )));
+            }
+        };
         let mut response = ResponseHeader::build(http::StatusCode::OK, Some(4))?;
         response.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
         response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -441,9 +450,14 @@ impl GroveProxy {
         session.write_response_header(Box::new(response), false).await?;
         let mut events = std::pin::pin!(events);
         while let Some(event) = events.next().await {
-            session.write_response_body(Some(event), false).await?;
+            if let Err(error) = session.write_response_body(Some(event), false).await {
+                // The client went away: the usual end of a stream.
+                tracing::debug!(%error, "a live stream's client left");
+                return Ok(None);
+            }
         }
-        session.write_response_body(Some(Bytes::new()), true).await?;
+        // Ended by `revoked` (or a lagging feed): close it cleanly.
+        let _ = session.write_response_body(Some(Bytes::new()), true).await;
         Ok(None)
     }
 }

@@ -21,6 +21,7 @@ const FILES: &[&str] = &[
     "headers.json",
     "inject.json",
     "paths.json",
+    "protect.json",
     "redirects.json",
     "resolve.json",
 ];
@@ -452,6 +453,34 @@ fn inject() {
     let mut outcomes = Outcomes::new("inject.json", cases.len());
     for (name, case) in &cases {
         outcomes.record(name, inject_case(case));
+    }
+    outcomes.finish();
+}
+
+// protect.json
+
+fn protect_case(case: &Case) -> Result<(), String> {
+    shape(case, &["patterns", "path", "expected"], &[])?;
+    let patterns = field(case, "patterns")?;
+    let config: crate::config::file::AuthConfig = serde_json::from_value(json!({
+        "issuer": "https://id.example",
+        "client_id": "c",
+        "protect": patterns,
+    }))
+    .map_err(|error| format!("patterns: {error}"))?;
+    let access = crate::auth::access::Access::parse(&config).map_err(|error| error.to_string())?;
+    same(
+        &Value::Bool(access.is_protected(&text(field(case, "path")?)?)),
+        field(case, "expected")?,
+    )
+}
+
+#[test]
+fn protect() {
+    let (_, cases) = load("protect.json", &[]);
+    let mut outcomes = Outcomes::new("protect.json", cases.len());
+    for (name, case) in &cases {
+        outcomes.record(name, protect_case(case));
     }
     outcomes.finish();
 }

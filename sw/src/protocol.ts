@@ -54,14 +54,18 @@ export interface Version {
 export interface RootDocument extends Version {
   /** Absent until the proxy reports it; then answers that depend on it are left to the proxy. */
   trailingSlash?: TrailingSlash;
+  /** Members-only URL path patterns, which the worker leaves to the network. */
+  protect?: string[];
 }
 
-/** Reads a `/_grove/root` body: `{"site", "version", "root", "trailing_slash"?}`. */
+/** Reads a `/_grove/root` body: `{"site", "version", "root", "trailing_slash"?, "protect"?}`. */
 export function parseRootDocument(body: unknown): RootDocument | undefined {
-  const { version, root, trailing_slash: slash } = (body ?? {}) as Record<string, unknown>;
-  const found = asVersion(version, root);
+  const { version, root, trailing_slash: slash, protect } = (body ?? {}) as Record<string, unknown>;
+  const found: RootDocument | undefined = asVersion(version, root);
   if (!found) return undefined;
-  return ['auto', 'always', 'never'].includes(slash as string) ? { ...found, trailingSlash: slash as TrailingSlash } : found;
+  if (['auto', 'always', 'never'].includes(slash as string)) found.trailingSlash = slash as TrailingSlash;
+  if (Array.isArray(protect) && protect.every((pattern) => typeof pattern === 'string')) found.protect = protect;
+  return found;
 }
 
 /** The version a response says it is, from its `x-grove-version` and `x-grove-root` headers. */

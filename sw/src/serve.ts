@@ -24,6 +24,7 @@ import {
   pinnedUrl,
   versionOf,
 } from './protocol.ts';
+import { isProtected } from './protect.ts';
 import { resolve } from './resolve.ts';
 import { headersFor, isForced } from './rules.ts';
 import { SEEN_EVERY_MS } from './lru.ts';
@@ -138,7 +139,7 @@ async function answer(event: FetchEvent, version: Version): Promise<Response> {
 /**
  * The response the proxy would give, built from the tree and blobs; undefined
  * where only the proxy can answer exactly: a path it refuses, a range, a
- * forced redirect rule, a missing file (404 page, SPA fallback, unforced
+ * forced redirect rule, a members-only path, a missing file (404 page, SPA fallback, unforced
  * rules), an answer that depends on a setting the worker does not know, a
  * file too large to keep, or a header it cannot reproduce.
  */
@@ -147,8 +148,8 @@ async function fromTree(request: Request, { version, root }: Version): Promise<R
   const path = parseRequestPath(url.pathname);
   if (!path || request.headers.has('range')) return undefined;
   const target = urlPath(path);
-  const [rules, { trailingSlash }] = await Promise.all([rulesOf(root), readState()]);
-  if (isForced(rules, target)) return undefined;
+  const [rules, { trailingSlash, protect }] = await Promise.all([rulesOf(root), readState()]);
+  if (isForced(rules, target) || isProtected(protect, target)) return undefined;
   const found = await resolve((file) => fileAt(root, file), path, trailingSlash);
   if (found === 'network') return undefined;
   if ('redirect' in found) {

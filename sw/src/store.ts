@@ -26,6 +26,8 @@ export interface SiteState {
   previous?: Version;
   /** The site's setting, once the proxy reported it. */
   trailingSlash?: TrailingSlash;
+  /** Members-only path patterns, as the proxy last reported them. */
+  protect?: string[];
 }
 
 /** A client's version, and when the client was last seen (listed by `clients.matchAll`, or making a request). */

@@ -15,6 +15,7 @@ import { fileEntry } from './prolly.mjs';
 const { encodePath, parseRequestPath, urlPath } = await import('../src/path.ts');
 const { resolve } = await import('../src/resolve.ts');
 const { headersFor, isForced, parseRules } = await import('../src/rules.ts');
+const { isProtected } = await import('../src/protect.ts');
 const { injectRegister, isHtml } = await import('../src/html.ts');
 
 const DIR = new URL('../../spec/vectors/', import.meta.url);
@@ -228,6 +229,14 @@ function injectCase(vector) {
   }
 }
 
+// protect.json
+
+function protectCase(vector) {
+  shape(vector, ['name', 'patterns', 'path', 'expected']);
+  assert.ok(Array.isArray(vector.patterns), 'patterns must be a list');
+  assert.equal(isProtected(vector.patterns.map((p) => string(p, 'pattern')), string(vector.path, 'path')), vector.expected);
+}
+
 /** Per file: its shared inputs, made ready once, and the check of one case. */
 const RUNNERS = {
   'headers.json': {
@@ -237,6 +246,7 @@ const RUNNERS = {
   },
   'inject.json': { prepare: () => undefined, shared: [], run: injectCase },
   'paths.json': { prepare: () => undefined, shared: [], run: pathCase },
+  'protect.json': { prepare: () => undefined, shared: [], run: protectCase },
   'redirects.json': {
     prepare: (vectors) => named(vectors.files, 'files', (text) => parseRules(textOf(text), '')),
     shared: ['files'],

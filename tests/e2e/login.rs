@@ -600,6 +600,19 @@ async fn the_live_stream_delivers_a_publish_and_a_comment_then_revoked_and_csrf_
     assert_eq!(read.status(), StatusCode::OK);
     assert_eq!(read.headers()["cache-control"], "no-store");
 
+    // One session holds at most 32 streams (this one and 31 more).
+    let mut held = Vec::new();
+    for _ in 0..31 {
+        let extra = browser.get(&world.url("/_grove/live")).await;
+        assert_eq!(extra.status(), StatusCode::OK);
+        held.push(extra);
+    }
+    let refused = browser.get(&world.url("/_grove/live")).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(world.proxy.metric("grove_live_streams").await, 32.0);
+    drop(held);
+    assert!(world.proxy.metric("grove_sign_ins_total{result=\"ok\"}").await >= 1.0);
+
     // The session ends: the stream says so and closes.
     let out = browser
         .send(

@@ -28,6 +28,7 @@ use self::revocations::Revocations;
 use self::sessions::{BY_PROVIDER_SESSION, BY_SUBJECT, Session, SessionRecord, SessionSecret, Sessions};
 use crate::config::Config;
 use crate::hosts::{Target, strip_port};
+use crate::metrics;
 use crate::node_client::NodeClient;
 use crate::reply::Reply;
 use crate::request::Request;
@@ -237,8 +238,10 @@ impl Auth {
         };
         let cookie_name = format!("{}{}", cookies::LOGIN_PREFIX, state);
         let clear_login = cookies::clear(&cookie_name);
-        let refuse =
-            |message: &str| Reply::text(StatusCode::BAD_REQUEST, message).with(header::SET_COOKIE, clear_login.clone());
+        let refuse = |message: &str| {
+            metrics::SIGN_INS.with_label_values(&["refused"]).inc();
+            Reply::text(StatusCode::BAD_REQUEST, message).with(header::SET_COOKIE, clear_login.clone())
+        };
         let Some(sealed) = cookies::value(request.headers, &cookie_name) else {
             return refuse("no sign-in was started from this browser on this host; start again at /_grove/auth/login");
         };
@@ -282,6 +285,7 @@ impl Auth {
                 return Reply::unavailable();
             }
         };
+        metrics::SIGN_INS.with_label_values(&["ok"]).inc();
         let mut reply = Reply::redirect(StatusCode::SEE_OTHER, &login.return_to);
         reply.headers.append(
             header::SET_COOKIE,
@@ -305,6 +309,7 @@ impl Auth {
                 tracing::error!(site = %target.site, %error, "ending a session failed");
                 return Reply::unavailable();
             }
+            metrics::SESSIONS_ENDED.with_label_values(&["logout"]).inc();
             self.revocations.announce(&target.site, &[session.id]).await;
             if let Some(url) = site.provider.end_session_url(&session.record.id_token).await {
                 location = url;
@@ -338,6 +343,9 @@ impl Auth {
         match ended {
             Ok(ids) => {
                 tracing::info!(site = %target.site, sessions = ids.len(), "back-channel logout");
+                metrics::SESSIONS_ENDED
+                    .with_label_values(&["backchannel"])
+                    .inc_by(ids.len() as u64);
                 self.revocations.announce(&target.site, &ids).await;
                 Reply::json(StatusCode::OK, &serde_json::json!({ "ended": ids.len() }))
             }

@@ -195,7 +195,11 @@ impl Sessions {
                     self.cache.insert(key.clone(), found.clone()).await;
                     found
                 }
-                Err(error) if error.is_not_found() => return Ok(None),
+                Err(error) if error.is_not_found() => {
+                    // Ended while this proxy's feed was down: forget it now.
+                    self.cache.invalidate(&key).await;
+                    return Ok(None);
+                }
                 Err(error) => return Err(error.into()),
             },
         };

@@ -76,11 +76,14 @@ export async function writeSite(dir, files) {
 export class Proxy {
   /** Access log entries, in order: { method, host, path, status, bytes, ms, site, version }. */
   log = [];
+  env = {};
   /** Every stderr line, for failure reports. */
   lines = [];
 
-  static async start({ config = '', ...options } = {}) {
+  /** `env`: extra environment for the process (e.g. a client secret the config names). */
+  static async start({ config = '', env = {}, ...options } = {}) {
     const proxy = new Proxy();
+    proxy.env = env;
     proxy.root = await tempDir('grove-proxy-');
     proxy.port = await freePort();
     proxy.adminPort = await freePort();
@@ -169,7 +172,7 @@ export class Proxy {
       ].join('\n'),
     );
     const child = spawn(PROXY_BIN, ['--config', configFile], {
-      env: { ...process.env, GROVE_ADMIN_TOKEN: this.token, GROVE_LOG_FORMAT: 'json', RUST_LOG: 'info' },
+      env: { ...process.env, ...this.env, GROVE_ADMIN_TOKEN: this.token, GROVE_LOG_FORMAT: 'json', RUST_LOG: 'info' },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     children.add(child);
