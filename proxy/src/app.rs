@@ -66,8 +66,8 @@ pub struct Grove {
     auth: Auth,
     live: LiveHub,
     node: Arc<NodeClient>,
-    /// Per version tree, the blobs of its members-only files.
-    protected_blobs: moka::future::Cache<ContentHash, Arc<std::collections::HashSet<ContentHash>>>,
+    /// Per version tree, the blobs it hands out by hash.
+    version_blobs: moka::future::Cache<ContentHash, Arc<VersionBlobs>>,
 }
 
 impl Grove {
@@ -128,7 +128,12 @@ impl Grove {
             auth,
             live,
             node,
-            protected_blobs: moka::future::Cache::new(64),
+            version_blobs: moka::future::Cache::builder()
+                .max_capacity(VERSION_BLOB_ENTRIES)
+                .weigher(|_, blobs: &Arc<VersionBlobs>| {
+                    u32::try_from(blobs.public.len() + blobs.members_only.len() + 1).unwrap_or(u32::MAX)
+                })
+                .build(),
             trees,
             config,
         })
@@ -194,19 +199,7 @@ impl Grove {
         if !protected {
             return Ok(audience);
         }
-        let refusal = if audience.live {
-            Reply::text(
-                StatusCode::FORBIDDEN,
-                "this page is for members, and this account is not one",
-            )
-        } else if wants_page(request) {
-            let back = with_query(request.path, request.query);
-            let back: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
-            Reply::redirect(StatusCode::FOUND, &format!("{AUTH_LOGIN}?return={back}"))
-        } else {
-            Reply::text(StatusCode::UNAUTHORIZED, "sign in to see this")
-        };
-        Err(for_audience(audience, refusal))
+        Err(for_audience(audience, members_only(audience, request)))
     }
 
     pub fn node(&self) -> &NodeClient {
@@ -240,7 +233,7 @@ impl Grove {
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
             return private_if(pinned_by_request, revalidate((*prepared).clone(), request));
         }
-        let mut reply = self.serve_site(&target.site, served, request).await;
+        let mut reply = self.serve_site(&target.site, served, request, audience).await;
         reply.set(
             header::HeaderName::from_static(VERSION_HEADER),
             served.version.to_string(),
@@ -248,7 +241,10 @@ impl Grove {
         reply.set(header::HeaderName::from_static(ROOT_HEADER), served.tree.to_hex());
         reply = self.kill_switch_if_off(&target.site, reply);
         reply.served = Some((target.site.to_string(), served.version));
+        // A live audience's replies may hold members-only files: never
+        // prepared for anyone else.
         if let Some(key) = prepared_key
+            && !audience.live
             && reply.status == StatusCode::OK
             && matches!(reply.body, Body::Bytes(_))
         {
@@ -310,7 +306,7 @@ impl Grove {
         }
     }
 
-    async fn serve_site(&self, site: &SiteName, served: Served, request: &Request<'_>) -> Reply {
+    async fn serve_site(&self, site: &SiteName, served: Served, request: &Request<'_>, audience: Audience) -> Reply {
         let path = match RequestPath::parse(request.path, self.config.http.max_path_bytes) {
             Ok(path) => path,
             Err(error) => return Reply::text(StatusCode::BAD_REQUEST, &error.to_string()),
@@ -323,6 +319,7 @@ impl Grove {
         let url_path = path.url_path();
         let context = Context {
             site,
+            audience,
             service_worker: self.config.service_worker(site.as_str()),
             request,
             rules: &rules,
@@ -394,6 +391,14 @@ impl Grove {
     /// Serves one file with every HTTP rule that applies to it.
     async fn serve_file(&self, context: &Context<'_>, entry: &Entry, status: StatusCode, answer: Answer) -> Reply {
         let request = context.request;
+        if !context.audience.member
+            && self
+                .auth
+                .site(context.site)
+                .is_some_and(|site| site.access.protects_file(entry.path.as_str()))
+        {
+            return members_only(context.audience, request);
+        }
         let blob = match self.blobs.get(&entry.hash, entry.size).await {
             Ok(blob) => blob,
             Err(error) => return blob_failure(&entry.hash, &error),
@@ -581,7 +586,7 @@ impl Grove {
             },
             Route::TreeNode(hash) => self.tree_node(&hash, request).await,
             Route::Blob(hash) => {
-                if !audience.member && self.is_protected_blob(target, &hash, request, audience).await {
+                if !self.hands_out(target, &hash, request, audience).await {
                     return Reply::text(StatusCode::NOT_FOUND, "no such blob");
                 }
                 self.raw_blob(&hash, request).await
@@ -596,51 +601,37 @@ impl Grove {
         }
     }
 
-    /// Whether `hash` is the content of a members-only file of the version
-    /// served: the blob route must not hand it to anyone who read its hash
-    /// in the (public) tree.
-    async fn is_protected_blob(
-        &self,
-        target: &Target,
-        hash: &ContentHash,
-        request: &Request<'_>,
-        audience: Audience,
-    ) -> bool {
-        let Some(auth) = &self.config.site(target.site.as_str()).auth else {
-            return false;
-        };
-        if auth.protect.is_empty() {
-            return false;
-        }
-        let Some(access) = self.auth.site(&target.site).map(|site| &site.access) else {
-            return false;
-        };
+    /// Whether a site hands out blob `hash` by its hash: only a file of the
+    /// version it serves this request (the current one, or the one pinned),
+    /// and a members-only file only to a member. So no site, version or
+    /// anonymous visitor reads another's content by a hash it saw in a
+    /// (public) tree; a worker asking for an older version's blob is told
+    /// 404 and fetches the page from the network instead.
+    async fn hands_out(&self, target: &Target, hash: &ContentHash, request: &Request<'_>, audience: Audience) -> bool {
         let Ok(served) = self.version(target, request, audience).await else {
-            // Cannot tell: refuse rather than risk it.
-            return true;
+            return false;
         };
-        let protected = self
-            .protected_blobs
+        let access = self.auth.site(&target.site).map(|site| &site.access);
+        let blobs = self
+            .version_blobs
             .try_get_with(served.tree, async {
                 let entries = self.trees.entries(&served.tree).await?;
-                let hashes: std::collections::HashSet<ContentHash> = entries
-                    .iter()
-                    .filter(|entry| {
-                        let path = entry.path.as_str();
-                        let url = format!("/{path}");
-                        let directory = path.strip_suffix("index.html").map(|dir| format!("/{dir}"));
-                        access.is_protected(&url) || directory.is_some_and(|dir| access.is_protected(&dir))
-                    })
-                    .map(|entry| entry.hash)
-                    .collect();
-                Ok::<_, TreeError>(Arc::new(hashes))
+                let mut blobs = VersionBlobs::default();
+                for entry in &entries {
+                    if access.is_some_and(|access| access.protects_file(entry.path.as_str())) {
+                        blobs.members_only.insert(entry.hash);
+                    } else {
+                        blobs.public.insert(entry.hash);
+                    }
+                }
+                Ok::<_, TreeError>(Arc::new(blobs))
             })
             .await;
-        match protected {
-            Ok(hashes) => hashes.contains(hash),
+        match blobs {
+            Ok(blobs) => blobs.public.contains(hash) || (audience.member && blobs.members_only.contains(hash)),
             Err(error) => {
-                tracing::error!(%error, "listing a version's protected files failed");
-                true
+                tracing::error!(%error, "listing a version's files failed");
+                false
             }
         }
     }
@@ -693,6 +684,17 @@ impl Grove {
             Err(error) => blob_failure(hash, &error),
         }
     }
+}
+
+/// Blob hashes kept for [`Grove::hands_out`], over every version cached
+/// (about 50 bytes each).
+const VERSION_BLOB_ENTRIES: u64 = 1_000_000;
+
+/// The blobs of one version, by who may have them.
+#[derive(Default)]
+struct VersionBlobs {
+    public: std::collections::HashSet<ContentHash>,
+    members_only: std::collections::HashSet<ContentHash>,
 }
 
 /// Whether a file answers its own URL or stands in for another one (404
@@ -760,6 +762,23 @@ fn for_audience(audience: Audience, reply: Reply) -> Reply {
     reply
 }
 
+/// The refusal of a members-only file: a signed-in non-member gets 403, an
+/// anonymous page load a redirect to sign in, anything else 401.
+fn members_only(audience: Audience, request: &Request<'_>) -> Reply {
+    if audience.live {
+        Reply::text(
+            StatusCode::FORBIDDEN,
+            "this page is for members, and this account is not one",
+        )
+    } else if wants_page(request) {
+        let back = with_query(request.path, request.query);
+        let back: String = url::form_urlencoded::byte_serialize(back.as_bytes()).collect();
+        Reply::redirect(StatusCode::FOUND, &format!("{AUTH_LOGIN}?return={back}"))
+    } else {
+        Reply::text(StatusCode::UNAUTHORIZED, "sign in to see this")
+    }
+}
+
 /// Whether a request is a browser's page load (which a sign-in redirect
 /// suits) rather than a fetch of a resource.
 fn wants_page(request: &Request<'_>) -> bool {
@@ -803,6 +822,8 @@ fn not_modified(mut reply: Reply) -> Reply {
 /// Per-request facts the file-serving steps share.
 struct Context<'a> {
     site: &'a SiteName,
+    /// Members-only files are refused to anyone else, whatever URL reached them.
+    audience: Audience,
     /// HTML gets the service worker's register tag.
     service_worker: bool,
     request: &'a Request<'a>,

@@ -209,8 +209,12 @@ impl LiveHub {
             }
             if !state.greeted {
                 state.greeted = true;
-                // A new feed has not read the root yet: wait for its first read.
-                if state.versions.borrow().is_none() && state.versions.changed().await.is_err() {
+                // A new feed has not read the root yet: wait for its first
+                // read, but no longer than a keep-alive (a site that never
+                // published, or a store that is down, greets with null).
+                if state.versions.borrow().is_none()
+                    && let Ok(Err(_)) = tokio::time::timeout(KEEP_ALIVE, state.versions.changed()).await
+                {
                     return None;
                 }
                 let version = *state.versions.borrow_and_update();
@@ -232,12 +236,16 @@ impl LiveHub {
                 ended = state.ended.recv() => match ended {
                     Ok(ended) if ended.site == state.site && ended.id == state.session.id => state.revoke(),
                     Ok(_) => return Some((Bytes::new(), state)),
-                    // Missed some ends: this one may have been among them.
-                    Err(broadcast::error::RecvError::Lagged(_)) => state.revoke(),
+                    // Missed some ends, perhaps this one: end the stream (not
+                    // `revoked`, which may be untrue); the client reconnects,
+                    // and its session is checked again.
+                    Err(broadcast::error::RecvError::Lagged(_)) => return None,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 () = tokio::time::sleep(KEEP_ALIVE) => {
-                    if state.session.record.expired_at(crate::auth::now_ms()) {
+                    // The absolute end only: the idle expiry moves with the
+                    // user's other requests, which this copy does not see.
+                    if crate::auth::now_ms() >= state.session.record.absolute_expires_ms {
                         state.revoke()
                     } else {
                         Bytes::from_static(b": keep-alive\n\n")

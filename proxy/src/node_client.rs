@@ -1,8 +1,10 @@
 //! The proxy as a client of storage nodes, for what it does on behalf of
 //! signed-in users: calls their sessions may make, the revocation feed and
-//! the live streams' watches. It authenticates with an operator handle of
-//! its own, made in the token store the first time it is needed (only its
-//! hash is stored); browsers never see it.
+//! the live streams' watches. It authenticates with operator handles of its
+//! own, made in the token store the first time each is needed (only their
+//! hashes are stored); browsers never see them. Users' calls and the
+//! proxy's own (revocations, watches) use different handles, so the node's
+//! per-handle rate limit that busy users reach never delays a revocation.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +35,15 @@ pub struct WatchedEntry {
     pub data: Box<RawValue>,
 }
 
+/// On whose behalf a call is made, which picks the handle it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// Signed-in users' calls, through their sessions.
+    Users,
+    /// The proxy's own: the revocation feed and the live streams' watches.
+    Proxy,
+}
+
 /// A node's reply to a forwarded call, whole.
 pub struct ForwardedReply {
     pub status: StatusCode,
@@ -44,7 +55,8 @@ pub struct NodeClient {
     directory: NodeDirectory,
     http: reqwest::Client,
     tokens: Tokens,
-    handle: OnceCell<Handle>,
+    users_handle: OnceCell<Handle>,
+    proxy_handle: OnceCell<Handle>,
 }
 
 impl NodeClient {
@@ -59,18 +71,22 @@ impl NodeClient {
             directory,
             http,
             tokens: Tokens::new(store),
-            handle: OnceCell::new(),
+            users_handle: OnceCell::new(),
+            proxy_handle: OnceCell::new(),
         }
     }
 
-    async fn handle(&self) -> Result<&Handle, ApiFailure> {
-        self.handle
-            .get_or_try_init(|| async {
-                let until = time::OffsetDateTime::now_utc() + time::Duration::days(HANDLE_DAYS);
-                self.tokens.issue_root(until).await
-            })
-            .await
-            .map_err(|error| unavailable(format!("the proxy's node handle could not be made: {error}")))
+    async fn handle(&self, caller: Caller) -> Result<&Handle, ApiFailure> {
+        let cell = match caller {
+            Caller::Users => &self.users_handle,
+            Caller::Proxy => &self.proxy_handle,
+        };
+        cell.get_or_try_init(|| async {
+            let until = time::OffsetDateTime::now_utc() + time::Duration::days(HANDLE_DAYS);
+            self.tokens.issue_root(until).await
+        })
+        .await
+        .map_err(|error| unavailable(format!("the proxy's node handle could not be made: {error}")))
     }
 
     fn url(&self, site: &SiteName, call: &str, query: Option<&str>) -> Result<String, ApiFailure> {
@@ -81,9 +97,10 @@ impl NodeClient {
         })
     }
 
-    /// Sends a call as the proxy and returns the node's answer as it is.
+    /// Sends a call for `caller` and returns the node's answer as it is.
     pub async fn forward(
         &self,
+        caller: Caller,
         method: http::Method,
         site: &SiteName,
         call: &str,
@@ -94,7 +111,7 @@ impl NodeClient {
         let response = self
             .http
             .request(method, url)
-            .bearer_auth(self.handle().await?.reveal())
+            .bearer_auth(self.handle(caller).await?.reveal())
             .header(http::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
@@ -118,7 +135,14 @@ impl NodeClient {
     pub async fn write(&self, site: &SiteName, path: &str, data: &serde_json::Value) -> Result<Timestamp, ApiFailure> {
         let body = serde_json::json!({ "path": path, "data": data });
         let reply = self
-            .forward(http::Method::POST, site, "write", None, Bytes::from(body.to_string()))
+            .forward(
+                Caller::Proxy,
+                http::Method::POST,
+                site,
+                "write",
+                None,
+                Bytes::from(body.to_string()),
+            )
             .await?;
         if reply.status != StatusCode::OK {
             return Err(ApiFailure::new(
@@ -152,7 +176,7 @@ impl NodeClient {
         let response = self
             .http
             .get(url)
-            .bearer_auth(self.handle().await?.reveal())
+            .bearer_auth(self.handle(Caller::Proxy).await?.reveal())
             .send()
             .await
             .map_err(node_failed)?;

@@ -14,7 +14,7 @@ use http::{Method, StatusCode, header};
 use crate::auth::access::Access;
 use crate::auth::sessions::Session;
 use crate::auth::{cross_site_refused, query_value, same_origin};
-use crate::node_client::NodeClient;
+use crate::node_client::{Caller, NodeClient};
 use crate::reply::{Body, FailureReply, Reply};
 use crate::request::Request;
 
@@ -46,7 +46,7 @@ pub async fn call(
         }
     }
     match node
-        .forward(request.method.clone(), site, call, request.query, body)
+        .forward(Caller::Users, request.method.clone(), site, call, request.query, body)
         .await
     {
         Ok(reply) => {

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 const SECRET: &str = "demo-client-secret";
 const SESSION: &str = "__Host-grove_session";
+const MEMBERS_PAGE: &str = "<html><body>members only</body></html>";
 
 /// A provider and one proxy (with a fixed node port, so a second proxy can
 /// share its node) serving `demo` with sign-in.
@@ -33,7 +34,7 @@ issuer = "{issuer}"
 client_id = "grove-demo"
 client_secret_env = "DEMO_OIDC_SECRET"
 allow = ["*@example.com"]
-protect = ["/members/*"]
+protect = ["/members/*", "/secret"]
 read = ["comments/*", "users/{{subject}}/*"]
 write = ["comments/*", "users/{{subject}}/*"]
 {extra}
@@ -69,7 +70,8 @@ async fn world(extra: &str) -> World {
     );
     let site = site_dir(&[
         ("index.html", "<html><body>home</body></html>"),
-        ("members/index.html", "<html><body>members only</body></html>"),
+        ("members/index.html", MEMBERS_PAGE),
+        ("secret.html", "<html><body>secret</body></html>"),
         ("style.css", "body{}"),
     ]);
     publish(proxy.local_store(), "demo", site.path()).await;
@@ -169,9 +171,40 @@ async fn sign_in_opens_protected_pages_live_and_me_shows_the_claims() {
     let (status, _) = me(&browser, &world.url("/_grove/auth/me")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    // The protected file's blob is not served to anyone who read the tree.
+    // A members-only file is refused by every URL that serves it (the
+    // pattern names /secret; the file is secret.html).
+    for path in ["/secret", "/secret.html", "/members/index.html", "/members"] {
+        let response = browser.get(&world.url(path)).await;
+        assert!(
+            [StatusCode::UNAUTHORIZED, StatusCode::PERMANENT_REDIRECT].contains(&response.status()),
+            "{path}: {}",
+            response.status()
+        );
+        assert!(!response.text().await.unwrap().contains("secret</body>"), "{path}");
+    }
+    // Its blob is not handed out by hash, on its site or any other.
     let root: Value = browser.get(&world.url("/_grove/root")).await.json().await.unwrap();
-    assert_eq!(root["protect"], json!(["/members/*"]));
+    assert_eq!(root["protect"], json!(["/members/*", "/secret"]));
+    let members_blob = format!("/_grove/blob/{}", grove_core::ContentHash::of(MEMBERS_PAGE.as_bytes()));
+    let public_blob = format!("/_grove/blob/{}", grove_core::ContentHash::of(b"body{}"));
+    publish(
+        world.proxy.local_store(),
+        "other",
+        site_dir(&[("index.html", "other")]).path(),
+    )
+    .await;
+    let other = Browser::new(world.proxy.addr, &["other.localhost"]);
+    assert_eq!(
+        browser.get(&world.url(&members_blob)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(browser.get(&world.url(&public_blob)).await.status(), StatusCode::OK);
+    let elsewhere = other.get(&world.proxy.url("other.localhost", &members_blob)).await;
+    assert_eq!(
+        elsewhere.status(),
+        StatusCode::NOT_FOUND,
+        "another site hands out only its own files"
+    );
 
     let back = world.sign_in(&browser, "alice", "/members/").await;
     assert_eq!(back, "/members/");
@@ -209,6 +242,9 @@ async fn sign_in_opens_protected_pages_live_and_me_shows_the_claims() {
     assert!(!members.headers().contains_key("cdn-cache-control"));
     assert!(!members.headers().contains_key("cache-tag"));
     assert!(members.text().await.unwrap().contains("members only"));
+    let blob = browser.get(&world.url(&members_blob)).await;
+    assert_eq!(blob.status(), StatusCode::OK, "a member gets the blob");
+    assert_eq!(blob.headers()["cache-control"], "private, no-store");
     // Live: even the public pages are private, and a pin is ignored.
     let home = browser.get(&world.url("/?_grove_version=1")).await;
     assert_eq!(home.headers()["cache-control"], "private, no-store");

@@ -157,6 +157,23 @@ impl Access {
         self.protect.iter().any(|glob| glob.matches(url_path))
     }
 
+    /// Whether a file of the site is for members only: by any URL that can
+    /// serve it (`/a/index.html` is also `/a/`, `/a.html` also `/a`), so a
+    /// clean URL, a trailing-slash policy or a rewrite cannot reach it by a
+    /// path the patterns do not name.
+    pub fn protects_file(&self, file_path: &str) -> bool {
+        let url = format!("/{file_path}");
+        if self.is_protected(&url) {
+            return true;
+        }
+        if let Some(directory) = url.strip_suffix("index.html")
+            && (self.is_protected(directory) || self.is_protected(directory.trim_end_matches('/')))
+        {
+            return true;
+        }
+        url.strip_suffix(".html").is_some_and(|clean| self.is_protected(clean))
+    }
+
     /// Whether the session's user is a member: a verified email or the
     /// subject matches an `allow` pattern.
     pub fn allows(&self, session: &SessionRecord) -> bool {
@@ -237,6 +254,20 @@ mod tests {
             "comments/demo",
             Right::Read
         ));
+    }
+
+    #[test]
+    fn a_file_is_protected_by_every_url_that_serves_it() {
+        let access = Access::parse(&config("protect = [\"/members/*\", \"/secret\", \"/club\"]")).unwrap();
+        assert!(access.protects_file("members/index.html"));
+        assert!(access.protects_file("members/a.html"));
+        assert!(access.protects_file("secret.html"), "its clean URL is protected");
+        assert!(
+            access.protects_file("club/index.html"),
+            "its slash-less directory URL is protected"
+        );
+        assert!(!access.protects_file("index.html"));
+        assert!(!access.protects_file("secrets.html"));
     }
 
     #[test]

@@ -236,6 +236,15 @@ impl Auth {
         else {
             return Reply::text(StatusCode::BAD_REQUEST, "the callback needs code and state");
         };
+        // The state names a cookie: only what `authorize` makes is taken.
+        if state.is_empty()
+            || state.len() > 128
+            || !state
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_'))
+        {
+            return Reply::text(StatusCode::BAD_REQUEST, "the callback's state is malformed");
+        }
         let cookie_name = format!("{}{}", cookies::LOGIN_PREFIX, state);
         let clear_login = cookies::clear(&cookie_name);
         let refuse = |message: &str| {
@@ -304,7 +313,12 @@ impl Auth {
             return cross_site_refused();
         }
         let mut location = "/".to_owned();
-        if let Ok(Visitor::SignedIn(session)) = self.visitor(&target.site, request).await {
+        let visitor = match self.visitor(&target.site, request).await {
+            Ok(visitor) => visitor,
+            // The session may live on: say so rather than pretend it ended.
+            Err(reply) => return reply,
+        };
+        if let Visitor::SignedIn(session) = visitor {
             if let Err(error) = self.sessions.end(&target.site, &session.id).await {
                 tracing::error!(site = %target.site, %error, "ending a session failed");
                 return Reply::unavailable();
@@ -423,13 +437,14 @@ pub fn same_origin(request: &Request<'_>) -> bool {
 }
 
 /// A `return` path that stays on this site: one leading `/`, no `//` or
-/// `/\` (which browsers read as another host), no control characters.
+/// `/\` (which browsers read as another host), printable ASCII only (a
+/// `Location` must be; other characters come percent-encoded).
 fn safe_return(path: &str) -> Option<String> {
     let stays = path.starts_with('/')
         && !path.starts_with("//")
         && !path.starts_with("/\\")
         && path.len() <= MAX_RETURN_BYTES
-        && !path.bytes().any(|byte| byte.is_ascii_control() || byte == b'\\');
+        && path.bytes().all(|byte| byte.is_ascii_graphic() && byte != b'\\');
     stays.then(|| path.to_owned())
 }
 
@@ -449,6 +464,8 @@ mod tests {
         assert_eq!(safe_return("/members/?a=1").as_deref(), Some("/members/?a=1"));
         for bad in [
             "//evil.example",
+            "/caf\u{e9}",
+            "/a b",
             "/\\evil.example",
             "https://evil.example/",
             "evil",

@@ -91,6 +91,9 @@ pub struct Provider {
     http: reqwest::Client,
     discovered: Mutex<Option<Arc<Discovered>>>,
     last_failure: Mutex<Option<(Instant, String)>>,
+    /// Logout tokens taken, by issuer and `jti`, for as long as they could
+    /// pass the age check. Only tokens the provider signed get here.
+    seen_logout_tokens: moka::sync::Cache<String, ()>,
 }
 
 impl Provider {
@@ -111,6 +114,10 @@ impl Provider {
             http,
             discovered: Mutex::new(None),
             last_failure: Mutex::new(None),
+            seen_logout_tokens: moka::sync::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(Duration::from_secs(LOGOUT_TOKEN_MAX_AGE_SECS as u64 + 60))
+                .build(),
         }
     }
 
@@ -130,7 +137,11 @@ impl Provider {
             if let Some((at, why)) = last.as_ref()
                 && at.elapsed() < RETRY_AFTER
             {
-                return Err(failed(why.clone()));
+                // Metadata a little past its time beats no sign-in at all.
+                return match discovered.as_ref() {
+                    Some(stale) => Ok(Arc::clone(stale)),
+                    None => Err(failed(why.clone())),
+                };
             }
         }
         let issuer = IssuerUrl::new(self.issuer.clone()).map_err(|error| failed(error.to_string()))?;
@@ -283,12 +294,20 @@ impl Provider {
         struct Header {
             alg: CoreJwsSigningAlgorithm,
             kid: Option<String>,
+            typ: Option<String>,
         }
         let header: Header = URL_SAFE_NO_PAD
             .decode(header)
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .ok_or(refuse("unreadable header"))?;
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|typ| !typ.eq_ignore_ascii_case("logout+jwt") && !typ.eq_ignore_ascii_case("JWT"))
+        {
+            return Err(refuse("typed as something other than a logout token"));
+        }
         let announced = discovered.metadata.id_token_signing_alg_values_supported();
         if header.alg == CoreJwsSigningAlgorithm::None || !announced.contains(&header.alg) {
             return Err(refuse("signed with an algorithm the provider does not use"));
@@ -327,23 +346,29 @@ impl Provider {
         if issued > now_secs + 60 || now_secs - issued > LOGOUT_TOKEN_MAX_AGE_SECS {
             return Err(refuse("too old, or issued in the future"));
         }
-        if claims
-            .get("exp")
-            .and_then(|v| v.as_i64())
-            .is_some_and(|exp| exp <= now_secs)
-        {
-            return Err(refuse("expired"));
+        match claims.get("exp").and_then(|v| v.as_i64()) {
+            Some(exp) if exp > now_secs => {}
+            Some(_) => return Err(refuse("expired")),
+            None => return Err(refuse("no exp")),
         }
         if claims.get("nonce").is_some() {
             return Err(refuse("carries a nonce, so it is an ID token"));
         }
-        if claims
+        if !claims
             .get("events")
             .and_then(|events| events.get(LOGOUT_EVENT))
-            .is_none()
+            .is_some_and(serde_json::Value::is_object)
         {
             return Err(refuse("lacks the back-channel logout event"));
         }
+        // Each token ends sessions once: a replayed one could end sessions
+        // begun after the logout it announced.
+        let jti = claims.get("jti").and_then(|v| v.as_str()).ok_or(refuse("no jti"))?;
+        let key = format!("{}\u{0}{jti}", discovered.metadata.issuer().as_str());
+        if self.seen_logout_tokens.contains_key(&key) {
+            return Err(refuse("replayed"));
+        }
+        self.seen_logout_tokens.insert(key, ());
         match (
             claims.get("sid").and_then(|v| v.as_str()),
             claims.get("sub").and_then(|v| v.as_str()),
