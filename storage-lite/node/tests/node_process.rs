@@ -41,12 +41,32 @@ fn spawn(port: u16, data: &std::path::Path, store: &std::path::Path) -> Node {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Serving means answering HTTP, not only accepting: a connection taken
+    // while the process starts up (or by whatever else held the port) is
+    // not proof that the node is there.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while !answers_http(port) {
         assert!(Instant::now() < deadline, "grove-storage did not start");
         std::thread::sleep(Duration::from_millis(20));
     }
     Node(child)
+}
+
+/// Whether something on `port` answers an HTTP request.
+fn answers_http(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /v1/health HTTP/1.1\r\nHost: node\r\nConnection: close\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut head = [0u8; 12];
+    stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.1 ")
 }
 
 /// A local store (the one the publish API's host would share) holding an
