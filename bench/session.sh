@@ -3,9 +3,9 @@
 #  1. requests/s and p99 of one 5 KB page anonymous, against the same page
 #     with a session cookie (the session lookup, its cache, and the private
 #     reply), wrk -t2 -c64, alternating rounds, medians;
-#  2. idle /_grove/live streams held at 1,000 and at 10,000 sessions' worth
-#     of connections (one session, N streams: the per-stream cost is the
-#     same), with the proxy's resident memory before and after.
+#  2. idle /_grove/live streams of 1,000 and of 10,000 signed-in sessions
+#     (each signed in at the provider), with the proxy's resident memory
+#     before and while it holds them.
 # The session comes from a real sign-in at the test OpenID provider.
 # Usage: bench/session.sh [seconds per run, default 10]
 set -euo pipefail
@@ -51,7 +51,8 @@ until curl -s -o /dev/null "http://127.0.0.1:$PROXY_PORT/" && curl -s -o /dev/nu
 
 log "signing in at the provider"
 resolve=(--resolve "$HOST:127.0.0.1")
-header() { grep -i "^$1:" "$2" | head -1 | sed 's/^[^:]*: //' | tr -d '\r'; }
+# A response header's value ("" when absent).
+header() { { grep -i "^$1:" "$2" || true; } | head -1 | sed 's/^[^:]*: //' | tr -d '\r'; }
 curl -s "${resolve[@]}" -D "$WORK/start" -o /dev/null "http://$HOST/_grove/auth/login?return=/"
 login_cookie="$(grep -i '^set-cookie: __Host-grove_login_' "$WORK/start" | sed 's/^[^:]*: //; s/;.*//')"
 next="$(header location "$WORK/start")"
@@ -63,8 +64,8 @@ while :; do
     location="$(header location "$WORK/h")"
     if [ -z "$location" ]; then
         action="$(grep -o 'action="[^"]*"' "$WORK/body" | head -1 | cut -d'"' -f2)"
-        curl -s -c "$jar" -b "$jar" -D "$WORK/h" -o /dev/null --data 'prompt=login&login=alice&password=any' \
-            "http://127.0.0.1:$PROVIDER_PORT$action"
+        case "$action" in http*) ;; *) action="http://127.0.0.1:$PROVIDER_PORT$action" ;; esac
+        curl -s -c "$jar" -b "$jar" -D "$WORK/h" -o /dev/null --data 'prompt=login&login=alice&password=any' "$action"
         location="$(header location "$WORK/h")"
     fi
     case "$location" in
@@ -109,39 +110,85 @@ PY
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$PROXY_PID/status"; }
 log "idle /_grove/live streams"
 cat >"$WORK/streams.mjs" <<'JS'
-// Opens N event streams and holds them; prints how many answered 200.
+// Signs in `count` users (user0, user1, ...) at the provider, opens one
+// /_grove/live stream for each session, holds them all, and prints how many
+// are open.
 import http from 'node:http';
-const [port, host, cookie, count] = [process.argv[2], process.argv[3], process.argv[4], Number(process.argv[5])];
-let open = 0, failed = 0;
+const [proxyPort, host, count] = [Number(process.argv[2]), process.argv[3], Number(process.argv[4])];
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+function request(method, url, headers = {}, body) {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const sent = http.request({ host: target.hostname, port: target.port, path: target.pathname + target.search, method, agent,
+      headers: { ...headers, ...(body ? { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } : {}) } },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk) => (text += chunk));
+        response.on('end', () => resolve({ status: response.statusCode, headers: response.headers, text }));
+      });
+    sent.on('error', reject);
+    sent.end(body);
+  });
+}
+const proxy = (path) => `http://127.0.0.1:${proxyPort}${path}`;
+async function signIn(n) {
+  let r = await request('GET', proxy('/_grove/auth/login?return=/'), { host });
+  const state = r.headers['set-cookie'][0].split(';')[0];
+  const jar = new Map();
+  let [method, url, body] = ['GET', r.headers.location, undefined];
+  for (;;) {
+    r = await request(method, url, { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') }, body);
+    for (const line of r.headers['set-cookie'] ?? []) {
+      const [pair] = line.split(';');
+      const at = pair.indexOf('=');
+      jar.set(pair.slice(0, at), pair.slice(at + 1));
+    }
+    if (r.status >= 300 && r.status < 400) {
+      const next = new URL(r.headers.location, url);
+      if (next.host === host) { url = next; break; }
+      [method, url, body] = ['GET', next.href, undefined];
+      continue;
+    }
+    const action = /action="([^"]+)"/.exec(r.text)[1];
+    const prompt = /name="prompt" value="([^"]+)"/.exec(r.text)?.[1] ?? 'login';
+    [method, url, body] = ['POST', new URL(action, url).href, prompt === 'login' ? `prompt=login&login=user${n}&password=any` : `prompt=${prompt}`];
+  }
+  r = await request('GET', proxy(url.pathname + url.search), { host, cookie: state });
+  return r.headers['set-cookie'].find((line) => line.startsWith('__Host-grove_session=')).split(';')[0];
+}
+let [open, failed, next] = [0, 0, 0];
 const held = [];
-await new Promise((done) => {
-  let pending = count;
-  const next = (i) => {
-    if (i >= count) return;
-    const request = http.get({ host: '127.0.0.1', port, path: '/_grove/live?path=comments/demo', agent: false,
-      headers: { host, cookie } }, (response) => {
-      if (response.statusCode === 200) open++; else failed++;
-      response.once('data', () => {});
-      held.push(response);
-      if (--pending === 0) done();
-      next(i + 64);
-    });
-    request.on('error', () => { failed++; if (--pending === 0) done(); next(i + 64); });
-  };
-  for (let i = 0; i < 64; i++) next(i);
-});
-console.log(`${open} ${failed}`);
+const started = Date.now();
+async function worker() {
+  while (next < count) {
+    const n = next++;
+    try {
+      const cookie = await signIn(n);
+      await new Promise((resolve) => {
+        const stream = http.get({ host: '127.0.0.1', port: proxyPort, path: '/_grove/live?path=comments/demo', agent: false, headers: { host, cookie } },
+          (response) => { if (response.statusCode === 200) open++; else failed++; held.push(response); response.once('data', resolve); });
+        stream.on('error', () => { failed++; resolve(); });
+      });
+    } catch (error) {
+      failed++;
+      if (failed < 5) console.error(String(error));
+    }
+  }
+}
+await Promise.all(Array.from({ length: 32 }, worker));
+console.log(`${open} ${failed} ${((Date.now() - started) / 1000).toFixed(1)}`);
 setInterval(() => {}, 1 << 30);
 JS
 base="$(rss)"
 for count in 1000 10000; do
-    node "$WORK/streams.mjs" "$PROXY_PORT" "$HOST" "$session" "$count" >"$WORK/streams.out" &
+    node "$WORK/streams.mjs" "$PROXY_PORT" "$HOST" "$count" >"$WORK/streams.out" &
     holder=$!
     until [ -s "$WORK/streams.out" ]; do sleep 0.2; done
     sleep 2
-    read -r open failed <"$WORK/streams.out"
+    read -r open failed took <"$WORK/streams.out"
     held="$(rss)"
-    echo "streams asked $count: open $open, refused $failed; proxy RSS $((base / 1024)) MiB idle -> $((held / 1024)) MiB ($(( (held - base) * 1024 / (open > 0 ? open : 1) )) bytes a stream)"
+    echo "sessions signed in and streaming: $open of $count ($failed failed; sign-ins took ${took}s); proxy RSS $((base / 1024)) MiB idle -> $((held / 1024)) MiB ($(( (held - base) * 1024 / (open > 0 ? open : 1) )) bytes a stream)"
     kill "$holder"; wait "$holder" 2>/dev/null || true
     rm -f "$WORK/streams.out"
     sleep 2
