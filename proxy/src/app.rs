@@ -168,18 +168,17 @@ impl Grove {
         for_audience(audience, reply)
     }
 
-    /// Who a request is for, and whether it may have what it asks for:
-    /// members-only paths refuse anonymous visitors (a page gets a redirect
-    /// to sign in, anything else 401) and signed-in users outside `allow`
-    /// (403). Refusals are never cached.
-    pub async fn admit(&self, request: &Request<'_>, route: Route<'_>) -> Result<Audience, Reply> {
+    /// Who a request is for, by its session cookie. Members-only files are
+    /// refused where they are served ([`Self::serve_file`]), whatever URL
+    /// reached them; a store failure reading the session is the refusal here.
+    pub async fn audience(&self, request: &Request<'_>) -> Result<Audience, Reply> {
         let Some(target) = self.target(request) else {
             return Ok(Audience::default());
         };
         let Some(site) = self.auth.site(&target.site) else {
             return Ok(Audience::default());
         };
-        let audience = match self.auth.visitor(&target.site, request).await? {
+        Ok(match self.auth.visitor(&target.site, request).await? {
             Visitor::SignedIn(session) => Audience {
                 live: true,
                 member: site.access.allows(&session.record),
@@ -190,16 +189,7 @@ impl Grove {
                 ..Audience::default()
             },
             Visitor::Anonymous => Audience::default(),
-        };
-        if route != Route::SiteFile || audience.member {
-            return Ok(audience);
-        }
-        let protected = RequestPath::parse(request.path, self.config.http.max_path_bytes)
-            .is_ok_and(|path| site.access.is_protected(&path.url_path()));
-        if !protected {
-            return Ok(audience);
-        }
-        Err(for_audience(audience, members_only(audience, request)))
+        })
     }
 
     pub fn node(&self) -> &NodeClient {

@@ -187,7 +187,7 @@ impl LiveHub {
         let entries = futures::stream::select_all(
             path_feeds
                 .iter()
-                .map(|feed| Box::pin(tokio_stream_of(feed.sender.subscribe()))),
+                .map(|feed| Box::pin(broadcast_stream(feed.sender.subscribe()))),
         );
         // A stream with no paths still lives (for `version` and `revoked`).
         let entries = futures::stream::select(entries, futures::stream::pending());
@@ -280,7 +280,7 @@ impl StreamState {
 
 /// A broadcast receiver as a stream; `None` items mark a receiver that fell
 /// behind.
-fn tokio_stream_of(receiver: broadcast::Receiver<Bytes>) -> impl Stream<Item = Option<Bytes>> + Send {
+fn broadcast_stream(receiver: broadcast::Receiver<Bytes>) -> impl Stream<Item = Option<Bytes>> + Send {
     futures::stream::unfold(Some(receiver), |receiver| async move {
         let mut receiver = receiver?;
         match receiver.recv().await {

@@ -144,7 +144,7 @@ impl ProxyHttp for GroveProxy {
             }
             route => {
                 let request = request_of(header);
-                match self.grove.admit(&request, route).await {
+                match self.grove.audience(&request).await {
                     Ok(audience) => self.grove.handle(&request, route, audience).await,
                     Err(refusal) => refusal,
                 }

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde_json::{Value, json};
 
-use crate::ports::{Reserved, reserve};
+use crate::ports::Reserved;
 
 /// One client the provider knows.
 pub struct ClientSpec {
@@ -39,12 +39,6 @@ impl Drop for OidcProvider {
 
 fn provider_script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/oidc/provider.mjs")
-}
-
-/// A port for a provider, reserved before its clients (the proxies that
-/// name it as issuer) are configured.
-pub fn reserve_port() -> Reserved {
-    reserve()
 }
 
 impl OidcProvider {

@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use grove_testkit::oidc::{Browser, ClientSpec, OidcProvider, reserve_port};
+use grove_testkit::oidc::{Browser, ClientSpec, OidcProvider};
 use grove_testkit::ports::{Reserved, reserve};
 use grove_testkit::proxy::{Proxy, publish, site_dir};
 use reqwest::StatusCode;
@@ -50,7 +50,9 @@ fn redirect_uris(proxy_port: u16) -> Vec<String> {
 }
 
 async fn world(extra: &str) -> World {
-    let provider_port = reserve_port();
+    // Reserved first: the proxy names the provider as its issuer before
+    // the provider (which must know the proxy's port) starts.
+    let provider_port = reserve();
     let issuer = format!("http://127.0.0.1:{}", provider_port.port());
     let node = reserve();
     let config = format!("[node]\nlisten = \"{}\"\n{}", node.addr(), auth_section(&issuer, extra));
@@ -97,15 +99,21 @@ impl World {
         let callback = browser
             .authorize(&login_url, &self.callback_prefix("demo.localhost"), login)
             .await;
-        let finished = browser.get(&callback).await;
-        assert_eq!(
-            finished.status(),
-            StatusCode::SEE_OTHER,
-            "{}",
-            finished.text().await.unwrap()
-        );
-        finished.headers()["location"].to_str().unwrap().to_owned()
+        finish_sign_in(browser, &callback).await
     }
+}
+
+/// Visits a sign-in's callback: it must send the browser back (303), to
+/// the place returned.
+async fn finish_sign_in(browser: &Browser, callback: &str) -> String {
+    let finished = browser.get(callback).await;
+    assert_eq!(
+        finished.status(),
+        StatusCode::SEE_OTHER,
+        "{}",
+        finished.text().await.unwrap()
+    );
+    finished.headers()["location"].to_str().unwrap().to_owned()
 }
 
 /// The keys of the site's session records in the store.
@@ -301,17 +309,8 @@ async fn parallel_logins_both_finish_and_replays_foreign_hosts_and_bad_returns_a
         .filter(|name| name.starts_with("__Host-grove_login_"))
         .count();
     assert_eq!(logins, 2, "each sign-in keeps its own state");
-    let finished = browser.get(&second).await;
-    assert_eq!(finished.status(), StatusCode::SEE_OTHER);
-    assert_eq!(finished.headers()["location"], "/second");
-    let finished = browser.get(&first).await;
-    assert_eq!(
-        finished.status(),
-        StatusCode::SEE_OTHER,
-        "{}",
-        finished.text().await.unwrap()
-    );
-    assert_eq!(finished.headers()["location"], "/first");
+    assert_eq!(finish_sign_in(&browser, &second).await, "/second");
+    assert_eq!(finish_sign_in(&browser, &first).await, "/first");
 
     // A replayed code is refused (its state cookie is gone, and even with
     // the cookie put back, the provider refuses the code's second use).

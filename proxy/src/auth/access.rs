@@ -178,7 +178,8 @@ impl Access {
     /// subject matches an `allow` pattern.
     pub fn allows(&self, session: &SessionRecord) -> bool {
         self.allow.iter().any(|glob| {
-            glob.matches(&session.subject) || session.verified_email().is_some_and(|email| glob.matches(email))
+            let identity = &session.identity;
+            glob.matches(&identity.subject) || identity.verified_email().is_some_and(|email| glob.matches(email))
         })
     }
 
@@ -190,7 +191,7 @@ impl Access {
             Right::Write => &self.write,
             Right::Grant => return false,
         };
-        self.allows(session) && rules.iter().any(|rule| rule.covers(path, &session.subject))
+        self.allows(session) && rules.iter().any(|rule| rule.covers(path, &session.identity.subject))
     }
 }
 

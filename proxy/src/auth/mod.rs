@@ -276,12 +276,7 @@ impl Auth {
         let now = now_ms();
         let record = SessionRecord {
             site: target.site.to_string(),
-            subject: signed_in.subject,
-            email: signed_in.email,
-            email_verified: signed_in.email_verified,
-            claims: signed_in.claims,
-            provider_session: signed_in.provider_session,
-            id_token: signed_in.id_token,
+            identity: signed_in,
             created_ms: now,
             idle_ms: site.idle_ms,
             idle_expires_ms: now.saturating_add(site.idle_ms),
@@ -325,7 +320,7 @@ impl Auth {
             }
             metrics::SESSIONS_ENDED.with_label_values(&["logout"]).inc();
             self.revocations.announce(&target.site, &[session.id]).await;
-            if let Some(url) = site.provider.end_session_url(&session.record.id_token).await {
+            if let Some(url) = site.provider.end_session_url(&session.record.identity.id_token).await {
                 location = url;
             }
         }
@@ -374,6 +369,7 @@ impl Auth {
         match self.visitor(&target.site, request).await {
             Ok(Visitor::SignedIn(session)) => {
                 let record = &session.record;
+                let identity = &record.identity;
                 let member = self
                     .sites
                     .get(&target.site)
@@ -381,11 +377,11 @@ impl Auth {
                 Reply::json(
                     StatusCode::OK,
                     &serde_json::json!({
-                        "subject": record.subject,
-                        "email": record.email,
-                        "email_verified": record.email_verified,
+                        "subject": identity.subject,
+                        "email": identity.email,
+                        "email_verified": identity.email_verified,
                         "member": member,
-                        "claims": record.claims,
+                        "claims": identity.claims,
                         "expires_ms": record.idle_expires_ms.min(record.absolute_expires_ms),
                     }),
                 )

@@ -17,7 +17,7 @@ use openidconnect::{
     ProviderMetadataWithLogout, RedirectUrl, Scope, TokenResponse,
 };
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
 /// How long discovered metadata (and its signing keys) is used before it
@@ -50,15 +50,26 @@ pub enum ProviderError {
     RedirectUrl(String),
 }
 
-/// What a finished sign-in proves.
-#[derive(Debug, Clone)]
+/// What a finished sign-in proves; a session record keeps it whole.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SignedIn {
+    /// The ID token's `sub`.
     pub subject: String,
     pub email: Option<String>,
     pub email_verified: bool,
+    /// Every claim of the ID token (and userinfo's), as `/_grove/auth/me` shows them.
     pub claims: serde_json::Value,
+    /// The identity provider's session id (`sid`), which back-channel
+    /// logouts name.
     pub provider_session: Option<String>,
+    /// The ID token, sent back as the hint when the user signs out.
     pub id_token: String,
+}
+
+impl SignedIn {
+    pub fn verified_email(&self) -> Option<&str> {
+        self.email.as_deref().filter(|_| self.email_verified)
+    }
 }
 
 /// A sign-in's redirect and what its callback must check.

@@ -14,6 +14,8 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::provider::SignedIn;
+
 /// Longest a proxy trusts a cached session without reading the store, even
 /// while its revocation feed is connected: bounds the harm of a feed that
 /// stalls without closing.
@@ -62,17 +64,9 @@ impl std::fmt::Debug for SessionSecret {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SessionRecord {
     pub site: String,
-    /// The ID token's `sub`.
-    pub subject: String,
-    pub email: Option<String>,
-    pub email_verified: bool,
-    /// Every claim of the ID token, as `/_grove/auth/me` shows them.
-    pub claims: serde_json::Value,
-    /// The identity provider's session id (`sid`), which back-channel
-    /// logouts name.
-    pub provider_session: Option<String>,
-    /// The ID token, sent back as the hint when the user signs out.
-    pub id_token: String,
+    /// Who signed in.
+    #[serde(flatten)]
+    pub identity: SignedIn,
     pub created_ms: u64,
     /// How long the session may go unused.
     pub idle_ms: u64,
@@ -83,10 +77,6 @@ pub struct SessionRecord {
 }
 
 impl SessionRecord {
-    pub fn verified_email(&self) -> Option<&str> {
-        self.email.as_deref().filter(|_| self.email_verified)
-    }
-
     pub fn expired_at(&self, now_ms: u64) -> bool {
         now_ms >= self.idle_expires_ms || now_ms >= self.absolute_expires_ms
     }
@@ -95,12 +85,14 @@ impl SessionRecord {
     pub fn for_tests(subject: &str, email: Option<&str>, verified: bool) -> Self {
         Self {
             site: "demo".to_owned(),
-            subject: subject.to_owned(),
-            email: email.map(str::to_owned),
-            email_verified: verified,
-            claims: serde_json::json!({}),
-            provider_session: None,
-            id_token: String::new(),
+            identity: SignedIn {
+                subject: subject.to_owned(),
+                email: email.map(str::to_owned),
+                email_verified: verified,
+                claims: serde_json::json!({}),
+                provider_session: None,
+                id_token: String::new(),
+            },
             created_ms: 0,
             idle_ms: u64::MAX,
             idle_expires_ms: u64::MAX,
@@ -151,10 +143,10 @@ impl Sessions {
         let id = secret.id();
         // Index first: a session the index misses could outlive a
         // back-channel logout; an index entry without a session is harmless.
-        if let Some(sid) = &record.provider_session {
+        if let Some(sid) = &record.identity.provider_session {
             self.index(site, BY_PROVIDER_SESSION, sid, &id).await?;
         }
-        self.index(site, BY_SUBJECT, &record.subject, &id).await?;
+        self.index(site, BY_SUBJECT, &record.identity.subject, &id).await?;
         let bytes = Bytes::from(serde_json::to_vec(&record)?);
         self.store
             .put_if_absent(&keys::session_record(site, &id), bytes)
