@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use crate::config::Config;
 use crate::hosts::preview_host;
 use crate::purge::{self, Outbox, PurgeSetup, QueueError};
-use crate::reply::{Body, FailureReply, Reply};
+use crate::reply::{Body, Reply};
 use crate::request::Request;
 use crate::roots::Roots;
 
@@ -43,6 +43,12 @@ pub struct PublishApi {
     config: Config,
     /// Queues each new version's CDN purge; none when no CDN is configured.
     outbox: Option<Outbox>,
+}
+
+/// A finished call: a reply, or a new version to report.
+pub enum Finished {
+    Reply(Reply),
+    Published(Published),
 }
 
 /// One route, parsed.
@@ -129,15 +135,10 @@ impl PublishApi {
         }
     }
 
-    /// Answers an authorized call whose body has been read whole.
-    pub async fn finish(&self, call: Call, request: &Request<'_>, body: Bytes) -> Reply {
-        match self.dispatch(call, request, body).await {
-            Ok(reply) => reply,
-            Err(failure) => failure.into_reply(),
-        }
-    }
-
-    async fn dispatch(&self, call: Call, request: &Request<'_>, body: Bytes) -> Result<Reply, ApiFailure> {
+    /// Answers an authorized call whose body has been read whole. A new
+    /// version comes back as [`Finished::Published`], for the server to add
+    /// what only it knows (the sitemap it serves) before replying.
+    pub async fn finish(&self, call: Call, request: &Request<'_>, body: Bytes) -> Result<Finished, ApiFailure> {
         let Call { route, handle } = call;
         match route {
             PublishRoute::Offer(site) => {
@@ -153,9 +154,11 @@ impl PublishApi {
             }
             PublishRoute::ReadNode(_, hash) => {
                 let node = self.host.tree_node_bytes(&hash).await?;
-                Ok(Reply::new(StatusCode::OK, Body::Bytes(node))
-                    .with(header::CONTENT_TYPE, "application/octet-stream")
-                    .with(header::CACHE_CONTROL, "no-store"))
+                Ok(Finished::Reply(
+                    Reply::new(StatusCode::OK, Body::Bytes(node))
+                        .with(header::CONTENT_TYPE, "application/octet-stream")
+                        .with(header::CACHE_CONTROL, "no-store"),
+                ))
             }
             PublishRoute::UploadBlob(_, hash) => {
                 self.host.upload_blob(&hash, body).await?;
@@ -166,14 +169,14 @@ impl PublishApi {
                 self.before_commit(&site).await?;
                 let committed = self.host.commit(&site, commit).await;
                 self.roots.expire(&site);
-                json(StatusCode::OK, &self.published(&site, committed?).await)
+                Ok(Finished::Published(self.published(&site, committed?).await))
             }
             PublishRoute::Rollback(site) => {
                 let rollback: RollbackRequest = json_body(&body)?;
                 self.before_commit(&site).await?;
                 let committed = self.host.rollback(&site, rollback.to).await;
                 self.roots.expire(&site);
-                json(StatusCode::OK, &self.published(&site, committed?).await)
+                Ok(Finished::Published(self.published(&site, committed?).await))
             }
             PublishRoute::Versions(site) => {
                 let (before, limit) = page_query(request.query)?;
@@ -263,6 +266,7 @@ impl PublishApi {
             files,
             url: self.config.site_url(&host),
             preview_url: self.config.site_url(&preview_host(version.n, &host)),
+            sitemap: None,
         }
     }
 }
@@ -340,8 +344,8 @@ fn json_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiFailure> {
     serde_json::from_slice(body).map_err(|error| ApiFailure::bad_request(format!("invalid JSON body: {error}")))
 }
 
-fn json(status: StatusCode, value: &impl Serialize) -> Result<Reply, ApiFailure> {
-    Ok(Reply::json(status, value))
+fn json(status: StatusCode, value: &impl Serialize) -> Result<Finished, ApiFailure> {
+    Ok(Finished::Reply(Reply::json(status, value)))
 }
 
 impl From<QueueError> for ApiFailure {

@@ -3,23 +3,27 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use grove_core::publish_api::SitemapSummary;
 use grove_core::tree::{Entry, TreeError, Trees};
 use grove_core::{ContentHash, SiteName, SitePath};
 use grove_objects::content::ContentStore;
+use grove_objects::pages::Pages;
 use grove_objects::site::Sites;
 use grove_objects::store::ObjectStore;
 use http::{Method, StatusCode, header};
 
-use crate::api::PublishApi;
+use crate::api::{Call, Finished, PublishApi};
 use crate::auth::{Auth, Visitor, cookies};
 use crate::cache::{BlobCache, CacheError, CachedBlob, DiskCache};
 use crate::compress::Compressor;
-use crate::config::{Config, SiteConfig};
-use crate::hosts::{Router, Target};
+use crate::config::{CanonicalMode, Config, SiteConfig};
+use crate::crawlers::sitemap::{self, Document, Sitemap};
+use crate::crawlers::{self, robots};
+use crate::hosts::{HostRole, Router, Target};
 use crate::live::LiveHub;
 use crate::node_client::NodeClient;
 use crate::purge::PurgeSetup;
-use crate::reply::{Body, Reply};
+use crate::reply::{Body, FailureReply, Reply};
 use crate::request::Request;
 use crate::resolve::{Fallback, Files, RequestPath, Resolution, encode_path, fallback, resolve};
 use crate::roots::{Roots, Served};
@@ -68,6 +72,10 @@ pub struct Grove {
     node: Arc<NodeClient>,
     /// Per version tree, the blobs it hands out by hash.
     version_blobs: moka::future::Cache<ContentHash, Arc<VersionBlobs>>,
+    /// Each version's pages, as its sitemap lists them.
+    pages: Pages,
+    /// Generated sitemaps, per site version.
+    sitemaps: moka::future::Cache<(SiteName, u64), Arc<Sitemap>>,
 }
 
 impl Grove {
@@ -78,9 +86,11 @@ impl Grove {
         node: Arc<NodeClient>,
     ) -> anyhow::Result<Self> {
         let mut custom = Vec::new();
+        let mut canonical = Vec::new();
         for (name, site) in &config.sites {
             let site_name = SiteName::parse(name)?;
             custom.extend(site.domains.iter().map(|domain| (domain.clone(), site_name.clone())));
+            canonical.push((site_name, config.canonical_host(name)));
         }
         let trees = grove_objects::content::trees_in(Arc::clone(&store), config.cache.tree_node_entries);
         let disk = DiskCache::open(&config.cache_dir(), config.cache.disk_bytes)?;
@@ -91,7 +101,7 @@ impl Grove {
         let auth = Auth::new(&config, Arc::clone(&store), Arc::clone(&node))?;
         let live = LiveHub::new(Arc::clone(&node), Arc::clone(&roots), config.root_refresh);
         Ok(Self {
-            router: Router::new(&config.base_domain, custom),
+            router: Router::new(&config.base_domain, custom, canonical),
             api: PublishApi::new(
                 Arc::clone(&store),
                 trees.clone(),
@@ -132,6 +142,17 @@ impl Grove {
                 .max_capacity(VERSION_BLOB_ENTRIES)
                 .weigher(|_, blobs: &Arc<VersionBlobs>| {
                     u32::try_from(blobs.public.len() + blobs.members_only.len() + 1).unwrap_or(u32::MAX)
+                })
+                .build(),
+            pages: Pages::new(Arc::clone(&store), trees.clone()),
+            sitemaps: moka::future::Cache::builder()
+                .max_capacity(config.cache.prepared_bytes)
+                .weigher(|_, sitemap: &Arc<Sitemap>| {
+                    let bytes = match sitemap.as_ref() {
+                        Sitemap::Generated(generated) => generated.bytes(),
+                        Sitemap::Own(_) => 0,
+                    };
+                    u32::try_from(bytes + 1024).unwrap_or(u32::MAX)
                 })
                 .build(),
             trees,
@@ -196,6 +217,64 @@ impl Grove {
         &self.node
     }
 
+    /// Finishes a publish API call; a new version's reply says what its
+    /// sitemap holds, as this host serves it.
+    pub async fn publish(&self, call: Call, request: &Request<'_>, body: Bytes) -> Reply {
+        match self.api.finish(call, request, body).await {
+            Ok(Finished::Reply(reply)) => reply,
+            Ok(Finished::Published(mut published)) => {
+                published.sitemap = self
+                    .sitemap_summary(&published.site, published.version, published.root)
+                    .await;
+                Reply::json(StatusCode::OK, &published)
+            }
+            Err(failure) => failure.into_reply(),
+        }
+    }
+
+    async fn sitemap_summary(&self, site: &str, version: u64, tree: ContentHash) -> Option<SitemapSummary> {
+        let site = SiteName::parse(site).ok()?;
+        let sitemap = self.sitemap(&site, Served { version, tree }).await.ok()?;
+        Some(match sitemap.as_ref() {
+            Sitemap::Own(name) => SitemapSummary::Own(name.clone()),
+            Sitemap::Generated(generated) => SitemapSummary::Generated {
+                urls: generated.urls as u64,
+                files: generated.files() as u64,
+            },
+        })
+    }
+
+    /// A version's sitemap: built once, from its page index.
+    async fn sitemap(&self, site: &SiteName, served: Served) -> Result<Arc<Sitemap>, Reply> {
+        self.sitemaps
+            .try_get_with((site.clone(), served.version), async {
+                let entries = self
+                    .trees
+                    .entries(&served.tree)
+                    .await
+                    .map_err(|error| self.tree_failure(error))?;
+                let pages = self.pages.index(site, served.version).await.map_err(|error| {
+                    tracing::error!(%site, version = served.version, %error, "indexing the site's pages failed");
+                    Reply::unavailable()
+                })?;
+                let rules = self.rules(served.tree).await?;
+                let origin = crawlers::canonical_origin(&self.config, site);
+                let input = sitemap::Input {
+                    entries: &entries,
+                    pages: &pages,
+                    redirects: &rules.redirects,
+                    trailing_slash: self.config.site(site.as_str()).trailing_slash,
+                    access: self.auth.site(site).map(|site| &site.access),
+                    origin: &origin,
+                    limits: sitemap::PROTOCOL_LIMITS,
+                };
+                let built = sitemap::build(&input).await.map_err(|error| self.tree_failure(error))?;
+                Ok::<_, Reply>(Arc::new(built))
+            })
+            .await
+            .map_err(|reply| (*reply).clone())
+    }
+
     async fn handle_for(&self, request: &Request<'_>, route: Route<'_>, audience: Audience) -> Reply {
         if !matches!(*request.method, Method::GET | Method::HEAD) {
             return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here")
@@ -207,7 +286,28 @@ impl Grove {
         if route != Route::SiteFile {
             return self.grove_namespace(&target, route, request, audience).await;
         }
-        let served = match self.version(&target, request, audience).await {
+        if target.role == HostRole::Alias {
+            let origin = crawlers::canonical_origin(&self.config, &target.site);
+            let location = crawlers::canonical_location(&origin, request.path, request.query);
+            return match self.config.site(target.site.as_str()).canonical {
+                CanonicalMode::Redirect => Reply::redirect(StatusCode::PERMANENT_REDIRECT, &location)
+                    .with(header::CACHE_CONTROL, "public, max-age=3600")
+                    .with(
+                        header::HeaderName::from_static("cache-tag"),
+                        semantics::site_tag(&target.site),
+                    ),
+                CanonicalMode::Header => self
+                    .site_file(&target, request, audience)
+                    .await
+                    .with(header::LINK, crawlers::canonical_link(&location)),
+            };
+        }
+        self.site_file(&target, request, audience).await
+    }
+
+    /// A path of the site itself, in the version the request is for.
+    async fn site_file(&self, target: &Target, request: &Request<'_>, audience: Audience) -> Reply {
+        let served = match self.version(target, request, audience).await {
             Ok(served) => served,
             Err(reply) => return reply,
         };
@@ -218,12 +318,13 @@ impl Grove {
             version: served.version,
             path: request.path.to_owned(),
             encoding: semantics::negotiate(request.header(header::ACCEPT_ENCODING)),
+            role: target.role,
         });
-        let pinned_by_request = !audience.live && pinned_by_request(&target, request);
+        let pinned_by_request = !audience.live && pinned_by_request(target, request);
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
             return private_if(pinned_by_request, revalidate((*prepared).clone(), request));
         }
-        let mut reply = self.serve_site(&target.site, served, request, audience).await;
+        let mut reply = self.serve_site(target, served, request, audience).await;
         reply.set(
             header::HeaderName::from_static(VERSION_HEADER),
             served.version.to_string(),
@@ -296,7 +397,8 @@ impl Grove {
         }
     }
 
-    async fn serve_site(&self, site: &SiteName, served: Served, request: &Request<'_>, audience: Audience) -> Reply {
+    async fn serve_site(&self, target: &Target, served: Served, request: &Request<'_>, audience: Audience) -> Reply {
+        let site = &target.site;
         let path = match RequestPath::parse(request.path, self.config.http.max_path_bytes) {
             Ok(path) => path,
             Err(error) => return Reply::text(StatusCode::BAD_REQUEST, &error.to_string()),
@@ -319,6 +421,11 @@ impl Grove {
                 root: served.tree,
             },
         };
+        if path.path == robots::FILE && target.role.noindex() {
+            return self
+                .generated(&context, robots::FILE, &Document::new(robots::generated(None)))
+                .await;
+        }
         if let Some(action) = rules.redirects.find(&url_path, true) {
             return self.apply_rule(&context, action).await;
         }
@@ -330,6 +437,12 @@ impl Grove {
                 Reply::redirect(StatusCode::PERMANENT_REDIRECT, &location)
             }
             Ok(Resolution::NotFound) => {
+                if target.role == HostRole::Canonical
+                    && !path.trailing_slash
+                    && let Some(reply) = self.crawler_file(&context, &path.path, served).await
+                {
+                    return reply;
+                }
                 if let Some(action) = rules.redirects.find(&url_path, false) {
                     return self.apply_rule(&context, action).await;
                 }
@@ -337,6 +450,72 @@ impl Grove {
             }
             Err(error) => self.tree_failure(error),
         }
+    }
+
+    /// A `robots.txt` or sitemap file the site does not bring itself, on
+    /// its canonical host; `None` for any other path.
+    async fn crawler_file(&self, context: &Context<'_>, path: &str, served: Served) -> Option<Reply> {
+        if path != robots::FILE && !path.starts_with("sitemap") {
+            return None;
+        }
+        let sitemap = match self.sitemap(context.site, served).await {
+            Ok(sitemap) => sitemap,
+            Err(reply) => return Some(reply),
+        };
+        let origin = crawlers::canonical_origin(&self.config, context.site);
+        if path == robots::FILE {
+            let name = match sitemap.as_ref() {
+                Sitemap::Own(name) => name.as_str(),
+                Sitemap::Generated(_) => sitemap::SITEMAP,
+            };
+            let text = robots::generated(Some(&format!("{origin}/{name}")));
+            return Some(self.generated(context, robots::FILE, &Document::new(text)).await);
+        }
+        let Sitemap::Generated(generated) = sitemap.as_ref() else {
+            return None;
+        };
+        let document = generated.document(path)?;
+        Some(self.generated(context, path, document).await)
+    }
+
+    /// A file grove generates for a version (`robots.txt`, a sitemap):
+    /// served like a page of it, by content hash.
+    async fn generated(&self, context: &Context<'_>, name: &str, document: &Document) -> Reply {
+        let hash = document.hash;
+        let body = document.body.clone();
+        let content_type = if name.ends_with(".xml") {
+            "application/xml; charset=utf-8"
+        } else {
+            "text/plain; charset=utf-8"
+        };
+        let wanted = semantics::negotiate(context.request.header(header::ACCEPT_ENCODING));
+        let (encoding, body) = match self.compressor.encode(hash, wanted, body.clone()).await {
+            Some(encoded) => (wanted, encoded),
+            None => (Encoding::Identity, body),
+        };
+        let mut reply = Reply::new(StatusCode::OK, Body::Bytes(body))
+            .with(header::CONTENT_TYPE, content_type)
+            .with(header::ETAG, semantics::etag(&hash, encoding))
+            .with(header::CACHE_CONTROL, "public, max-age=0, must-revalidate")
+            .with(header::VARY, "Accept-Encoding")
+            .with(
+                header::HeaderName::from_static("cdn-cache-control"),
+                semantics::CDN_KEEP,
+            )
+            // Every version can change it, and every version purges the
+            // root document's tag.
+            .with(
+                header::HeaderName::from_static("cache-tag"),
+                format!(
+                    "{},{}",
+                    semantics::site_tag(context.site),
+                    semantics::root_document_tag(context.site)
+                ),
+            );
+        if let Some(token) = encoding.token() {
+            reply.set(header::CONTENT_ENCODING, token);
+        }
+        revalidate(reply, context.request)
     }
 
     async fn not_found(&self, context: &Context<'_>, path: &RequestPath, site_config: &SiteConfig) -> Reply {
@@ -703,6 +882,8 @@ struct PreparedKey {
     /// The raw request path (the query never changes a file reply).
     path: String,
     encoding: Encoding,
+    /// `robots.txt` differs by host.
+    role: HostRole,
 }
 
 /// True when the request picks its version by header, not by host.

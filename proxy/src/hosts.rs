@@ -10,6 +10,28 @@ pub struct Target {
     pub site: SiteName,
     /// From a preview host `<n>--<site>.<base domain>`.
     pub pinned: Option<u64>,
+    /// What search engines should make of the host.
+    pub role: HostRole,
+}
+
+/// A host's part in search: one host per site is indexed, and every other
+/// way to reach the site says so and points there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HostRole {
+    /// The site's canonical host: the one that is indexed.
+    Canonical,
+    /// Another host of the site (`<site>.<base>` or a custom domain): it
+    /// points at the canonical one and is not indexed.
+    Alias,
+    /// A preview host: served as it is, never indexed.
+    Preview,
+}
+
+impl HostRole {
+    /// Whether every response on this host carries `X-Robots-Tag: noindex`.
+    pub fn noindex(self) -> bool {
+        self != Self::Canonical
+    }
 }
 
 /// Maps hosts to sites: `<site>.<base>`, `<n>--<site>.<base>` and custom domains.
@@ -17,16 +39,40 @@ pub struct Target {
 pub struct Router {
     base_suffix: String,
     custom: HashMap<String, SiteName>,
+    /// Canonical hosts of the sites that have one other than `<site>.<base>`.
+    canonical: HashMap<SiteName, String>,
 }
 
 impl Router {
-    pub fn new(base_domain: &str, custom: impl IntoIterator<Item = (String, SiteName)>) -> Self {
+    /// `canonical` names each site's canonical host where it is not
+    /// `<site>.<base_domain>`.
+    pub fn new(
+        base_domain: &str,
+        custom: impl IntoIterator<Item = (String, SiteName)>,
+        canonical: impl IntoIterator<Item = (SiteName, String)>,
+    ) -> Self {
         Self {
             base_suffix: format!(".{}", normalize(base_domain)),
             custom: custom
                 .into_iter()
                 .map(|(domain, site)| (normalize(&domain), site))
                 .collect(),
+            canonical: canonical
+                .into_iter()
+                .map(|(site, host)| (site, normalize(&host)))
+                .collect(),
+        }
+    }
+
+    fn role(&self, site: &SiteName, host: &str) -> HostRole {
+        let canonical = match self.canonical.get(site) {
+            Some(canonical) => canonical == host,
+            None => host.strip_suffix(&self.base_suffix) == Some(site.as_str()),
+        };
+        if canonical {
+            HostRole::Canonical
+        } else {
+            HostRole::Alias
         }
     }
 
@@ -36,6 +82,7 @@ impl Router {
         let host = normalize(strip_port(host));
         if let Some(site) = self.custom.get(&host) {
             return Some(Target {
+                role: self.role(site, &host),
                 site: site.clone(),
                 pinned: None,
             });
@@ -48,11 +95,16 @@ impl Router {
             Some((version, site)) => Some(Target {
                 site: SiteName::parse(site).ok()?,
                 pinned: Some(version.parse().ok().filter(|n| *n > 0)?),
+                role: HostRole::Preview,
             }),
-            None => Some(Target {
-                site: SiteName::parse(label).ok()?,
-                pinned: None,
-            }),
+            None => {
+                let site = SiteName::parse(label).ok()?;
+                Some(Target {
+                    role: self.role(&site, &host),
+                    site,
+                    pinned: None,
+                })
+            }
         }
     }
 }
@@ -83,31 +135,44 @@ mod tests {
     use super::*;
 
     fn router() -> Router {
+        let blog = SiteName::parse("blog").unwrap();
         Router::new(
             "localhost",
-            [("www.example.com".to_owned(), SiteName::parse("blog").unwrap())],
+            [
+                ("www.example.com".to_owned(), blog.clone()),
+                ("blog.example.org".to_owned(), blog.clone()),
+            ],
+            [(blog, "WWW.example.com".to_owned())],
         )
     }
 
-    fn target(site: &str, pinned: Option<u64>) -> Option<Target> {
+    fn target(site: &str, pinned: Option<u64>, role: HostRole) -> Option<Target> {
         Some(Target {
             site: SiteName::parse(site).unwrap(),
             pinned,
+            role,
         })
     }
 
     #[test]
     fn routes_site_preview_and_custom_hosts() {
+        use HostRole::*;
         let router = router();
-        assert_eq!(router.route("demo.localhost"), target("demo", None));
-        assert_eq!(router.route("Demo.LOCALHOST:8080"), target("demo", None));
-        assert_eq!(router.route("demo.localhost."), target("demo", None));
-        assert_eq!(router.route("12--demo.localhost:8080"), target("demo", Some(12)));
+        assert_eq!(router.route("demo.localhost"), target("demo", None, Canonical));
+        assert_eq!(router.route("Demo.LOCALHOST:8080"), target("demo", None, Canonical));
+        assert_eq!(router.route("demo.localhost."), target("demo", None, Canonical));
+        assert_eq!(
+            router.route("12--demo.localhost:8080"),
+            target("demo", Some(12), Preview)
+        );
         assert_eq!(
             router.route(&preview_host(7, "demo.localhost")),
-            target("demo", Some(7))
+            target("demo", Some(7), Preview)
         );
-        assert_eq!(router.route("WWW.example.com"), target("blog", None));
+        assert_eq!(router.route("WWW.example.com"), target("blog", None, Canonical));
+        assert_eq!(router.route("blog.example.org"), target("blog", None, Alias));
+        assert_eq!(router.route("blog.localhost"), target("blog", None, Alias));
+        assert_eq!(router.route("3--blog.localhost"), target("blog", Some(3), Preview));
     }
 
     #[test]

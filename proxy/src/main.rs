@@ -12,6 +12,7 @@ mod auth;
 mod cache;
 mod compress;
 mod config;
+mod crawlers;
 mod demo;
 mod hosts;
 mod live;

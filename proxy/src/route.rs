@@ -25,6 +25,8 @@ pub const HEALTH: &str = "/_grove/health";
 pub const TREE_NODE_PREFIX: &str = "/_grove/tree/";
 /// A blob by hash: `/_grove/blob/<sha256>`.
 pub const BLOB_PREFIX: &str = "/_grove/blob/";
+/// Every sign-in route.
+pub const AUTH_PREFIX: &str = "/_grove/auth/";
 /// Starts a sign-in: `/_grove/auth/login?return=/path`.
 pub const AUTH_LOGIN: &str = "/_grove/auth/login";
 /// Where the OpenID provider sends the browser back.

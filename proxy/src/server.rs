@@ -13,6 +13,7 @@ use std::os::unix::fs::FileExt;
 
 use crate::app::Grove;
 use crate::auth::Visitor;
+use crate::crawlers;
 use crate::live;
 use crate::metrics;
 use crate::node::{NodeCall, NodeDirectory};
@@ -43,6 +44,9 @@ pub struct RequestLog {
     served: Option<(String, u64)>,
     /// Set when the request is proxied to a storage node.
     node_call: Option<NodeCall>,
+    /// The host is not the site's canonical one (a preview, an alias):
+    /// every response says `X-Robots-Tag: noindex`.
+    noindex: bool,
 }
 
 #[async_trait]
@@ -56,6 +60,7 @@ impl ProxyHttp for GroveProxy {
             bytes: 0,
             served: None,
             node_call: None,
+            noindex: false,
         }
     }
 
@@ -95,6 +100,10 @@ impl ProxyHttp for GroveProxy {
             log.bytes = write_reply(session, reply, false).await?;
             return Ok(true);
         }
+        log.noindex = self
+            .grove
+            .target(&request_of(header))
+            .is_some_and(|target| target.role.noindex());
         let route = Route::parse(header.uri.path());
         let reply = match route {
             Route::NodeCall { rest } if session_cookie(header) => {
@@ -128,7 +137,7 @@ impl ProxyHttp for GroveProxy {
                     (Ok(_), None) => Reply::unknown(),
                 }
             }
-            Route::Live => match self.live(session).await? {
+            Route::Live => match self.live(session, log.noindex).await? {
                 Some(reply) => reply,
                 None => {
                     log.status = 200;
@@ -151,9 +160,8 @@ impl ProxyHttp for GroveProxy {
             }
         };
         let head = session.req_header().method == http::Method::HEAD;
-        log.status = reply.status.as_u16();
         log.served = reply.served.clone();
-        log.bytes = write_reply(session, reply, head).await?;
+        answer(session, reply, head, log).await?;
         Ok(true)
     }
 
@@ -189,6 +197,9 @@ impl ProxyHttp for GroveProxy {
         log: &mut Self::CTX,
     ) -> Result<()> {
         log.status = upstream.status.as_u16();
+        if log.noindex {
+            upstream.insert_header(crawlers::ROBOTS_TAG, crawlers::NOINDEX)?;
+        }
         Ok(())
     }
 
@@ -207,8 +218,7 @@ impl ProxyHttp for GroveProxy {
         let downstream_gone = error.esource() == &ErrorSource::Downstream;
         if !downstream_gone && session.response_written().is_none() {
             let reply = ApiFailure::new(status, code, format!("the storage node failed: {error}")).into_reply();
-            log.status = status.as_u16();
-            if write_reply(session, reply, false).await.is_err() {
+            if answer(session, reply, false, log).await.is_err() {
                 log.status = 0;
             }
         }
@@ -279,8 +289,7 @@ impl GroveProxy {
                         format!("the request body is larger than {} bytes", call.body_limit),
                     )
                     .into_reply();
-                    log.status = reply.status.as_u16();
-                    log.bytes = write_reply(session, reply, false).await?;
+                    answer(session, reply, false, log).await?;
                     return Ok(true);
                 }
                 Ok(call) => {
@@ -299,8 +308,7 @@ impl GroveProxy {
                 Err(reply) => reply,
             }
         };
-        log.status = reply.status.as_u16();
-        log.bytes = write_reply(session, reply, false).await?;
+        answer(session, reply, false, log).await?;
         Ok(true)
     }
 
@@ -323,7 +331,7 @@ impl GroveProxy {
             Err(BodyError::TooLarge) => return ApiFailure::too_large(limit_key, limit).into_reply(),
             Err(BodyError::Broken(reply)) => return reply,
         };
-        api.finish(call, &request_of(session.req_header()), body).await
+        self.grove.publish(call, &request_of(session.req_header()), body).await
     }
 
     /// A node call made with a session cookie rather than a bearer handle;
@@ -378,7 +386,7 @@ impl GroveProxy {
 
     /// `/_grove/live`: streams a session's events until it ends or the
     /// client goes away. Answers with a plain reply when refused.
-    async fn live(&self, session: &mut Session) -> Result<Option<Reply>> {
+    async fn live(&self, session: &mut Session, noindex: bool) -> Result<Option<Reply>> {
         let header = session.req_header();
         let request = request_of(header);
         if *request.method != http::Method::GET {
@@ -443,6 +451,9 @@ impl GroveProxy {
         response.insert_header(http::header::CONTENT_TYPE, "text/event-stream")?;
         response.insert_header(http::header::CACHE_CONTROL, "no-store")?;
         response.insert_header("x-accel-buffering", "no")?;
+        if noindex {
+            response.insert_header(crawlers::ROBOTS_TAG, crawlers::NOINDEX)?;
+        }
         if http1 {
             response.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
         }
@@ -552,6 +563,20 @@ fn request_of(header: &RequestHeader) -> Request<'_> {
         query: header.uri.query(),
         headers: &header.headers,
     }
+}
+
+/// Writes the reply to a request, with the headers every reply on its host
+/// carries, and logs its status and size.
+async fn answer(session: &mut Session, mut reply: Reply, head: bool, log: &mut RequestLog) -> Result<()> {
+    if log.noindex {
+        reply.set(
+            http::header::HeaderName::from_static(crawlers::ROBOTS_TAG),
+            crawlers::NOINDEX,
+        );
+    }
+    log.status = reply.status.as_u16();
+    log.bytes = write_reply(session, reply, head).await?;
+    Ok(())
 }
 
 /// Writes a reply; returns the body bytes sent.

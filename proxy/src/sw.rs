@@ -58,13 +58,8 @@ fn script_reply(bytes: &'static [u8], worker: bool) -> Reply {
     reply
 }
 
-/// Whether a file of this content type gets the register tag.
-pub fn is_html(content_type: &str) -> bool {
-    content_type
-        .split(';')
-        .next()
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/html"))
-}
+/// Whether a file of this content type gets the register tag: a page.
+pub use grove_core::page_meta::is_html;
 
 /// `html` with the register tag before its first `</head>` (ASCII case
 /// ignored), or `None` for a page without one, which is served unchanged.

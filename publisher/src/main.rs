@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use grove_core::SiteName;
-use grove_core::publish_api::{GrantRequest, PurgeState};
+use grove_core::publish_api::{GrantRequest, PurgeState, SitemapSummary};
 use grove_core::token::Right;
 use grove_core::tree::Difference;
 use grove_core::version::VersionKind;
@@ -234,6 +234,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     Some(PurgeState::Done) => println!("  CDN purge done"),
                     Some(PurgeState::Failed) | None => {}
                 }
+                if let Some(sitemap) = &summary.sitemap {
+                    println!("  {}", describe_sitemap(sitemap));
+                }
             }
             if summary.purge == Some(PurgeState::Failed) {
                 return Err(PurgeFailed.into());
@@ -258,6 +261,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 );
                 if published.purge == Some(PurgeState::Pending) {
                     println!("  CDN purge queued (`grove versions` follows it)");
+                }
+                if let Some(sitemap) = &published.sitemap {
+                    println!("  {}", describe_sitemap(sitemap));
                 }
             }
         }
@@ -287,6 +293,20 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Login { .. } => unreachable!("handled above"),
     }
     Ok(())
+}
+
+/// The summary's sitemap line.
+fn describe_sitemap(sitemap: &SitemapSummary) -> String {
+    match sitemap {
+        SitemapSummary::Generated { urls, files: 1 } => format!("sitemap: generated, {urls} URLs"),
+        SitemapSummary::Generated { urls, files } => {
+            format!(
+                "sitemap: generated, {urls} URLs in a sitemap index of {} files",
+                files - 1
+            )
+        }
+        SitemapSummary::Own(name) => format!("sitemap: the site's own /{name}"),
+    }
 }
 
 /// Polls version `n`'s purge until it is done or failed.

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use grove_core::publish_api::{self, CommitRequest, Published, PurgeState, UploadTarget};
+use grove_core::publish_api::{self, CommitRequest, Published, PurgeState, SitemapSummary, UploadTarget};
 use grove_core::scan::{Scan, ScanProgress, ScannedFile, SkippedLink, scan_dir_observed};
 use grove_core::tree::{Difference, MemoryTreeNodes, Trees};
 use grove_core::{ContentHash, SiteName};
@@ -61,6 +61,10 @@ pub struct Summary {
     pub purge: Option<PurgeState>,
     /// Symlinks left out: dangling, or looping back on a directory.
     pub skipped_links: Vec<SkippedLink>,
+    /// What the host's `/sitemap.xml` serves for the version; absent when
+    /// the host did not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sitemap: Option<SitemapSummary>,
 }
 
 /// A directory hashed and built into a tree, on the client.
@@ -410,5 +414,6 @@ fn summary(client: &Client, published: Published, build: &LocalBuild, uploaded: 
         sent_bytes,
         purge: published.purge,
         skipped_links: build.skipped.clone(),
+        sitemap: published.sitemap,
     }
 }

@@ -301,6 +301,23 @@ pub struct SiteConfig {
     pub service_worker: Option<bool>,
     /// Sign-in with OpenID Connect; none when absent.
     pub auth: Option<AuthConfig>,
+    /// The one host search engines index: one of the site's hosts; default
+    /// its first custom domain, else `<site>.<base_domain>`. Its other hosts
+    /// point there and, like previews, carry `X-Robots-Tag: noindex`.
+    pub canonical_host: Option<String>,
+    /// How the site's other hosts point at the canonical one.
+    pub canonical: CanonicalMode,
+}
+
+/// How a site's non-canonical hosts point at its canonical host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CanonicalMode {
+    /// GET and HEAD get a 308 to the same path and query there.
+    #[default]
+    Redirect,
+    /// They are served, with `Link: <...>; rel="canonical"`.
+    Header,
 }
 
 /// `[sites.<name>.auth]`: who signs in, what they may see and which node

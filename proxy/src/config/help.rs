@@ -25,6 +25,8 @@ Configuration file keys (TOML; every key optional):
   [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
                   service_worker = true|false   (default: the top-level key)
+                  canonical_host = \"<first domain, else <site>.<base_domain>>\"   the host search engines index
+                  canonical = \"redirect\"|\"header\"   other hosts: 308 there, or serve with Link rel=canonical
   [sites.<name>.auth]  issuer = \"https://accounts.example.com\"  client_id = \"...\"  client_secret_env = \"BLOG_OIDC_SECRET\"
            sign-in with OpenID Connect at /_grove/auth/login; the secret only from that variable (none: a public client)
            allow = [\"*\"]  (email or subject patterns)  protect = []  (URL paths, e.g. \"/members/*\")

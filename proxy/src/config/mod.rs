@@ -16,8 +16,8 @@ use grove_core::SiteName;
 use grove_objects::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
 
 pub use file::{
-    CdnConfig, ConfigFile, HttpConfig, NodeConfig, PublishConfig, PurgeQueueConfig, SiteConfig, StoreConfig,
-    TrailingSlash,
+    CanonicalMode, CdnConfig, ConfigFile, HttpConfig, NodeConfig, PublishConfig, PurgeQueueConfig, SiteConfig,
+    StoreConfig, TrailingSlash,
 };
 
 use crate::tls::TlsConfig;
@@ -110,6 +110,16 @@ impl Config {
         if let Some(cdn) = &file.cdn {
             check_cdn(cdn)?;
         }
+        for (name, site) in &file.sites {
+            if let Some(canonical) = &site.canonical_host {
+                let hosts = site_hosts(name, &file.base_domain, site);
+                anyhow::ensure!(
+                    hosts.iter().any(|host| host.eq_ignore_ascii_case(canonical)),
+                    "[sites.{name}] canonical_host = {canonical:?} is not one of the site's hosts ({})",
+                    hosts.join(", ")
+                );
+            }
+        }
         for (site, address) in &file.node.directory {
             SiteName::parse(site).context("a site in [node.directory]")?;
             let port = address.rsplit_once(':').and_then(|(host, port)| {
@@ -170,9 +180,18 @@ impl Config {
 
     /// Every host name site `name` is served at, previews aside.
     pub fn site_hosts(&self, name: &str) -> Vec<String> {
-        let mut hosts = vec![format!("{name}.{}", self.base_domain)];
-        hosts.extend(self.site(name).domains.iter().cloned());
-        hosts
+        site_hosts(name, &self.base_domain, self.site(name))
+    }
+
+    /// The host site `name` is indexed at: `canonical_host`, else its first
+    /// custom domain, else `<site>.<base_domain>`.
+    pub fn canonical_host(&self, name: &str) -> String {
+        let site = self.site(name);
+        site.canonical_host
+            .clone()
+            .or_else(|| site.domains.first().cloned())
+            .unwrap_or_else(|| format!("{name}.{}", self.base_domain))
+            .to_ascii_lowercase()
     }
 
     /// Opens the configured store. Each runtime opens its own: an S3
@@ -219,6 +238,13 @@ impl Config {
             }
         }
     }
+}
+
+/// The hosts of one site, previews aside: `<site>.<base>` and its domains.
+fn site_hosts(name: &str, base_domain: &str, site: &SiteConfig) -> Vec<String> {
+    let mut hosts = vec![format!("{name}.{base_domain}")];
+    hosts.extend(site.domains.iter().cloned());
+    hosts
 }
 
 /// A CDN section's keys and its queue's limits.
@@ -305,6 +331,23 @@ mod tests {
         assert!(Config::parse(both).is_err(), "two CDNs are refused");
         assert!(Config::parse("[cdn.cloudflare]\nzone_id = \"\"").is_err());
         assert!(Config::parse("[cdn.webhook]\nurl = \"http://127.0.0.1:1/\"\nlease_secs = 10").is_err());
+    }
+
+    #[test]
+    fn the_canonical_host_is_one_of_the_sites_hosts() {
+        let config = Config::parse("[sites.blog]\ndomains = [\"Blog.Example.com\", \"b.example.com\"]").unwrap();
+        assert_eq!(config.canonical_host("blog"), "blog.example.com", "the first domain");
+        assert_eq!(config.canonical_host("other"), "other.localhost");
+        assert_eq!(config.site("blog").canonical, CanonicalMode::Redirect);
+        let chosen = Config::parse(
+            "[sites.blog]\ndomains = [\"blog.example.com\"]\ncanonical_host = \"blog.localhost\"\ncanonical = \"header\"",
+        )
+        .unwrap();
+        assert_eq!(chosen.canonical_host("blog"), "blog.localhost");
+        assert_eq!(chosen.site("blog").canonical, CanonicalMode::Header);
+        let elsewhere = Config::parse("[sites.blog]\ncanonical_host = \"example.org\"").unwrap_err();
+        assert!(format!("{elsewhere:#}").contains("is not one of the site's hosts (blog.localhost)"));
+        assert!(Config::parse("[sites.blog]\ncanonical = \"both\"").is_err());
     }
 
     #[test]

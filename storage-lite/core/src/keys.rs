@@ -8,6 +8,7 @@
 //! sites/<site>/root                    the live version pointer
 //! sites/<site>/versions/<n:020>        version n, create-only
 //! sites/<site>/purges/<n:020>          the CDN purge of version n
+//! sites/<site>/pages/<n:020>           version n's pages: lastmod and robots meta
 //! cdn/<account>/...                    a CDN account's purge queue, cursors and lease
 //! nodes/<name>/epochs/<e:010>          a storage node's incarnations
 //! nodes/<name>/segments/<e:010>/<seq>  its shipped log segments, create-only
@@ -117,6 +118,13 @@ pub fn site_version(site: &SiteName, n: u64) -> ObjectKey {
 /// `sites/<site>/purges/<n:020>`: the CDN purge status of version `n`.
 pub fn site_purge(site: &SiteName, n: u64) -> ObjectKey {
     built(format!("sites/{site}/purges/{n:020}"))
+}
+
+/// `sites/<site>/pages/<n:020>`: version `n`'s pages, when each last
+/// changed and what its head says to search engines (derived, rebuilt
+/// when missing).
+pub fn site_pages(site: &SiteName, n: u64) -> ObjectKey {
+    built(format!("sites/{site}/pages/{n:020}"))
 }
 
 /// The keys of one CDN account's purge queue, under `cdn/<account>/`:

@@ -3,7 +3,8 @@
 //! layout ([`keys`]), manifest trees as prolly trees over a node store trait
 //! ([`tree`]), the directory scan a publish starts from ([`scan`]), version
 //! and token records ([`version`], [`token`]), storage-node timestamps
-//! ([`timestamp`]), and the messages of the publish protocol ([`publish_api`]),
+//! ([`timestamp`]), what a page's head says to search engines
+//! ([`page_meta`]), and the messages of the publish protocol ([`publish_api`]),
 //! the storage node's API ([`node_api`]) and every API's errors
 //! ([`api_error`]).
 //!
@@ -15,6 +16,7 @@ pub mod hash;
 pub mod keys;
 pub mod names;
 pub mod node_api;
+pub mod page_meta;
 pub mod publish_api;
 pub mod scan;
 pub mod timestamp;
