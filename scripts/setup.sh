@@ -80,6 +80,15 @@ ensure_node() {
     command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 }
 
+# Debian's wget and Python crawl the demo site and parse its robots.txt in
+# the search-bot tests.
+ensure_crawler_tools() {
+    local missing=()
+    command -v wget >/dev/null || missing+=(wget)
+    command -v python3 >/dev/null || missing+=(python3)
+    if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+}
+
 # Debian's Chromium, driven by playwright-core in the service worker's
 # browser tests (never a downloaded browser).
 ensure_chromium() {

@@ -29,6 +29,7 @@ fn auth_section(issuer: &str, extra: &str) -> String {
         r#"
 [sites.demo]
 domains = ["demo.example.test"]
+canonical = "header"
 [sites.demo.auth]
 issuer = "{issuer}"
 client_id = "grove-demo"

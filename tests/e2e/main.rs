@@ -1,8 +1,9 @@
 //! grove's end-to-end tests across processes: real `grove-proxy` and `grove`
 //! processes built from this checkout, on reserved loopback ports, against
 //! the local store or a real S3 server (`moto_server`), with the fake
-//! Cloudflare API. One test binary, so the harness is linked once.
+//! Cloudflare API, and the crawling tools search bots are checked with. One test binary, so the harness is linked once.
 
+mod crawlers;
 mod hardening;
 mod login;
 mod node;

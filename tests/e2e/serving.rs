@@ -42,10 +42,18 @@ async fn demo_proxy(extra: &str) -> (Proxy, reqwest::Client) {
 
 #[tokio::test]
 async fn routes_by_host_over_http1_and_http2() {
-    let (proxy, client) = demo_proxy("[sites.demo]\ndomains = [\"www.example.test\"]").await;
+    // Served on both hosts; the custom domain is canonical, so the other
+    // names it.
+    let config = "[sites.demo]\ndomains = [\"www.example.test\"]\ncanonical = \"header\"";
+    let (proxy, client) = demo_proxy(config).await;
     for client in [client, proxy.h2_client(HOSTS)] {
         let response = get(&client, &proxy, "/").await;
         assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            header(response.headers(), "link"),
+            format!("<http://www.example.test:{}/>; rel=\"canonical\"", proxy.addr.port())
+        );
+        assert_eq!(header(response.headers(), "x-robots-tag"), "noindex");
         assert_eq!(response.text().await.unwrap(), "<h1>home</h1>");
         let custom = client.get(proxy.url("www.example.test", "/")).send().await.unwrap();
         assert_eq!(custom.text().await.unwrap(), "<h1>home</h1>");

@@ -45,7 +45,7 @@ async fn serves_https_with_sni_certificates_h2_and_reloads() {
         "[tls]\nlisten = \"127.0.0.1:{port}\"\nreload_secs = 1\n\
          [[tls.certificates]]\ndomains = [\"demo.localhost\"]\ncert = \"{0}/demo.pem\"\nkey = \"{0}/demo.key\"\n\
          [[tls.certificates]]\ndomains = [\"*.example.test\"]\ncert = \"{0}/other.pem\"\nkey = \"{0}/other.key\"\n\
-         [sites.demo]\ndomains = [\"www.example.test\"]\n",
+         [sites.demo]\ndomains = [\"www.example.test\"]\ncanonical = \"header\"\n",
         certs.path().display()
     );
     let proxy = Proxy::start(&config);
