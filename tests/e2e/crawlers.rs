@@ -152,7 +152,15 @@ async fn previews_and_other_hosts_are_never_indexed() {
 
     // The preview: served, but not indexed; its robots.txt lets crawlers
     // see that, and names no sitemap.
-    for path in ["/", "/nowhere", "/_grove/root", "/robots.txt", "/sitemap.xml"] {
+    // A node call is proxied to the storage node; its reply says so too.
+    for path in [
+        "/",
+        "/nowhere",
+        "/_grove/root",
+        "/robots.txt",
+        "/sitemap.xml",
+        "/_grove/api/v1/read?path=a",
+    ] {
         let response = fetch(&client, &url("1--demo.localhost", path)).await;
         assert_eq!(
             header(response.headers(), "x-robots-tag"),
@@ -175,6 +183,8 @@ async fn previews_and_other_hosts_are_never_indexed() {
     assert_eq!(allowed, [true]);
     let preview_sitemap = fetch(&client, &url("1--demo.localhost", "/sitemap.xml")).await;
     assert_eq!(preview_sitemap.status(), StatusCode::NOT_FOUND);
+    let node_call = fetch(&client, &url("1--demo.localhost", "/_grove/api/v1/read?path=a")).await;
+    assert_eq!(node_call.status(), StatusCode::UNAUTHORIZED, "answered by the node");
 
     // The site's other host: a 308 to the canonical one, path and query kept.
     let alias = fetch(&client, &url("demo.localhost", "/about/?utm=x&b=2")).await;
