@@ -170,21 +170,7 @@ fn excluded(path: &str, access: Option<&Access>) -> bool {
 async fn page_url(files: &InMemory, entry: &Entry, policy: TrailingSlash) -> Result<String, TreeError> {
     let path = entry.path.as_str();
     let exact = format!("/{path}");
-    let clean = if path == "index.html" {
-        Some("/".to_owned())
-    } else if let Some(directory) = path.strip_suffix("/index.html") {
-        Some(match policy {
-            TrailingSlash::Never => format!("/{directory}"),
-            _ => format!("/{directory}/"),
-        })
-    } else if let Some(stem) = path.strip_suffix(".html") {
-        Some(match policy {
-            TrailingSlash::Always => format!("/{stem}/"),
-            _ => format!("/{stem}"),
-        })
-    } else {
-        None
-    };
+    let clean = clean_url(path, policy);
     if let Some(clean) = clean
         && let Ok(request) = RequestPath::parse(&encode_path(&clean), usize::MAX)
         && let Resolution::File(found) = resolve(files, &request, policy).await?
@@ -193,6 +179,24 @@ async fn page_url(files: &InMemory, entry: &Entry, policy: TrailingSlash) -> Res
         return Ok(clean);
     }
     Ok(exact)
+}
+
+/// The clean URL of page `path` under `policy`, if it has one.
+fn clean_url(path: &str, policy: TrailingSlash) -> Option<String> {
+    if path == "index.html" {
+        return Some("/".to_owned());
+    }
+    if let Some(directory) = path.strip_suffix("/index.html") {
+        return Some(match policy {
+            TrailingSlash::Never => format!("/{directory}"),
+            _ => format!("/{directory}/"),
+        });
+    }
+    let stem = path.strip_suffix(".html")?;
+    Some(match policy {
+        TrailingSlash::Always => format!("/{stem}/"),
+        _ => format!("/{stem}"),
+    })
 }
 
 /// Whether a page's canonical link, resolved against the page's own URL,
