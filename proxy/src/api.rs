@@ -15,7 +15,8 @@ use grove_core::token::{Handle, Right};
 use grove_core::tree::Trees;
 use grove_core::{ContentHash, SiteName};
 use grove_objects::api_failure::store_failed;
-use grove_objects::publish::{Committed, Limit, PublishHost, PublishLimits};
+use grove_objects::content::ContentStore;
+use grove_objects::publish::{Committed, Limit, PublishError, PublishHost, PublishLimits};
 use grove_objects::store::ObjectStore;
 use grove_objects::token::Tokens;
 use http::{Method, StatusCode, header};
@@ -24,6 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::config::Config;
 use crate::hosts::preview_host;
+use crate::pages::{self, LoadError};
 use crate::purge::{self, Outbox, PurgeSetup, QueueError};
 use crate::reply::{Body, Reply};
 use crate::request::Request;
@@ -36,6 +38,9 @@ const VERSIONS_PAGE: usize = 100;
 /// HTTP routes.
 pub struct PublishApi {
     host: PublishHost,
+    /// For the pages check: a version's templates are read before it commits.
+    trees: Trees,
+    blobs: ContentStore,
     /// For purge statuses, which live beside the site's versions.
     store: Arc<dyn ObjectStore>,
     tokens: Tokens,
@@ -102,8 +107,10 @@ impl PublishApi {
             max_file_bytes: config.publish.max_file_bytes,
             max_files_per_site: config.publish.max_files_per_site,
         };
-        let host = PublishHost::new(Arc::clone(&store), trees, limits);
+        let host = PublishHost::new(Arc::clone(&store), trees.clone(), limits);
         Self {
+            trees,
+            blobs: ContentStore::blobs(Arc::clone(&store)),
             outbox: purge.map(|setup| setup.outbox(Arc::clone(&store), host.sites().clone())),
             host,
             tokens: Tokens::new(Arc::clone(&store)),
@@ -166,6 +173,7 @@ impl PublishApi {
             }
             PublishRoute::Commit(site) => {
                 let commit: CommitRequest = json_body(&body)?;
+                self.check_pages(&commit.root).await?;
                 self.before_commit(&site).await?;
                 let committed = self.host.commit(&site, commit).await;
                 self.roots.expire(&site);
@@ -232,6 +240,21 @@ impl PublishApi {
                 self.tokens.revoke(&handle, &target).await?;
                 json(StatusCode::OK, &serde_json::json!({ "revoked": true }))
             }
+        }
+    }
+
+    /// Refuses a version whose route file or templates do not parse, with
+    /// the file and line at fault: its pages could never render.
+    async fn check_pages(&self, root: &ContentHash) -> Result<(), ApiFailure> {
+        match pages::load(&self.trees, &self.blobs, root).await {
+            Ok(_) => Ok(()),
+            Err(error @ (LoadError::Invalid(_) | LoadError::NotText { .. })) => Err(ApiFailure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_pages",
+                error.to_string(),
+            )),
+            Err(LoadError::Tree(error)) => Err(PublishError::from(error).into()),
+            Err(error @ LoadError::Blob { .. }) => Err(ApiFailure::store_unavailable(&error)),
         }
     }
 

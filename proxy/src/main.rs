@@ -19,6 +19,7 @@ mod live;
 mod metrics;
 mod node;
 mod node_client;
+mod pages;
 mod purge;
 mod reply;
 mod request;

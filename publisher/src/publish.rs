@@ -67,6 +67,33 @@ pub struct Summary {
     pub sitemap: Option<SitemapSummary>,
 }
 
+/// Checks the build's database-backed pages, if it has any: the route file
+/// and every template must parse, or nothing is published. The error
+/// names the file and line.
+fn check_pages(files: &[ScannedFile]) -> anyhow::Result<()> {
+    let Some(route_file) = files
+        .iter()
+        .find(|file| file.entry.path.as_str() == grove_pages::ROUTE_FILE)
+    else {
+        return Ok(());
+    };
+    let read = |file: &ScannedFile| {
+        std::fs::read_to_string(&file.source).with_context(|| format!("reading {} as UTF-8 text", file.entry.path))
+    };
+    let text = read(route_file)?;
+    let routes = grove_pages::routes::RouteFile::parse(&text)?;
+    let wanted: std::collections::BTreeSet<String> =
+        grove_pages::site::template_paths(&routes, files.iter().map(|file| file.entry.path.as_str()))
+            .into_iter()
+            .collect();
+    let mut sources = std::collections::BTreeMap::new();
+    for file in files.iter().filter(|file| wanted.contains(file.entry.path.as_str())) {
+        sources.insert(file.entry.path.to_string(), read(file)?);
+    }
+    grove_pages::site::SitePages::check(&text, sources)?;
+    Ok(())
+}
+
 /// A directory hashed and built into a tree, on the client.
 pub struct LocalBuild {
     pub root: ContentHash,
@@ -94,6 +121,7 @@ impl LocalBuild {
         for link in &skipped {
             progress.notice(format!("warning: skipped symlink {link}"));
         }
+        check_pages(&files)?;
         let (count, bytes, took) = hashing.0.finish();
         progress.say(format!(
             "hashed {count} files ({}) in {took:.1?}",

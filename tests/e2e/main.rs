@@ -7,6 +7,7 @@ mod crawlers;
 mod hardening;
 mod login;
 mod node;
+mod pages;
 mod publish;
 mod purge;
 mod serving;
