@@ -7,7 +7,14 @@
 //! - `POST revoke` [`RevokeRequest`] -> `{revoked: true}`
 //! - `POST write` [`WriteRequest`] -> [`TsReply`]; `after` is a list of
 //!   timestamps (or one), each checked: never issued or too far ahead is refused
-//! - `GET read?path&after&limit` -> [`ReadReply`]
+//! - `GET read?path&after&limit` -> [`ReadReply`], oldest first; with
+//!   `order=newest`, newest first from `before` (exclusive; default: the
+//!   latest), `next` being the following page's `before`
+//! - `GET children?path` -> [`ChildrenReply`]: the names directly under
+//!   `path` (none: the site's top level) that hold data
+//! - `GET changes?after`: Server-Sent Events, one per committed write of
+//!   the site ([`ChangeEvent`]), `id` = its timestamp; needs read on the
+//!   whole site
 //! - `GET watch?path&after`: Server-Sent Events, one per entry ([`WireEntry`]),
 //!   `id` = its timestamp; `Last-Event-ID` resumes; an `error` event
 //!   ([`ApiError`](crate::api_error::ApiError)) ends the stream
@@ -141,6 +148,20 @@ pub struct WireEntry<'a> {
     pub ts: Timestamp,
     #[serde(borrow)]
     pub data: &'a RawValue,
+}
+
+/// One event of a site's change feed: a committed write's timestamp and
+/// the paths it wrote.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEvent {
+    pub ts: Timestamp,
+    pub paths: Vec<String>,
+}
+
+/// The names directly under a path that hold data (`children`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildrenReply {
+    pub names: Vec<String>,
 }
 
 /// A page of a path's entries, oldest first.

@@ -20,7 +20,7 @@ mod writer;
 
 pub use api::{NodeApi, NodeLimits};
 pub use hlc::{Clock, ClockError};
-pub use log::{Log, Watch};
+pub use log::{Changes, Log, Watch};
 pub use run::{NodeSettings, RunningNode};
 pub use segments::{SegmentError, SegmentOptions, Shipper};
 pub use types::{Entry, LogError, LogStats, Page, WallClock};

@@ -11,7 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
 use crate::hlc::Clock;
-use crate::ops::{CLOCK_BOUND, ENTRIES, JOURNAL, Op, Stored, TRIMMED, Tables, db_error};
+use crate::ops::{CHANGES, CLOCK_BOUND, ENTRIES, JOURNAL, LATEST, Op, Stored, TRIMMED, Tables, db_error};
 use crate::types::{Entry, LogError, LogStats, Page, WallClock, check_path, system_ms};
 use crate::writer::{PendingGuard, PendingWrite, Request, Writer};
 use grove_core::names::SiteName;
@@ -166,6 +166,86 @@ impl Log {
         read_page(&self.db, &key(site, path)?, after, limit)
     }
 
+    /// Up to `limit` entries of `path` before `before`, newest first: the
+    /// latest of a path as of a timestamp (`before` = that timestamp + 1).
+    /// `next` is the `before` of the following (older) page. History a
+    /// trim removed is simply absent.
+    pub fn read_newest(&self, site: &SiteName, path: &str, before: Timestamp, limit: usize) -> Result<Page, LogError> {
+        let key = key(site, path)?;
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let entries = txn.open_table(ENTRIES).map_err(db_error)?;
+        let mut page = Vec::new();
+        let mut more = false;
+        let end = before.as_u64();
+        for item in entries
+            .range((key.as_str(), 0)..(key.as_str(), end))
+            .map_err(db_error)?
+            .rev()
+        {
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            let (stored_key, value) = item.map_err(db_error)?;
+            page.push(decode_entry(stored_key.value().1, value.value())?);
+        }
+        let next = if more {
+            page.last().map(|entry: &Entry| entry.ts)
+        } else {
+            None
+        };
+        Ok(Page { entries: page, next })
+    }
+
+    /// The names directly under `prefix` (`""`: the site's top level) that
+    /// hold entries at or below them, sorted; at most `limit`.
+    pub fn children(&self, site: &SiteName, prefix: &str, limit: usize) -> Result<Vec<String>, LogError> {
+        let base = if prefix.is_empty() {
+            format!("{site}\u{0}")
+        } else {
+            format!("{}/", key(site, prefix)?)
+        };
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let latest = txn.open_table(LATEST).map_err(db_error)?;
+        let mut names = std::collections::BTreeSet::new();
+        let mut start = base.clone();
+        while names.len() < limit {
+            let Some(item) = latest.range(start.as_str()..).map_err(db_error)?.next() else {
+                break;
+            };
+            let (stored, _) = item.map_err(db_error)?;
+            let Some(rest) = stored.value().strip_prefix(base.as_str()) else {
+                break;
+            };
+            // Past this key, or past the whole subtree of its name in one
+            // seek (path characters sort below U+10FFFF).
+            start = match rest.split_once('/') {
+                Some((name, _)) => {
+                    let next = format!("{base}{name}/\u{10FFFF}");
+                    names.insert(name.to_owned());
+                    next
+                }
+                None => {
+                    names.insert(rest.to_owned());
+                    format!("{base}{rest}\u{0}")
+                }
+            };
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    /// Every write of `site` after `after`, as `(timestamp, paths)`, in
+    /// commit order, waiting for more: what keeps derived pages fresh.
+    pub fn changes(&self, site: &SiteName, after: Timestamp) -> Changes {
+        Changes {
+            db: Arc::clone(&self.db),
+            site: site.to_string(),
+            cursor: after,
+            pending: std::collections::VecDeque::new(),
+            commits: self.commits.clone(),
+        }
+    }
+
     /// Removes the entries of `path` before `before`. Readers and watchers
     /// asking for history that is gone (an `after` below the latest entry
     /// removed) get [`LogError::Trimmed`].
@@ -304,6 +384,58 @@ impl Watch {
     }
 }
 
+/// A site's change feed: see [`Log::changes`].
+pub struct Changes {
+    db: Arc<Database>,
+    site: String,
+    cursor: Timestamp,
+    pending: std::collections::VecDeque<(Timestamp, Vec<String>)>,
+    commits: tokio::sync::watch::Receiver<u64>,
+}
+
+impl Changes {
+    const PAGE: usize = 256;
+
+    /// The next write's timestamp and paths, waiting for one.
+    pub async fn next(&mut self) -> Result<(Timestamp, Vec<String>), LogError> {
+        loop {
+            if let Some(change) = self.pending.pop_front() {
+                self.cursor = change.0;
+                return Ok(change);
+            }
+            self.commits.borrow_and_update();
+            let txn = self.db.begin_read().map_err(db_error)?;
+            let changes = txn.open_table(CHANGES).map_err(db_error)?;
+            let start = self.cursor.as_u64().saturating_add(1);
+            for item in changes
+                .range((self.site.as_str(), start)..=(self.site.as_str(), u64::MAX))
+                .map_err(db_error)?
+                .take(Self::PAGE)
+            {
+                let (stored, paths) = item.map_err(db_error)?;
+                let paths: Vec<String> = serde_json::from_slice(paths.value())
+                    .map_err(|error| LogError::Database(format!("a change record is corrupt: {error}")))?;
+                self.pending.push_back((Timestamp::from_u64(stored.value().1), paths));
+            }
+            drop(changes);
+            drop(txn);
+            if self.pending.is_empty() {
+                self.commits.changed().await.map_err(|_| LogError::WriterGone)?;
+            }
+        }
+    }
+}
+
+fn decode_entry(ts: u64, value: &[u8]) -> Result<Entry, LogError> {
+    let stored: Stored = serde_json::from_slice(value)
+        .map_err(|error| LogError::Database(format!("a stored entry is corrupt: {error}")))?;
+    Ok(Entry {
+        ts: Timestamp::from_u64(ts),
+        data: stored.data,
+        author: stored.author,
+    })
+}
+
 /// Up to `limit` entries under `key` after `after`, oldest first, or
 /// [`LogError::Trimmed`] if some of them are gone.
 fn read_page(db: &Database, key: &str, after: Timestamp, limit: usize) -> Result<Page, LogError> {
@@ -334,13 +466,7 @@ fn read_page(db: &Database, key: &str, after: Timestamp, limit: usize) -> Result
             break;
         }
         let (stored_key, value) = item.map_err(db_error)?;
-        let stored: Stored = serde_json::from_slice(value.value())
-            .map_err(|error| LogError::Database(format!("a stored entry is corrupt: {error}")))?;
-        page.push(Entry {
-            ts: Timestamp::from_u64(stored_key.value().1),
-            data: stored.data,
-            author: stored.author,
-        });
+        page.push(decode_entry(stored_key.value().1, value.value())?);
     }
     let next = if more { page.last().map(|entry| entry.ts) } else { None };
     Ok(Page { entries: page, next })
@@ -526,6 +652,60 @@ mod tests {
         let page = log.read(&site(), "a", Timestamp::ZERO, 10).unwrap();
         assert_eq!(page.entries.len(), 1, "nothing was written by the refused calls");
         assert_eq!(log.stats().writes.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn newest_first_reads_children_and_the_site_change_feed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(&dir.path().join("log.redb")).unwrap();
+        let other = SiteName::parse("other").unwrap();
+        let mut feed = log.changes(&site(), Timestamp::ZERO);
+        let mut stamps = Vec::new();
+        for (path, data) in [
+            ("posts/1", "1"),
+            ("posts/1/comments", "2"),
+            ("posts/1/comments", "3"),
+            ("posts/2", "4"),
+            ("posts-archive/9", "5"),
+            ("posts", "6"),
+        ] {
+            stamps.push(
+                log.append(&site(), path, data.to_owned(), "h", Timestamp::ZERO)
+                    .await
+                    .unwrap(),
+            );
+        }
+        log.append(&other, "posts/3", "7".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+
+        let newest = log
+            .read_newest(&site(), "posts/1/comments", Timestamp::from_u64(u64::MAX), 1)
+            .unwrap();
+        assert_eq!(newest.entries.iter().map(|e| e.data.get()).collect::<Vec<_>>(), ["3"]);
+        assert_eq!(newest.next, Some(stamps[2]));
+        let older = log.read_newest(&site(), "posts/1/comments", stamps[2], 10).unwrap();
+        assert_eq!(older.entries.iter().map(|e| e.data.get()).collect::<Vec<_>>(), ["2"]);
+        assert_eq!(older.next, None);
+        let as_of = log.read_newest(&site(), "posts/1/comments", stamps[1], 10).unwrap();
+        assert!(as_of.entries.is_empty(), "nothing before the first comment");
+
+        assert_eq!(log.children(&site(), "posts", 100).unwrap(), ["1", "2"]);
+        assert_eq!(log.children(&site(), "", 100).unwrap(), ["posts", "posts-archive"]);
+        assert_eq!(log.children(&site(), "posts", 1).unwrap(), ["1"]);
+        assert!(log.children(&site(), "nothing", 100).unwrap().is_empty());
+        assert_eq!(log.children(&other, "", 100).unwrap(), ["posts"]);
+
+        let mut seen = Vec::new();
+        for _ in 0..6 {
+            seen.push(feed.next().await.unwrap());
+        }
+        assert_eq!(seen.iter().map(|(ts, _)| *ts).collect::<Vec<_>>(), stamps);
+        assert_eq!(seen[1].1, ["posts/1/comments"]);
+        let mut resumed = log.changes(&site(), stamps[4]);
+        assert_eq!(resumed.next().await.unwrap(), (stamps[5], vec!["posts".to_owned()]));
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(100), resumed.next()).await;
+        assert!(waiting.is_err(), "another site's write is not in this feed");
     }
 
     #[tokio::test(flavor = "multi_thread")]

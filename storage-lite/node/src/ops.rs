@@ -20,6 +20,9 @@ pub(super) const PATHS: TableDefinition<&str, bool> = TableDefinition::new("path
 pub(super) const TRIMMED: TableDefinition<&str, u64> = TableDefinition::new("trimmed");
 /// Counters: the clock bound, the journal's next sequence number, the epoch.
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Which paths of a site each timestamp wrote, by (site, timestamp): the
+/// site's change feed, JSON lists of paths.
+pub(super) const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("changes");
 /// Committed operations not yet shipped to the object store, by sequence
 /// number (only when the log ships segments).
 pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
@@ -80,6 +83,7 @@ pub(super) struct Tables<'txn> {
     trimmed: Table<'txn, &'static str, u64>,
     meta: Table<'txn, &'static str, u64>,
     journal: Table<'txn, u64, &'static [u8]>,
+    changes: Table<'txn, (&'static str, u64), &'static [u8]>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -91,6 +95,7 @@ impl<'txn> Tables<'txn> {
             trimmed: txn.open_table(TRIMMED).map_err(db_error)?,
             meta: txn.open_table(META).map_err(db_error)?,
             journal: txn.open_table(JOURNAL).map_err(db_error)?,
+            changes: txn.open_table(CHANGES).map_err(db_error)?,
         })
     }
 
@@ -124,6 +129,17 @@ impl<'txn> Tables<'txn> {
                 self.paths.insert(key.as_str(), *serialized).map_err(db_error)?;
             }
             Op::Write { ts, writes } => {
+                let mut by_site: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
+                for write in writes {
+                    let (site, path) = write.key.split_once('\u{0}').unwrap_or((write.key.as_str(), ""));
+                    by_site.entry(site).or_default().push(path);
+                }
+                for (site, paths) in by_site {
+                    let paths = serde_json::to_vec(&paths).expect("paths serialize");
+                    self.changes
+                        .insert((site, ts.as_u64()), paths.as_slice())
+                        .map_err(db_error)?;
+                }
                 for write in writes {
                     let stored = serde_json::to_vec(&Stored {
                         data: write.data.clone(),

@@ -85,6 +85,19 @@ impl Authorizer {
         Ok(record)
     }
 
+    /// Checks that `handle` holds `right` on the whole site (every path).
+    pub async fn authorize_site(
+        &self,
+        handle: &Handle,
+        site: &SiteName,
+        right: Right,
+    ) -> Result<TokenRecord, NodeFailure> {
+        let path = token_path::site(site);
+        let record = self.tokens.check_all(handle, &[(path.as_str(), right)]).await?;
+        self.admit(&record.id)?;
+        Ok(record)
+    }
+
     fn admit(&self, id: &TokenId) -> Result<(), NodeFailure> {
         if self.admitted.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1 {
             self.limiter.retain_recent();

@@ -97,6 +97,8 @@ impl NodeApi {
             .route(&site("trim"), post(routes::trim))
             .route(&site("read"), get(routes::read))
             .route(&site("watch"), get(routes::watch))
+            .route(&site("children"), get(routes::children))
+            .route(&site("changes"), get(routes::changes))
             .fallback(routes::no_route)
             .method_not_allowed_fallback(routes::no_route)
             .with_state(Arc::clone(self))

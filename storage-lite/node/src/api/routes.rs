@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use grove_core::keys::token_path;
 use grove_core::names::SiteName;
 use grove_core::node_api::{
-    CreateRequest, GrantReply, GrantRequest, ReadReply, RevokeRequest, TrimRequest, TsReply, TxnRequest, WireEntry,
-    WriteRequest,
+    ChildrenReply, CreateRequest, GrantReply, GrantRequest, ReadReply, RevokeRequest, TrimRequest, TsReply, TxnRequest,
+    WireEntry, WriteRequest,
 };
 use grove_core::timestamp::Timestamp;
 use grove_core::token::{Handle, Right};
@@ -130,6 +130,9 @@ pub struct PathQuery {
     path: Option<String>,
     after: Option<String>,
     limit: Option<String>,
+    /// `newest`: newest first, from `before`.
+    order: Option<String>,
+    before: Option<String>,
 }
 
 impl PathQuery {
@@ -167,7 +170,6 @@ pub async fn read(
     let query = PathQuery::of(query)?;
     let data_path = query.path()?;
     api.auth.authorize(&handle, &site, &[(data_path, Right::Read)]).await?;
-    let after = query.after()?;
     let max = api.limits.max_read_entries;
     let limit = match &query.limit {
         Some(limit) => limit
@@ -176,7 +178,21 @@ pub async fn read(
         None => max,
     }
     .clamp(1, max);
-    let page = api.log.read(&site, data_path, after, limit)?;
+    let page = match query.order.as_deref() {
+        None | Some("oldest") => api.log.read(&site, data_path, query.after()?, limit)?,
+        Some("newest") => {
+            let before = match query.before.as_deref() {
+                Some(before) => parse_timestamp(Some(before))?,
+                None => Timestamp::from_u64(u64::MAX),
+            };
+            api.log.read_newest(&site, data_path, before, limit)?
+        }
+        Some(other) => {
+            return Err(NodeFailure::bad_request(format!(
+                "order must be oldest or newest, not {other}"
+            )));
+        }
+    };
     let entries = page
         .entries
         .iter()
@@ -192,6 +208,46 @@ pub async fn read(
             next: page.next,
         },
     )
+}
+
+pub async fn children(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PathQuery>, QueryRejection>,
+) -> Reply {
+    let (site, handle) = caller(&site, &headers)?;
+    let query = PathQuery::of(query)?;
+    let prefix = query.path.as_deref().unwrap_or_default();
+    if prefix.is_empty() {
+        api.auth.authorize_site(&handle, &site, Right::Read).await?;
+    } else {
+        api.auth.authorize(&handle, &site, &[(prefix, Right::Read)]).await?;
+    }
+    let names = api.log.children(&site, prefix, api.limits.max_read_entries)?;
+    no_store(StatusCode::OK, &ChildrenReply { names })
+}
+
+/// The site's change feed: every committed write's timestamp and paths.
+pub async fn changes(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<PathQuery>, QueryRejection>,
+) -> Reply {
+    let (site, handle) = caller(&site, &headers)?;
+    let query = PathQuery::of(query)?;
+    let record = api.auth.authorize_site(&handle, &site, Right::Read).await?;
+    let after = match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|text| text.parse::<Timestamp>().ok())
+            .ok_or_else(|| NodeFailure::bad_request("Last-Event-ID must be a timestamp"))?,
+        None => query.after()?,
+    };
+    let slot = api.watchers.take(record.id, api.limits.max_watchers_per_handle)?;
+    Ok(watch::events(api.log.changes(&site, after), slot))
 }
 
 pub async fn watch(
