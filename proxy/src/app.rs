@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use grove_core::publish_api::SitemapSummary;
 use grove_core::tree::{Entry, TreeError, Trees};
-use grove_core::{ContentHash, SiteName, SitePath};
+use grove_core::{ContentHash, ContentType, SiteName, SitePath};
 use grove_objects::content::ContentStore;
 use grove_objects::pages::Pages;
 use grove_objects::site::Sites;
@@ -22,6 +22,8 @@ use crate::crawlers::{self, robots};
 use crate::hosts::{HostRole, Router, Target};
 use crate::live::LiveHub;
 use crate::node_client::NodeClient;
+use crate::pages::engine::{self, PageEngine};
+use crate::pages::seen;
 use crate::purge::PurgeSetup;
 use crate::reply::{Body, FailureReply, Reply};
 use crate::request::Request;
@@ -73,7 +75,9 @@ pub struct Grove {
     /// Per version tree, the blobs it hands out by hash.
     version_blobs: moka::future::Cache<ContentHash, Arc<VersionBlobs>>,
     /// Each version's pages, as its sitemap lists them.
-    pages: Pages,
+    page_index: Pages,
+    /// Database-backed pages.
+    pages: Arc<PageEngine>,
     /// Generated sitemaps, per site version.
     sitemaps: moka::future::Cache<(SiteName, u64), Arc<Sitemap>>,
 }
@@ -137,6 +141,11 @@ impl Grove {
                 .build(),
             auth,
             live,
+            pages: PageEngine::new(
+                Arc::clone(&node),
+                trees.clone(),
+                ContentStore::blobs(Arc::clone(&store)),
+            ),
             node,
             version_blobs: moka::future::Cache::builder()
                 .max_capacity(VERSION_BLOB_ENTRIES)
@@ -144,7 +153,7 @@ impl Grove {
                     u32::try_from(blobs.public.len() + blobs.members_only.len() + 1).unwrap_or(u32::MAX)
                 })
                 .build(),
-            pages: Pages::new(Arc::clone(&store), trees.clone()),
+            page_index: Pages::new(Arc::clone(&store), trees.clone()),
             sitemaps: moka::future::Cache::builder()
                 .max_capacity(config.cache.prepared_bytes)
                 .weigher(|_, sitemap: &Arc<Sitemap>| {
@@ -253,7 +262,7 @@ impl Grove {
                     .entries(&served.tree)
                     .await
                     .map_err(|error| self.tree_failure(error))?;
-                let pages = self.pages.index(site, served.version).await.map_err(|error| {
+                let pages = self.page_index.index(site, served.version).await.map_err(|error| {
                     tracing::error!(%site, version = served.version, %error, "indexing the site's pages failed");
                     Reply::unavailable()
                 })?;
@@ -321,17 +330,15 @@ impl Grove {
             role: target.role,
         });
         let pinned_by_request = !audience.live && pinned_by_request(target, request);
+        // Rendered pages change without a new version: never prepared.
+        if let Some(reply) = self.rendered_page(target, served, request, audience).await {
+            return private_if(pinned_by_request, self.versioned(target, served, reply));
+        }
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
             return private_if(pinned_by_request, revalidate((*prepared).clone(), request));
         }
-        let mut reply = self.serve_site(target, served, request, audience).await;
-        reply.set(
-            header::HeaderName::from_static(VERSION_HEADER),
-            served.version.to_string(),
-        );
-        reply.set(header::HeaderName::from_static(ROOT_HEADER), served.tree.to_hex());
-        reply = self.kill_switch_if_off(&target.site, reply);
-        reply.served = Some((target.site.to_string(), served.version));
+        let reply = self.serve_site(target, served, request, audience).await;
+        let reply = self.versioned(target, served, reply);
         // A live audience's replies may hold members-only files: never
         // prepared for anyone else.
         if let Some(key) = prepared_key
@@ -342,6 +349,125 @@ impl Grove {
             self.prepared.insert(key, Arc::new(reply.clone()));
         }
         private_if(pinned_by_request, reply)
+    }
+
+    /// A reply as every answer of a version carries it: which version and
+    /// tree, the worker's kill switch, and what the access log records.
+    fn versioned(&self, target: &Target, served: Served, mut reply: Reply) -> Reply {
+        reply.set(
+            header::HeaderName::from_static(VERSION_HEADER),
+            served.version.to_string(),
+        );
+        reply.set(header::HeaderName::from_static(ROOT_HEADER), served.tree.to_hex());
+        reply = self.kill_switch_if_off(&target.site, reply);
+        reply.served = Some((target.site.to_string(), served.version));
+        reply
+    }
+
+    /// The page of a route of the version's `_grove/pages.toml`, rendered
+    /// from node data; `None` when no route renders the path (the static
+    /// files answer it).
+    async fn rendered_page(
+        &self,
+        target: &Target,
+        served: Served,
+        request: &Request<'_>,
+        audience: Audience,
+    ) -> Option<Reply> {
+        let site_pages = match self.pages.site_pages(served.tree).await {
+            Ok(Some(site_pages)) => site_pages,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::error!(site = %target.site, %error, "loading the site's pages failed");
+                return Some(Reply::unavailable());
+            }
+        };
+        let path = RequestPath::parse(request.path, self.config.http.max_path_bytes).ok()?;
+        let url_path = path.url_path();
+        let matched = site_pages.routes.find(&url_path)?;
+        let template = matched.route.template.clone();
+        let param = matched.param.clone();
+        if let (Some(source), Some((_, id))) = (&matched.route.source, &param) {
+            // One page per node path under the source; others are not pages.
+            match self.node.children(&target.site, source).await {
+                Ok(names) if names.contains(id) => {}
+                Ok(_) => return None,
+                Err(failure) => return Some(failure.into_reply()),
+            }
+        }
+        let seen = match seen::of(request) {
+            Ok(seen) => seen,
+            Err(message) => return Some(Reply::text(StatusCode::BAD_REQUEST, &message)),
+        };
+        let wanted = engine::Wanted {
+            site: target.site.clone(),
+            tree: served.tree,
+            pages: Arc::clone(&site_pages),
+            url: url_path.clone(),
+            template,
+            param,
+        };
+        let answer = self.pages.page(wanted, seen).await;
+        let (page, stale) = match answer {
+            engine::Served::Fresh(page) => (page, false),
+            engine::Served::Stale(page) => (page, true),
+            engine::Served::Failed(message) => {
+                return Some(Reply::text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    &format!("this page failed to render: {message}"),
+                ));
+            }
+        };
+        self.blobs.insert(page.hash, page.body.clone()).await;
+        let entry = Entry {
+            path: SitePath::parse(&page_file(&path)).ok()?,
+            hash: page.hash,
+            size: page.body.len() as u64,
+            content_type: ContentType::parse("text/html; charset=utf-8").expect("a valid content type"),
+        };
+        let rules = match self.rules(served.tree).await {
+            Ok(rules) => rules,
+            Err(reply) => return Some(reply),
+        };
+        let context = self.context(&target.site, audience, request, &rules, &url_path, served.tree);
+        let mut reply = self.serve_file(&context, &entry, StatusCode::OK, Answer::Exact).await;
+        reply.set(
+            header::HeaderName::from_static(seen::AS_OF_HEADER),
+            page.as_of.to_string(),
+        );
+        // Kept briefly at the CDN, purge or not: its staleness there is bounded.
+        reply.set(header::HeaderName::from_static("cdn-cache-control"), RENDERED_CDN);
+        if stale {
+            reply.set(header::HeaderName::from_static(seen::STALE_HEADER), "1");
+            reply.set(header::CACHE_CONTROL, "no-store");
+            reply.headers.remove("cdn-cache-control");
+            reply.headers.remove("cache-tag");
+        }
+        // A request that has seen a write must not be answered by a cache.
+        Some(private_if(seen.is_some(), reply))
+    }
+
+    fn context<'a>(
+        &'a self,
+        site: &'a SiteName,
+        audience: Audience,
+        request: &'a Request<'a>,
+        rules: &'a SiteRules,
+        url_path: &'a str,
+        tree: ContentHash,
+    ) -> Context<'a> {
+        Context {
+            site,
+            audience,
+            service_worker: self.config.service_worker(site.as_str()),
+            request,
+            rules,
+            url_path,
+            files: VersionFiles {
+                trees: &self.trees,
+                root: tree,
+            },
+        }
     }
 
     /// Orders installed service workers away from a site that has none.
@@ -409,18 +535,7 @@ impl Grove {
         };
         let site_config = self.config.site(site.as_str());
         let url_path = path.url_path();
-        let context = Context {
-            site,
-            audience,
-            service_worker: self.config.service_worker(site.as_str()),
-            request,
-            rules: &rules,
-            url_path: &url_path,
-            files: VersionFiles {
-                trees: &self.trees,
-                root: served.tree,
-            },
-        };
+        let context = self.context(site, audience, request, &rules, &url_path, served.tree);
         if path.path == robots::FILE && target.role.noindex() {
             return self
                 .generated(&context, robots::FILE, &Document::new(robots::generated(None)))
@@ -852,6 +967,21 @@ impl Grove {
             }
             Err(error) => blob_failure(hash, &error),
         }
+    }
+}
+
+/// `CDN-Cache-Control` of rendered pages: a short life, refreshed in the
+/// background, so the edge is at most this stale when purges are throttled.
+const RENDERED_CDN: &str = "public, s-maxage=10, stale-while-revalidate=30";
+
+/// The file path a rendered page is served as (its cache tag): `/` is
+/// `index.html`, `/posts/42/` is `posts/42/index.html`, `/about` is
+/// `about.html`.
+fn page_file(path: &RequestPath) -> String {
+    match (path.path.as_str(), path.trailing_slash) {
+        ("", _) => "index.html".to_owned(),
+        (page, true) => format!("{page}/index.html"),
+        (page, false) => format!("{page}.html"),
     }
 }
 

@@ -79,6 +79,12 @@ impl BlobCache {
         }
     }
 
+    /// Keeps bytes made here (a rendered page) in the memory tier, so they
+    /// are served like any blob.
+    pub async fn insert(&self, hash: ContentHash, bytes: Bytes) {
+        self.memory.insert(hash, CachedBlob::Memory(bytes)).await;
+    }
+
     /// The blob `hash` of `size` bytes, from the nearest tier that has it.
     pub async fn get(&self, hash: &ContentHash, size: u64) -> Result<CachedBlob, Arc<CacheError>> {
         if let Some(blob) = self.memory.get(hash).await {

@@ -16,6 +16,15 @@ pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     .expect("metric registers once")
 });
 
+pub static PAGE_RENDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "grove_page_renders_total",
+        "Renders of database-backed pages, by result: ok, or failed (the last good page stays)",
+        &["result"]
+    )
+    .expect("metric registers once")
+});
+
 pub static RESPONSE_BYTES: LazyLock<IntCounter> = LazyLock::new(|| {
     register_int_counter!("grove_response_body_bytes_total", "Response body bytes sent").expect("metric registers once")
 });

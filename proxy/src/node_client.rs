@@ -13,7 +13,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use grove_core::SiteName;
 use grove_core::api_error::ApiFailure;
-use grove_core::node_api::TsReply;
+use grove_core::node_api::{ChangeEvent, ChildrenReply, TsReply};
 use grove_core::timestamp::Timestamp;
 use grove_core::token::Handle;
 use grove_objects::store::ObjectStore;
@@ -167,12 +167,74 @@ impl NodeClient {
         site: &SiteName,
         path: &str,
         after: Timestamp,
-    ) -> Result<impl Stream<Item = Result<WatchedEntry, ApiFailure>> + Send + 'static, ApiFailure> {
-        let query = format!(
-            "path={}&after={after}",
-            percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
-        );
-        let url = self.url(site, "watch", Some(&query))?;
+    ) -> Result<impl Stream<Item = Result<WatchedEntry, ApiFailure>> + Send + 'static + use<>, ApiFailure> {
+        let query = format!("path={}&after={after}", encoded(path));
+        self.events(site, "watch", &query).await
+    }
+
+    /// Every write of `site` after `after`: its timestamp and paths.
+    pub async fn changes(
+        &self,
+        site: &SiteName,
+        after: Timestamp,
+    ) -> Result<impl Stream<Item = Result<ChangeEvent, ApiFailure>> + Send + 'static + use<>, ApiFailure> {
+        self.events(site, "changes", &format!("after={after}")).await
+    }
+
+    /// Up to `limit` entries of `path` written before `before`, newest first.
+    pub async fn read_newest(
+        &self,
+        site: &SiteName,
+        path: &str,
+        before: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<WatchedEntry>, ApiFailure> {
+        let query = format!("path={}&order=newest&before={before}&limit={limit}", encoded(path));
+        let reply: ReadPage = self.get_json(site, "read", &query).await?;
+        Ok(reply.entries)
+    }
+
+    /// The names directly under `path` that hold data.
+    pub async fn children(&self, site: &SiteName, path: &str) -> Result<Vec<String>, ApiFailure> {
+        let reply: ChildrenReply = self
+            .get_json(site, "children", &format!("path={}", encoded(path)))
+            .await?;
+        Ok(reply.names)
+    }
+
+    /// A GET as the proxy, its JSON reply parsed.
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        site: &SiteName,
+        call: &str,
+        query: &str,
+    ) -> Result<T, ApiFailure> {
+        let reply = self
+            .forward(Caller::Proxy, http::Method::GET, site, call, Some(query), Bytes::new())
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(ApiFailure::new(
+                StatusCode::BAD_GATEWAY,
+                "node_refused",
+                format!(
+                    "the node answered {call} with {}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                ),
+            ));
+        }
+        serde_json::from_slice(&reply.body)
+            .map_err(|error| ApiFailure::new(StatusCode::BAD_GATEWAY, "node_reply", error.to_string()))
+    }
+
+    /// An event stream of the node as the proxy, parsed into `T`s.
+    async fn events<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        site: &SiteName,
+        call: &str,
+        query: &str,
+    ) -> Result<impl Stream<Item = Result<T, ApiFailure>> + Send + 'static + use<T>, ApiFailure> {
+        let url = self.url(site, call, Some(query))?;
         let response = self
             .http
             .get(url)
@@ -186,18 +248,28 @@ impl NodeClient {
             return Err(ApiFailure::new(
                 StatusCode::BAD_GATEWAY,
                 "node_refused",
-                format!("the node refused the watch ({status}): {body}"),
+                format!("the node refused the {call} ({status}): {body}"),
             ));
         }
         Ok(server_sent_events(response.bytes_stream()))
     }
 }
 
-/// Parses a node's event stream into entries; an `error` event or a broken
+/// A page of a read, as the proxy keeps it.
+#[derive(Deserialize)]
+struct ReadPage {
+    entries: Vec<WatchedEntry>,
+}
+
+fn encoded(path: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(path, percent_encoding::NON_ALPHANUMERIC)
+}
+
+/// Parses a node's event stream into `T`s; an `error` event or a broken
 /// stream ends it with an error.
-fn server_sent_events(
+fn server_sent_events<T: serde::de::DeserializeOwned + Send + 'static>(
     bytes: impl Stream<Item = reqwest::Result<Bytes>> + Send + 'static,
-) -> impl Stream<Item = Result<WatchedEntry, ApiFailure>> + Send + 'static {
+) -> impl Stream<Item = Result<T, ApiFailure>> + Send + 'static {
     futures::stream::unfold(
         (Box::pin(bytes), BytesMut::new(), false),
         |(mut bytes, mut buffer, done)| async move {
@@ -224,7 +296,7 @@ fn server_sent_events(
                         let failure = ApiFailure::new(StatusCode::BAD_GATEWAY, "watch_ended", data);
                         return Some((Err(failure), (bytes, buffer, true)));
                     }
-                    let entry = serde_json::from_str::<WatchedEntry>(&data)
+                    let entry = serde_json::from_str::<T>(&data)
                         .map_err(|error| ApiFailure::new(StatusCode::BAD_GATEWAY, "node_reply", error.to_string()));
                     let done = entry.is_err();
                     return Some((entry, (bytes, buffer, done)));
@@ -278,7 +350,7 @@ mod tests {
             Ok(Bytes::from_static(b"event: error\ndata: {\"error\":\"trimmed\"}\n\n")),
             Ok(Bytes::from_static(b"data: {\"never\":1}\n\n")),
         ];
-        let events: Vec<_> = server_sent_events(futures::stream::iter(chunks)).collect().await;
+        let events: Vec<Result<WatchedEntry, _>> = server_sent_events(futures::stream::iter(chunks)).collect().await;
         assert_eq!(events.len(), 2, "the error ends it");
         let entry = events[0].as_ref().unwrap();
         assert_eq!(entry.data.get(), "{\"a\":1}");

@@ -7,14 +7,15 @@
 use bytes::Bytes;
 use grove_core::SiteName;
 use grove_core::api_error::ApiFailure;
-use grove_core::node_api::{CreateRequest, TxnRequest, WriteRequest};
+use grove_core::node_api::{CreateRequest, TsReply, TxnRequest, WriteRequest};
 use grove_core::token::Right;
 use http::{Method, StatusCode, header};
 
 use crate::auth::access::Access;
 use crate::auth::sessions::Session;
-use crate::auth::{cross_site_refused, query_value, same_origin};
+use crate::auth::{cookies, cross_site_refused, query_value, same_origin};
 use crate::node_client::{Caller, NodeClient};
+use crate::pages::seen;
 use crate::reply::{Body, FailureReply, Reply};
 use crate::request::Request;
 
@@ -50,9 +51,19 @@ pub async fn call(
         .await
     {
         Ok(reply) => {
+            // The writer's next page load reflects its write (read-your-writes).
+            let written = (reply.status == StatusCode::OK && matches!(call, "write" | "txn"))
+                .then(|| serde_json::from_slice::<TsReply>(&reply.body).ok())
+                .flatten();
             let mut answer = Reply::new(reply.status, Body::Bytes(reply.body)).with(header::CACHE_CONTROL, "no-store");
             if let Some(content_type) = reply.content_type {
                 answer.set(header::CONTENT_TYPE, content_type);
+            }
+            if let Some(written) = written {
+                answer.set(
+                    header::SET_COOKIE,
+                    cookies::set(seen::SEEN_COOKIE, &written.ts.to_string(), seen::SEEN_COOKIE_SECS),
+                );
             }
             answer
         }

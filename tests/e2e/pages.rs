@@ -82,3 +82,139 @@ async fn the_publish_api_refuses_them_too() {
     );
     assert_eq!(host.live("demo").await, 0);
 }
+
+const PAGES: &str = r#"[[route]]
+path = "/posts/{id}/"
+template = "_templates/post.html"
+source = "posts"
+
+[[route]]
+path = "/"
+template = "_templates/home.html"
+"#;
+const POST: &str = r#"{% extends "_templates/base.html" %}{% block body %}{% set post = data.last("posts/" ~ id) %}<h1>{{ post.data.title }}</h1>
+{% for comment in data.entries("posts/" ~ id ~ "/comments", limit=20) %}<p>{{ comment.data.text }}</p>
+{% endfor %}{% endblock %}"#;
+const HOME: &str = r#"{% extends "_templates/base.html" %}{% block body %}{% for id in data.paths("posts") %}<a href="/posts/{{ id }}/">{{ id }}</a>{% endfor %}{% endblock %}"#;
+const BASE: &str =
+    "<!doctype html><html><head><title>posts</title></head><body>{% block body %}{% endblock %}</body></html>";
+
+/// A host serving a database-backed `demo`, and a client for it.
+async fn pages_host() -> (Host, reqwest::Client) {
+    let host = Host::local("");
+    let dir = site_dir(&[
+        ("index.html", "<h1>static home</h1>"),
+        ("_grove/pages.toml", PAGES),
+        ("_templates/base.html", BASE),
+        ("_templates/post.html", POST),
+        ("_templates/home.html", HOME),
+        (
+            "_templates/forever.html",
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+        ),
+    ]);
+    host.publish(dir.path(), "demo").await;
+    let client = host.proxy.client(&["demo.localhost"]);
+    (host, client)
+}
+
+async fn write(host: &Host, client: &reqwest::Client, path: &str, data: serde_json::Value) -> String {
+    let response = client
+        .post(host.proxy.url("demo.localhost", "/_grove/api/v1/write"))
+        .bearer_auth(&host.token)
+        .json(&serde_json::json!({ "path": path, "data": data }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: serde_json::Value = response.json().await.unwrap();
+    reply["ts"].as_str().unwrap().to_owned()
+}
+
+async fn get(host: &Host, client: &reqwest::Client, path: &str, seen: Option<&str>) -> reqwest::Response {
+    let mut request = client.get(host.proxy.url("demo.localhost", path));
+    if let Some(seen) = seen {
+        request = request.header("x-grove-seen", seen);
+    }
+    request.send().await.unwrap()
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|value| value.to_str().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_has_seen_a_write_gets_a_page_that_reflects_it() {
+    let (host, client) = pages_host().await;
+    write(&host, &client, "posts/42", serde_json::json!({ "title": "Hello" })).await;
+    let first = write(
+        &host,
+        &client,
+        "posts/42/comments",
+        serde_json::json!({ "text": "first!" }),
+    )
+    .await;
+    let page = get(&host, &client, "/posts/42/", Some(&first)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let as_of: u64 = header(&page, "x-grove-as-of").unwrap().parse().unwrap();
+    assert!(as_of >= first.parse::<u64>().unwrap(), "as of {as_of}, seen {first}");
+    assert_eq!(header(&page, "cache-control"), Some("private, no-store"));
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("<h1>Hello</h1>") && text.contains("<p>first!</p>"),
+        "{text}"
+    );
+
+    // Each new write is in the next page of whoever has seen it.
+    for n in 0..5 {
+        let ts = write(
+            &host,
+            &client,
+            "posts/42/comments",
+            serde_json::json!({ "text": format!("reply {n}") }),
+        )
+        .await;
+        let page = get(&host, &client, "/posts/42/", Some(&ts)).await;
+        let text = page.text().await.unwrap();
+        assert!(text.contains(&format!("<p>reply {n}</p>")), "{text}");
+    }
+    // Without a seen timestamp: the latest render at once, like a file.
+    let anonymous = get(&host, &client, "/posts/42/", None).await;
+    assert_eq!(anonymous.status(), StatusCode::OK);
+    assert!(header(&anonymous, "etag").is_some());
+    assert!(
+        header(&anonymous, "cdn-cache-control")
+            .unwrap()
+            .contains("stale-while-revalidate")
+    );
+    // The home page lists the posts; a post that does not exist is no page.
+    let home = get(&host, &client, "/", Some(&first)).await.text().await.unwrap();
+    assert!(home.contains("<a href=\"/posts/42/\">42</a>"), "{home}");
+    assert_eq!(
+        get(&host, &client, "/posts/7/", None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    let malformed = get(&host, &client, "/posts/42/", Some("yesterday")).await;
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_hundred_requests_for_a_dirty_page_cause_one_render() {
+    let (host, client) = pages_host().await;
+    write(&host, &client, "posts/1", serde_json::json!({ "title": "One" })).await;
+    let ts = write(&host, &client, "posts/1/comments", serde_json::json!({ "text": "a" })).await;
+    assert_eq!(
+        get(&host, &client, "/posts/1/", Some(&ts)).await.status(),
+        StatusCode::OK
+    );
+    let before = host.proxy.metric("grove_page_renders_total{result=\"ok\"}").await;
+    let ts = write(&host, &client, "posts/1/comments", serde_json::json!({ "text": "b" })).await;
+    let requests = (0..200).map(|_| {
+        let (host, client, ts) = (&host, &client, ts.clone());
+        async move { get(host, client, "/posts/1/", Some(&ts)).await.text().await.unwrap() }
+    });
+    let pages = futures::future::join_all(requests).await;
+    assert!(pages.iter().all(|page| page.contains("<p>b</p>")));
+    let renders = host.proxy.metric("grove_page_renders_total{result=\"ok\"}").await - before;
+    assert_eq!(renders, 1.0, "one render for 200 requests");
+}

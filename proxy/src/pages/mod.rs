@@ -1,5 +1,11 @@
 //! Database-backed pages on the host: a version's route file and templates
-//! loaded from its tree ([`load`]), checked before a version is committed.
+//! loaded from its tree ([`load`]), checked before a version is committed;
+//! pages rendered from node data and kept fresh ([`engine`]), with
+//! read-your-writes ([`seen`]).
+
+pub mod engine;
+mod node_data;
+pub mod seen;
 
 use std::collections::BTreeMap;
 

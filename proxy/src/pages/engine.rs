@@ -1,0 +1,330 @@
+//! Rendering database-backed pages and keeping them fresh.
+//!
+//! Each page (site, version tree, URL) has a slot holding its last good
+//! render: its bytes, the timestamp `as_of` it reflects every write up to,
+//! and what it read. One task per site follows the node's change feed; a
+//! write that touches a page's reads marks it dirty and queues a
+//! background re-render on a small pool. A request that has seen write `t`
+//! gets a page only once the page reflects every write up to `t`: it waits
+//! for the feed to pass `t` and for a render if the page is dirty, at most
+//! [`WAIT`], then gets the last good page marked stale. Renders are
+//! single-flight per page (a lock per slot, and a re-check under it), so
+//! any number of waiting requests cause one render.
+//!
+//! A render starts from the feed's cursor: every write up to it is
+//! committed, and reads happen after, so the page reflects them all.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use grove_core::timestamp::Timestamp;
+use grove_core::tree::Trees;
+use grove_core::{ContentHash, SiteName};
+use grove_objects::content::ContentStore;
+use grove_pages::data::Read;
+use grove_pages::render::{PageRequest, RenderLimits, render};
+use grove_pages::site::SitePages;
+use tokio::sync::{Semaphore, watch};
+
+use crate::metrics;
+use crate::node_client::{NodeClient, backoff};
+
+use super::node_data::NodeData;
+use super::{LoadError, load};
+
+/// How long a request waits for its page to reflect what it has seen.
+pub const WAIT: Duration = Duration::from_secs(2);
+/// Renders running at once, in the background and for requests.
+const RENDERERS: usize = 2;
+/// A dirty page waits this long before it re-renders, so a burst of
+/// writes costs one render.
+const DEBOUNCE: Duration = Duration::from_millis(25);
+/// Pages kept rendered, over every site.
+const SLOTS: u64 = 100_000;
+
+/// A page as rendered.
+#[derive(Debug)]
+pub struct RenderedPage {
+    pub body: Bytes,
+    pub hash: ContentHash,
+    /// Every write up to this timestamp is reflected.
+    pub as_of: Timestamp,
+    reads: Vec<Read>,
+}
+
+/// A page asked for: the version's pages, the URL, and the route's
+/// template and parameter.
+pub struct Wanted {
+    pub site: SiteName,
+    pub tree: ContentHash,
+    pub pages: Arc<SitePages>,
+    pub url: String,
+    pub template: String,
+    pub param: Option<(String, String)>,
+}
+
+/// What a page request gets.
+pub enum Served {
+    /// The page reflects what the request has seen.
+    Fresh(Arc<RenderedPage>),
+    /// The wait ran out: the last good page.
+    Stale(Arc<RenderedPage>),
+    /// No render has succeeded yet; the text says why.
+    Failed(String),
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SlotKey {
+    site: SiteName,
+    tree: ContentHash,
+    url: String,
+}
+
+/// How to render one page.
+struct Inputs {
+    pages: Arc<SitePages>,
+    template: String,
+    param: Option<(String, String)>,
+}
+
+struct Slot {
+    inputs: Inputs,
+    /// Held while rendering: one render of a page at a time.
+    rendering: tokio::sync::Mutex<()>,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    page: Option<Arc<RenderedPage>>,
+    /// The first write after the page's `as_of` that touched its reads.
+    dirty_at: Option<Timestamp>,
+    /// A background render is queued.
+    queued: bool,
+}
+
+impl SlotState {
+    /// The page, if it reflects every write up to `seen` (the feed being at
+    /// `cursor`).
+    fn fresh_for(&self, seen: Timestamp, cursor: Timestamp) -> Option<Arc<RenderedPage>> {
+        let page = self.page.as_ref()?;
+        let reflected = seen <= page.as_of || (seen <= cursor && self.dirty_at.is_none_or(|dirty| dirty > seen));
+        reflected.then(|| Arc::clone(page))
+    }
+}
+
+/// Renders and keeps every site's database-backed pages.
+pub struct PageEngine {
+    node: Arc<NodeClient>,
+    trees: Trees,
+    blobs: ContentStore,
+    site_pages: moka::future::Cache<ContentHash, Option<Arc<SitePages>>>,
+    slots: moka::sync::Cache<SlotKey, Arc<Slot>>,
+    /// Per site, the newest write its change feed has delivered.
+    feeds: Mutex<HashMap<SiteName, watch::Receiver<Timestamp>>>,
+    renderers: Semaphore,
+    limits: RenderLimits,
+}
+
+impl PageEngine {
+    pub fn new(node: Arc<NodeClient>, trees: Trees, blobs: ContentStore) -> Arc<Self> {
+        Arc::new(Self {
+            node,
+            trees,
+            blobs,
+            site_pages: moka::future::Cache::new(1_000),
+            slots: moka::sync::Cache::new(SLOTS),
+            feeds: Mutex::new(HashMap::new()),
+            renderers: Semaphore::new(RENDERERS),
+            limits: RenderLimits::default(),
+        })
+    }
+
+    /// The route file and templates of a version, if it has any; `Err` for
+    /// a version whose pages cannot be read now.
+    pub async fn site_pages(&self, tree: ContentHash) -> Result<Option<Arc<SitePages>>, Arc<LoadError>> {
+        self.site_pages
+            .try_get_with(tree, async {
+                Ok(load(&self.trees, &self.blobs, &tree).await?.map(Arc::new))
+            })
+            .await
+    }
+
+    /// The page `wanted`, reflecting every write up to `seen`.
+    pub async fn page(self: &Arc<Self>, wanted: Wanted, seen: Option<Timestamp>) -> Served {
+        let Wanted {
+            site,
+            tree,
+            pages,
+            url,
+            template,
+            param,
+        } = wanted;
+        let key = SlotKey {
+            site: site.clone(),
+            tree,
+            url,
+        };
+        let slot = self.slots.get_with(key.clone(), || {
+            Arc::new(Slot {
+                inputs: Inputs { pages, template, param },
+                rendering: tokio::sync::Mutex::new(()),
+                state: Mutex::new(SlotState::default()),
+            })
+        });
+        let mut cursor = self.feed(&site);
+        let current = slot.state.lock().expect("not poisoned").page.clone();
+        let Some(seen) = seen else {
+            // Nothing seen: the latest render at once, like a static file.
+            if let Some(page) = current {
+                return Served::Fresh(page);
+            }
+            return match self.render(&key, &slot, Timestamp::ZERO).await {
+                Ok(page) => Served::Fresh(page),
+                Err(message) => Served::Failed(message),
+            };
+        };
+        let fresh = tokio::time::timeout(WAIT, async {
+            let _ = cursor.wait_for(|at| *at >= seen).await;
+            self.render(&key, &slot, seen).await
+        })
+        .await;
+        match (fresh, current) {
+            (Ok(Ok(page)), _) => Served::Fresh(page),
+            (_, Some(page)) => Served::Stale(page),
+            (Ok(Err(message)), None) => Served::Failed(message),
+            (Err(_), None) => Served::Failed("the page was not rendered in time".to_owned()),
+        }
+    }
+
+    /// The page reflecting `seen`: the one there, or a new render. Under
+    /// the slot's lock, so concurrent callers share one render.
+    async fn render(
+        self: &Arc<Self>,
+        key: &SlotKey,
+        slot: &Arc<Slot>,
+        seen: Timestamp,
+    ) -> Result<Arc<RenderedPage>, String> {
+        let _rendering = slot.rendering.lock().await;
+        let cursor = *self.feed(&key.site).borrow();
+        if let Some(page) = slot.state.lock().expect("not poisoned").fresh_for(seen, cursor) {
+            return Ok(page);
+        }
+        let _permit = self.renderers.acquire().await.map_err(|_| "shutting down".to_owned())?;
+        let dirty = slot.state.lock().expect("not poisoned").dirty_at.take();
+        let source = Arc::new(NodeData {
+            node: Arc::clone(&self.node),
+            site: key.site.clone(),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let as_of = cursor.to_string();
+        let templates = slot.inputs.pages.templates.clone();
+        let template = slot.inputs.template.clone();
+        let param = slot.inputs.param.clone();
+        let limits = self.limits;
+        let rendered = tokio::task::spawn_blocking(move || {
+            let request = PageRequest {
+                template: &template,
+                param: param.as_ref().map(|(name, value)| (name.as_str(), value.as_str())),
+                as_of: &as_of,
+            };
+            render(&templates, &request, source, limits)
+        })
+        .await
+        .map_err(|error| format!("the render stopped: {error}"))?;
+        match rendered {
+            Ok(rendered) => {
+                metrics::PAGE_RENDERS.with_label_values(&["ok"]).inc();
+                let body = Bytes::from(rendered.html);
+                let page = Arc::new(RenderedPage {
+                    hash: ContentHash::of(&body),
+                    body,
+                    as_of: cursor,
+                    reads: rendered.reads,
+                });
+                slot.state.lock().expect("not poisoned").page = Some(Arc::clone(&page));
+                Ok(page)
+            }
+            Err(error) => {
+                metrics::PAGE_RENDERS.with_label_values(&["failed"]).inc();
+                tracing::warn!(site = %key.site, url = %key.url, template = %error.file, line = error.line, %error, "a page failed to render; its last good output stays");
+                let mut state = slot.state.lock().expect("not poisoned");
+                state.dirty_at = state.dirty_at.or(dirty);
+                Err(error.to_string())
+            }
+        }
+    }
+
+    /// The cursor of `site`'s change feed, starting the feed's task the
+    /// first time.
+    fn feed(self: &Arc<Self>, site: &SiteName) -> watch::Receiver<Timestamp> {
+        let mut feeds = self.feeds.lock().expect("not poisoned");
+        if let Some(cursor) = feeds.get(site) {
+            return cursor.clone();
+        }
+        let (sender, receiver) = watch::channel(Timestamp::ZERO);
+        feeds.insert(site.clone(), receiver.clone());
+        let engine = Arc::downgrade(self);
+        let site = site.clone();
+        tokio::spawn(async move {
+            let mut failures = 0;
+            loop {
+                let Some(engine) = engine.upgrade() else { return };
+                let after = *sender.borrow();
+                match engine.node.changes(&site, after).await {
+                    Ok(stream) => {
+                        let mut stream = std::pin::pin!(stream);
+                        while let Some(change) = stream.next().await {
+                            let Ok(change) = change else { break };
+                            failures = 0;
+                            engine.touched(&site, change.ts, &change.paths);
+                            sender.send_replace(change.ts);
+                        }
+                    }
+                    Err(error) => tracing::warn!(%site, %error, "following the node's changes failed; retrying"),
+                }
+                drop(engine);
+                failures += 1;
+                tokio::time::sleep(backoff(failures)).await;
+            }
+        });
+        receiver
+    }
+
+    /// Marks the pages of `site` a write at `ts` to `paths` touched, and
+    /// queues their re-render.
+    fn touched(self: &Arc<Self>, site: &SiteName, ts: Timestamp, paths: &[String]) {
+        for (key, slot) in self.slots.iter() {
+            if key.site != *site {
+                continue;
+            }
+            let mut state = slot.state.lock().expect("not poisoned");
+            let Some(page) = &state.page else { continue };
+            let touches = ts > page.as_of
+                && page
+                    .reads
+                    .iter()
+                    .any(|read| paths.iter().any(|path| read.touched_by(path)));
+            if !touches {
+                continue;
+            }
+            state.dirty_at.get_or_insert(ts);
+            if std::mem::replace(&mut state.queued, true) {
+                continue;
+            }
+            drop(state);
+            let engine = Arc::clone(self);
+            let key = (*key).clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(DEBOUNCE).await;
+                slot.state.lock().expect("not poisoned").queued = false;
+                // Rendered for what the feed has delivered by now.
+                let cursor = *engine.feed(&key.site).borrow();
+                let _ = engine.render(&key, &slot, cursor).await;
+            });
+        }
+    }
+}

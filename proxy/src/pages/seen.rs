@@ -1,0 +1,36 @@
+//! Read-your-writes: the newest write a client has seen, which a page it
+//! asks for must reflect. A write through a session sets a short-lived
+//! cookie with its timestamp; any client (the service worker does) may
+//! send the header instead.
+
+use grove_core::timestamp::Timestamp;
+
+use crate::auth::cookies;
+use crate::request::Request;
+
+/// The header a client names the newest write it has seen in.
+pub const SEEN_HEADER: &str = "x-grove-seen";
+/// The cookie a session's write sets.
+pub const SEEN_COOKIE: &str = "__Host-grove_seen";
+/// How long the cookie lives: past it, a page is at most this stale anyway.
+pub const SEEN_COOKIE_SECS: u64 = 60;
+/// The header saying which timestamp a rendered page reflects.
+pub const AS_OF_HEADER: &str = "x-grove-as-of";
+/// The header marking the last good page served after the wait ran out.
+pub const STALE_HEADER: &str = "x-grove-stale";
+
+/// The seen timestamp of a request (the header wins over the cookie);
+/// `Err` names what is malformed.
+pub fn of(request: &Request<'_>) -> Result<Option<Timestamp>, String> {
+    let text = match request.header(SEEN_HEADER) {
+        Some(text) => text,
+        None => match cookies::value(request.headers, SEEN_COOKIE) {
+            Some(text) => text,
+            None => return Ok(None),
+        },
+    };
+    text.trim()
+        .parse::<Timestamp>()
+        .map(Some)
+        .map_err(|_| format!("{SEEN_HEADER} must be a node timestamp (the ts a write returned)"))
+}
