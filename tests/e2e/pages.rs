@@ -218,3 +218,26 @@ async fn two_hundred_requests_for_a_dirty_page_cause_one_render() {
     let renders = host.proxy.metric("grove_page_renders_total{result=\"ok\"}").await - before;
     assert_eq!(renders, 1.0, "one render for 200 requests");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_template_that_never_ends_is_stopped_and_the_last_good_page_stays() {
+    let host = Host::local("");
+    let spin = r#"{% set ns = namespace(count=0) %}{% for i in range(data.last("work").data.rounds) %}{% for j in range(10000) %}{% set ns.count = ns.count + 1 %}{% endfor %}{% endfor %}<p>counted {{ ns.count }}</p>"#;
+    let dir = site_dir(&[
+        ("_grove/pages.toml", "[[route]]\npath = \"/spin/\"\ntemplate = \"_templates/spin.html\"\n"),
+        ("_templates/spin.html", spin),
+    ]);
+    host.publish(dir.path(), "demo").await;
+    let client = host.proxy.client(&["demo.localhost"]);
+    let light = write(&host, &client, "work", serde_json::json!({ "rounds": 1 })).await;
+    let good = get(&host, &client, "/spin/", Some(&light)).await;
+    assert_eq!(good.status(), StatusCode::OK);
+    assert_eq!(good.text().await.unwrap(), "<p>counted 10000</p>");
+    let heavy = write(&host, &client, "work", serde_json::json!({ "rounds": 10000 })).await;
+    let page = get(&host, &client, "/spin/", Some(&heavy)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(header(&page, "x-grove-stale"), Some("1"));
+    assert!(header(&page, "cache-control").unwrap().contains("no-store"));
+    assert_eq!(page.text().await.unwrap(), "<p>counted 10000</p>", "the last good page");
+    assert!(host.proxy.metric("grove_page_renders_total{result=\"failed\"}").await >= 1.0);
+}
