@@ -35,6 +35,11 @@ pub fn template_paths<'a>(routes: &RouteFile, paths: impl IntoIterator<Item = &'
 }
 
 impl SitePages {
+    /// Whether the file at `path` is one of these templates.
+    pub fn is_template(&self, path: &str) -> bool {
+        templates::is_template(path, &templates::directories(&self.routes))
+    }
+
     /// Checks the route file's text against the templates' sources (the
     /// files [`template_paths`] named).
     pub fn check(route_file: &str, sources: BTreeMap<String, String>) -> Result<Self, PagesError> {

@@ -268,12 +268,30 @@ impl Grove {
                 })?;
                 let rules = self.rules(served.tree).await?;
                 let origin = crawlers::canonical_origin(&self.config, site);
+                let rendered: Vec<(String, time::OffsetDateTime)> = match self.pages.site_pages(served.tree).await {
+                    Ok(Some(site_pages)) => site_pages
+                        .routes
+                        .routes
+                        .iter()
+                        .filter(|route| route.source.is_none())
+                        .filter_map(|route| {
+                            let lastmod = pages.pages.get(&route.template)?.lastmod;
+                            Some((route.pattern.url(None), lastmod))
+                        })
+                        .collect(),
+                    Ok(None) => Vec::new(),
+                    Err(error) => {
+                        tracing::error!(%site, %error, "loading the site's pages for its sitemap failed");
+                        return Err(Reply::unavailable());
+                    }
+                };
                 let input = sitemap::Input {
                     entries: &entries,
                     pages: &pages,
                     redirects: &rules.redirects,
                     trailing_slash: self.config.site(site.as_str()).trailing_slash,
                     access: self.auth.site(site).map(|site| &site.access),
+                    rendered: &rendered,
                     origin: &origin,
                     limits: sitemap::PROTOCOL_LIMITS,
                 };
@@ -383,6 +401,10 @@ impl Grove {
             }
         };
         let path = RequestPath::parse(request.path, self.config.http.max_path_bytes).ok()?;
+        if path.path == grove_pages::ROUTE_FILE || site_pages.is_template(&path.path) {
+            // The sources of pages, not pages.
+            return Some(Reply::text(StatusCode::NOT_FOUND, "not found"));
+        }
         let url_path = path.url_path();
         let matched = site_pages.routes.find(&url_path)?;
         let template = matched.route.template.clone();

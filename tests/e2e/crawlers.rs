@@ -115,7 +115,7 @@ async fn robots_txt_and_the_sitemap_of_the_demo_site() {
         .iter()
         .map(|loc| loc.strip_prefix(&origin).unwrap().to_owned())
         .collect();
-    let expected: BTreeSet<String> = ["/", "/about/", "/blog/first-post", "/comments/"]
+    let expected: BTreeSet<String> = ["/", "/about/", "/blog/first-post", "/comments/", "/guestbook/"]
         .iter()
         .map(|path| (*path).to_owned())
         .collect();
@@ -322,7 +322,13 @@ async fn wget_spiders_the_demo_site_without_a_broken_link_or_a_preview() {
     assert!(output.status.success(), "wget found a problem:\n{log}");
     assert!(log.contains("Found no broken links."), "{log}");
     assert!(!log.contains("--demo.localhost"), "a preview host was reached:\n{log}");
-    for path in ["/about/", "/blog/first-post", "/comments/", "/robots.txt"] {
+    for path in [
+        "/about/",
+        "/blog/first-post",
+        "/comments/",
+        "/guestbook/",
+        "/robots.txt",
+    ] {
         assert!(
             log.contains(&format!("demo.localhost:{port}{path}")),
             "wget never saw {path}:\n{log}"

@@ -194,6 +194,13 @@ async fn a_request_that_has_seen_a_write_gets_a_page_that_reflects_it() {
         get(&host, &client, "/posts/7/", None).await.status(),
         StatusCode::NOT_FOUND
     );
+    for source in ["/_templates/post.html", "/_grove/pages.toml"] {
+        assert_eq!(
+            get(&host, &client, source, None).await.status(),
+            StatusCode::NOT_FOUND,
+            "{source}"
+        );
+    }
     let malformed = get(&host, &client, "/posts/42/", Some("yesterday")).await;
     assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
 }
@@ -224,7 +231,10 @@ async fn a_template_that_never_ends_is_stopped_and_the_last_good_page_stays() {
     let host = Host::local("");
     let spin = r#"{% set ns = namespace(count=0) %}{% for i in range(data.last("work").data.rounds) %}{% for j in range(10000) %}{% set ns.count = ns.count + 1 %}{% endfor %}{% endfor %}<p>counted {{ ns.count }}</p>"#;
     let dir = site_dir(&[
-        ("_grove/pages.toml", "[[route]]\npath = \"/spin/\"\ntemplate = \"_templates/spin.html\"\n"),
+        (
+            "_grove/pages.toml",
+            "[[route]]\npath = \"/spin/\"\ntemplate = \"_templates/spin.html\"\n",
+        ),
         ("_templates/spin.html", spin),
     ]);
     host.publish(dir.path(), "demo").await;
@@ -239,5 +249,49 @@ async fn a_template_that_never_ends_is_stopped_and_the_last_good_page_stays() {
     assert_eq!(header(&page, "x-grove-stale"), Some("1"));
     assert!(header(&page, "cache-control").unwrap().contains("no-store"));
     assert_eq!(page.text().await.unwrap(), "<p>counted 10000</p>", "the last good page");
-    assert!(host.proxy.metric("grove_page_renders_total{result=\"failed\"}").await >= 1.0);
+    // The render runs out of fuel (in a debug build it may outlast the
+    // request's wait), is counted, and the last good page stays.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while host.proxy.metric("grove_page_renders_total{result=\"failed\"}").await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the render never failed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let after = get(&host, &client, "/spin/", None).await.text().await.unwrap();
+    assert_eq!(after, "<p>counted 10000</p>");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_demo_guestbook_shows_an_entry_once_it_is_written() {
+    let host = Host::local("");
+    let demo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proxy/demo-site");
+    host.publish(&demo, "demo").await;
+    let client = host.proxy.client(&["demo.localhost"]);
+    let empty = get(&host, &client, "/guestbook/", None).await.text().await.unwrap();
+    assert!(empty.contains("No entries yet"), "{empty}");
+    let ts = write(
+        &host,
+        &client,
+        "guestbook",
+        serde_json::json!({ "name": "Ada", "message": "hello <grove>" }),
+    )
+    .await;
+    let page = get(&host, &client, "/guestbook/", Some(&ts))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<strong>Ada</strong>: hello &lt;grove&gt;"),
+        "escaped, and there: {page}"
+    );
+    // Soon everyone sees it, seen or not.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let page = get(&host, &client, "/guestbook/", None).await.text().await.unwrap();
+        if page.contains("<strong>Ada</strong>") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the background render never came");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

@@ -5,6 +5,7 @@
 //! out: `404.html`, `_*` paths, members-only pages, pages a forced
 //! `_redirects` rule shadows, and pages whose head says `noindex` or names
 //! another canonical URL (read at publish time, [`grove_objects::pages`]).
+//! Database-backed pages with one URL are listed too.
 //! Past the protocol's limits (50,000 URLs or 50 MB a file) `sitemap.xml`
 //! becomes a sitemap index of `sitemap-<n>.xml` files, which live at the
 //! root because a sitemap may only list URLs under its own directory.
@@ -105,6 +106,9 @@ pub struct Input<'a> {
     pub redirects: &'a Redirects,
     pub trailing_slash: TrailingSlash,
     pub access: Option<&'a Access>,
+    /// Database-backed pages with one URL (a route without a `source`):
+    /// the URL path and when its template last changed.
+    pub rendered: &'a [(String, OffsetDateTime)],
     /// The canonical host's origin: `https://example.com`.
     pub origin: &'a str,
     pub limits: Limits,
@@ -152,6 +156,12 @@ pub async fn build(input: &Input<'_>) -> Result<Sitemap, TreeError> {
             continue;
         }
         listed.push((loc, page.lastmod));
+    }
+    for (url, lastmod) in input.rendered {
+        let loc = format!("{}{}", input.origin, encode_path(url));
+        // A rendered `/` stands in for the static index.html.
+        listed.retain(|(listed, _)| *listed != loc);
+        listed.push((loc, *lastmod));
     }
     listed.sort();
     Ok(Sitemap::Generated(assemble(&listed, input.origin, input.limits)))
@@ -344,6 +354,7 @@ mod tests {
             redirects: &Redirects::parse(redirects).0,
             trailing_slash: policy,
             access: Some(&access),
+            rendered: &[("/guestbook/".to_owned(), OffsetDateTime::UNIX_EPOCH)],
             origin: "https://example.com",
             limits: PROTOCOL_LIMITS,
         };
@@ -396,10 +407,11 @@ mod tests {
                 "https://example.com/blog",
                 "https://example.com/docs",
                 "https://example.com/docs/",
+                "https://example.com/guestbook/",
                 "https://example.com/self",
             ]
         );
-        assert_eq!(generated.urls, 7);
+        assert_eq!(generated.urls, 8);
         let text = std::str::from_utf8(&generated.documents[0].body).unwrap();
         assert!(text.contains("<lastmod>2023-11-14T22:13:20Z</lastmod>"), "{text}");
 

@@ -104,6 +104,9 @@ struct SlotState {
     dirty_at: Option<Timestamp>,
     /// A background render is queued.
     queued: bool,
+    /// A render is running: the first write since it began that touched
+    /// the page's reads, which the new page may not reflect.
+    rendering: Option<Option<Timestamp>>,
 }
 
 impl SlotState {
@@ -200,9 +203,23 @@ impl PageEngine {
         }
     }
 
-    /// The page reflecting `seen`: the one there, or a new render. Under
-    /// the slot's lock, so concurrent callers share one render.
+    /// The page reflecting `seen`: the one there, or a new render. The
+    /// render runs in a task of its own, so a caller that stops waiting
+    /// never leaves it half done.
     async fn render(
+        self: &Arc<Self>,
+        key: &SlotKey,
+        slot: &Arc<Slot>,
+        seen: Timestamp,
+    ) -> Result<Arc<RenderedPage>, String> {
+        let (engine, key, slot) = (Arc::clone(self), key.clone(), Arc::clone(slot));
+        tokio::spawn(async move { engine.render_now(&key, &slot, seen).await })
+            .await
+            .map_err(|error| format!("the render stopped: {error}"))?
+    }
+
+    /// Under the slot's lock, so concurrent callers share one render.
+    async fn render_now(
         self: &Arc<Self>,
         key: &SlotKey,
         slot: &Arc<Slot>,
@@ -214,7 +231,7 @@ impl PageEngine {
             return Ok(page);
         }
         let _permit = self.renderers.acquire().await.map_err(|_| "shutting down".to_owned())?;
-        let dirty = slot.state.lock().expect("not poisoned").dirty_at.take();
+        slot.state.lock().expect("not poisoned").rendering = Some(None);
         let source = Arc::new(NodeData {
             node: Arc::clone(&self.node),
             site: key.site.clone(),
@@ -245,14 +262,17 @@ impl PageEngine {
                     as_of: cursor,
                     reads: rendered.reads,
                 });
-                slot.state.lock().expect("not poisoned").page = Some(Arc::clone(&page));
+                let mut state = slot.state.lock().expect("not poisoned");
+                // Writes up to the cursor are reflected; one touching the
+                // page since the render began may not be.
+                state.dirty_at = state.rendering.take().flatten();
+                state.page = Some(Arc::clone(&page));
                 Ok(page)
             }
             Err(error) => {
                 metrics::PAGE_RENDERS.with_label_values(&["failed"]).inc();
                 tracing::warn!(site = %key.site, url = %key.url, template = %error.file, line = error.line, %error, "a page failed to render; its last good output stays");
-                let mut state = slot.state.lock().expect("not poisoned");
-                state.dirty_at = state.dirty_at.or(dirty);
+                slot.state.lock().expect("not poisoned").rendering = None;
                 Err(error.to_string())
             }
         }
@@ -312,6 +332,9 @@ impl PageEngine {
                 continue;
             }
             state.dirty_at.get_or_insert(ts);
+            if let Some(first) = &mut state.rendering {
+                first.get_or_insert(ts);
+            }
             if std::mem::replace(&mut state.queued, true) {
                 continue;
             }
