@@ -25,8 +25,16 @@ cargo build --release --locked -p grove-proxy -p grove-publisher -p grove-bench
 BIN="$CARGO_TARGET_DIR/release"
 
 TOKEN="grove_$(python3 -c 'import secrets; print(secrets.token_hex(32))')"
-GROVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN/grove-proxy" --state-dir "$WORK/grove" \
-    --listen 127.0.0.1:18281 --admin-listen 127.0.0.1:18282 --base-domain localhost &
+# The node's per-handle rate limit (200/s by default) would meter the
+# seeding writes and the renders' reads, not grove.
+cat >"$WORK/grove.toml" <<CONF
+listen = "127.0.0.1:18281"
+admin_listen = "127.0.0.1:18282"
+state_dir = "$WORK/grove"
+[node.limits]
+requests_per_second = 1000000
+CONF
+GROVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN/grove-proxy" --config "$WORK/grove.toml" &
 PROXY_PID=$!
 until curl -s -o /dev/null http://127.0.0.1:18282/health; do sleep 0.1; done
 export GROVE_HOST=http://127.0.0.1:18281 GROVE_TOKEN="$TOKEN" XDG_CONFIG_HOME="$WORK/xdg"

@@ -42,8 +42,9 @@ const RENDERERS: usize = 2;
 /// A dirty page waits this long before it re-renders, so a burst of
 /// writes costs one render.
 const DEBOUNCE: Duration = Duration::from_millis(25);
-/// Pages kept rendered, over every site.
-const SLOTS: u64 = 100_000;
+/// Bytes of rendered pages kept, over every site (each slot weighs its
+/// page and its reads, re-weighed after every render).
+const SLOT_BYTES: u64 = 256 << 20;
 
 /// A page as rendered.
 #[derive(Debug)]
@@ -88,6 +89,23 @@ struct Inputs {
     pages: Arc<SitePages>,
     template: String,
     param: Option<(String, String)>,
+}
+
+impl Slot {
+    /// Roughly the memory the slot holds: its page and what it read.
+    fn weight(&self) -> u32 {
+        let state = self.state.lock().expect("not poisoned");
+        let page = state.page.as_ref().map_or(0, |page| {
+            page.body.len() + page.reads.iter().map(|read| 64 + read_path(read).len()).sum::<usize>()
+        });
+        u32::try_from(page + 1024).unwrap_or(u32::MAX)
+    }
+}
+
+fn read_path(read: &Read) -> &str {
+    match read {
+        Read::Path(path) | Read::Children(path) => path,
+    }
 }
 
 struct Slot {
@@ -139,7 +157,10 @@ impl PageEngine {
             trees,
             blobs,
             site_pages: moka::future::Cache::new(1_000),
-            slots: moka::sync::Cache::new(SLOTS),
+            slots: moka::sync::Cache::builder()
+                .max_capacity(SLOT_BYTES)
+                .weigher(|_, slot: &Arc<Slot>| slot.weight())
+                .build(),
             feeds: Mutex::new(HashMap::new()),
             renderers: Semaphore::new(RENDERERS),
             limits: RenderLimits::default(),
@@ -267,6 +288,9 @@ impl PageEngine {
                 // page since the render began may not be.
                 state.dirty_at = state.rendering.take().flatten();
                 state.page = Some(Arc::clone(&page));
+                drop(state);
+                // Re-inserted, so the cache weighs the page it now holds.
+                self.slots.insert(key.clone(), Arc::clone(slot));
                 Ok(page)
             }
             Err(error) => {
