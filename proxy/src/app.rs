@@ -410,10 +410,11 @@ impl Grove {
         let template = matched.route.template.clone();
         let param = matched.param.clone();
         if let (Some(source), Some((_, id))) = (&matched.route.source, &param) {
-            // One page per node path under the source; others are not pages.
-            match self.node.children(&target.site, source).await {
-                Ok(names) if names.contains(id) => {}
-                Ok(_) => return None,
+            // One page per node path under the source that holds data;
+            // others are not pages.
+            match self.node.holds_data(&target.site, &format!("{source}/{id}")).await {
+                Ok(true) => {}
+                Ok(false) => return None,
                 Err(failure) => return Some(failure.into_reply()),
             }
         }

@@ -202,6 +202,18 @@ impl NodeClient {
         Ok(reply.names)
     }
 
+    /// Whether `path`, or some path below it, holds an entry.
+    pub async fn holds_data(&self, site: &SiteName, path: &str) -> Result<bool, ApiFailure> {
+        if !self
+            .read_newest(site, path, Timestamp::from_u64(u64::MAX), 1)
+            .await?
+            .is_empty()
+        {
+            return Ok(true);
+        }
+        Ok(!self.children(site, path).await?.is_empty())
+    }
+
     /// A GET as the proxy, its JSON reply parsed.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
