@@ -640,15 +640,9 @@ impl Grove {
                 header::HeaderName::from_static("cdn-cache-control"),
                 semantics::CDN_KEEP,
             )
-            // Every version can change it, and every version purges the
-            // root document's tag.
             .with(
                 header::HeaderName::from_static("cache-tag"),
-                format!(
-                    "{},{}",
-                    semantics::site_tag(context.site),
-                    semantics::root_document_tag(context.site)
-                ),
+                semantics::version_tags(context.site),
             );
         if let Some(token) = encoding.token() {
             reply.set(header::CONTENT_ENCODING, token);
@@ -878,11 +872,7 @@ impl Grove {
                         )
                         .with(
                             header::HeaderName::from_static("cache-tag"),
-                            format!(
-                                "{},{}",
-                                semantics::site_tag(&target.site),
-                                semantics::root_document_tag(&target.site)
-                            ),
+                            semantics::version_tags(&target.site),
                         );
                     private_if(
                         pinned_by_request(target, request),

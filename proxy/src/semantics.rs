@@ -177,6 +177,13 @@ pub fn root_document_tag(site: &SiteName) -> String {
     format!("grove:{site}:root")
 }
 
+/// The tags of a response every new version may change (the root
+/// document, generated files): the site's, and the root document's, which
+/// every version purges.
+pub fn version_tags(site: &SiteName) -> String {
+    format!("{},{}", site_tag(site), root_document_tag(site))
+}
+
 /// The tag of one file of a site, under every URL that serves it (`/about`,
 /// `/about/`, `/about/index.html` all carry the tag of `about/index.html`).
 /// Printable ASCII without spaces or commas; over-long tags become a hash.

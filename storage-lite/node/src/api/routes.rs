@@ -151,6 +151,19 @@ impl PathQuery {
     fn after(&self) -> Result<Timestamp, NodeFailure> {
         parse_timestamp(self.after.as_deref())
     }
+
+    /// Where an event stream starts: after its `Last-Event-ID` when it is
+    /// resumed, else after the query's `after`.
+    fn resume(&self, headers: &HeaderMap) -> Result<Timestamp, NodeFailure> {
+        match headers.get("last-event-id") {
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|text| text.parse::<Timestamp>().ok())
+                .ok_or_else(|| NodeFailure::bad_request("Last-Event-ID must be a timestamp")),
+            None => self.after(),
+        }
+    }
 }
 
 fn parse_timestamp(text: Option<&str>) -> Result<Timestamp, NodeFailure> {
@@ -238,14 +251,7 @@ pub async fn changes(
     let (site, handle) = caller(&site, &headers)?;
     let query = PathQuery::of(query)?;
     let record = api.auth.authorize_site(&handle, &site, Right::Read).await?;
-    let after = match headers.get("last-event-id") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|text| text.parse::<Timestamp>().ok())
-            .ok_or_else(|| NodeFailure::bad_request("Last-Event-ID must be a timestamp"))?,
-        None => query.after()?,
-    };
+    let after = query.resume(&headers)?;
     let slot = api.watchers.take(record.id, api.limits.max_watchers_per_handle)?;
     Ok(watch::events(api.log.changes(&site, after), slot))
 }
@@ -260,20 +266,7 @@ pub async fn watch(
     let query = PathQuery::of(query)?;
     let data_path = query.path()?;
     let record = api.auth.authorize(&handle, &site, &[(data_path, Right::Read)]).await?;
-    let resume = headers
-        .get("last-event-id")
-        .map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(|text| text.parse::<Timestamp>().ok())
-                .ok_or_else(|| NodeFailure::bad_request("Last-Event-ID must be a timestamp"))
-        })
-        .transpose()?;
-    let after = match resume {
-        Some(resume) => resume,
-        None => query.after()?,
-    };
+    let after = query.resume(&headers)?;
     let slot = api.watchers.take(record.id, api.limits.max_watchers_per_handle)?;
     let watch = api.log.watch(&site, data_path, after)?;
     Ok(watch::events(watch, slot))
