@@ -3,9 +3,9 @@
 //! no `now()`), so the same inputs always give the same bytes. Bounded by
 //! minijinja's fuel, an output size and the data it may read.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use minijinja::value::Value;
 
@@ -50,6 +50,8 @@ pub struct Rendered {
     pub html: String,
     /// What it read, each once.
     pub reads: Vec<Read>,
+    /// Every template it loaded (its own, bases, includes), by path.
+    pub templates: Vec<String>,
 }
 
 /// Renders `page`; an error names the template and line at fault.
@@ -59,7 +61,8 @@ pub fn render(
     source: Arc<dyn DataSource>,
     limits: RenderLimits,
 ) -> Result<Rendered, TemplateError> {
-    let mut env = templates.environment();
+    let used = Arc::new(Mutex::new(BTreeSet::new()));
+    let mut env = templates.recording_environment(Arc::clone(&used));
     env.set_fuel(Some(limits.fuel));
     let template = env
         .get_template(page.template)
@@ -86,6 +89,7 @@ pub fn render(
     Ok(Rendered {
         html,
         reads: data.reads(),
+        templates: used.lock().expect("not poisoned").iter().cloned().collect(),
     })
 }
 
@@ -214,6 +218,11 @@ mod tests {
         assert_eq!(
             rendered.reads,
             [Read::Path("posts/42".into()), Read::Path("posts/42/comments".into())]
+        );
+        assert_eq!(
+            rendered.templates,
+            ["_templates/base.html", "_templates/post.html"],
+            "the page depends on its template and the one it extends"
         );
         let again = render(&site(), &post("42"), memory.clone(), RenderLimits::default()).unwrap();
         assert_eq!(again.html, rendered.html, "the same inputs give the same bytes");

@@ -4,7 +4,7 @@
 //! in the tree.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use minijinja::{Environment, Error, ErrorKind};
 
@@ -90,6 +90,12 @@ impl TemplateSet {
     /// that leaves the tree (`../x`, `/etc/x`) is an error, one the tree
     /// lacks is "not found".
     pub fn environment(&self) -> Environment<'static> {
+        self.recording_environment(Arc::default())
+    }
+
+    /// [`Self::environment`], adding the name of every template it loads
+    /// to `used`: what a page depends on beside its data.
+    pub fn recording_environment(&self, used: Arc<Mutex<BTreeSet<String>>>) -> Environment<'static> {
         let mut env = Environment::new();
         let sources = Arc::clone(&self.sources);
         env.set_loader(move |name| {
@@ -99,7 +105,11 @@ impl TemplateSet {
                     format!("{name:?} is outside the site's tree"),
                 ));
             }
-            Ok(sources.get(name).cloned())
+            let source = sources.get(name).cloned();
+            if source.is_some() {
+                used.lock().expect("not poisoned").insert(name.to_owned());
+            }
+            Ok(source)
         });
         env
     }

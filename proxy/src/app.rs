@@ -104,6 +104,8 @@ impl Grove {
         ));
         let auth = Auth::new(&config, Arc::clone(&store), Arc::clone(&node))?;
         let live = LiveHub::new(Arc::clone(&node), Arc::clone(&roots), config.root_refresh);
+        let page_purges =
+            purge.map(|setup| setup.outbox(Arc::clone(&store), Sites::new(Arc::clone(&store), trees.clone())));
         Ok(Self {
             router: Router::new(&config.base_domain, custom, canonical),
             api: PublishApi::new(
@@ -145,6 +147,7 @@ impl Grove {
                 Arc::clone(&node),
                 trees.clone(),
                 ContentStore::blobs(Arc::clone(&store)),
+                page_purges,
             ),
             node,
             version_blobs: moka::future::Cache::builder()
@@ -407,6 +410,7 @@ impl Grove {
         }
         let url_path = path.url_path();
         let matched = site_pages.routes.find(&url_path)?;
+        let file = SitePath::parse(&page_file(&path)).ok()?;
         let template = matched.route.template.clone();
         let param = matched.param.clone();
         if let (Some(source), Some((_, id))) = (&matched.route.source, &param) {
@@ -429,6 +433,7 @@ impl Grove {
             url: url_path.clone(),
             template,
             param,
+            tag: semantics::path_tag(&target.site, file.as_str()),
         };
         let answer = self.pages.page(wanted, seen).await;
         let (page, stale) = match answer {
@@ -443,7 +448,7 @@ impl Grove {
         };
         self.blobs.insert(page.hash, page.body.clone()).await;
         let entry = Entry {
-            path: SitePath::parse(&page_file(&path)).ok()?,
+            path: file,
             hash: page.hash,
             size: page.body.len() as u64,
             content_type: ContentType::parse("text/html; charset=utf-8").expect("a valid content type"),
@@ -460,6 +465,20 @@ impl Grove {
         );
         // Kept briefly at the CDN, purge or not: its staleness there is bounded.
         reply.set(header::HeaderName::from_static("cdn-cache-control"), RENDERED_CDN);
+        // A publish changing one of its templates or the route file purges
+        // those files' tags, and with them the page.
+        if let Some(tags) = reply.headers.get("cache-tag").and_then(|tags| tags.to_str().ok()) {
+            let sources = page
+                .templates
+                .iter()
+                .map(String::as_str)
+                .chain([grove_pages::ROUTE_FILE]);
+            let tags = std::iter::once(tags.to_owned())
+                .chain(sources.map(|source| semantics::path_tag(&target.site, source)))
+                .collect::<Vec<_>>()
+                .join(",");
+            reply.set(header::HeaderName::from_static("cache-tag"), tags);
+        }
         if stale {
             reply.set(header::HeaderName::from_static(seen::STALE_HEADER), "1");
             reply.set(header::CACHE_CONTROL, "no-store");

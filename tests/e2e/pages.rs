@@ -7,8 +7,14 @@ use grove_core::tree::{Entry, TreeNode};
 use grove_core::{ContentHash, ContentType, SitePath};
 use reqwest::StatusCode;
 
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use grove_testkit::cloudflare::{FakeCloudflare, Limits};
 use grove_testkit::host::{Host, stderr};
 use grove_testkit::proxy::site_dir;
+
+use crate::purge::{host_for, settled, tag};
 
 const ROUTES: &str = "[[route]]\npath = \"/posts/{id}/\"\ntemplate = \"_templates/post.html\"\nsource = \"posts\"\n";
 const GOOD_POST: &str = "{% set post = data.last(\"posts/\" ~ id) %}\n<h1>{{ post.data.title }}</h1>\n";
@@ -102,10 +108,16 @@ const BASE: &str =
 /// A host serving a database-backed `demo`, and a client for it.
 async fn pages_host() -> (Host, reqwest::Client) {
     let host = Host::local("");
+    let client = publish_pages(&host, BASE).await;
+    (host, client)
+}
+
+/// Publishes the posts site (its base template `base`) to `demo`; a client.
+async fn publish_pages(host: &Host, base: &str) -> reqwest::Client {
     let dir = site_dir(&[
         ("index.html", "<h1>static home</h1>"),
         ("_grove/pages.toml", PAGES),
-        ("_templates/base.html", BASE),
+        ("_templates/base.html", base),
         ("_templates/post.html", POST),
         ("_templates/home.html", HOME),
         (
@@ -114,8 +126,7 @@ async fn pages_host() -> (Host, reqwest::Client) {
         ),
     ]);
     host.publish(dir.path(), "demo").await;
-    let client = host.proxy.client(&["demo.localhost"]);
-    (host, client)
+    host.proxy.client(&["demo.localhost"])
 }
 
 async fn write(host: &Host, client: &reqwest::Client, path: &str, data: serde_json::Value) -> String {
@@ -294,4 +305,85 @@ async fn the_demo_guestbook_shows_an_entry_once_it_is_written() {
         assert!(std::time::Instant::now() < deadline, "the background render never came");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Polls `path` (nothing seen) until its page contains `text`.
+async fn until_rendered(host: &Host, client: &reqwest::Client, path: &str, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = get(host, client, path, None).await.text().await.unwrap();
+        if page.contains(text) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{path} never showed {text:?}: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cdn_purges_exactly_the_re_rendered_pages_once_each() {
+    let limits = Limits::default();
+    let fake = FakeCloudflare::start(limits.clone()).await.unwrap();
+    let host = host_for(&fake, &limits, "", "");
+    let client = publish_pages(&host, BASE).await;
+    for id in ["1", "2"] {
+        write(
+            &host,
+            &client,
+            &format!("posts/{id}"),
+            serde_json::json!({ "title": id }),
+        )
+        .await;
+    }
+    let ts = write(&host, &client, "posts/2/comments", serde_json::json!({ "text": "x" })).await;
+    for path in ["/posts/1/", "/posts/2/", "/"] {
+        let page = get(&host, &client, path, Some(&ts)).await;
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+    }
+    // Its templates and the route file tag a page too, so a publish that
+    // changes them purges it. (A seen request is private: no tags.)
+    let page = get(&host, &client, "/posts/1/", None).await;
+    let tags: BTreeSet<&str> = header(&page, "cache-tag").unwrap().split(',').collect();
+    for file in [
+        "posts/1/index.html",
+        "_templates/post.html",
+        "_templates/base.html",
+        "_grove/pages.toml",
+    ] {
+        assert!(tags.contains(tag(file).as_str()), "{file}: {tags:?}");
+    }
+    let before = fake.purged_tags().len();
+
+    // A burst of writes to one post re-renders it, maybe more than once:
+    // its tag is purged once, and nothing else is.
+    for n in 0..5 {
+        write(
+            &host,
+            &client,
+            "posts/1/comments",
+            serde_json::json!({ "text": format!("c{n}") }),
+        )
+        .await;
+    }
+    until_rendered(&host, &client, "/posts/1/", "<p>c4</p>").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fake.purged_tags().len() == before {
+        assert!(Instant::now() < deadline, "no purge came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Past the settle time of any later mark.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(fake.purged_tags()[before..], [tag("posts/1/index.html")]);
+
+    // A publish changing the base template purges its tag, which every
+    // page rendered from it carries.
+    publish_pages(&host, &BASE.replace("<title>posts</title>", "<title>all posts</title>")).await;
+    let purge = settled(&host, 2, Duration::from_secs(20)).await;
+    assert_eq!(purge["state"], "done", "{purge}");
+    assert!(
+        fake.purged_tags().contains(&tag("_templates/base.html")),
+        "{:?}",
+        fake.purged_tags()
+    );
+    assert!(fake.refusals().is_empty(), "{:?}", fake.refusals());
 }

@@ -13,7 +13,7 @@ use grove_testkit::proxy::{publish, site_dir};
 
 /// A host purging the fake, with `cdn_keys` added to `[cdn.cloudflare]` and
 /// `more` (other sections) after it.
-fn host_for(fake: &FakeCloudflare, limits: &Limits, cdn_keys: &str, more: &str) -> Host {
+pub(crate) fn host_for(fake: &FakeCloudflare, limits: &Limits, cdn_keys: &str, more: &str) -> Host {
     let config = format!(
         "[cdn.cloudflare]\nzone_id = \"{}\"\napi_base = \"{}\"\nrequests_per_minute = {}\nburst = {}\n{cdn_keys}\n{more}",
         limits.zone_id,
@@ -24,7 +24,7 @@ fn host_for(fake: &FakeCloudflare, limits: &Limits, cdn_keys: &str, more: &str) 
     Host::local_with(&config, &[("CLOUDFLARE_API_TOKEN", &limits.token)])
 }
 
-fn tag(path: &str) -> String {
+pub(crate) fn tag(path: &str) -> String {
     format!("grove:demo/{path}")
 }
 
@@ -40,7 +40,7 @@ async fn publish_cli(host: &Host, dir: &std::path::Path, extra: &[&str]) -> (std
 }
 
 /// Version `n`'s purge status once it is no longer pending.
-async fn settled(host: &Host, n: u64, limit: Duration) -> Value {
+pub(crate) async fn settled(host: &Host, n: u64, limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
         let (status, reply) = host

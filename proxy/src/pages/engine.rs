@@ -13,6 +13,12 @@
 //!
 //! A render starts from the feed's cursor: every write up to it is
 //! committed, and reads happen after, so the page reflects them all.
+//!
+//! A re-render that changed a page's bytes queues the purge of its cache
+//! tag at the CDN (coalesced per page until sent, see
+//! [`crate::purge::Outbox::page_rendered`]). A write that touches more than
+//! [`MASS_DIRTY`] pages renders none of them in the background: each
+//! renders on its next request, and the site's tag is purged once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,8 +35,9 @@ use grove_pages::render::{PageRequest, RenderLimits, render};
 use grove_pages::site::SitePages;
 use tokio::sync::{Semaphore, watch};
 
-use crate::metrics;
 use crate::node_client::{NodeClient, backoff};
+use crate::purge::Outbox;
+use crate::{metrics, semantics};
 
 use super::node_data::NodeData;
 use super::{LoadError, load};
@@ -45,6 +52,9 @@ const DEBOUNCE: Duration = Duration::from_millis(25);
 /// Bytes of rendered pages kept, over every site (each slot weighs its
 /// page and its reads, re-weighed after every render).
 const SLOT_BYTES: u64 = 256 << 20;
+/// A write touching more pages than this leaves them to render on their
+/// next request instead of all at once.
+pub const MASS_DIRTY: usize = 256;
 
 /// A page as rendered.
 #[derive(Debug)]
@@ -53,6 +63,8 @@ pub struct RenderedPage {
     pub hash: ContentHash,
     /// Every write up to this timestamp is reflected.
     pub as_of: Timestamp,
+    /// Every template the render loaded, by path.
+    pub templates: Vec<String>,
     reads: Vec<Read>,
 }
 
@@ -65,6 +77,8 @@ pub struct Wanted {
     pub url: String,
     pub template: String,
     pub param: Option<(String, String)>,
+    /// The page's own cache tag, purged when a re-render changes it.
+    pub tag: String,
 }
 
 /// What a page request gets.
@@ -89,6 +103,7 @@ struct Inputs {
     pages: Arc<SitePages>,
     template: String,
     param: Option<(String, String)>,
+    tag: String,
 }
 
 impl Slot {
@@ -122,6 +137,9 @@ struct SlotState {
     dirty_at: Option<Timestamp>,
     /// A background render is queued.
     queued: bool,
+    /// Dirty, and left to render on the next request (by a write that
+    /// touched too many pages to render them all in the background).
+    lazy: bool,
     /// A render is running: the first write since it began that touched
     /// the page's reads, which the new page may not reflect.
     rendering: Option<Option<Timestamp>>,
@@ -148,10 +166,12 @@ pub struct PageEngine {
     feeds: Mutex<HashMap<SiteName, watch::Receiver<Timestamp>>>,
     renderers: Semaphore,
     limits: RenderLimits,
+    /// Where re-rendered pages' purges go, with a CDN configured.
+    outbox: Option<Outbox>,
 }
 
 impl PageEngine {
-    pub fn new(node: Arc<NodeClient>, trees: Trees, blobs: ContentStore) -> Arc<Self> {
+    pub fn new(node: Arc<NodeClient>, trees: Trees, blobs: ContentStore, outbox: Option<Outbox>) -> Arc<Self> {
         Arc::new(Self {
             node,
             trees,
@@ -164,6 +184,7 @@ impl PageEngine {
             feeds: Mutex::new(HashMap::new()),
             renderers: Semaphore::new(RENDERERS),
             limits: RenderLimits::default(),
+            outbox,
         })
     }
 
@@ -186,6 +207,7 @@ impl PageEngine {
             url,
             template,
             param,
+            tag,
         } = wanted;
         let key = SlotKey {
             site: site.clone(),
@@ -194,22 +216,35 @@ impl PageEngine {
         };
         let slot = self.slots.get_with(key.clone(), || {
             Arc::new(Slot {
-                inputs: Inputs { pages, template, param },
+                inputs: Inputs {
+                    pages,
+                    template,
+                    param,
+                    tag,
+                },
                 rendering: tokio::sync::Mutex::new(()),
                 state: Mutex::new(SlotState::default()),
             })
         });
         let mut cursor = self.feed(&site);
-        let current = slot.state.lock().expect("not poisoned").page.clone();
-        let Some(seen) = seen else {
+        let (current, lazy) = {
+            let state = slot.state.lock().expect("not poisoned");
+            (state.page.clone(), state.lazy)
+        };
+        let seen = match seen {
+            Some(seen) => seen,
+            // Left to render now: as fresh as the feed.
+            None if lazy => *cursor.borrow(),
             // Nothing seen: the latest render at once, like a static file.
-            if let Some(page) = current {
-                return Served::Fresh(page);
+            None => {
+                if let Some(page) = current {
+                    return Served::Fresh(page);
+                }
+                return match self.render(&key, &slot, Timestamp::ZERO).await {
+                    Ok(page) => Served::Fresh(page),
+                    Err(message) => Served::Failed(message),
+                };
             }
-            return match self.render(&key, &slot, Timestamp::ZERO).await {
-                Ok(page) => Served::Fresh(page),
-                Err(message) => Served::Failed(message),
-            };
         };
         let fresh = tokio::time::timeout(WAIT, async {
             let _ = cursor.wait_for(|at| *at >= seen).await;
@@ -281,14 +316,19 @@ impl PageEngine {
                     hash: ContentHash::of(&body),
                     body,
                     as_of: cursor,
+                    templates: rendered.templates,
                     reads: rendered.reads,
                 });
                 let mut state = slot.state.lock().expect("not poisoned");
                 // Writes up to the cursor are reflected; one touching the
                 // page since the render began may not be.
                 state.dirty_at = state.rendering.take().flatten();
-                state.page = Some(Arc::clone(&page));
+                state.lazy = false;
+                let before = state.page.replace(Arc::clone(&page));
                 drop(state);
+                if before.is_some_and(|before| before.hash != page.hash) {
+                    self.purge(&key.site, &slot.inputs.tag);
+                }
                 // Re-inserted, so the cache weighs the page it now holds.
                 self.slots.insert(key.clone(), Arc::clone(slot));
                 Ok(page)
@@ -338,9 +378,19 @@ impl PageEngine {
         receiver
     }
 
+    /// Queues the CDN purge of `tag`, without holding up the caller.
+    fn purge(&self, site: &SiteName, tag: &str) {
+        if let Some(outbox) = self.outbox.clone() {
+            let (site, tag) = (site.clone(), tag.to_owned());
+            tokio::spawn(async move { outbox.page_rendered(&site, &tag).await });
+        }
+    }
+
     /// Marks the pages of `site` a write at `ts` to `paths` touched, and
-    /// queues their re-render.
+    /// queues their re-render (or, past [`MASS_DIRTY`] of them, leaves
+    /// each to its next request and purges the site's tag once).
     fn touched(self: &Arc<Self>, site: &SiteName, ts: Timestamp, paths: &[String]) {
+        let mut touched = Vec::new();
         for (key, slot) in self.slots.iter() {
             if key.site != *site {
                 continue;
@@ -359,10 +409,21 @@ impl PageEngine {
             if let Some(first) = &mut state.rendering {
                 first.get_or_insert(ts);
             }
-            if std::mem::replace(&mut state.queued, true) {
+            drop(state);
+            touched.push((key, slot));
+        }
+        if touched.len() > MASS_DIRTY {
+            for (_, slot) in &touched {
+                slot.state.lock().expect("not poisoned").lazy = true;
+            }
+            tracing::info!(%site, pages = touched.len(), "a write touched many pages: each renders on its next request");
+            self.purge(site, &semantics::site_tag(site));
+            return;
+        }
+        for (key, slot) in touched {
+            if std::mem::replace(&mut slot.state.lock().expect("not poisoned").queued, true) {
                 continue;
             }
-            drop(state);
             let engine = Arc::clone(self);
             let key = (*key).clone();
             tokio::spawn(async move {

@@ -121,8 +121,9 @@ impl PurgeSetup {
     }
 }
 
-/// Queues purges for commits made through the publish API.
-#[derive(Debug)]
+/// Queues purges: for commits made through the publish API, and for
+/// database-backed pages re-rendered here.
+#[derive(Debug, Clone)]
 pub struct Outbox {
     queue: PurgeQueue,
     signals: Arc<Signals>,
@@ -143,6 +144,19 @@ impl Outbox {
             self.signals.catch_up.store(true, Ordering::Release);
         }
         self.signals.wake.notify_one();
+    }
+}
+
+impl Outbox {
+    /// A database-backed page was re-rendered with new bytes: its cache
+    /// `tag` is purged, once for every render until the purge is sent.
+    pub async fn page_rendered(&self, site: &SiteName, tag: &str) {
+        match self.queue.mark_page(site, tag, worker::now_ms()).await {
+            Ok(()) => self.signals.wake.notify_one(),
+            // Kept at the CDN for a short time only, the page is stale
+            // there for at most that long.
+            Err(error) => tracing::warn!(%site, tag, %error, "queueing the CDN purge of a re-rendered page failed"),
+        }
     }
 }
 

@@ -9,6 +9,9 @@
 //!   start (every tracked site whose live version is past its cursor).
 //! - `queue/<site>/<n:020>`: version `n` of the site awaits its purge;
 //!   create-only, deleted once the purge is done or dead-lettered.
+//! - `pages/<site>/<digest>`: a re-rendered database-backed page's cache tag
+//!   awaits its purge; create-only, so every render before the purge is
+//!   sent coalesces into one mark, and taken off just before it is sent.
 //! - `lease`: which proxy sends, until when, and the rate limiter's state.
 //!
 //! Each version's [`PurgeStatus`] lives with its site, at
@@ -63,6 +66,15 @@ pub struct Job {
 #[derive(Debug, Serialize, Deserialize)]
 struct Cursor {
     version: u64,
+}
+
+/// A rendered page's cache tag awaiting its purge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PageMark {
+    pub site: String,
+    pub tag: String,
+    /// Wall-clock milliseconds of the render that marked it.
+    pub marked_ms: u64,
 }
 
 /// The right to send for the account, held until `expires_ms`.
@@ -232,6 +244,49 @@ impl PurgeQueue {
             }
         }
         Ok(caught_up)
+    }
+
+    /// Marks a re-rendered page's `tag` for purging; a mark already there
+    /// (not yet sent) stands for this render too.
+    pub async fn mark_page(&self, site: &SiteName, tag: &str, now_ms: u64) -> Result<(), QueueError> {
+        let mark = PageMark {
+            site: site.to_string(),
+            tag: tag.to_owned(),
+            marked_ms: now_ms,
+        };
+        ignore_existing(
+            self.store
+                .put_if_absent(&self.keys.page_mark(site, tag), record::encode(&mark))
+                .await,
+        )?;
+        Ok(())
+    }
+
+    /// Every page mark with its key, oldest first.
+    pub async fn page_marks(&self) -> Result<Vec<(ObjectKey, PageMark)>, QueueError> {
+        let mut marks = Vec::new();
+        for key in self.list(&self.keys.page_marks()).await? {
+            // (Gone meanwhile: taken by a sender.)
+            if let Some((mark, _)) = record::read::<PageMark>(self.store.as_ref(), &key).await? {
+                marks.push((key, mark));
+            }
+        }
+        marks.sort_by_key(|(_, mark)| mark.marked_ms);
+        Ok(marks)
+    }
+
+    /// Takes a mark off before its purge is sent, so a render from now on
+    /// marks the page again (its purge may leave before that render ends).
+    pub async fn unmark_page(&self, key: &ObjectKey) -> Result<(), QueueError> {
+        self.store.delete(key).await?;
+        Ok(())
+    }
+
+    /// Puts back a mark taken off for a request that is to be retried
+    /// (unless a render has marked the page again meanwhile).
+    pub async fn restore_page(&self, key: &ObjectKey, mark: &PageMark) -> Result<(), QueueError> {
+        ignore_existing(self.store.put_if_absent(key, record::encode(mark)).await)?;
+        Ok(())
     }
 
     /// Every version awaiting its purge, oldest first. Entries left behind

@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 use super::bucket::Rate;
 use super::plan::plan;
 use super::purger::{PurgeError, PurgeRequest, Purger};
-use super::queue::{Job, Lease, LeaseOutcome, PurgeQueue, QueueError};
+use super::queue::{Job, Lease, LeaseOutcome, PageMark, PurgeQueue, QueueError};
 use super::{PurgeSetup, Signals};
 use crate::config::{Config, PurgeQueueConfig};
 use crate::metrics;
@@ -38,6 +38,11 @@ const CATCH_UP_EVERY: Duration = Duration::from_secs(3600);
 /// Beyond the root refresh bound, how long a version's purge waits for every
 /// proxy (and requests in flight) to have moved to it.
 const ROOT_SETTLE_MARGIN: Duration = Duration::from_secs(1);
+/// How long a re-rendered page's purge waits, so that every proxy
+/// following the node's change feed has re-rendered it too (a purge sent
+/// before could let the CDN fetch another proxy's old render and keep it,
+/// for the short time rendered pages are kept there).
+const PAGE_SETTLE: Duration = Duration::from_secs(1);
 
 /// The purge sender of one proxy.
 pub struct PurgeWorker {
@@ -116,6 +121,8 @@ struct Progress {
     /// After a batch of several jobs was refused, jobs go one at a time, so
     /// one bad job cannot take others down with it.
     solo: bool,
+    /// Page purges that failed in a row, for their backoff.
+    page_failures: u32,
 }
 
 impl Sender {
@@ -124,6 +131,7 @@ impl Sender {
             lease: None,
             not_before: Instant::now(),
             solo: false,
+            page_failures: 0,
         };
         let mut last_catch_up: Option<Instant> = None;
         loop {
@@ -173,9 +181,9 @@ impl Sender {
     /// lease is renewed (by compare-and-swap) before each request anyway, so
     /// one lost meanwhile shows there. `Err` is how long another proxy
     /// holds it.
-    async fn hold<'a>(&self, lease: &'a mut Option<Lease>) -> Result<Result<&'a mut Lease, Duration>, QueueError> {
-        if let Some(held) = lease {
-            return Ok(Ok(held));
+    async fn hold(&self, lease: &mut Option<Lease>) -> Result<Result<(), Duration>, QueueError> {
+        if lease.is_some() {
+            return Ok(Ok(()));
         }
         let now = now_ms();
         match self
@@ -183,7 +191,10 @@ impl Sender {
             .lease(&self.holder, self.lease_ttl_ms(), self.rate(), now)
             .await?
         {
-            LeaseOutcome::Held(held) => Ok(Ok(lease.insert(held))),
+            LeaseOutcome::Held(held) => {
+                *lease = Some(held);
+                Ok(Ok(()))
+            }
             LeaseOutcome::Busy { until_ms } => Ok(Err(Duration::from_millis(until_ms.saturating_sub(now)))),
         }
     }
@@ -191,14 +202,14 @@ impl Sender {
     async fn step(&self, progress: &mut Progress) -> Result<Step, QueueError> {
         let poll = Duration::from_secs(self.settings.poll_secs.max(1));
         let mut jobs = self.queue.pending().await?;
-        metrics::PURGE_QUEUE_DEPTH.set(jobs.len() as i64);
-        if jobs.is_empty() {
+        let marks = self.queue.page_marks().await?;
+        metrics::PURGE_QUEUE_DEPTH.set((jobs.len() + marks.len()) as i64);
+        if jobs.is_empty() && marks.is_empty() {
             return Ok(Step::Idle(poll));
         }
-        let held = match self.hold(&mut progress.lease).await? {
-            Ok(held) => held,
-            Err(busy) => return Ok(Step::Idle(busy.clamp(Duration::from_millis(100), poll))),
-        };
+        if let Err(busy) = self.hold(&mut progress.lease).await? {
+            return Ok(Step::Idle(busy.clamp(Duration::from_millis(100), poll)));
+        }
 
         for job in jobs.iter_mut().filter(|job| job.status.plan.is_none()) {
             match self.plan(job).await {
@@ -234,35 +245,17 @@ impl Sender {
             }
         }
         let max_jobs = if progress.solo { 1 } else { usize::MAX };
+        // Versions go first; re-rendered pages when no version is ready.
         let Some(batch) = next_batch(&ready, self.settings.max_tags_per_request.max(1), max_jobs) else {
-            return Ok(Step::Idle(settling.unwrap_or(poll)));
+            return self.send_pages(progress, marks, settling.unwrap_or(poll)).await;
         };
-        let now = Instant::now();
-        if now < progress.not_before {
-            return Ok(Step::Idle(progress.not_before - now));
+        if let Some(step) = self.clear_to_send(progress).await? {
+            return Ok(step);
         }
-        if let Err(wait) = held.take_token(self.rate(), now_ms()) {
-            return Ok(Step::Idle(wait));
-        }
-        if !self.queue.renew(held, self.lease_ttl_ms(), now_ms()).await? {
-            progress.lease = None;
-            return Ok(Step::Again);
-        }
-
         let result = self.purger.purge(&batch.request).await;
-        held.settle(now_ms());
-        if let Err(PurgeError::Retry {
-            retry_after: Some(wait),
-            throttled: true,
-            ..
-        }) = &result
-        {
-            held.hold_off(now_ms(), *wait);
-        }
         // Record the outcome only while still the sender: if the lease ran
         // out meanwhile, the new holder owns the queue (and resends).
-        if !self.queue.renew(held, self.lease_ttl_ms(), now_ms()).await? {
-            progress.lease = None;
+        if !self.sent(progress, &result).await? {
             return Ok(Step::Again);
         }
         let several = batch.parts.len() > 1;
@@ -323,6 +316,121 @@ impl Sender {
                     job.status.attempts += 1;
                     self.dead_letter(job, &message).await?;
                 }
+            }
+        }
+        Ok(Step::Again)
+    }
+
+    /// Before a request: past the backoff, a token from the account's
+    /// bucket and the lease renewed; else the step to take instead.
+    async fn clear_to_send(&self, progress: &mut Progress) -> Result<Option<Step>, QueueError> {
+        let now = Instant::now();
+        if now < progress.not_before {
+            return Ok(Some(Step::Idle(progress.not_before - now)));
+        }
+        let Some(held) = progress.lease.as_mut() else {
+            return Ok(Some(Step::Again));
+        };
+        if let Err(wait) = held.take_token(self.rate(), now_ms()) {
+            return Ok(Some(Step::Idle(wait)));
+        }
+        if !self.queue.renew(held, self.lease_ttl_ms(), now_ms()).await? {
+            progress.lease = None;
+            return Ok(Some(Step::Again));
+        }
+        Ok(None)
+    }
+
+    /// After a request: the bucket settled (and held off after a 429 with
+    /// `Retry-After`), and whether the lease is still held.
+    async fn sent(&self, progress: &mut Progress, result: &Result<(), PurgeError>) -> Result<bool, QueueError> {
+        let Some(held) = progress.lease.as_mut() else {
+            return Ok(false);
+        };
+        held.settle(now_ms());
+        if let Err(PurgeError::Retry {
+            retry_after: Some(wait),
+            throttled: true,
+            ..
+        }) = result
+        {
+            held.hold_off(now_ms(), *wait);
+        }
+        if !self.queue.renew(held, self.lease_ttl_ms(), now_ms()).await? {
+            progress.lease = None;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// Purges the tags of re-rendered pages marked at least
+    /// [`PAGE_SETTLE`] ago, as many as one request takes. The marks are
+    /// taken off before the request leaves, so a render meanwhile marks
+    /// its page again, and put back if it is to be retried.
+    async fn send_pages(
+        &self,
+        progress: &mut Progress,
+        marks: Vec<(grove_objects::store::ObjectKey, PageMark)>,
+        idle: Duration,
+    ) -> Result<Step, QueueError> {
+        let now = now_ms();
+        let settle_ms = u64::try_from(PAGE_SETTLE.as_millis()).unwrap_or(u64::MAX);
+        let mut soonest = idle;
+        let ready: Vec<_> = marks
+            .into_iter()
+            .filter(|(_, mark)| {
+                let due = mark.marked_ms.saturating_add(settle_ms);
+                if due > now {
+                    soonest = soonest.min(Duration::from_millis(due - now));
+                }
+                due <= now
+            })
+            .take(self.settings.max_tags_per_request.max(1))
+            .collect();
+        if ready.is_empty() {
+            return Ok(Step::Idle(soonest));
+        }
+        if let Some(step) = self.clear_to_send(progress).await? {
+            return Ok(step);
+        }
+        for (key, _) in &ready {
+            self.queue.unmark_page(key).await?;
+        }
+        let request = PurgeRequest::Tags(ready.iter().map(|(_, mark)| mark.tag.clone()).collect());
+        let result = self.purger.purge(&request).await;
+        // (Sent either way: a lost lease only means another proxy sends next.)
+        self.sent(progress, &result).await?;
+        match result {
+            Ok(()) => {
+                progress.page_failures = 0;
+                metrics::PURGE_REQUESTS.with_label_values(&["ok"]).inc();
+                metrics::PURGE_TAGS.inc_by(request.len() as u64);
+            }
+            Err(PurgeError::Retry {
+                message,
+                retry_after,
+                throttled,
+            }) => {
+                metrics::PURGE_REQUESTS.with_label_values(&["retried"]).inc();
+                metrics::PURGE_RETRIES.inc();
+                for (key, mark) in &ready {
+                    self.queue.restore_page(key, mark).await?;
+                }
+                progress.page_failures += u32::from(!throttled);
+                let delay = retry_after.unwrap_or(if throttled {
+                    THROTTLE_DEFAULT
+                } else {
+                    backoff(progress.page_failures)
+                });
+                tracing::warn!(error = %message, retry_in = ?delay, "purging re-rendered pages failed; retrying");
+                progress.not_before = Instant::now() + delay;
+            }
+            Err(PurgeError::Rejected(message)) => {
+                // Kept at the CDN for a short time only, they go stale
+                // there for at most that long.
+                metrics::PURGE_REQUESTS.with_label_values(&["rejected"]).inc();
+                metrics::PURGE_DEAD_LETTERS.inc();
+                tracing::error!(error = %message, tags = request.len(), "the CDN refused the purge of re-rendered pages");
             }
         }
         Ok(Step::Again)
@@ -441,7 +549,8 @@ fn backoff(attempts: u32) -> Duration {
     doubled.min(BACKOFF_MAX).mul_f64(jitter)
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds, as the lease and page marks keep time.
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))

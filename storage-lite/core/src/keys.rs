@@ -164,6 +164,19 @@ impl CdnAccountKeys {
         format!("{}queue/", self.prefix)
     }
 
+    /// `pages/<site>/<digest>`: a re-rendered page's cache tag awaits its
+    /// purge. One key per tag (its digest), so renders of the page before
+    /// the purge is sent add nothing.
+    pub fn page_mark(&self, site: &SiteName, tag: &str) -> ObjectKey {
+        let digest = ContentHash::of(tag.as_bytes()).to_hex();
+        built(format!("{}{site}/{}", self.page_marks(), &digest[..32]))
+    }
+
+    /// Prefix of every page mark.
+    pub fn page_marks(&self) -> String {
+        format!("{}pages/", self.prefix)
+    }
+
     /// `lease`: which proxy sends for the account, until when.
     pub fn lease(&self) -> ObjectKey {
         built(format!("{}lease", self.prefix))
