@@ -19,12 +19,13 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const DIST = join(here, 'dist');
 const BUNDLES = { 'grove-sw': 'src/sw.ts', 'grove-register': 'src/register.ts' };
 /**
- * The worker's budget: 17 KiB (17,408 bytes) minified. It grew from 15 KiB
- * with the check that starts every navigation on the live version, and to 17
- * with sign-in: signed-in tabs pinned to nothing, members-only paths never
- * answered from the cache.
+ * The worker's budget: 18 KiB (18,432 bytes) minified. It grew from 15 KiB
+ * with the check that starts every navigation on the live version, to 17
+ * with sign-in (signed-in tabs pinned to nothing, members-only paths never
+ * answered from the cache), and to 18 with database-backed pages (their
+ * routes left to the proxy, the tab's newest write sent along).
  */
-const WORKER_BUDGET_BYTES = 17 * 1024;
+const WORKER_BUDGET_BYTES = 18 * 1024;
 
 async function bundle(outdir) {
   await build({

@@ -144,6 +144,24 @@ impl RouteFile {
     }
 }
 
+/// The pattern as a route file spells it, e.g. `/posts/{id}/`: what the
+/// service worker is told (`pages` in `/_grove/root`) and matches by the
+/// same rule (spec/vectors/pages.json).
+impl std::fmt::Display for Pattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(literal) => write!(f, "/{literal}")?,
+                Segment::Param(name) => write!(f, "/{{{name}}}")?,
+            }
+        }
+        if self.segments.is_empty() || self.trailing_slash {
+            f.write_str("/")?;
+        }
+        Ok(())
+    }
+}
+
 impl Pattern {
     fn parse(path: &str) -> Result<Self, String> {
         let rest = path

@@ -871,6 +871,21 @@ impl Grove {
             Route::Health => Reply::text(StatusCode::OK, "ok"),
             Route::RootDocument => match self.version(target, request, audience).await {
                 Ok(served) => {
+                    // Database-backed pages: the worker leaves them to the network.
+                    let pages = match self.pages.site_pages(served.tree).await {
+                        Ok(pages) => pages.map_or_else(Vec::new, |pages| {
+                            pages
+                                .routes
+                                .routes
+                                .iter()
+                                .map(|route| route.pattern.to_string())
+                                .collect()
+                        }),
+                        Err(error) => {
+                            tracing::error!(site = %target.site, %error, "loading the site's pages failed");
+                            return Reply::unavailable();
+                        }
+                    };
                     let body = serde_json::json!({
                         "site": target.site.as_str(),
                         "version": served.version,
@@ -879,6 +894,7 @@ impl Grove {
                         "trailing_slash": self.config.site(target.site.as_str()).trailing_slash,
                         // Members-only paths: the worker leaves them to the network.
                         "protect": self.config.site(target.site.as_str()).auth.as_ref().map(|auth| &auth.protect),
+                        "pages": pages,
                     });
                     // Browsers always ask again; a CDN keeps it until the
                     // next version's purge, like every other stable URL.

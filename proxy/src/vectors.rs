@@ -20,6 +20,7 @@ const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../spec/vectors");
 const FILES: &[&str] = &[
     "headers.json",
     "inject.json",
+    "pages.json",
     "paths.json",
     "protect.json",
     "redirects.json",
@@ -453,6 +454,50 @@ fn inject() {
     let mut outcomes = Outcomes::new("inject.json", cases.len());
     for (name, case) in &cases {
         outcomes.record(name, inject_case(case));
+    }
+    outcomes.finish();
+}
+
+// pages.json
+
+fn pages_case(case: &Case) -> Result<(), String> {
+    shape(case, &["patterns", "path", "expected"], &[])?;
+    let patterns = field(case, "patterns")?
+        .as_array()
+        .ok_or("patterns must be an array")?
+        .iter()
+        .map(|pattern| pattern.as_str().ok_or("a pattern must be a string"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let file: String = patterns
+        .iter()
+        .map(|pattern| {
+            let source = if pattern.contains('{') {
+                "source = \"items\"\n"
+            } else {
+                ""
+            };
+            format!("[[route]]\npath = {pattern:?}\ntemplate = \"_templates/page.html\"\n{source}")
+        })
+        .collect();
+    let routes = grove_pages::routes::RouteFile::parse(&file).map_err(|error| error.to_string())?;
+    // Listed as the root document spells them, which parse back the same.
+    for (route, pattern) in routes.routes.iter().zip(&patterns) {
+        if route.pattern.to_string() != *pattern {
+            return Err(format!("{pattern} is listed as {}", route.pattern));
+        }
+    }
+    same(
+        &Value::Bool(routes.find(&text(field(case, "path")?)?).is_some()),
+        field(case, "expected")?,
+    )
+}
+
+#[test]
+fn pages() {
+    let (_, cases) = load("pages.json", &[]);
+    let mut outcomes = Outcomes::new("pages.json", cases.len());
+    for (name, case) in &cases {
+        outcomes.record(name, pages_case(case));
     }
     outcomes.finish();
 }

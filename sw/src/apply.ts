@@ -40,7 +40,7 @@ export function forget(version: number): Promise<void> {
 }
 
 /** Once the kill switch deleted the database, this refuses at `readState`: nothing is fetched or written. */
-async function apply({ trailingSlash, protect, ...next }: RootDocument): Promise<void> {
+async function apply({ trailingSlash, protect, pages, ...next }: RootDocument): Promise<void> {
   const state = await readState();
   const { current } = state;
   const newer = !current || next.version > current.version;
@@ -59,6 +59,7 @@ async function apply({ trailingSlash, protect, ...next }: RootDocument): Promise
     ...(newer ? { current: next, previous: current } : state),
     trailingSlash: trailingSlash ?? state.trailingSlash,
     protect: protect ?? state.protect,
+    pages: pages ?? state.pages,
   });
   applying();
   // The version before `current` is no longer kept: if the cache is over

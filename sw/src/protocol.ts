@@ -56,15 +56,18 @@ export interface RootDocument extends Version {
   trailingSlash?: TrailingSlash;
   /** Members-only URL path patterns, which the worker leaves to the network. */
   protect?: string[];
+  /** The version's database-backed page routes (see rendered.ts), which the worker leaves to the network. */
+  pages?: string[];
 }
 
-/** Reads a `/_grove/root` body: `{"site", "version", "root", "trailing_slash"?, "protect"?}`. */
+/** Reads a `/_grove/root` body: `{"site", "version", "root", "trailing_slash"?, "protect"?, "pages"?}`. */
 export function parseRootDocument(body: unknown): RootDocument | undefined {
-  const { version, root, trailing_slash: slash, protect } = (body ?? {}) as Record<string, unknown>;
+  const { version, root, trailing_slash: slash, protect, pages } = (body ?? {}) as Record<string, unknown>;
   const found: RootDocument | undefined = asVersion(version, root);
   if (!found) return undefined;
   if (['auto', 'always', 'never'].includes(slash as string)) found.trailingSlash = slash as TrailingSlash;
   if (Array.isArray(protect) && protect.every((pattern) => typeof pattern === 'string')) found.protect = protect;
+  if (Array.isArray(pages) && pages.every((pattern) => typeof pattern === 'string')) found.pages = pages;
   return found;
 }
 

@@ -25,9 +25,11 @@ import {
   versionOf,
 } from './protocol.ts';
 import { isProtected } from './protect.ts';
+import { isRendered } from './rendered.ts';
 import { resolve } from './resolve.ts';
 import { headersFor, isForced } from './rules.ts';
 import { SEEN_EVERY_MS } from './lru.ts';
+import { navigationHeaders } from './seen.ts';
 import { type SiteState, readPin, readState, writePin } from './store.ts';
 
 /**
@@ -148,8 +150,8 @@ async function fromTree(request: Request, { version, root }: Version): Promise<R
   const path = parseRequestPath(url.pathname);
   if (!path || request.headers.has('range')) return undefined;
   const target = urlPath(path);
-  const [rules, { trailingSlash, protect }] = await Promise.all([rulesOf(root), readState()]);
-  if (isForced(rules, target) || isProtected(protect, target)) return undefined;
+  const [rules, { trailingSlash, protect, pages }] = await Promise.all([rulesOf(root), readState()]);
+  if (isForced(rules, target) || isProtected(protect, target) || isRendered(pages, target)) return undefined;
   const found = await resolve((file) => fileAt(root, file), path, trailingSlash);
   if (found === 'network') return undefined;
   if ('redirect' in found) {
@@ -183,7 +185,7 @@ async function pinnedFetch(event: FetchEvent, { version }: Version): Promise<Res
     pinnedUrl(request.url, version),
     // A navigation request cannot be copied; any other is, with its mode
     // (`no-cors` is harmless now: the pin is in the URL).
-    request.mode === 'navigate' ? { headers: request.headers } : request,
+    request.mode === 'navigate' ? { headers: navigationHeaders(request) } : request,
   );
   const response = await fetch(pinned, { redirect: 'manual' });
   // The proxy names the version of every answer for a version, so a 404
@@ -197,7 +199,11 @@ async function pinnedFetch(event: FetchEvent, { version }: Version): Promise<Res
 
 /** The request as the page made it, for clients and moments with no version to pin. */
 async function passthrough(event: FetchEvent): Promise<Response> {
-  const response = await fetch(event.request);
+  const { request } = event;
+  // A navigation goes as it is but for the newest write seen; its
+  // redirects go back to the browser to follow.
+  const sent = request.mode === 'navigate' ? new Request(request.url, { headers: navigationHeaders(request), redirect: 'manual' }) : request;
+  const response = await fetch(sent);
   heed(event, response, true);
   return response;
 }

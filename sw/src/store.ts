@@ -28,6 +28,8 @@ export interface SiteState {
   trailingSlash?: TrailingSlash;
   /** Members-only path patterns, as the proxy last reported them. */
   protect?: string[];
+  /** Database-backed page routes, as the proxy last reported them (for the newest version it named). */
+  pages?: string[];
 }
 
 /** A client's version, and when the client was last seen (listed by `clients.matchAll`, or making a request). */

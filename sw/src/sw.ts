@@ -8,6 +8,7 @@ import { learn } from './apply.ts';
 import { setBudget } from './evict.ts';
 import { killed, unregister } from './killswitch.ts';
 import { KILL_MESSAGE, ROOT_MESSAGE, parseRootDocument } from './protocol.ts';
+import { noteWrite, WRITE_PATHS } from './seen.ts';
 import { adopt, navigate, subresource } from './serve.ts';
 import { sw } from './worker-global.ts';
 
@@ -21,9 +22,16 @@ on('activate', (event) => event.waitUntil(sw.clients.claim()));
 on('fetch', (event) => {
   const { request } = event;
   const url = new URL(request.url);
+  const sameOrigin = url.origin === sw.location.origin;
+  if (request.method === 'POST' && sameOrigin && WRITE_PATHS.includes(url.pathname) && !killed) {
+    // Passed on as it is; its `{ts}` is noted before the page sees the reply.
+    return event.respondWith(
+      fetch(request).then(async (response) => (await noteWrite(response.clone()), response)),
+    );
+  }
   // `/_grove/` is the host's own namespace (root polls, API calls, content
   // fetches, the worker script itself): never version-pinned, never cached here.
-  const ours = request.method === 'GET' && url.origin === sw.location.origin && !url.pathname.startsWith('/_grove/');
+  const ours = request.method === 'GET' && sameOrigin && !url.pathname.startsWith('/_grove/');
   if (!ours || killed) return;
   event.respondWith(request.mode === 'navigate' ? navigate(event) : subresource(event));
 });

@@ -15,6 +15,14 @@ test('reads /_grove/root as the proxy writes it', () => {
     trailingSlash: 'never',
   });
   assert.deepEqual(parseRootDocument({ version: 2, root: V1_ROOT, trailing_slash: 'sometimes' }), { version: 2, root: V1_ROOT });
+  // Members-only patterns and rendered routes, each only as a list of strings.
+  assert.deepEqual(parseRootDocument({ version: 2, root: V1_ROOT, protect: ['/m/*'], pages: ['/', '/posts/{id}/'] }), {
+    version: 2,
+    root: V1_ROOT,
+    protect: ['/m/*'],
+    pages: ['/', '/posts/{id}/'],
+  });
+  assert.deepEqual(parseRootDocument({ version: 2, root: V1_ROOT, protect: '/m/*', pages: ['/', 7] }), { version: 2, root: V1_ROOT });
   for (const bad of [null, undefined, 7, 'x', {}, { version: 0, root: V1_ROOT }, { version: 1.5, root: V1_ROOT }, { version: '2', root: V1_ROOT }, { version: 2, root: V1_ROOT.toUpperCase() }]) {
     assert.equal(parseRootDocument(bad), undefined, JSON.stringify(bad));
   }

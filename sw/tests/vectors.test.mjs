@@ -16,6 +16,7 @@ const { encodePath, parseRequestPath, urlPath } = await import('../src/path.ts')
 const { resolve } = await import('../src/resolve.ts');
 const { headersFor, isForced, parseRules } = await import('../src/rules.ts');
 const { isProtected } = await import('../src/protect.ts');
+const { isRendered } = await import('../src/rendered.ts');
 const { injectRegister, isHtml } = await import('../src/html.ts');
 
 const DIR = new URL('../../spec/vectors/', import.meta.url);
@@ -237,6 +238,14 @@ function protectCase(vector) {
   assert.equal(isProtected(vector.patterns.map((p) => string(p, 'pattern')), string(vector.path, 'path')), vector.expected);
 }
 
+// pages.json
+
+function pagesCase(vector) {
+  shape(vector, ['name', 'patterns', 'path', 'expected']);
+  assert.ok(Array.isArray(vector.patterns), 'patterns must be a list');
+  assert.equal(isRendered(vector.patterns.map((p) => string(p, 'pattern')), string(vector.path, 'path')), vector.expected);
+}
+
 /** Per file: its shared inputs, made ready once, and the check of one case. */
 const RUNNERS = {
   'headers.json': {
@@ -245,6 +254,7 @@ const RUNNERS = {
     run: headersCase,
   },
   'inject.json': { prepare: () => undefined, shared: [], run: injectCase },
+  'pages.json': { prepare: () => undefined, shared: [], run: pagesCase },
   'paths.json': { prepare: () => undefined, shared: [], run: pathCase },
   'protect.json': { prepare: () => undefined, shared: [], run: protectCase },
   'redirects.json': {
