@@ -67,6 +67,11 @@ impl TemplateSet {
         }
     }
 
+    /// The source of the template at `path`, if the set has it.
+    pub fn source(&self, path: &str) -> Option<&str> {
+        self.sources.get(path).map(String::as_str)
+    }
+
     /// Parses every template, and checks that each route's template is one.
     pub fn check(&self, routes: &RouteFile) -> Result<(), TemplateError> {
         let env = self.environment();

@@ -428,6 +428,7 @@ impl Grove {
         };
         let wanted = engine::Wanted {
             site: target.site.clone(),
+            version: served.version,
             tree: served.tree,
             pages: Arc::clone(&site_pages),
             url: url_path.clone(),

@@ -108,23 +108,30 @@ const BASE: &str =
 /// A host serving a database-backed `demo`, and a client for it.
 async fn pages_host() -> (Host, reqwest::Client) {
     let host = Host::local("");
-    let client = publish_pages(&host, BASE).await;
+    let client = publish_pages(&host, &[]).await;
     (host, client)
 }
 
-/// Publishes the posts site (its base template `base`) to `demo`; a client.
-async fn publish_pages(host: &Host, base: &str) -> reqwest::Client {
-    let dir = site_dir(&[
+/// Publishes the posts site to `demo`, each of `changed` (path, text) in
+/// place of the file it names; a client.
+async fn publish_pages(host: &Host, changed: &[(&str, &str)]) -> reqwest::Client {
+    let forever = "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}";
+    let mut files = vec![
         ("index.html", "<h1>static home</h1>"),
         ("_grove/pages.toml", PAGES),
-        ("_templates/base.html", base),
+        ("_templates/base.html", BASE),
         ("_templates/post.html", POST),
         ("_templates/home.html", HOME),
-        (
-            "_templates/forever.html",
-            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
-        ),
-    ]);
+        ("_templates/forever.html", forever),
+    ];
+    for (path, text) in changed {
+        let file = files
+            .iter_mut()
+            .find(|(file, _)| file == path)
+            .expect("a file of the site");
+        file.1 = text;
+    }
+    let dir = site_dir(&files);
     host.publish(dir.path(), "demo").await;
     host.proxy.client(&["demo.localhost"])
 }
@@ -325,7 +332,7 @@ async fn the_cdn_purges_exactly_the_re_rendered_pages_once_each() {
     let limits = Limits::default();
     let fake = FakeCloudflare::start(limits.clone()).await.unwrap();
     let host = host_for(&fake, &limits, "", "");
-    let client = publish_pages(&host, BASE).await;
+    let client = publish_pages(&host, &[]).await;
     for id in ["1", "2"] {
         write(
             &host,
@@ -377,7 +384,8 @@ async fn the_cdn_purges_exactly_the_re_rendered_pages_once_each() {
 
     // A publish changing the base template purges its tag, which every
     // page rendered from it carries.
-    publish_pages(&host, &BASE.replace("<title>posts</title>", "<title>all posts</title>")).await;
+    let base = BASE.replace("<title>posts</title>", "<title>all posts</title>");
+    publish_pages(&host, &[("_templates/base.html", &base)]).await;
     let purge = settled(&host, 2, Duration::from_secs(20)).await;
     assert_eq!(purge["state"], "done", "{purge}");
     assert!(
@@ -386,4 +394,38 @@ async fn the_cdn_purges_exactly_the_re_rendered_pages_once_each() {
         fake.purged_tags()
     );
     assert!(fake.refusals().is_empty(), "{:?}", fake.refusals());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_re_renders_only_the_pages_whose_templates_changed() {
+    let (host, client) = pages_host().await;
+    write(&host, &client, "posts/1", serde_json::json!({ "title": "One" })).await;
+    let ts = write(&host, &client, "posts/1/comments", serde_json::json!({ "text": "a" })).await;
+    let post = get(&host, &client, "/posts/1/", Some(&ts)).await;
+    let post_as_of = header(&post, "x-grove-as-of").unwrap().to_owned();
+    let post_text = post.text().await.unwrap();
+    assert!(
+        get(&host, &client, "/", Some(&ts))
+            .await
+            .text()
+            .await
+            .unwrap()
+            .contains("/posts/1/")
+    );
+    let renders = || host.proxy.metric("grove_page_renders_total{result=\"ok\"}");
+    let before = renders().await;
+
+    let home = HOME.replace("{% block body %}", "{% block body %}<h2>every post</h2>");
+    publish_pages(&host, &[("_templates/home.html", &home)]).await;
+    // The post's templates are the same: its page is carried over as it
+    // was, with no render.
+    let carried = get(&host, &client, "/posts/1/", None).await;
+    assert_eq!(header(&carried, "x-grove-version"), Some("2"));
+    assert_eq!(header(&carried, "x-grove-as-of"), Some(post_as_of.as_str()));
+    assert_eq!(carried.text().await.unwrap(), post_text);
+    // The home page's changed: it re-renders (in the background, or for
+    // this request: once either way).
+    until_rendered(&host, &client, "/", "<h2>every post</h2>").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(renders().await - before, 1.0, "only the home page re-rendered");
 }

@@ -19,6 +19,10 @@
 //! [`crate::purge::Outbox::page_rendered`]). A write that touches more than
 //! [`MASS_DIRTY`] pages renders none of them in the background: each
 //! renders on its next request, and the site's tag is purged once.
+//!
+//! A new version carries its predecessor's pages over ([`PageEngine::moved_on`]):
+//! a page whose templates are the same is kept as it is, one whose
+//! templates changed is re-rendered in the background.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -72,6 +76,7 @@ pub struct RenderedPage {
 /// template and parameter.
 pub struct Wanted {
     pub site: SiteName,
+    pub version: u64,
     pub tree: ContentHash,
     pub pages: Arc<SitePages>,
     pub url: String,
@@ -164,6 +169,8 @@ pub struct PageEngine {
     slots: moka::sync::Cache<SlotKey, Arc<Slot>>,
     /// Per site, the newest write its change feed has delivered.
     feeds: Mutex<HashMap<SiteName, watch::Receiver<Timestamp>>>,
+    /// Per site, the newest version (and its tree) pages were asked of.
+    newest: Mutex<HashMap<SiteName, (u64, ContentHash)>>,
     renderers: Semaphore,
     limits: RenderLimits,
     /// Where re-rendered pages' purges go, with a CDN configured.
@@ -182,6 +189,7 @@ impl PageEngine {
                 .weigher(|_, slot: &Arc<Slot>| slot.weight())
                 .build(),
             feeds: Mutex::new(HashMap::new()),
+            newest: Mutex::new(HashMap::new()),
             renderers: Semaphore::new(RENDERERS),
             limits: RenderLimits::default(),
             outbox,
@@ -202,6 +210,7 @@ impl PageEngine {
     pub async fn page(self: &Arc<Self>, wanted: Wanted, seen: Option<Timestamp>) -> Served {
         let Wanted {
             site,
+            version,
             tree,
             pages,
             url,
@@ -209,6 +218,7 @@ impl PageEngine {
             param,
             tag,
         } = wanted;
+        self.moved_on(&site, version, tree, &pages);
         let key = SlotKey {
             site: site.clone(),
             tree,
@@ -378,6 +388,80 @@ impl PageEngine {
         receiver
     }
 
+    /// The first time a page of `site`'s version `version` (tree `tree`)
+    /// is asked for, carries the pages of the version asked of before over
+    /// to it: a page whose route, parameter and templates (every one it
+    /// loaded) are the same keeps its render, the others re-render in the
+    /// background, unless there are over [`MASS_DIRTY`] of them (each then
+    /// renders when asked for).
+    fn moved_on(self: &Arc<Self>, site: &SiteName, version: u64, tree: ContentHash, pages: &Arc<SitePages>) {
+        let before = {
+            let mut newest = self.newest.lock().expect("not poisoned");
+            if newest.get(site).is_some_and(|(newest, _)| *newest >= version) {
+                return;
+            }
+            newest.insert(site.clone(), (version, tree))
+        };
+        let Some((_, before)) = before.filter(|(_, before)| *before != tree) else {
+            return;
+        };
+        let mut changed = Vec::new();
+        for (key, slot) in self.slots.iter() {
+            if key.site != *site || key.tree != before {
+                continue;
+            }
+            let (page, dirty_at) = {
+                let state = slot.state.lock().expect("not poisoned");
+                (state.page.clone(), state.dirty_at)
+            };
+            let (Some(page), Some(matched)) = (page, pages.routes.find(&key.url)) else {
+                continue;
+            };
+            let inputs = Inputs {
+                pages: Arc::clone(pages),
+                template: matched.route.template.clone(),
+                param: matched.param.clone(),
+                tag: slot.inputs.tag.clone(),
+            };
+            let old = &slot.inputs;
+            let same = inputs.template == old.template
+                && inputs.param == old.param
+                && page
+                    .templates
+                    .iter()
+                    .all(|name| old.pages.templates.source(name) == pages.templates.source(name));
+            let state = if same {
+                SlotState {
+                    page: Some(page),
+                    dirty_at,
+                    ..SlotState::default()
+                }
+            } else {
+                SlotState::default()
+            };
+            let carried = Arc::new(Slot {
+                inputs,
+                rendering: tokio::sync::Mutex::new(()),
+                state: Mutex::new(state),
+            });
+            let key = SlotKey {
+                site: site.clone(),
+                tree,
+                url: key.url.clone(),
+            };
+            let carried = self.slots.get_with(key.clone(), || carried);
+            if !same || dirty_at.is_some() {
+                changed.push((key, carried));
+            }
+        }
+        if changed.len() > MASS_DIRTY {
+            return;
+        }
+        for (key, slot) in changed {
+            self.queue_render(key, slot);
+        }
+    }
+
     /// Queues the CDN purge of `tag`, without holding up the caller.
     fn purge(&self, site: &SiteName, tag: &str) {
         if let Some(outbox) = self.outbox.clone() {
@@ -421,18 +505,23 @@ impl PageEngine {
             return;
         }
         for (key, slot) in touched {
-            if std::mem::replace(&mut slot.state.lock().expect("not poisoned").queued, true) {
-                continue;
-            }
-            let engine = Arc::clone(self);
-            let key = (*key).clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(DEBOUNCE).await;
-                slot.state.lock().expect("not poisoned").queued = false;
-                // Rendered for what the feed has delivered by now.
-                let cursor = *engine.feed(&key.site).borrow();
-                let _ = engine.render(&key, &slot, cursor).await;
-            });
+            self.queue_render((*key).clone(), slot);
         }
+    }
+
+    /// Re-renders `slot` in the background after [`DEBOUNCE`], unless that
+    /// is queued already.
+    fn queue_render(self: &Arc<Self>, key: SlotKey, slot: Arc<Slot>) {
+        if std::mem::replace(&mut slot.state.lock().expect("not poisoned").queued, true) {
+            return;
+        }
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(DEBOUNCE).await;
+            slot.state.lock().expect("not poisoned").queued = false;
+            // Rendered for what the feed has delivered by now.
+            let cursor = *engine.feed(&key.site).borrow();
+            let _ = engine.render(&key, &slot, cursor).await;
+        });
     }
 }
