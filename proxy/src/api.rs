@@ -197,6 +197,13 @@ impl PublishApi {
                 )
                 .await
                 .map_err(|error| store_failed(&error))?;
+                let render_failures = futures::future::try_join_all(
+                    page.versions
+                        .iter()
+                        .map(|version| pages::failures::read(store.as_ref(), &site, version.n)),
+                )
+                .await
+                .map_err(|error| store_failed(&error))?;
                 json(
                     StatusCode::OK,
                     &VersionsReply {
@@ -204,6 +211,7 @@ impl PublishApi {
                         versions: page.versions,
                         next_before: page.next_before,
                         purges: statuses.into_iter().flatten().collect(),
+                        render_failures: render_failures.into_iter().flatten().collect(),
                     },
                 )
             }

@@ -145,6 +145,7 @@ impl Grove {
             live,
             pages: PageEngine::new(
                 Arc::clone(&node),
+                Arc::clone(&store),
                 trees.clone(),
                 ContentStore::blobs(Arc::clone(&store)),
                 page_purges,

@@ -424,10 +424,12 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
     let mut before = None;
     let mut all = Vec::new();
     let mut purges = std::collections::BTreeMap::new();
+    let mut render_failures = Vec::new();
     let live = loop {
         let page = client.versions(site, before, None).await?;
         all.extend(page.versions);
         purges.extend(page.purges.into_iter().map(|purge| (purge.version, purge)));
+        render_failures.extend(page.render_failures);
         match page.next_before {
             Some(next) => before = Some(next),
             None => break page.live,
@@ -437,7 +439,7 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
         let purges: Vec<_> = purges.into_values().rev().collect();
         println!(
             "{}",
-            serde_json::json!({ "live": live, "versions": all, "purges": purges })
+            serde_json::json!({ "live": live, "versions": all, "purges": purges, "render_failures": render_failures })
         );
         return Ok(());
     }
@@ -467,6 +469,12 @@ async fn versions(client: &Client, site: &SiteName, json: bool) -> anyhow::Resul
             .filter(|_| state == "PURGE FAILED")
         {
             println!("         purge error: {error}");
+        }
+        for failure in render_failures.iter().filter(|failure| failure.version == version.n) {
+            println!(
+                "         RENDER FAILED {}: {}:{}: {} (its last good page is served)",
+                failure.url, failure.template, failure.line, failure.message
+            );
         }
     }
     Ok(())

@@ -276,6 +276,30 @@ async fn a_template_that_never_ends_is_stopped_and_the_last_good_page_stays() {
     }
     let after = get(&host, &client, "/spin/", None).await.text().await.unwrap();
     assert_eq!(after, "<p>counted 10000</p>");
+    // `grove versions` shows the failure, with its template and line.
+    let versions = || async {
+        let output = host.grove(&["versions", "--site", "demo"]).await;
+        assert!(output.status.success(), "{}", stderr(&output));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = versions().await;
+        if listed.contains("RENDER FAILED /spin/: _templates/spin.html:1: ") && listed.contains("fuel") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Once it renders again, the failure is gone.
+    let light = write(&host, &client, "work", serde_json::json!({ "rounds": 2 })).await;
+    let page = get(&host, &client, "/spin/", Some(&light)).await.text().await.unwrap();
+    assert_eq!(page, "<p>counted 20000</p>");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while versions().await.contains("RENDER FAILED") {
+        assert!(Instant::now() < deadline, "the failure stayed listed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -30,10 +30,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use grove_core::publish_api::RenderFailure;
 use grove_core::timestamp::Timestamp;
 use grove_core::tree::Trees;
 use grove_core::{ContentHash, SiteName};
 use grove_objects::content::ContentStore;
+use grove_objects::store::ObjectStore;
 use grove_pages::data::Read;
 use grove_pages::render::{PageRequest, RenderLimits, render};
 use grove_pages::site::SitePages;
@@ -43,6 +45,7 @@ use crate::node_client::{NodeClient, backoff};
 use crate::purge::Outbox;
 use crate::{metrics, semantics};
 
+use super::failures;
 use super::node_data::NodeData;
 use super::{LoadError, load};
 
@@ -105,6 +108,8 @@ struct SlotKey {
 
 /// How to render one page.
 struct Inputs {
+    /// The version the page is of, for its failures' record.
+    version: u64,
     pages: Arc<SitePages>,
     template: String,
     param: Option<(String, String)>,
@@ -145,6 +150,8 @@ struct SlotState {
     /// Dirty, and left to render on the next request (by a write that
     /// touched too many pages to render them all in the background).
     lazy: bool,
+    /// The last render failed, so: it is recorded for `grove versions`.
+    failed: Option<String>,
     /// A render is running: the first write since it began that touched
     /// the page's reads, which the new page may not reflect.
     rendering: Option<Option<Timestamp>>,
@@ -163,6 +170,8 @@ impl SlotState {
 /// Renders and keeps every site's database-backed pages.
 pub struct PageEngine {
     node: Arc<NodeClient>,
+    /// Where render failures are recorded.
+    store: Arc<dyn ObjectStore>,
     trees: Trees,
     blobs: ContentStore,
     site_pages: moka::future::Cache<ContentHash, Option<Arc<SitePages>>>,
@@ -178,9 +187,16 @@ pub struct PageEngine {
 }
 
 impl PageEngine {
-    pub fn new(node: Arc<NodeClient>, trees: Trees, blobs: ContentStore, outbox: Option<Outbox>) -> Arc<Self> {
+    pub fn new(
+        node: Arc<NodeClient>,
+        store: Arc<dyn ObjectStore>,
+        trees: Trees,
+        blobs: ContentStore,
+        outbox: Option<Outbox>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             node,
+            store,
             trees,
             blobs,
             site_pages: moka::future::Cache::new(1_000),
@@ -227,6 +243,7 @@ impl PageEngine {
         let slot = self.slots.get_with(key.clone(), || {
             Arc::new(Slot {
                 inputs: Inputs {
+                    version,
                     pages,
                     template,
                     param,
@@ -335,7 +352,11 @@ impl PageEngine {
                 state.dirty_at = state.rendering.take().flatten();
                 state.lazy = false;
                 let before = state.page.replace(Arc::clone(&page));
+                let recovered = state.failed.take().is_some();
                 drop(state);
+                if recovered {
+                    self.record_failure(key, slot, None);
+                }
                 if before.is_some_and(|before| before.hash != page.hash) {
                     self.purge(&key.site, &slot.inputs.tag);
                 }
@@ -346,8 +367,24 @@ impl PageEngine {
             Err(error) => {
                 metrics::PAGE_RENDERS.with_label_values(&["failed"]).inc();
                 tracing::warn!(site = %key.site, url = %key.url, template = %error.file, line = error.line, %error, "a page failed to render; its last good output stays");
-                slot.state.lock().expect("not poisoned").rendering = None;
-                Err(error.to_string())
+                let mut state = slot.state.lock().expect("not poisoned");
+                state.rendering = None;
+                let message = error.to_string();
+                let new = state.failed.as_ref() != Some(&message);
+                state.failed = Some(message.clone());
+                drop(state);
+                if new {
+                    let failure = RenderFailure {
+                        version: slot.inputs.version,
+                        url: key.url.clone(),
+                        template: error.file,
+                        line: error.line,
+                        message: error.message,
+                        at: time::OffsetDateTime::now_utc(),
+                    };
+                    self.record_failure(key, slot, Some(failure));
+                }
+                Err(message)
             }
         }
     }
@@ -418,6 +455,7 @@ impl PageEngine {
                 continue;
             };
             let inputs = Inputs {
+                version,
                 pages: Arc::clone(pages),
                 template: matched.route.template.clone(),
                 param: matched.param.clone(),
@@ -460,6 +498,22 @@ impl PageEngine {
         for (key, slot) in changed {
             self.queue_render(key, slot);
         }
+    }
+
+    /// Records a page's failure (or its recovery) for `grove versions`,
+    /// without holding up the caller.
+    fn record_failure(&self, key: &SlotKey, slot: &Slot, failure: Option<RenderFailure>) {
+        let (store, site, url, version) = (
+            Arc::clone(&self.store),
+            key.site.clone(),
+            key.url.clone(),
+            slot.inputs.version,
+        );
+        tokio::spawn(async move {
+            if let Err(error) = failures::update(&store, &site, version, &url, failure).await {
+                tracing::warn!(%site, version, url, %error, "recording a page's render failure failed");
+            }
+        });
     }
 
     /// Queues the CDN purge of `tag`, without holding up the caller.

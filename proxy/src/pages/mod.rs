@@ -1,9 +1,11 @@
 //! Database-backed pages on the host: a version's route file and templates
 //! loaded from its tree ([`load`]), checked before a version is committed;
 //! pages rendered from node data and kept fresh ([`engine`]), with
-//! read-your-writes ([`seen`]).
+//! read-your-writes ([`seen`]); render failures recorded for `grove
+//! versions` ([`failures`]).
 
 pub mod engine;
+pub mod failures;
 mod node_data;
 pub mod seen;
 

@@ -120,6 +120,12 @@ pub fn site_purge(site: &SiteName, n: u64) -> ObjectKey {
     built(format!("sites/{site}/purges/{n:020}"))
 }
 
+/// `sites/<site>/render-failures/<n:020>`: version `n`'s database-backed
+/// pages whose last render failed.
+pub fn site_render_failures(site: &SiteName, n: u64) -> ObjectKey {
+    built(format!("sites/{site}/render-failures/{n:020}"))
+}
+
 /// `sites/<site>/pages/<n:020>`: version `n`'s pages, when each last
 /// changed and what its head says to search engines (derived, rebuilt
 /// when missing).

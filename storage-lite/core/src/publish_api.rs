@@ -207,6 +207,24 @@ pub struct VersionsReply {
     /// CDN purges of the versions on this page that have one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub purges: Vec<PurgeStatus>,
+    /// Database-backed pages of the versions on this page whose last
+    /// render failed (their last good page is served meanwhile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub render_failures: Vec<RenderFailure>,
+}
+
+/// A database-backed page whose last render failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderFailure {
+    pub version: u64,
+    /// The page's URL path.
+    pub url: String,
+    /// The template at fault, and the line (0 when it has none).
+    pub template: String,
+    pub line: usize,
+    pub message: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
 }
 
 /// Grant a token limited to `path`, `rights` and `until`, on the authority
