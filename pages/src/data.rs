@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use minijinja::value::{Kwargs, Object, Value, from_args};
 use minijinja::{Error, ErrorKind, State};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::routes::check_data_path;
 
@@ -36,7 +36,7 @@ pub trait DataSource: Send + Sync {
 }
 
 /// What a render read: what a later write must touch to make it stale.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Read {
     /// The entries of one path (`entries`, `last`).
     Path(String),

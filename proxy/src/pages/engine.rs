@@ -20,6 +20,9 @@
 //! [`MASS_DIRTY`] pages renders none of them in the background: each
 //! renders on its next request, and the site's tag is purged once.
 //!
+//! Every new render is kept in the store ([`super::kept`]); a page asked
+//! for with no render here starts from the kept one, if any.
+//!
 //! A new version carries its predecessor's pages over ([`PageEngine::moved_on`]):
 //! a page whose templates are the same is kept as it is, one whose
 //! templates changed is re-rendered in the background.
@@ -46,6 +49,7 @@ use crate::purge::Outbox;
 use crate::{metrics, semantics};
 
 use super::failures;
+use super::kept::{Kept, KeptPage};
 use super::node_data::NodeData;
 use super::{LoadError, load};
 
@@ -59,6 +63,8 @@ const DEBOUNCE: Duration = Duration::from_millis(25);
 /// Bytes of rendered pages kept, over every site (each slot weighs its
 /// page and its reads, re-weighed after every render).
 const SLOT_BYTES: u64 = 256 << 20;
+/// A render that failed is not tried again on the same data for this long.
+const RETRY_FAILED: Duration = Duration::from_secs(5);
 /// A write touching more pages than this leaves them to render on their
 /// next request instead of all at once.
 pub const MASS_DIRTY: usize = 256;
@@ -151,10 +157,17 @@ struct SlotState {
     /// touched too many pages to render them all in the background).
     lazy: bool,
     /// The last render failed, so: it is recorded for `grove versions`.
-    failed: Option<String>,
+    failed: Option<Failed>,
     /// A render is running: the first write since it began that touched
     /// the page's reads, which the new page may not reflect.
     rendering: Option<Option<Timestamp>>,
+}
+
+/// A failed render: why, and the data it was of.
+struct Failed {
+    message: String,
+    cursor: Timestamp,
+    at: std::time::Instant,
 }
 
 impl SlotState {
@@ -172,6 +185,7 @@ pub struct PageEngine {
     node: Arc<NodeClient>,
     /// Where render failures are recorded.
     store: Arc<dyn ObjectStore>,
+    kept: Arc<Kept>,
     trees: Trees,
     blobs: ContentStore,
     site_pages: moka::future::Cache<ContentHash, Option<Arc<SitePages>>>,
@@ -196,6 +210,7 @@ impl PageEngine {
     ) -> Arc<Self> {
         Arc::new(Self {
             node,
+            kept: Kept::new(Arc::clone(&store)),
             store,
             trees,
             blobs,
@@ -254,6 +269,7 @@ impl PageEngine {
             })
         });
         let mut cursor = self.feed(&site);
+        self.seed(&key, &slot).await;
         let (current, lazy) = {
             let state = slot.state.lock().expect("not poisoned");
             (state.page.clone(), state.lazy)
@@ -310,8 +326,19 @@ impl PageEngine {
     ) -> Result<Arc<RenderedPage>, String> {
         let _rendering = slot.rendering.lock().await;
         let cursor = *self.feed(&key.site).borrow();
-        if let Some(page) = slot.state.lock().expect("not poisoned").fresh_for(seen, cursor) {
-            return Ok(page);
+        {
+            let state = slot.state.lock().expect("not poisoned");
+            if let Some(page) = state.fresh_for(seen, cursor) {
+                return Ok(page);
+            }
+            // Renders are deterministic: the same data fails the same way.
+            // (Not for long, in case what failed was reading the node.)
+            if let Some(failed) = &state.failed
+                && failed.cursor == cursor
+                && failed.at.elapsed() < RETRY_FAILED
+            {
+                return Err(failed.message.clone());
+            }
         }
         let _permit = self.renderers.acquire().await.map_err(|_| "shutting down".to_owned())?;
         slot.state.lock().expect("not poisoned").rendering = Some(None);
@@ -357,8 +384,18 @@ impl PageEngine {
                 if recovered {
                     self.record_failure(key, slot, None);
                 }
-                if before.is_some_and(|before| before.hash != page.hash) {
+                if before.as_ref().is_some_and(|before| before.hash != page.hash) {
                     self.purge(&key.site, &slot.inputs.tag);
+                }
+                if before.is_none_or(|before| before.hash != page.hash || before.as_of != page.as_of) {
+                    let kept = KeptPage {
+                        hash: page.hash,
+                        size: page.body.len() as u64,
+                        as_of: page.as_of,
+                        reads: page.reads.clone(),
+                        templates: page.templates.clone(),
+                    };
+                    self.kept.keep(&key.site, key.tree, &key.url, kept, page.body.clone());
                 }
                 // Re-inserted, so the cache weighs the page it now holds.
                 self.slots.insert(key.clone(), Arc::clone(slot));
@@ -370,8 +407,12 @@ impl PageEngine {
                 let mut state = slot.state.lock().expect("not poisoned");
                 state.rendering = None;
                 let message = error.to_string();
-                let new = state.failed.as_ref() != Some(&message);
-                state.failed = Some(message.clone());
+                let new = state.failed.as_ref().is_none_or(|failed| failed.message != message);
+                state.failed = Some(Failed {
+                    message: message.clone(),
+                    cursor,
+                    at: std::time::Instant::now(),
+                });
                 drop(state);
                 if new {
                     let failure = RenderFailure {
@@ -497,6 +538,44 @@ impl PageEngine {
         }
         for (key, slot) in changed {
             self.queue_render(key, slot);
+        }
+    }
+
+    /// Gives a slot with no page yet the render the store kept, if any.
+    /// Writes between that render and the feed's cursor went by before the
+    /// slot was here to be marked, so such a page is taken as dirty since
+    /// its render: served at once to a request that has seen nothing, and
+    /// re-rendered in the background.
+    async fn seed(self: &Arc<Self>, key: &SlotKey, slot: &Arc<Slot>) {
+        if slot.state.lock().expect("not poisoned").page.is_some() {
+            return;
+        }
+        let Some((kept, body)) = self.kept.page(&key.site, key.tree, &key.url).await else {
+            return;
+        };
+        let cursor = *self.feed(&key.site).borrow();
+        let dirty = {
+            let mut state = slot.state.lock().expect("not poisoned");
+            if state.page.is_some() {
+                return;
+            }
+            state.page = Some(Arc::new(RenderedPage {
+                body,
+                hash: kept.hash,
+                as_of: kept.as_of,
+                templates: kept.templates,
+                reads: kept.reads,
+            }));
+            let dirty = kept.as_of < cursor;
+            if dirty {
+                state.dirty_at = Some(Timestamp::from_u64(kept.as_of.as_u64() + 1));
+            }
+            dirty
+        };
+        // Re-inserted, so the cache weighs the page it now holds.
+        self.slots.insert(key.clone(), Arc::clone(slot));
+        if dirty {
+            self.queue_render(key.clone(), Arc::clone(slot));
         }
     }
 

@@ -1,11 +1,13 @@
 //! Database-backed pages on the host: a version's route file and templates
 //! loaded from its tree ([`load`]), checked before a version is committed;
-//! pages rendered from node data and kept fresh ([`engine`]), with
+//! pages rendered from node data and kept fresh ([`engine`]) and kept in
+//! the store ([`kept`]), with
 //! read-your-writes ([`seen`]); render failures recorded for `grove
 //! versions` ([`failures`]).
 
 pub mod engine;
 pub mod failures;
+mod kept;
 mod node_data;
 pub mod seen;
 

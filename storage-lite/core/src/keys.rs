@@ -120,6 +120,13 @@ pub fn site_purge(site: &SiteName, n: u64) -> ObjectKey {
     built(format!("sites/{site}/purges/{n:020}"))
 }
 
+/// `sites/<site>/rendered/<tree>`: the last render of each
+/// database-backed page of the version with that tree (its blob, `as_of`,
+/// reads and templates).
+pub fn site_rendered(site: &SiteName, tree: &ContentHash) -> ObjectKey {
+    built(format!("sites/{site}/rendered/{}", tree.to_hex()))
+}
+
 /// `sites/<site>/render-failures/<n:020>`: version `n`'s database-backed
 /// pages whose last render failed.
 pub fn site_render_failures(site: &SiteName, n: u64) -> ObjectKey {
