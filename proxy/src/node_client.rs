@@ -42,6 +42,10 @@ pub enum Caller {
     Users,
     /// The proxy's own: the revocation feed and the live streams' watches.
     Proxy,
+    /// Database-backed pages' reads, metered apart (the node limits each
+    /// handle's requests a second), so a burst of renders never holds up
+    /// the revocation feed.
+    Pages,
 }
 
 /// A node's reply to a forwarded call, whole.
@@ -57,6 +61,7 @@ pub struct NodeClient {
     tokens: Tokens,
     users_handle: OnceCell<Handle>,
     proxy_handle: OnceCell<Handle>,
+    pages_handle: OnceCell<Handle>,
 }
 
 impl NodeClient {
@@ -73,6 +78,7 @@ impl NodeClient {
             tokens: Tokens::new(store),
             users_handle: OnceCell::new(),
             proxy_handle: OnceCell::new(),
+            pages_handle: OnceCell::new(),
         }
     }
 
@@ -80,6 +86,7 @@ impl NodeClient {
         let cell = match caller {
             Caller::Users => &self.users_handle,
             Caller::Proxy => &self.proxy_handle,
+            Caller::Pages => &self.pages_handle,
         };
         cell.get_or_try_init(|| async {
             let until = time::OffsetDateTime::now_utc() + time::Duration::days(HANDLE_DAYS);
@@ -214,7 +221,7 @@ impl NodeClient {
         Ok(!self.children(site, path).await?.is_empty())
     }
 
-    /// A GET as the proxy, its JSON reply parsed.
+    /// A GET for database-backed pages, its JSON reply parsed.
     async fn get_json<T: serde::de::DeserializeOwned>(
         &self,
         site: &SiteName,
@@ -222,7 +229,7 @@ impl NodeClient {
         query: &str,
     ) -> Result<T, ApiFailure> {
         let reply = self
-            .forward(Caller::Proxy, http::Method::GET, site, call, Some(query), Bytes::new())
+            .forward(Caller::Pages, http::Method::GET, site, call, Some(query), Bytes::new())
             .await?;
         if reply.status != StatusCode::OK {
             return Err(ApiFailure::new(
