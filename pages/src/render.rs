@@ -50,7 +50,7 @@ pub struct Rendered {
     pub html: String,
     /// What it read, each once.
     pub reads: Vec<Read>,
-    /// Every template it loaded (its own, bases, includes), by path.
+    /// Every template it asked for (its own, bases, includes), by path.
     pub templates: Vec<String>,
 }
 

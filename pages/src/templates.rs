@@ -98,8 +98,8 @@ impl TemplateSet {
         self.recording_environment(Arc::default())
     }
 
-    /// [`Self::environment`], adding the name of every template it loads
-    /// to `used`: what a page depends on beside its data.
+    /// [`Self::environment`], adding the name of every template it asks
+    /// for to `used`: what a page depends on beside its data.
     pub fn recording_environment(&self, used: Arc<Mutex<BTreeSet<String>>>) -> Environment<'static> {
         let mut env = Environment::new();
         let sources = Arc::clone(&self.sources);
@@ -110,11 +110,10 @@ impl TemplateSet {
                     format!("{name:?} is outside the site's tree"),
                 ));
             }
-            let source = sources.get(name).cloned();
-            if source.is_some() {
-                used.lock().expect("not poisoned").insert(name.to_owned());
-            }
-            Ok(source)
+            // Asked for, found or not: a later version adding it changes
+            // the page (`include ... ignore missing`).
+            used.lock().expect("not poisoned").insert(name.to_owned());
+            Ok(sources.get(name).cloned())
         });
         env
     }

@@ -873,19 +873,21 @@ impl Grove {
             Route::Health => Reply::text(StatusCode::OK, "ok"),
             Route::RootDocument => match self.version(target, request, audience).await {
                 Ok(served) => {
-                    // Database-backed pages: the worker leaves them to the network.
+                    // Database-backed pages: the worker leaves them to the
+                    // network. (Unreadable now: left out, so the worker
+                    // keeps what it knew and the site's updates go on.)
                     let pages = match self.pages.site_pages(served.tree).await {
-                        Ok(pages) => pages.map_or_else(Vec::new, |pages| {
+                        Ok(pages) => Some(pages.map_or_else(Vec::new, |pages| {
                             pages
                                 .routes
                                 .routes
                                 .iter()
                                 .map(|route| route.pattern.to_string())
                                 .collect()
-                        }),
+                        })),
                         Err(error) => {
                             tracing::error!(site = %target.site, %error, "loading the site's pages failed");
-                            return Reply::unavailable();
+                            None
                         }
                     };
                     let body = serde_json::json!({
@@ -1072,12 +1074,9 @@ struct PreparedKey {
 /// because a CDN keys its cache by URL and would answer a header-pinned
 /// request with the live version's copy.
 fn pin_of<'a>(request: &'a Request<'_>) -> Option<&'a str> {
-    request.header(VERSION_HEADER).or_else(|| {
-        request
-            .query?
-            .split('&')
-            .find_map(|pair| pair.strip_prefix(VERSION_QUERY)?.strip_prefix('='))
-    })
+    request
+        .header(VERSION_HEADER)
+        .or_else(|| request.query_param(VERSION_QUERY))
 }
 
 fn pinned_by_request(target: &Target, request: &Request<'_>) -> bool {

@@ -17,4 +17,11 @@ impl Request<'_> {
     pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
+
+    /// The first value of the query parameter `name`, as it is written.
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+    }
 }

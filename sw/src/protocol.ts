@@ -82,10 +82,15 @@ export function versionOf(headers: Headers): Version | undefined {
  * already had (the proxy would take the first).
  */
 export function pinnedUrl(url: string, version: number): string {
-  const pinned = new URL(url);
-  const query = pinned.search.replace(/[?&]_grove_version=[^&]*/g, '');
-  pinned.search = `${query}${query ? '&' : ''}_grove_version=${version}`;
-  return pinned.href;
+  return withParam(url, VERSION_QUERY, String(version));
+}
+
+/** `url` with `name=value` appended to its query in place of any `name` it had; the rest kept byte for byte. */
+export function withParam(url: string, name: string, value: string): string {
+  const marked = new URL(url);
+  const query = marked.search.replace(new RegExp(`[?&]${name}=[^&]*`, 'g'), '');
+  marked.search = `${query}${query ? '&' : ''}${name}=${value}`;
+  return marked.href;
 }
 
 function asVersion(version: unknown, root: unknown): Version | undefined {

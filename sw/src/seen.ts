@@ -1,14 +1,18 @@
 /**
  * Read-your-writes for the worker's tabs: the newest write one of them made
- * (a `{ts}` reply to a node write through the proxy), sent as
- * `x-grove-seen` with every navigation for a while after, so the proxy
+ * (a `{ts}` reply to a node write through the proxy), sent with every
+ * navigation for a while after (see {@link addSeen}), so the proxy
  * holds a database-backed page until it reflects the write. Kept in
  * memory: a worker stopped meanwhile forgets it, and a session's write
  * still has its `__Host-grove_seen` cookie.
  */
 
+import { withParam } from './protocol.ts';
+
 /** The request header naming the newest write seen (proxy/src/pages/seen.rs `SEEN_HEADER`). */
 export const SEEN_HEADER = 'x-grove-seen';
+/** The query parameter naming it too (`SEEN_QUERY` there). */
+export const SEEN_QUERY = '_grove_seen';
 /** Node writes, whose replies carry `{ts}`. */
 export const WRITE_PATHS: readonly string[] = ['/_grove/api/v1/write', '/_grove/api/v1/txn'];
 /** How long a write is sent along: the proxy's seen cookie lives as long. */
@@ -30,10 +34,15 @@ export function seenWrite(): string | undefined {
   return newest && Date.now() < newest.until ? String(newest.ts) : undefined;
 }
 
-/** A navigation's headers: the page's, and the newest write seen. */
-export function navigationHeaders(request: Request): Headers {
-  const headers = new Headers(request.headers);
+/**
+ * A navigation's URL, with the newest write seen added to it and to its
+ * `headers`: as `x-grove-seen`, and as the `_grove_seen` query parameter,
+ * since a CDN keys its cache by URL and could answer the header alone from
+ * its copy. `url` as it is when no write is recent.
+ */
+export function addSeen(url: string, headers: Headers): string {
   const seen = seenWrite();
-  if (seen) headers.set(SEEN_HEADER, seen);
-  return headers;
+  if (!seen) return url;
+  headers.set(SEEN_HEADER, seen);
+  return withParam(url, SEEN_QUERY, seen);
 }

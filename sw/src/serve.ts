@@ -29,7 +29,7 @@ import { isRendered } from './rendered.ts';
 import { resolve } from './resolve.ts';
 import { headersFor, isForced } from './rules.ts';
 import { SEEN_EVERY_MS } from './lru.ts';
-import { navigationHeaders } from './seen.ts';
+import { addSeen } from './seen.ts';
 import { type SiteState, readPin, readState, writePin } from './store.ts';
 
 /**
@@ -181,12 +181,12 @@ async function fromTree(request: Request, { version, root }: Version): Promise<R
  */
 async function pinnedFetch(event: FetchEvent, { version }: Version): Promise<Response> {
   const { request } = event;
-  const pinned = new Request(
-    pinnedUrl(request.url, version),
-    // A navigation request cannot be copied; any other is, with its mode
-    // (`no-cors` is harmless now: the pin is in the URL).
-    request.mode === 'navigate' ? { headers: navigationHeaders(request) } : request,
-  );
+  // A navigation request cannot be copied; any other is, with its mode
+  // (`no-cors` is harmless now: the pin is in the URL).
+  const headers = new Headers(request.headers);
+  const navigation = request.mode === 'navigate';
+  const url = pinnedUrl(request.url, version);
+  const pinned = navigation ? new Request(addSeen(url, headers), { headers }) : new Request(url, request);
   const response = await fetch(pinned, { redirect: 'manual' });
   // The proxy names the version of every answer for a version, so a 404
   // without `x-grove-version` is its "version <n> does not exist".
@@ -202,8 +202,9 @@ async function passthrough(event: FetchEvent): Promise<Response> {
   const { request } = event;
   // A navigation goes as it is but for the newest write seen; its
   // redirects go back to the browser to follow.
-  const sent = request.mode === 'navigate' ? new Request(request.url, { headers: navigationHeaders(request), redirect: 'manual' }) : request;
-  const response = await fetch(sent);
+  const headers = new Headers(request.headers);
+  const url = request.mode === 'navigate' ? addSeen(request.url, headers) : request.url;
+  const response = await fetch(url === request.url ? request : new Request(url, { headers, redirect: 'manual' }));
   heed(event, response, true);
   return response;
 }

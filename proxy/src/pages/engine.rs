@@ -76,7 +76,7 @@ pub struct RenderedPage {
     pub hash: ContentHash,
     /// Every write up to this timestamp is reflected.
     pub as_of: Timestamp,
-    /// Every template the render loaded, by path.
+    /// Every template the render asked for, by path.
     pub templates: Vec<String>,
     reads: Vec<Read>,
 }
@@ -156,6 +156,9 @@ struct SlotState {
     /// Dirty, and left to render on the next request (by a write that
     /// touched too many pages to render them all in the background).
     lazy: bool,
+    /// The site's tag was purged since the page's render (by a write that
+    /// touched too many pages), so its next render needs no purge of its own.
+    purged: bool,
     /// The last render failed, so: it is recorded for `grove versions`.
     failed: Option<Failed>,
     /// A render is running: the first write since it began that touched
@@ -378,14 +381,22 @@ impl PageEngine {
                 // page since the render began may not be.
                 state.dirty_at = state.rendering.take().flatten();
                 state.lazy = false;
+                let purged = std::mem::take(&mut state.purged);
                 let before = state.page.replace(Arc::clone(&page));
-                let recovered = state.failed.take().is_some();
+                // A failure recorded by an earlier process, or another
+                // proxy, is cleared at a page's first render here too.
+                let recovered = state.failed.take().is_some() || before.is_none();
+                let still_dirty = state.dirty_at.is_some();
                 drop(state);
                 if recovered {
                     self.record_failure(key, slot, None);
                 }
-                if before.as_ref().is_some_and(|before| before.hash != page.hash) {
+                if !purged && before.as_ref().is_some_and(|before| before.hash != page.hash) {
                     self.purge(&key.site, &slot.inputs.tag);
+                }
+                if still_dirty {
+                    // Touched during the render: again, with what it missed.
+                    self.queue_render(key.clone(), Arc::clone(slot));
                 }
                 if before.is_none_or(|before| before.hash != page.hash || before.as_of != page.as_of) {
                     let kept = KeptPage {
@@ -406,6 +417,12 @@ impl PageEngine {
                 tracing::warn!(site = %key.site, url = %key.url, template = %error.file, line = error.line, %error, "a page failed to render; its last good output stays");
                 let mut state = slot.state.lock().expect("not poisoned");
                 state.rendering = None;
+                // Dirty and failed: the next request tries again (and gets
+                // the last good page, uncached, if it fails), so the old
+                // page is never taken for a fresh one.
+                if state.dirty_at.is_some() {
+                    state.lazy = true;
+                }
                 let message = error.to_string();
                 let new = state.failed.as_ref().is_none_or(|failed| failed.message != message);
                 state.failed = Some(Failed {
@@ -488,9 +505,9 @@ impl PageEngine {
             if key.site != *site || key.tree != before {
                 continue;
             }
-            let (page, dirty_at) = {
+            let (page, dirty_at, lazy) = {
                 let state = slot.state.lock().expect("not poisoned");
-                (state.page.clone(), state.dirty_at)
+                (state.page.clone(), state.dirty_at, state.lazy)
             };
             let (Some(page), Some(matched)) = (page, pages.routes.find(&key.url)) else {
                 continue;
@@ -513,6 +530,7 @@ impl PageEngine {
                 SlotState {
                     page: Some(page),
                     dirty_at,
+                    lazy,
                     ..SlotState::default()
                 }
             } else {
@@ -529,11 +547,19 @@ impl PageEngine {
                 url: key.url.clone(),
             };
             let carried = self.slots.get_with(key.clone(), || carried);
-            if !same || dirty_at.is_some() {
+            // A write the old slot took meanwhile is the new one's too.
+            let since = slot.state.lock().expect("not poisoned").dirty_at;
+            if let (true, Some(since)) = (same, since) {
+                carried.state.lock().expect("not poisoned").dirty_at.get_or_insert(since);
+            }
+            if !same || since.is_some() {
                 changed.push((key, carried));
             }
         }
         if changed.len() > MASS_DIRTY {
+            for (_, slot) in &changed {
+                slot.state.lock().expect("not poisoned").lazy = true;
+            }
             return;
         }
         for (key, slot) in changed {
@@ -607,13 +633,21 @@ impl PageEngine {
     /// queues their re-render (or, past [`MASS_DIRTY`] of them, leaves
     /// each to its next request and purges the site's tag once).
     fn touched(self: &Arc<Self>, site: &SiteName, ts: Timestamp, paths: &[String]) {
+        let newest = self.newest.lock().expect("not poisoned").get(site).map(|(_, tree)| *tree);
         let mut touched = Vec::new();
         for (key, slot) in self.slots.iter() {
             if key.site != *site {
                 continue;
             }
             let mut state = slot.state.lock().expect("not poisoned");
-            let Some(page) = &state.page else { continue };
+            let Some(page) = &state.page else {
+                // A first render under way has no reads to check yet: any
+                // write may be one it missed.
+                if let Some(first) = &mut state.rendering {
+                    first.get_or_insert(ts);
+                }
+                continue;
+            };
             let touches = ts > page.as_of
                 && page
                     .reads
@@ -626,12 +660,20 @@ impl PageEngine {
             if let Some(first) = &mut state.rendering {
                 first.get_or_insert(ts);
             }
+            // An older version's page (for tabs pinned to it) renders
+            // only when asked for.
+            if newest.is_some_and(|newest| newest != key.tree) {
+                state.lazy = true;
+                continue;
+            }
             drop(state);
             touched.push((key, slot));
         }
         if touched.len() > MASS_DIRTY {
             for (_, slot) in &touched {
-                slot.state.lock().expect("not poisoned").lazy = true;
+                let mut state = slot.state.lock().expect("not poisoned");
+                state.lazy = true;
+                state.purged = true;
             }
             tracing::info!(%site, pages = touched.len(), "a write touched many pages: each renders on its next request");
             self.purge(site, &semantics::site_tag(site));

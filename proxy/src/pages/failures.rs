@@ -11,7 +11,7 @@ use grove_core::SiteName;
 use grove_core::keys;
 use grove_core::publish_api::RenderFailure;
 use grove_objects::record::{self, RecordError};
-use grove_objects::store::{ObjectStore, StoreError};
+use grove_objects::store::ObjectStore;
 use serde::{Deserialize, Serialize};
 
 /// Pages recorded per version: enough to see what is wrong, bounded
@@ -19,16 +19,6 @@ use serde::{Deserialize, Serialize};
 const MAX_PAGES: usize = 50;
 /// Compare-and-swap attempts when other proxies write the same record.
 const ATTEMPTS: usize = 5;
-
-#[derive(Debug, thiserror::Error)]
-pub enum FailuresError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Record(#[from] RecordError),
-    #[error("the record kept changing under other proxies' writes")]
-    Contended,
-}
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct Record {
@@ -44,39 +34,29 @@ pub async fn read(store: &dyn ObjectStore, site: &SiteName, n: u64) -> Result<Ve
         .unwrap_or_default())
 }
 
-/// Records that `failure.url` failed (`Some`), or rendered again (`None`).
+/// Records that `url` failed (`Some`), or rendered (`None`: a page with
+/// no failure recorded costs one read).
 pub async fn update(
     store: &Arc<dyn ObjectStore>,
     site: &SiteName,
     version: u64,
     url: &str,
     failure: Option<RenderFailure>,
-) -> Result<(), FailuresError> {
+) -> Result<(), RecordError> {
     let key = keys::site_render_failures(site, version);
-    for _ in 0..ATTEMPTS {
-        let current = record::read::<Record>(store.as_ref(), &key).await?;
-        let (mut record, etag) = match current {
-            Some((record, etag)) => (record, Some(etag)),
-            None => (Record::default(), None),
-        };
+    record::update::<Record>(store.as_ref(), &key, ATTEMPTS, |record| {
+        let mut record = record.unwrap_or_default();
         match &failure {
             Some(failure) if record.pages.len() < MAX_PAGES || record.pages.contains_key(url) => {
                 record.pages.insert(url.to_owned(), failure.clone());
             }
-            Some(_) => return Ok(()),
-            None if record.pages.remove(url).is_some() => {}
-            None => return Ok(()),
+            Some(_) => return None,
+            None => {
+                record.pages.remove(url)?;
+            }
         }
-        let bytes = record::encode(&record);
-        let written = match &etag {
-            Some(etag) => store.put_if_match(&key, bytes, etag).await,
-            None => store.put_if_absent(&key, bytes).await,
-        };
-        match written {
-            Ok(_) => return Ok(()),
-            Err(error) if error.is_precondition_failed() => continue,
-            Err(error) => return Err(error.into()),
-        }
-    }
-    Err(FailuresError::Contended)
+        Some(record)
+    })
+    .await?;
+    Ok(())
 }

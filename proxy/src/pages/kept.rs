@@ -18,7 +18,7 @@ use grove_core::timestamp::Timestamp;
 use grove_core::{ContentHash, SiteName, keys};
 use grove_objects::content::ContentStore;
 use grove_objects::record::{self, RecordError};
-use grove_objects::store::{ObjectStore, StoreError};
+use grove_objects::store::ObjectStore;
 use grove_pages::data::Read;
 use serde::{Deserialize, Serialize};
 
@@ -42,16 +42,6 @@ pub struct KeptPage {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct List {
     pages: Pages,
-}
-
-#[derive(Debug, thiserror::Error)]
-enum KeepError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Record(#[from] RecordError),
-    #[error("the list kept changing under other proxies' writes")]
-    Contended,
 }
 
 /// A site's version, by its tree.
@@ -88,18 +78,21 @@ impl Kept {
     /// store kept, with its bytes; `None` when there is none or it cannot be
     /// read now (the page is then rendered).
     pub async fn page(&self, site: &SiteName, tree: ContentHash, url: &str) -> Option<(KeptPage, Bytes)> {
+        // (A failed read is not kept: the next request reads again.)
         let list = self
             .lists
-            .get_with((site.clone(), tree), async {
-                match record::read::<List>(self.store.as_ref(), &keys::site_rendered(site, &tree)).await {
-                    Ok(list) => Arc::new(list.map(|(list, _)| list.pages).unwrap_or_default()),
-                    Err(error) => {
-                        tracing::warn!(%site, %tree, %error, "reading the kept renders failed; rendering instead");
-                        Arc::default()
-                    }
-                }
+            .try_get_with((site.clone(), tree), async {
+                let list = record::read::<List>(self.store.as_ref(), &keys::site_rendered(site, &tree)).await?;
+                Ok::<_, RecordError>(Arc::new(list.map(|(list, _)| list.pages).unwrap_or_default()))
             })
             .await;
+        let list = match list {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::warn!(%site, %tree, %error, "reading the kept renders failed; rendering instead");
+                return None;
+            }
+        };
         let kept = list.get(url)?.clone();
         match self.blobs.get_sized(&kept.hash, kept.size).await {
             Ok(body) => Some((kept, body)),
@@ -154,31 +147,18 @@ impl Kept {
         }
     }
 
-    async fn merge(&self, site: &SiteName, tree: &ContentHash, pages: &Pages) -> Result<(), KeepError> {
+    async fn merge(&self, site: &SiteName, tree: &ContentHash, pages: &Pages) -> Result<(), RecordError> {
         let key = keys::site_rendered(site, tree);
-        for _ in 0..ATTEMPTS {
-            let current = record::read::<List>(self.store.as_ref(), &key).await?;
-            let (mut list, etag) = match current {
-                Some((list, etag)) => (list, Some(etag)),
-                None => (List::default(), None),
-            };
+        record::update::<List>(self.store.as_ref(), &key, ATTEMPTS, |list| {
+            let mut list = list.unwrap_or_default();
             for (url, page) in pages {
-                let newer = list.pages.get(url).is_none_or(|kept| kept.as_of < page.as_of);
-                if newer {
+                if list.pages.get(url).is_none_or(|kept| kept.as_of < page.as_of) {
                     list.pages.insert(url.clone(), page.clone());
                 }
             }
-            let bytes = record::encode(&list);
-            let written = match &etag {
-                Some(etag) => self.store.put_if_match(&key, bytes, etag).await,
-                None => self.store.put_if_absent(&key, bytes).await,
-            };
-            match written {
-                Ok(_) => return Ok(()),
-                Err(error) if error.is_precondition_failed() => continue,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(KeepError::Contended)
+            Some(list)
+        })
+        .await?;
+        Ok(())
     }
 }

@@ -151,7 +151,7 @@ impl Outbox {
     /// A database-backed page was re-rendered with new bytes: its cache
     /// `tag` is purged, once for every render until the purge is sent.
     pub async fn page_rendered(&self, site: &SiteName, tag: &str) {
-        match self.queue.mark_page(site, tag, worker::now_ms()).await {
+        match self.queue.mark_page(site, tag, crate::auth::now_ms()).await {
             Ok(()) => self.signals.wake.notify_one(),
             // Kept at the CDN for a short time only, the page is stale
             // there for at most that long.

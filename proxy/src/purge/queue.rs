@@ -262,17 +262,23 @@ impl PurgeQueue {
         Ok(())
     }
 
-    /// Every page mark with its key, oldest first.
-    pub async fn page_marks(&self) -> Result<Vec<(ObjectKey, PageMark)>, QueueError> {
-        let mut marks = Vec::new();
-        for key in self.list(&self.keys.page_marks()).await? {
-            // (Gone meanwhile: taken by a sender.)
-            if let Some((mark, _)) = record::read::<PageMark>(self.store.as_ref(), &key).await? {
-                marks.push((key, mark));
+    /// The keys of every page mark (listed, not read).
+    pub async fn page_marks(&self) -> Result<Vec<ObjectKey>, QueueError> {
+        self.list(&self.keys.page_marks()).await
+    }
+
+    /// The mark at `key`; `None` if it is gone (taken by a sender) or
+    /// unreadable (then it is dropped, so it cannot stall the queue).
+    pub async fn page_mark(&self, key: &ObjectKey) -> Result<Option<PageMark>, QueueError> {
+        match record::read::<PageMark>(self.store.as_ref(), key).await {
+            Ok(mark) => Ok(mark.map(|(mark, _)| mark)),
+            Err(RecordError::Corrupt { .. }) => {
+                tracing::warn!(%key, "dropping a corrupt page purge mark");
+                self.store.delete(key).await?;
+                Ok(None)
             }
+            Err(error) => Err(error.into()),
         }
-        marks.sort_by_key(|(_, mark)| mark.marked_ms);
-        Ok(marks)
     }
 
     /// Takes a mark off before its purge is sent, so a render from now on

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use grove_core::publish_api::{PurgePlan, PurgeState};
 use grove_core::tree::Trees;
+use grove_objects::store::ObjectKey;
 use grove_objects::site::Sites;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
@@ -21,6 +22,7 @@ use super::plan::plan;
 use super::purger::{PurgeError, PurgeRequest, Purger};
 use super::queue::{Job, Lease, LeaseOutcome, PageMark, PurgeQueue, QueueError};
 use super::{PurgeSetup, Signals};
+use crate::auth::now_ms;
 use crate::config::{Config, PurgeQueueConfig};
 use crate::metrics;
 
@@ -370,34 +372,44 @@ impl Sender {
     async fn send_pages(
         &self,
         progress: &mut Progress,
-        marks: Vec<(grove_objects::store::ObjectKey, PageMark)>,
+        marks: Vec<ObjectKey>,
         idle: Duration,
     ) -> Result<Step, QueueError> {
         let now = now_ms();
         let settle_ms = u64::try_from(PAGE_SETTLE.as_millis()).unwrap_or(u64::MAX);
         let mut soonest = idle;
-        let ready: Vec<_> = marks
-            .into_iter()
-            .filter(|(_, mark)| {
-                let due = mark.marked_ms.saturating_add(settle_ms);
-                if due > now {
-                    soonest = soonest.min(Duration::from_millis(due - now));
-                }
-                due <= now
-            })
-            .take(self.settings.max_tags_per_request.max(1))
-            .collect();
+        // One request's worth is read, not the whole queue.
+        let mut ready = Vec::new();
+        for key in marks.into_iter().take(self.settings.max_tags_per_request.max(1)) {
+            let Some(mark) = self.queue.page_mark(&key).await? else {
+                continue;
+            };
+            let due = mark.marked_ms.saturating_add(settle_ms);
+            if due <= now {
+                ready.push((key, mark));
+            } else {
+                soonest = soonest.min(Duration::from_millis(due - now));
+            }
+        }
         if ready.is_empty() {
             return Ok(Step::Idle(soonest));
         }
         if let Some(step) = self.clear_to_send(progress).await? {
             return Ok(step);
         }
-        for (key, _) in &ready {
-            self.queue.unmark_page(key).await?;
+        let mut taken = Vec::new();
+        for (key, mark) in ready {
+            if let Err(error) = self.queue.unmark_page(&key).await {
+                self.restore_pages(&taken).await;
+                return Err(error);
+            }
+            taken.push((key, mark));
         }
-        let request = PurgeRequest::Tags(ready.iter().map(|(_, mark)| mark.tag.clone()).collect());
+        let request = PurgeRequest::Tags(taken.iter().map(|(_, mark)| mark.tag.clone()).collect());
         let result = self.purger.purge(&request).await;
+        if matches!(result, Err(PurgeError::Retry { .. })) {
+            self.restore_pages(&taken).await;
+        }
         // (Sent either way: a lost lease only means another proxy sends next.)
         self.sent(progress, &result).await?;
         match result {
@@ -413,9 +425,6 @@ impl Sender {
             }) => {
                 metrics::PURGE_REQUESTS.with_label_values(&["retried"]).inc();
                 metrics::PURGE_RETRIES.inc();
-                for (key, mark) in &ready {
-                    self.queue.restore_page(key, mark).await?;
-                }
                 progress.page_failures += u32::from(!throttled);
                 let delay = retry_after.unwrap_or(if throttled {
                     THROTTLE_DEFAULT
@@ -434,6 +443,17 @@ impl Sender {
             }
         }
         Ok(Step::Again)
+    }
+
+    /// Puts back marks taken off for a request that did not go through;
+    /// one that cannot be put back is lost (its page is kept at the CDN
+    /// for a short time only).
+    async fn restore_pages(&self, taken: &[(ObjectKey, PageMark)]) {
+        for (key, mark) in taken {
+            if let Err(error) = self.queue.restore_page(key, mark).await {
+                tracing::warn!(%key, %error, "putting back a page purge mark failed");
+            }
+        }
     }
 
     /// The purge of `job`'s version: what changed since the version before.
@@ -549,12 +569,6 @@ fn backoff(attempts: u32) -> Duration {
     doubled.min(BACKOFF_MAX).mul_f64(jitter)
 }
 
-/// Wall-clock milliseconds, as the lease and page marks keep time.
-pub(super) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))
-}
 
 #[cfg(test)]
 mod tests {

@@ -17,6 +17,8 @@ pub enum RecordError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("record {key} kept changing under other writers")]
+    Contended { key: String },
 }
 
 /// Reads and parses the record at `key`; `None` if there is none.
@@ -54,6 +56,37 @@ fn parse<T: DeserializeOwned>(key: &ObjectKey, object: crate::store::Object) -> 
         source,
     })?;
     Ok((value, object.etag))
+}
+
+/// Read-modify-write of the record at `key` by compare-and-swap, tried
+/// again (at most `attempts` times) while other writers move it. `change`
+/// gets the record as it is (`None`: there is none) and returns it as it is
+/// to be, or `None` to leave it. True if it wrote.
+pub async fn update<T: Serialize + DeserializeOwned>(
+    store: &dyn ObjectStore,
+    key: &ObjectKey,
+    attempts: usize,
+    mut change: impl FnMut(Option<T>) -> Option<T>,
+) -> Result<bool, RecordError> {
+    for _ in 0..attempts {
+        let (current, etag) = match read::<T>(store, key).await? {
+            Some((value, etag)) => (Some(value), Some(etag)),
+            None => (None, None),
+        };
+        let Some(next) = change(current) else {
+            return Ok(false);
+        };
+        let written = match &etag {
+            Some(etag) => store.put_if_match(key, encode(&next), etag).await,
+            None => store.put_if_absent(key, encode(&next)).await,
+        };
+        match written {
+            Ok(_) => return Ok(true),
+            Err(error) if error.is_precondition_failed() => continue,
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(RecordError::Contended { key: key.to_string() })
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Bytes {
