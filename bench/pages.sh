@@ -6,7 +6,9 @@
 #  2. write -> page visible: a comment written through the API, then the
 #     page requested with x-grove-seen: the time from the write to the
 #     page holding it, p50/p99 over 200 writes to random posts;
-#  3. the SSG path users have today: the same 10,000 posts as a Hugo site
+#  3. a restarted proxy serving every page again from the renders kept in
+#     the store (pages/s, and how many it rendered: none should be needed);
+#  4. the SSG path users have today: the same 10,000 posts as a Hugo site
 #     (Debian hugo), one post edited, `hugo` rebuilt and `grove publish`ed,
 #     until the proxy serves the new version; the median of 3.
 # Usage: bench/pages.sh
@@ -68,8 +70,8 @@ PY
 
 rss() { awk '/VmRSS/ {print $2}' "/proc/$PROXY_PID/status"; }
 rss_before="$(rss)"
-log "rendering every page once, 8 clients"
-python3 - "$POSTS" >"$WORK/render.txt" <<'PY'
+cat >"$WORK/every_page.py" <<'PY'
+# Requests every page once with 8 clients; prints pages a second.
 import http.client, sys, threading, time
 posts = int(sys.argv[1])
 ids = list(range(posts))
@@ -89,6 +91,8 @@ for t in threads: t.start()
 for t in threads: t.join()
 print(f"{posts / (time.time() - start):.0f}")
 PY
+log "rendering every page once, 8 clients"
+python3 "$WORK/every_page.py" "$POSTS" >"$WORK/render.txt"
 rss_after="$(rss)"
 
 log "write -> visible, 200 writes"
@@ -140,12 +144,22 @@ for round in 1 2 3; do
     python3 -c "import time; print(f'{(time.time() - $start) * 1000:.0f}')" >>"$WORK/ssg.txt"
 done
 
+log "a restarted proxy: every page again, from the renders kept in the store"
+sleep 2  # the list of renders is written within a second
+kill "$PROXY_PID"; wait "$PROXY_PID" 2>/dev/null || true
+GROVE_ADMIN_TOKEN="$TOKEN" RUST_LOG=warn "$BIN/grove-proxy" --config "$WORK/grove.toml" &
+PROXY_PID=$!
+until curl -s -o /dev/null http://127.0.0.1:18282/health; do sleep 0.1; done
+python3 "$WORK/every_page.py" "$POSTS" >"$WORK/kept.txt"
+kept_renders="$(curl -s http://127.0.0.1:18282/metrics | awk '/^grove_page_renders_total\{result="ok"\}/ {print $2}')"
+
 read -r p50 p99 <"$WORK/visible.txt"
-python3 - "$POSTS" "$(cat "$WORK/render.txt")" "$rss_before" "$rss_after" "$p50" "$p99" "$WORK/ssg.txt" <<'PY'
+python3 - "$POSTS" "$(cat "$WORK/render.txt")" "$rss_before" "$rss_after" "$p50" "$p99" "$WORK/ssg.txt" "$(cat "$WORK/kept.txt")" "${kept_renders:-0}" <<'PY'
 import statistics, sys
-posts, rate, before, after, p50, p99, ssg = sys.argv[1:]
+posts, rate, before, after, p50, p99, ssg, kept, kept_renders = sys.argv[1:]
 ssg = statistics.median(float(line) for line in open(ssg))
 print(f"{posts} pages rendered cold at {rate} pages/s (8 clients)")
+print(f"after a restart, from the kept renders: {kept} pages/s, {float(kept_renders):.0f} renders")
 print(f"proxy memory: {int(before) / 1024:.0f} MiB before, {int(after) / 1024:.0f} MiB after: "
       f"{(int(after) - int(before)) / int(posts):.1f} KiB per rendered page (page, reads, slot)")
 print(f"write -> visible (x-grove-seen): p50 {float(p50):.2f} ms, p99 {float(p99):.2f} ms")

@@ -462,13 +462,22 @@ async fn a_publish_re_renders_only_the_pages_whose_templates_changed() {
 async fn a_restarted_proxy_serves_the_kept_render_at_once_and_keeps_it_fresh() {
     let (mut host, client) = pages_host().await;
     for id in ["1", "2"] {
-        write(&host, &client, &format!("posts/{id}"), serde_json::json!({ "title": id })).await;
+        write(
+            &host,
+            &client,
+            &format!("posts/{id}"),
+            serde_json::json!({ "title": id }),
+        )
+        .await;
     }
     let ts = write(&host, &client, "posts/1/comments", serde_json::json!({ "text": "a" })).await;
     let page = get(&host, &client, "/posts/1/", Some(&ts)).await;
     let as_of = header(&page, "x-grove-as-of").unwrap().to_owned();
     let text = page.text().await.unwrap();
-    assert_eq!(get(&host, &client, "/posts/2/", Some(&ts)).await.status(), StatusCode::OK);
+    assert_eq!(
+        get(&host, &client, "/posts/2/", Some(&ts)).await.status(),
+        StatusCode::OK
+    );
     // The list of renders is written within a second of a render.
     tokio::time::sleep(Duration::from_millis(2000)).await;
 
@@ -491,12 +500,22 @@ async fn a_restarted_proxy_serves_the_kept_render_at_once_and_keeps_it_fresh() {
     // A write to a page no request has asked for since the restart goes by
     // before its slot exists: the kept render is served at once, taken as
     // dirty, and re-rendered.
-    let late = write(&host, &client, "posts/2/comments", serde_json::json!({ "text": "late" })).await;
+    let late = write(
+        &host,
+        &client,
+        "posts/2/comments",
+        serde_json::json!({ "text": "late" }),
+    )
+    .await;
     get(&host, &client, "/posts/1/", Some(&late)).await; // the feed is past it
     let kept = get(&host, &client, "/posts/2/", None).await.text().await.unwrap();
     assert!(kept.contains("<h1>2</h1>"), "{kept}");
     until_rendered(&host, &client, "/posts/2/", "<p>late</p>").await;
-    let seen = get(&host, &client, "/posts/2/", Some(&late)).await.text().await.unwrap();
+    let seen = get(&host, &client, "/posts/2/", Some(&late))
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(seen.contains("<p>late</p>"), "{seen}");
 }
 

@@ -550,7 +550,12 @@ impl PageEngine {
             // A write the old slot took meanwhile is the new one's too.
             let since = slot.state.lock().expect("not poisoned").dirty_at;
             if let (true, Some(since)) = (same, since) {
-                carried.state.lock().expect("not poisoned").dirty_at.get_or_insert(since);
+                carried
+                    .state
+                    .lock()
+                    .expect("not poisoned")
+                    .dirty_at
+                    .get_or_insert(since);
             }
             if !same || since.is_some() {
                 changed.push((key, carried));
@@ -633,7 +638,12 @@ impl PageEngine {
     /// queues their re-render (or, past [`MASS_DIRTY`] of them, leaves
     /// each to its next request and purges the site's tag once).
     fn touched(self: &Arc<Self>, site: &SiteName, ts: Timestamp, paths: &[String]) {
-        let newest = self.newest.lock().expect("not poisoned").get(site).map(|(_, tree)| *tree);
+        let newest = self
+            .newest
+            .lock()
+            .expect("not poisoned")
+            .get(site)
+            .map(|(_, tree)| *tree);
         let mut touched = Vec::new();
         for (key, slot) in self.slots.iter() {
             if key.site != *site {

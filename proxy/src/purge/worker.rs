@@ -6,13 +6,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use grove_core::publish_api::{PurgePlan, PurgeState};
 use grove_core::tree::Trees;
-use grove_objects::store::ObjectKey;
 use grove_objects::site::Sites;
+use grove_objects::store::ObjectKey;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use time::OffsetDateTime;
@@ -568,7 +568,6 @@ fn backoff(attempts: u32) -> Duration {
     let jitter = rand::random_range(0.8..1.2);
     doubled.min(BACKOFF_MAX).mul_f64(jitter)
 }
-
 
 #[cfg(test)]
 mod tests {
