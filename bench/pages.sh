@@ -93,6 +93,8 @@ print(f"{posts / (time.time() - start):.0f}")
 PY
 log "rendering every page once, 8 clients"
 python3 "$WORK/every_page.py" "$POSTS" >"$WORK/render.txt"
+# What stays: after the renders' store writes and idle I/O threads are done.
+sleep 12
 rss_after="$(rss)"
 
 log "write -> visible, 200 writes"

@@ -48,7 +48,7 @@ use crate::node_client::{NodeClient, backoff};
 use crate::purge::Outbox;
 use crate::{metrics, semantics};
 
-use super::failures;
+use super::failures::Failures;
 use super::kept::{Kept, KeptPage};
 use super::node_data::NodeData;
 use super::{LoadError, load};
@@ -187,7 +187,7 @@ impl SlotState {
 pub struct PageEngine {
     node: Arc<NodeClient>,
     /// Where render failures are recorded.
-    store: Arc<dyn ObjectStore>,
+    failures: Arc<Failures>,
     kept: Arc<Kept>,
     trees: Trees,
     blobs: ContentStore,
@@ -214,7 +214,7 @@ impl PageEngine {
         Arc::new(Self {
             node,
             kept: Kept::new(Arc::clone(&store)),
-            store,
+            failures: Arc::new(Failures::new(store)),
             trees,
             blobs,
             site_pages: moka::future::Cache::new(1_000),
@@ -613,14 +613,18 @@ impl PageEngine {
     /// Records a page's failure (or its recovery) for `grove versions`,
     /// without holding up the caller.
     fn record_failure(&self, key: &SlotKey, slot: &Slot, failure: Option<RenderFailure>) {
-        let (store, site, url, version) = (
-            Arc::clone(&self.store),
+        let (failures, site, url, version) = (
+            Arc::clone(&self.failures),
             key.site.clone(),
             key.url.clone(),
             slot.inputs.version,
         );
         tokio::spawn(async move {
-            if let Err(error) = failures::update(&store, &site, version, &url, failure).await {
+            let recorded = match failure {
+                Some(failure) => failures.failed(&site, failure).await,
+                None => failures.rendered(&site, version, &url).await,
+            };
+            if let Err(error) = recorded {
                 tracing::warn!(%site, version, url, %error, "recording a page's render failure failed");
             }
         });

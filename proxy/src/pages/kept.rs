@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 const WRITE_EVERY: Duration = Duration::from_secs(1);
 /// Compare-and-swap attempts when other proxies write the same list.
 const ATTEMPTS: usize = 5;
+/// Renders' bytes written to the store at once: a burst of renders queues
+/// rather than opening a connection or a file each.
+const WRITERS: usize = 8;
 /// Pages of lists kept in memory, over every version.
 const LISTED_PAGES: u64 = 100_000;
 
@@ -56,6 +59,7 @@ pub struct Kept {
     /// Renders not yet in their version's list, and whether a write of it
     /// is under way (which takes them when it starts).
     pending: Mutex<HashMap<Version, (Pages, bool)>>,
+    writers: tokio::sync::Semaphore,
     /// Each version's list as read at its first page request, bounded by
     /// the pages listed.
     lists: moka::future::Cache<Version, Arc<Pages>>,
@@ -67,6 +71,7 @@ impl Kept {
             blobs: ContentStore::blobs(Arc::clone(&store)),
             store,
             pending: Mutex::new(HashMap::new()),
+            writers: tokio::sync::Semaphore::new(WRITERS),
             lists: moka::future::Cache::builder()
                 .max_capacity(LISTED_PAGES)
                 .weigher(|_, list: &Arc<Pages>| u32::try_from(list.len() + 1).unwrap_or(u32::MAX))
@@ -115,7 +120,11 @@ impl Kept {
         let kept = Arc::clone(self);
         let site = site.clone();
         tokio::spawn(async move {
-            if let Err(error) = kept.blobs.put(body).await {
+            let put = match kept.writers.acquire().await {
+                Ok(_writing) => kept.blobs.put(body).await,
+                Err(_) => return,
+            };
+            if let Err(error) = put {
                 tracing::warn!(%site, %tree, %error, "keeping a render's bytes failed");
             }
             if write {
