@@ -152,15 +152,7 @@ impl NodeClient {
             )
             .await?;
         if reply.status != StatusCode::OK {
-            return Err(ApiFailure::new(
-                StatusCode::BAD_GATEWAY,
-                "node_refused",
-                format!(
-                    "the node answered {}: {}",
-                    reply.status,
-                    String::from_utf8_lossy(&reply.body)
-                ),
-            ));
+            return Err(refused("write", reply.status, &reply.body));
         }
         let ts: TsReply = serde_json::from_slice(&reply.body)
             .map_err(|error| ApiFailure::new(StatusCode::BAD_GATEWAY, "node_reply", error.to_string()))?;
@@ -232,15 +224,7 @@ impl NodeClient {
             .forward(Caller::Pages, http::Method::GET, site, call, Some(query), Bytes::new())
             .await?;
         if reply.status != StatusCode::OK {
-            return Err(ApiFailure::new(
-                StatusCode::BAD_GATEWAY,
-                "node_refused",
-                format!(
-                    "the node answered {call} with {}: {}",
-                    reply.status,
-                    String::from_utf8_lossy(&reply.body)
-                ),
-            ));
+            return Err(refused(call, reply.status, &reply.body));
         }
         serde_json::from_slice(&reply.body)
             .map_err(|error| ApiFailure::new(StatusCode::BAD_GATEWAY, "node_reply", error.to_string()))
@@ -263,15 +247,23 @@ impl NodeClient {
             .map_err(node_failed)?;
         if response.status() != StatusCode::OK {
             let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            return Err(ApiFailure::new(
-                StatusCode::BAD_GATEWAY,
-                "node_refused",
-                format!("the node refused the {call} ({status}): {body}"),
-            ));
+            let body = response.bytes().await.unwrap_or_default();
+            return Err(refused(call, status, &body));
         }
         Ok(server_sent_events(response.bytes_stream()))
     }
+}
+
+/// The node answered `call` with an error of its own.
+fn refused(call: &str, status: StatusCode, body: &[u8]) -> ApiFailure {
+    ApiFailure::new(
+        StatusCode::BAD_GATEWAY,
+        "node_refused",
+        format!(
+            "the node answered {call} with {status}: {}",
+            String::from_utf8_lossy(body)
+        ),
+    )
 }
 
 /// A page of a read, as the proxy keeps it.

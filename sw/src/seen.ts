@@ -30,7 +30,7 @@ export async function noteWrite(response: Response): Promise<void> {
 }
 
 /** The newest write seen, while it is sent along. */
-export function seenWrite(): string | undefined {
+function seenWrite(): string | undefined {
   return newest && Date.now() < newest.until ? String(newest.ts) : undefined;
 }
 

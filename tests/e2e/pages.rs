@@ -149,6 +149,13 @@ async fn write(host: &Host, client: &reqwest::Client, path: &str, data: serde_js
     reply["ts"].as_str().unwrap().to_owned()
 }
 
+/// Writes a post titled with its id for each of `ids`.
+async fn write_posts(host: &Host, client: &reqwest::Client, ids: &[&str]) {
+    for id in ids {
+        write(host, client, &format!("posts/{id}"), serde_json::json!({ "title": id })).await;
+    }
+}
+
 async fn get(host: &Host, client: &reqwest::Client, path: &str, seen: Option<&str>) -> reqwest::Response {
     let mut request = client.get(host.proxy.url("demo.localhost", path));
     if let Some(seen) = seen {
@@ -361,15 +368,7 @@ async fn the_cdn_purges_exactly_the_re_rendered_pages_once_each() {
     let fake = FakeCloudflare::start(limits.clone()).await.unwrap();
     let host = host_for(&fake, &limits, "", "");
     let client = publish_pages(&host, &[]).await;
-    for id in ["1", "2"] {
-        write(
-            &host,
-            &client,
-            &format!("posts/{id}"),
-            serde_json::json!({ "title": id }),
-        )
-        .await;
-    }
+    write_posts(&host, &client, &["1", "2"]).await;
     let ts = write(&host, &client, "posts/2/comments", serde_json::json!({ "text": "x" })).await;
     for path in ["/posts/1/", "/posts/2/", "/"] {
         let page = get(&host, &client, path, Some(&ts)).await;
@@ -461,15 +460,7 @@ async fn a_publish_re_renders_only_the_pages_whose_templates_changed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_proxy_serves_the_kept_render_at_once_and_keeps_it_fresh() {
     let (mut host, client) = pages_host().await;
-    for id in ["1", "2"] {
-        write(
-            &host,
-            &client,
-            &format!("posts/{id}"),
-            serde_json::json!({ "title": id }),
-        )
-        .await;
-    }
+    write_posts(&host, &client, &["1", "2"]).await;
     let ts = write(&host, &client, "posts/1/comments", serde_json::json!({ "text": "a" })).await;
     let page = get(&host, &client, "/posts/1/", Some(&ts)).await;
     let as_of = header(&page, "x-grove-as-of").unwrap().to_owned();
