@@ -152,6 +152,7 @@ pub fn setup(config: &Config) -> anyhow::Result<(NodeDirectory, Option<EmbeddedN
             },
             limits: node.limits.clone(),
             open_timeout: Duration::from_secs(node.handover_timeout_secs),
+            replica: None,
         };
         let service = EmbeddedNode {
             listener: Mutex::new(Some(listener)),

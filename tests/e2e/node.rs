@@ -168,6 +168,7 @@ async fn sites_in_the_directory_go_to_their_own_node() {
         segments: SegmentOptions::named("far-node"),
         limits: NodeLimits::default(),
         open_timeout: Duration::from_secs(1),
+            replica: None,
     };
     let remote = RunningNode::start(settings, Arc::clone(&host.store), listener)
         .await

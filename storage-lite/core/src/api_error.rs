@@ -29,6 +29,13 @@ pub struct ApiError {
     /// Node `trimmed`: the first timestamp still readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_available: Option<Timestamp>,
+    /// Node `not_primary`: the same call on the site's primary (also the
+    /// reply's `Location`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Node `not_primary`: the site epoch the redirect was decided in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
 }
 
 /// An error reply on its way out: the HTTP status and the body.
@@ -53,6 +60,8 @@ impl ApiFailure {
                 missing_blobs: Vec::new(),
                 latest: None,
                 first_available: None,
+                location: None,
+                epoch: None,
             }),
         }
     }

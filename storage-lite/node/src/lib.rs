@@ -13,14 +13,18 @@ mod hlc;
 mod log;
 pub mod logging;
 mod ops;
+mod replica;
 mod run;
 mod segments;
 mod types;
+mod visibility;
 mod writer;
 
 pub use api::{NodeApi, NodeLimits};
 pub use hlc::{Clock, ClockError};
 pub use log::{Changes, Log, Watch};
+pub use replica::{Replica, ReplicaSettings, ReplicaStats};
 pub use run::{NodeSettings, RunningNode};
 pub use segments::{SegmentError, SegmentOptions, Shipper};
 pub use types::{Entry, LogError, LogStats, Page, WallClock};
+pub use visibility::Visibility;

@@ -11,8 +11,12 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::oneshot;
 
 use crate::hlc::Clock;
-use crate::ops::{CHANGES, CLOCK_BOUND, ENTRIES, JOURNAL, LATEST, Op, Stored, TRIMMED, Tables, db_error};
+use crate::ops::{
+    CHANGES, CLOCK_BOUND, ENTRIES, IDEMPOTENCY_BY_TS, JOURNAL, LATEST, Op, SITE_OPS, Stored, TRIMMED, Tables,
+    Truncated, db_error,
+};
 use crate::types::{Entry, LogError, LogStats, Page, WallClock, check_path, system_ms};
+use crate::visibility::Visibility;
 use crate::writer::{PendingGuard, PendingWrite, Request, Writer};
 use grove_core::names::SiteName;
 use grove_core::timestamp::Timestamp;
@@ -24,8 +28,12 @@ pub struct Log {
     writer: Option<mpsc::Sender<Request>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     stats: Arc<LogStats>,
-    /// Counts commits; watchers and the shipper wait on it.
+    /// Counts commits and visibility raises; watchers and the shipper
+    /// wait on it.
     commits: tokio::sync::watch::Receiver<u64>,
+    committed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// How far each site can be read (see [`Visibility`]).
+    visibility: Arc<Visibility>,
     /// Set when another incarnation of this node took over its segments.
     fenced: std::sync::Mutex<Option<String>>,
 }
@@ -63,8 +71,9 @@ impl Log {
         let (writer, requests) = mpsc::channel();
         let stats = Arc::new(LogStats::default());
         let (committed, commits) = tokio::sync::watch::channel(0);
+        let committed = Arc::new(committed);
         let mut state = Writer {
-            committed,
+            committed: Arc::clone(&committed),
             db: Arc::clone(&db),
             clock: Clock::resume(bound),
             bound,
@@ -82,8 +91,30 @@ impl Log {
             writer_thread: Some(writer_thread),
             stats,
             commits,
+            committed,
+            visibility: Arc::new(Visibility::default()),
             fenced: std::sync::Mutex::new(None),
         })
+    }
+
+    /// How far each site can be read.
+    pub fn visibility(&self) -> &Visibility {
+        &self.visibility
+    }
+
+    /// Limits what readers see of `site` to timestamps up to `ts` (see
+    /// [`Visibility::limit`]), waking watchers if that shows more.
+    pub fn limit_visibility(&self, site: &str, ts: Timestamp) {
+        if self.visibility.limit(site, ts) {
+            self.committed.send_modify(|commits| *commits += 1);
+        }
+    }
+
+    /// Shows everything committed of `site` again.
+    pub fn lift_visibility(&self, site: &str) {
+        if self.visibility.lift(site) {
+            self.committed.send_modify(|commits| *commits += 1);
+        }
     }
 
     pub fn stats(&self) -> &LogStats {
@@ -114,12 +145,28 @@ impl Log {
         author: &str,
         after: Timestamp,
     ) -> Result<Timestamp, LogError> {
+        self.append_once(site, path, data, author, after, None).await
+    }
+
+    /// [`Log::append`], at most once per `idempotency_key` of the site: a
+    /// retry with the same key (after a failover, say) gets the first
+    /// write's timestamp, and writes nothing.
+    pub async fn append_once(
+        &self,
+        site: &SiteName,
+        path: &str,
+        data: String,
+        author: &str,
+        after: Timestamp,
+        idempotency_key: Option<&str>,
+    ) -> Result<Timestamp, LogError> {
         let writes = vec![pending_write(site, path, data)?];
         self.ask(|reply| Request::Write {
             guard: None,
             writes,
             author: author.to_owned(),
             after,
+            idempotency_key: idempotency_key.map(|key| format!("{site}\u{0}{key}")),
             reply,
         })
         .await
@@ -128,6 +175,7 @@ impl Log {
     /// Appends every `(path, data)` of `writes` atomically under one
     /// timestamp, if `path`'s latest entry is exactly `if_last_ts` (zero:
     /// the path is empty). Paths must be distinct: each gets one entry.
+    /// With an `idempotency_key`, at most once (see [`Log::append_once`]).
     pub async fn txn(
         &self,
         site: &SiteName,
@@ -135,6 +183,7 @@ impl Log {
         if_last_ts: Timestamp,
         writes: Vec<(String, String)>,
         author: &str,
+        idempotency_key: Option<&str>,
     ) -> Result<Timestamp, LogError> {
         let guard = PendingGuard {
             key: key(site, path)?,
@@ -156,6 +205,7 @@ impl Log {
             writes,
             author: author.to_owned(),
             after: if_last_ts,
+            idempotency_key: idempotency_key.map(|key| format!("{site}\u{0}{key}")),
             reply,
         })
         .await
@@ -163,7 +213,7 @@ impl Log {
 
     /// Up to `limit` entries of `path` after `after`, oldest first.
     pub fn read(&self, site: &SiteName, path: &str, after: Timestamp, limit: usize) -> Result<Page, LogError> {
-        read_page(&self.db, &key(site, path)?, after, limit)
+        read_page(&self.db, &key(site, path)?, after, limit, self.visibility.bound(site.as_str()))
     }
 
     /// Up to `limit` entries of `path` before `before`, newest first: the
@@ -176,7 +226,9 @@ impl Log {
         let entries = txn.open_table(ENTRIES).map_err(db_error)?;
         let mut page = Vec::new();
         let mut more = false;
-        let end = before.as_u64();
+        let end = before
+            .as_u64()
+            .min(self.visibility.bound(site.as_str()).saturating_add(1));
         for item in entries
             .range((key.as_str(), 0)..(key.as_str(), end))
             .map_err(db_error)?
@@ -205,18 +257,28 @@ impl Log {
         } else {
             format!("{}/", key(site, prefix)?)
         };
+        let bound = self.visibility.bound(site.as_str());
         let txn = self.db.begin_read().map_err(db_error)?;
         let latest = txn.open_table(LATEST).map_err(db_error)?;
+        let entries = txn.open_table(ENTRIES).map_err(db_error)?;
+        // A path whose entries are all past the bound is not there yet.
+        let visible = |key: &str, latest_ts: u64| -> Result<bool, LogError> {
+            Ok(latest_ts <= bound || entries.range((key, 0)..=(key, bound)).map_err(db_error)?.next().is_some())
+        };
         let mut names = std::collections::BTreeSet::new();
         let mut start = base.clone();
         while names.len() < limit {
             let Some(item) = latest.range(start.as_str()..).map_err(db_error)?.next() else {
                 break;
             };
-            let (stored, _) = item.map_err(db_error)?;
+            let (stored, latest_ts) = item.map_err(db_error)?;
             let Some(rest) = stored.value().strip_prefix(base.as_str()) else {
                 break;
             };
+            if !visible(stored.value(), latest_ts.value())? {
+                start = format!("{}\u{0}", stored.value());
+                continue;
+            }
             // Past this key, or past the whole subtree of its name in one
             // seek (path characters sort below U+10FFFF).
             start = match rest.split_once('/') {
@@ -239,6 +301,7 @@ impl Log {
     pub fn changes(&self, site: &SiteName, after: Timestamp) -> Changes {
         Changes {
             db: Arc::clone(&self.db),
+            visibility: Arc::clone(&self.visibility),
             site: site.to_string(),
             cursor: after,
             pending: std::collections::VecDeque::new(),
@@ -261,14 +324,98 @@ impl Log {
     pub fn watch(&self, site: &SiteName, path: &str, after: Timestamp) -> Result<Watch, LogError> {
         let key = key(site, path)?;
         // Trimmed history is refused now, not at the first read.
-        read_page(&self.db, &key, after, 0)?;
+        read_page(&self.db, &key, after, 0, u64::MAX)?;
         Ok(Watch {
             db: Arc::clone(&self.db),
+            visibility: Arc::clone(&self.visibility),
+            site: site.to_string(),
             key,
             cursor: after,
             pending: std::collections::VecDeque::new(),
             commits: self.commits.clone(),
         })
+    }
+
+    /// The latest timestamp of `site`'s history (writes, creates and
+    /// trims), visible or not: how far a backup has copied its primary.
+    pub fn site_latest(&self, site: &str) -> Result<Timestamp, LogError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let mut latest = 0;
+        for table in [CHANGES, SITE_OPS] {
+            let table = txn.open_table(table).map_err(db_error)?;
+            if let Some(item) = table.range((site, 0)..=(site, u64::MAX)).map_err(db_error)?.next_back() {
+                latest = latest.max(item.map_err(db_error)?.0.value().1);
+            }
+        }
+        Ok(Timestamp::from_u64(latest))
+    }
+
+    /// Up to about `limit` of `site`'s operations after `after`, in
+    /// timestamp order, rebuilt from its tables: what a backup adopts.
+    /// Entries a trim removed since are left out (the trim follows them).
+    pub(super) fn ops_after(&self, site: &str, after: Timestamp, limit: usize) -> Result<Vec<Op>, LogError> {
+        let txn = self.db.begin_read().map_err(db_error)?;
+        let changes = txn.open_table(CHANGES).map_err(db_error)?;
+        let site_ops = txn.open_table(SITE_OPS).map_err(db_error)?;
+        let entries = txn.open_table(ENTRIES).map_err(db_error)?;
+        let idempotency = txn.open_table(IDEMPOTENCY_BY_TS).map_err(db_error)?;
+        let start = after.as_u64().saturating_add(1);
+        let mut ops = Vec::new();
+        let (mut taken, mut last_taken) = (0, 0);
+        for item in changes.range((site, start)..=(site, u64::MAX)).map_err(db_error)?.take(limit) {
+            let (stored, paths) = item.map_err(db_error)?;
+            let ts = stored.value().1;
+            (taken, last_taken) = (taken + 1, ts);
+            let paths: Vec<String> = serde_json::from_slice(paths.value())
+                .map_err(|error| LogError::Database(format!("a change record is corrupt: {error}")))?;
+            let mut writes = Vec::with_capacity(paths.len());
+            for path in paths {
+                let key = format!("{site}\u{0}{path}");
+                if let Some(value) = entries.get((key.as_str(), ts)).map_err(db_error)? {
+                    let stored: Stored = serde_json::from_slice(value.value())
+                        .map_err(|error| LogError::Database(format!("a stored entry is corrupt: {error}")))?;
+                    writes.push(crate::ops::KeyedWrite {
+                        key,
+                        data: stored.data,
+                        author: stored.author,
+                    });
+                }
+            }
+            if writes.is_empty() {
+                continue;
+            }
+            let idempotency_key = idempotency
+                .get((site, ts))
+                .map_err(db_error)?
+                .map(|key| key.value().to_owned());
+            ops.push(Op::Write {
+                ts: Timestamp::from_u64(ts),
+                writes,
+                idempotency_key,
+            });
+        }
+        // Creates and trims up to the last write taken (or all, if the
+        // writes ran out), merged in by timestamp.
+        let through = if taken == limit { last_taken } else { u64::MAX };
+        for item in site_ops.range((site, start)..=(site, through)).map_err(db_error)? {
+            let (_, line) = item.map_err(db_error)?;
+            let op: Op = serde_json::from_slice(line.value())
+                .map_err(|error| LogError::Database(format!("a site operation is corrupt: {error}")))?;
+            ops.push(op);
+        }
+        ops.sort_by_key(Op::ts);
+        Ok(ops)
+    }
+
+    /// Applies, in order, operations `site`'s primary committed.
+    pub(super) async fn adopt(&self, ops: Vec<Op>) -> Result<(), LogError> {
+        self.ask(|reply| Request::Adopt { ops, reply }).await
+    }
+
+    /// See [`Op::Truncate`].
+    pub(super) async fn truncate(&self, site: &str, after: Timestamp) -> Result<Truncated, LogError> {
+        let site = site.to_owned();
+        self.ask(|reply| Request::Truncate { site, after, reply }).await
     }
 
     /// Applies operations shipped by an earlier incarnation of this node.
@@ -355,6 +502,8 @@ fn pending_write(site: &SiteName, path: &str, data: String) -> Result<PendingWri
 /// Entries of one path as they are committed; see [`Log::watch`].
 pub struct Watch {
     db: Arc<Database>,
+    visibility: Arc<Visibility>,
+    site: String,
     key: String,
     cursor: Timestamp,
     pending: std::collections::VecDeque<Entry>,
@@ -374,7 +523,8 @@ impl Watch {
             }
             // Marked seen before reading: a commit after the read wakes us.
             self.commits.borrow_and_update();
-            let page = read_page(&self.db, &self.key, self.cursor, Self::PAGE)?;
+            let bound = self.visibility.bound(&self.site);
+            let page = read_page(&self.db, &self.key, self.cursor, Self::PAGE, bound)?;
             if page.entries.is_empty() {
                 self.commits.changed().await.map_err(|_| LogError::WriterGone)?;
             } else {
@@ -387,6 +537,7 @@ impl Watch {
 /// A site's change feed: see [`Log::changes`].
 pub struct Changes {
     db: Arc<Database>,
+    visibility: Arc<Visibility>,
     site: String,
     cursor: Timestamp,
     pending: std::collections::VecDeque<(Timestamp, Vec<String>)>,
@@ -407,8 +558,9 @@ impl Changes {
             let txn = self.db.begin_read().map_err(db_error)?;
             let changes = txn.open_table(CHANGES).map_err(db_error)?;
             let start = self.cursor.as_u64().saturating_add(1);
+            let bound = self.visibility.bound(&self.site);
             for item in changes
-                .range((self.site.as_str(), start)..=(self.site.as_str(), u64::MAX))
+                .range((self.site.as_str(), start)..=(self.site.as_str(), bound))
                 .map_err(db_error)?
                 .take(Self::PAGE)
             {
@@ -436,9 +588,9 @@ fn decode_entry(ts: u64, value: &[u8]) -> Result<Entry, LogError> {
     })
 }
 
-/// Up to `limit` entries under `key` after `after`, oldest first, or
-/// [`LogError::Trimmed`] if some of them are gone.
-fn read_page(db: &Database, key: &str, after: Timestamp, limit: usize) -> Result<Page, LogError> {
+/// Up to `limit` entries under `key` after `after` and up to `bound`,
+/// oldest first, or [`LogError::Trimmed`] if some of them are gone.
+fn read_page(db: &Database, key: &str, after: Timestamp, limit: usize, bound: u64) -> Result<Page, LogError> {
     let txn = db.begin_read().map_err(db_error)?;
     let entries = txn.open_table(ENTRIES).map_err(db_error)?;
     let trimmed = txn.open_table(TRIMMED).map_err(db_error)?;
@@ -460,7 +612,13 @@ fn read_page(db: &Database, key: &str, after: Timestamp, limit: usize) -> Result
     let start = after.as_u64().saturating_add(1);
     let mut page = Vec::new();
     let mut more = false;
-    for item in entries.range((key, start)..=(key, u64::MAX)).map_err(db_error)? {
+    if start > bound {
+        return Ok(Page {
+            entries: Vec::new(),
+            next: None,
+        });
+    }
+    for item in entries.range((key, start)..=(key, bound)).map_err(db_error)? {
         if page.len() == limit {
             more = true;
             break;
@@ -811,7 +969,7 @@ mod tests {
             ]
         };
         let first = log
-            .txn(&site(), "cart", Timestamp::ZERO, writes("1"), "h")
+            .txn(&site(), "cart", Timestamp::ZERO, writes("1"), "h", None)
             .await
             .unwrap();
         for path in ["cart", "cart/count"] {
@@ -821,7 +979,7 @@ mod tests {
         }
         // A stale `if_last_ts` is a conflict naming the latest, and writes
         // nothing anywhere.
-        match log.txn(&site(), "cart", Timestamp::ZERO, writes("2"), "h").await {
+        match log.txn(&site(), "cart", Timestamp::ZERO, writes("2"), "h", None).await {
             Err(LogError::Conflict { path, latest }) => assert_eq!((path.as_str(), latest), ("cart", first)),
             other => panic!("expected a conflict, got {other:?}"),
         }
@@ -832,7 +990,7 @@ mod tests {
                 .len(),
             1
         );
-        let second = log.txn(&site(), "cart", first, writes("2"), "h").await.unwrap();
+        let second = log.txn(&site(), "cart", first, writes("2"), "h", None).await.unwrap();
         assert!(second > first);
 
         // A serialized path among the writes must be covered too.
@@ -852,6 +1010,7 @@ mod tests {
                     ("ledger".to_owned(), "2".to_owned()),
                 ],
                 "h",
+                None,
             )
         };
         assert!(entry > second);
@@ -865,17 +1024,17 @@ mod tests {
             ),
         ] {
             assert!(matches!(
-                log.txn(&site(), path, second, writes, "h").await,
+                log.txn(&site(), path, second, writes, "h", None).await,
                 Err(LogError::InvalidTxn(_))
             ));
         }
         assert!(matches!(
-            log.txn(&site(), "cart", second, vec![("../x".to_owned(), "1".to_owned())], "h")
+            log.txn(&site(), "cart", second, vec![("../x".to_owned(), "1".to_owned())], "h", None)
                 .await,
             Err(LogError::InvalidPath { .. })
         ));
         assert!(matches!(
-            log.txn(&site(), "cart", second, vec![("x".to_owned(), "{".to_owned())], "h")
+            log.txn(&site(), "cart", second, vec![("x".to_owned(), "{".to_owned())], "h", None)
                 .await,
             Err(LogError::InvalidData(_))
         ));

@@ -26,6 +26,15 @@ pub(super) const CHANGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition:
 /// Committed operations not yet shipped to the object store, by sequence
 /// number (only when the log ships segments).
 pub(super) const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+/// A site's creates and trims by (site, timestamp), as operation JSON:
+/// with `CHANGES` and `ENTRIES`, a site's whole history in timestamp
+/// order, which is what replication ships to a backup.
+pub(super) const SITE_OPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("site_ops");
+/// Idempotency keys of writes, `<site>\0<key>`, and the timestamp the
+/// write got: a retried write answers with it instead of writing again.
+pub(super) const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency");
+/// The same keys by (site, timestamp), so they replicate with their write.
+pub(super) const IDEMPOTENCY_BY_TS: TableDefinition<(&str, u64), &str> = TableDefinition::new("idempotency_by_ts");
 
 /// The clock's persisted bound, in milliseconds.
 pub(super) const CLOCK_BOUND: &str = "clock_bound_ms";
@@ -59,20 +68,63 @@ pub(super) struct KeyedWrite {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(super) enum Op {
+    /// `ts` orders it among the site's writes for replication; segments
+    /// older than replication carry none (zero).
     Create {
         key: String,
         serialized: bool,
+        #[serde(default)]
+        ts: Timestamp,
     },
     /// One timestamp for every write: a plain write has one, a transaction
-    /// several (on distinct paths).
+    /// several (on distinct paths, of one site).
     Write {
         ts: Timestamp,
         writes: Vec<KeyedWrite>,
+        /// `<site>\0<key>` of the caller's `Idempotency-Key`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idempotency_key: Option<String>,
     },
     Trim {
         key: String,
         before: Timestamp,
+        #[serde(default)]
+        ts: Timestamp,
     },
+    /// Removes everything of `site` after `after`: a former primary's
+    /// unacknowledged tail, which the new primary never adopted. A trim
+    /// in that tail cannot be undone, so then the whole site goes, to be
+    /// copied again from the primary.
+    Truncate { site: String, after: Timestamp },
+}
+
+impl Op {
+    /// The site of the operation (`<site>` of its keys).
+    pub fn site(&self) -> &str {
+        let key = match self {
+            Op::Create { key, .. } | Op::Trim { key, .. } => key.as_str(),
+            Op::Write { writes, .. } => writes.first().map_or("", |write| write.key.as_str()),
+            Op::Truncate { site, .. } => return site,
+        };
+        key.split_once('\u{0}').map_or(key, |(site, _)| site)
+    }
+
+    /// The timestamp it was committed under (zero for a truncation).
+    pub fn ts(&self) -> Timestamp {
+        match self {
+            Op::Create { ts, .. } | Op::Trim { ts, .. } | Op::Write { ts, .. } => *ts,
+            Op::Truncate { .. } => Timestamp::ZERO,
+        }
+    }
+}
+
+/// What a truncation removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Truncated {
+    /// Everything after the point; the rest is kept.
+    Tail,
+    /// The whole site (a trim was in the tail).
+    Site,
 }
 
 /// The log's tables, open in one write transaction.
@@ -84,6 +136,9 @@ pub(super) struct Tables<'txn> {
     meta: Table<'txn, &'static str, u64>,
     journal: Table<'txn, u64, &'static [u8]>,
     changes: Table<'txn, (&'static str, u64), &'static [u8]>,
+    site_ops: Table<'txn, (&'static str, u64), &'static [u8]>,
+    idempotency: Table<'txn, &'static str, u64>,
+    idempotency_by_ts: Table<'txn, (&'static str, u64), &'static str>,
 }
 
 impl<'txn> Tables<'txn> {
@@ -96,7 +151,20 @@ impl<'txn> Tables<'txn> {
             meta: txn.open_table(META).map_err(db_error)?,
             journal: txn.open_table(JOURNAL).map_err(db_error)?,
             changes: txn.open_table(CHANGES).map_err(db_error)?,
+            site_ops: txn.open_table(SITE_OPS).map_err(db_error)?,
+            idempotency: txn.open_table(IDEMPOTENCY).map_err(db_error)?,
+            idempotency_by_ts: txn.open_table(IDEMPOTENCY_BY_TS).map_err(db_error)?,
         })
+    }
+
+    /// The timestamp of the write that used idempotency key `key`
+    /// (`<site>\0<key>`), if one did.
+    pub fn idempotent(&self, key: &str) -> Result<Option<Timestamp>, LogError> {
+        Ok(self
+            .idempotency
+            .get(key)
+            .map_err(db_error)?
+            .map(|ts| Timestamp::from_u64(ts.value())))
     }
 
     /// The latest timestamp written to `key`, or zero.
@@ -125,10 +193,23 @@ impl<'txn> Tables<'txn> {
     /// Applies a validated operation.
     pub fn apply(&mut self, op: &Op) -> Result<(), LogError> {
         match op {
-            Op::Create { key, serialized } => {
+            Op::Create { key, serialized, ts } => {
                 self.paths.insert(key.as_str(), *serialized).map_err(db_error)?;
+                self.record_site_op(op, *ts)?;
             }
-            Op::Write { ts, writes } => {
+            Op::Write {
+                ts,
+                writes,
+                idempotency_key,
+            } => {
+                if let Some(idempotency_key) = idempotency_key {
+                    self.idempotency
+                        .insert(idempotency_key.as_str(), ts.as_u64())
+                        .map_err(db_error)?;
+                    self.idempotency_by_ts
+                        .insert((op.site(), ts.as_u64()), idempotency_key.as_str())
+                        .map_err(db_error)?;
+                }
                 let mut by_site: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
                 for write in writes {
                     let (site, path) = write.key.split_once('\u{0}').unwrap_or((write.key.as_str(), ""));
@@ -152,7 +233,8 @@ impl<'txn> Tables<'txn> {
                     self.latest.insert(write.key.as_str(), ts.as_u64()).map_err(db_error)?;
                 }
             }
-            Op::Trim { key, before } => {
+            Op::Trim { key, before, ts } => {
+                self.record_site_op(op, *ts)?;
                 let mut gone = Vec::new();
                 for item in self
                     .entries
@@ -173,7 +255,109 @@ impl<'txn> Tables<'txn> {
                     self.trimmed.insert(key.as_str(), earlier.max(last)).map_err(db_error)?;
                 }
             }
+            Op::Truncate { site, after } => {
+                self.truncate(site, *after)?;
+            }
         }
+        Ok(())
+    }
+
+    fn record_site_op(&mut self, op: &Op, ts: Timestamp) -> Result<(), LogError> {
+        if ts > Timestamp::ZERO {
+            let line = serde_json::to_vec(op).expect("operations serialize");
+            self.site_ops
+                .insert((op.site(), ts.as_u64()), line.as_slice())
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    /// See [`Op::Truncate`].
+    pub fn truncate(&mut self, site: &str, after: Timestamp) -> Result<Truncated, LogError> {
+        let start = after.as_u64().saturating_add(1);
+        let mut tail_ops = Vec::new();
+        for item in self.site_ops.range((site, start)..=(site, u64::MAX)).map_err(db_error)? {
+            let (stored, line) = item.map_err(db_error)?;
+            let op: Op = serde_json::from_slice(line.value())
+                .map_err(|error| LogError::Database(format!("a site operation is corrupt: {error}")))?;
+            tail_ops.push((stored.value().1, op));
+        }
+        if tail_ops.iter().any(|(_, op)| matches!(op, Op::Trim { .. })) {
+            self.remove_site(site)?;
+            return Ok(Truncated::Site);
+        }
+        for (ts, op) in tail_ops {
+            if let Op::Create { key, .. } = op {
+                self.paths.remove(key.as_str()).map_err(db_error)?;
+            }
+            self.site_ops.remove((site, ts)).map_err(db_error)?;
+        }
+        let mut tail = Vec::new();
+        for item in self.changes.range((site, start)..=(site, u64::MAX)).map_err(db_error)? {
+            let (stored, paths) = item.map_err(db_error)?;
+            let paths: Vec<String> = serde_json::from_slice(paths.value())
+                .map_err(|error| LogError::Database(format!("a change record is corrupt: {error}")))?;
+            tail.push((stored.value().1, paths));
+        }
+        let mut touched = std::collections::BTreeSet::new();
+        for (ts, paths) in tail {
+            for path in paths {
+                let key = format!("{site}\u{0}{path}");
+                self.entries.remove((key.as_str(), ts)).map_err(db_error)?;
+                touched.insert(key);
+            }
+            self.changes.remove((site, ts)).map_err(db_error)?;
+            if let Some(idempotency_key) = self.idempotency_by_ts.remove((site, ts)).map_err(db_error)? {
+                self.idempotency.remove(idempotency_key.value()).map_err(db_error)?;
+            }
+        }
+        for key in touched {
+            let previous = self
+                .entries
+                .range((key.as_str(), 0)..=(key.as_str(), u64::MAX))
+                .map_err(db_error)?
+                .next_back()
+                .transpose()
+                .map_err(db_error)?
+                .map(|(stored, _)| stored.value().1);
+            match previous {
+                Some(ts) => self.latest.insert(key.as_str(), ts).map_err(db_error)?,
+                None => self.latest.remove(key.as_str()).map_err(db_error)?,
+            };
+        }
+        Ok(Truncated::Tail)
+    }
+
+    /// Removes every row of `site` from every table but the journal.
+    fn remove_site(&mut self, site: &str) -> Result<(), LogError> {
+        let low = format!("{site}\u{0}");
+        let high = format!("{site}\u{1}");
+        let keyed: Vec<String> = self
+            .latest
+            .range(low.as_str()..high.as_str())
+            .map_err(db_error)?
+            .map(|item| item.map(|(key, _)| key.value().to_owned()).map_err(db_error))
+            .collect::<Result<_, _>>()?;
+        for key in &keyed {
+            self.entries
+                .retain_in((key.as_str(), 0)..=(key.as_str(), u64::MAX), |_, _| false)
+                .map_err(db_error)?;
+        }
+        self.latest.retain_in(low.as_str()..high.as_str(), |_, _| false).map_err(db_error)?;
+        self.paths.retain_in(low.as_str()..high.as_str(), |_, _| false).map_err(db_error)?;
+        self.trimmed.retain_in(low.as_str()..high.as_str(), |_, _| false).map_err(db_error)?;
+        self.idempotency
+            .retain_in(low.as_str()..high.as_str(), |_, _| false)
+            .map_err(db_error)?;
+        self.changes
+            .retain_in((site, 0)..=(site, u64::MAX), |_, _| false)
+            .map_err(db_error)?;
+        self.site_ops
+            .retain_in((site, 0)..=(site, u64::MAX), |_, _| false)
+            .map_err(db_error)?;
+        self.idempotency_by_ts
+            .retain_in((site, 0)..=(site, u64::MAX), |_, _| false)
+            .map_err(db_error)?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{NodeApi, NodeLimits};
 use crate::log::Log;
+use crate::replica::{Replica, ReplicaSettings};
 use crate::segments::{self, SegmentError, SegmentOptions};
 use crate::types::{LogError, system_ms};
 use grove_objects::store::ObjectStore;
@@ -27,6 +28,9 @@ pub struct NodeSettings {
     /// How long to wait for another process to release the log (the old
     /// proxy during a graceful upgrade) before giving up.
     pub open_timeout: Duration,
+    /// With a directory: this node's part in failover (named as its
+    /// segments are).
+    pub replica: Option<ReplicaSettings>,
 }
 
 /// A node serving on its listener until [`RunningNode::stop`].
@@ -76,7 +80,20 @@ impl RunningNode {
             let _ = stopped.wait_for(|stop| *stop).await;
         };
         let shipper = tokio::spawn(shipper.run(until_stopped(stopped.clone())));
-        let api = Arc::new(NodeApi::new(Arc::clone(&log), Tokens::new(store), settings.limits));
+        let replica = match settings.replica {
+            Some(replica) => Some(
+                Replica::start(settings.segments.name.clone(), replica, Arc::clone(&log))
+                    .await
+                    .map_err(|error| SegmentError::Log(LogError::Database(format!("joining the directory: {error}"))))?,
+            ),
+            None => None,
+        };
+        let api = Arc::new(NodeApi::new(
+            Arc::clone(&log),
+            Tokens::new(store),
+            settings.limits,
+            replica,
+        ));
         let server = tokio::spawn(Arc::clone(&api).serve(listener, until_stopped(stopped)));
         Ok(Self {
             log,

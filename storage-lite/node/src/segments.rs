@@ -527,6 +527,7 @@ mod tests {
                     ("index".to_owned(), "1".to_owned()),
                 ],
                 "h",
+                None,
             )
             .await
             .unwrap();

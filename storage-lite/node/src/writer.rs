@@ -10,7 +10,7 @@ use redb::Database;
 use tokio::sync::oneshot;
 
 use crate::hlc::Clock;
-use crate::ops::{CLOCK_BOUND, KeyedWrite, Op, Tables, db_error};
+use crate::ops::{CLOCK_BOUND, KeyedWrite, Op, Tables, Truncated, db_error};
 use crate::types::{LogError, LogStats, WallClock};
 use grove_core::timestamp::Timestamp;
 
@@ -33,6 +33,9 @@ pub(super) enum Request {
         writes: Vec<PendingWrite>,
         author: String,
         after: Timestamp,
+        /// `<site>\0<key>`: a write that already used it is answered
+        /// with its timestamp, and nothing is written.
+        idempotency_key: Option<String>,
         reply: oneshot::Sender<Result<Timestamp, LogError>>,
     },
     Create {
@@ -50,6 +53,18 @@ pub(super) enum Request {
     Replay {
         ops: Vec<Op>,
         reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// Operations a site's primary committed, shipped to this backup in
+    /// order; journaled here too, so this node's segments hold them.
+    Adopt {
+        ops: Vec<Op>,
+        reply: oneshot::Sender<Result<(), LogError>>,
+    },
+    /// See [`Op::Truncate`].
+    Truncate {
+        site: String,
+        after: Timestamp,
+        reply: oneshot::Sender<Result<Truncated, LogError>>,
     },
     /// Journaled operations up to `through` are shipped.
     Forget {
@@ -72,7 +87,7 @@ pub(super) struct PendingGuard {
 /// The writer thread's state.
 pub(super) struct Writer {
     /// Bumped after each commit, for watchers and the shipper.
-    pub committed: tokio::sync::watch::Sender<u64>,
+    pub committed: Arc<tokio::sync::watch::Sender<u64>>,
     pub db: Arc<Database>,
     pub clock: Clock,
     /// The clock bound persisted so far.
@@ -90,6 +105,7 @@ enum Answer {
         Result<Timestamp, LogError>,
     ),
     Done(oneshot::Sender<Result<(), LogError>>, Result<(), LogError>),
+    Truncated(oneshot::Sender<Result<Truncated, LogError>>, Truncated),
 }
 
 impl Writer {
@@ -131,6 +147,9 @@ impl Writer {
                 Answer::Done(reply, result) => {
                     let _ = reply.send(settle(failure.as_ref(), result));
                 }
+                Answer::Truncated(reply, truncated) => {
+                    let _ = reply.send(settle(failure.as_ref(), Ok(truncated)));
+                }
             }
         }
     }
@@ -146,9 +165,10 @@ impl Writer {
                         writes,
                         author,
                         after,
+                        idempotency_key,
                         reply,
                     } => {
-                        let result = self.write(&mut tables, guard, writes, author, after);
+                        let result = self.write(&mut tables, guard, writes, author, after, idempotency_key);
                         answers.push(Answer::Written(reply, result?));
                     }
                     Request::Create {
@@ -162,20 +182,36 @@ impl Writer {
                                 Err(LogError::CreatedOtherwise { path, existing })
                             }
                             Some(_) => Ok(()),
-                            None => self.commit_op(&mut tables, &Op::Create { key, serialized }),
+                            None => {
+                                let ts = self.tick(&mut tables)?;
+                                self.commit_op(&mut tables, &Op::Create { key, serialized, ts })
+                            }
                         };
                         answers.push(Answer::Done(reply, result));
                     }
                     Request::Trim { key, before, reply } => {
-                        self.commit_op(&mut tables, &Op::Trim { key, before })?;
+                        let ts = self.tick(&mut tables)?;
+                        self.commit_op(&mut tables, &Op::Trim { key, before, ts })?;
                         answers.push(Answer::Done(reply, Ok(())));
+                    }
+                    Request::Adopt { ops, reply } => {
+                        for op in &ops {
+                            self.commit_op(&mut tables, op)?;
+                            self.witness(&mut tables, op.ts())?;
+                        }
+                        answers.push(Answer::Done(reply, Ok(())));
+                    }
+                    Request::Truncate { site, after, reply } => {
+                        let truncated = tables.truncate(&site, after)?;
+                        if self.journal {
+                            tables.journal(&Op::Truncate { site, after })?;
+                        }
+                        answers.push(Answer::Truncated(reply, truncated));
                     }
                     Request::Replay { ops, reply } => {
                         for op in &ops {
                             tables.apply(op)?;
-                            if let Op::Write { ts, .. } = op {
-                                self.witness(&mut tables, *ts)?;
-                            }
+                            self.witness(&mut tables, op.ts())?;
                         }
                         answers.push(Answer::Done(reply, Ok(())));
                     }
@@ -202,7 +238,13 @@ impl Writer {
         writes: Vec<PendingWrite>,
         author: String,
         after: Timestamp,
+        idempotency_key: Option<String>,
     ) -> Result<Result<Timestamp, LogError>, LogError> {
+        if let Some(key) = &idempotency_key
+            && let Some(ts) = tables.idempotent(key)?
+        {
+            return Ok(Ok(ts));
+        }
         if let Some(guard) = guard {
             let latest = tables.latest(&guard.key)?;
             if latest != after {
@@ -233,9 +275,24 @@ impl Writer {
                 author: author.clone(),
             })
             .collect();
-        self.commit_op(tables, &Op::Write { ts, writes })?;
+        self.commit_op(
+            tables,
+            &Op::Write {
+                ts,
+                writes,
+                idempotency_key,
+            },
+        )?;
         self.persist_bound(tables, ts)?;
         Ok(Ok(ts))
+    }
+
+    /// A timestamp for a create or a trim, which order among the site's
+    /// writes when they replicate.
+    fn tick(&mut self, tables: &mut Tables<'_>) -> Result<Timestamp, LogError> {
+        let ts = self.clock.next((self.wall)(), Timestamp::ZERO)?;
+        self.persist_bound(tables, ts)?;
+        Ok(ts)
     }
 
     fn commit_op(&self, tables: &mut Tables<'_>, op: &Op) -> Result<(), LogError> {

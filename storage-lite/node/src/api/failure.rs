@@ -28,7 +28,8 @@ impl NodeFailure {
 }
 
 /// `Retry-After: 1` on 429 and 503 (the node sheds load in one-second
-/// steps), `WWW-Authenticate: Bearer` on 401.
+/// steps), `WWW-Authenticate: Bearer` on 401, `Location` on a redirect to
+/// the site's primary.
 impl IntoResponse for NodeFailure {
     fn into_response(self) -> Response {
         let status = self.0.status;
@@ -44,6 +45,9 @@ impl IntoResponse for NodeFailure {
         let headers = response.headers_mut();
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(location) = self.0.body.location.as_deref().and_then(|url| HeaderValue::from_str(url).ok()) {
+            headers.insert(header::LOCATION, location);
         }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

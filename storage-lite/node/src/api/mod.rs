@@ -17,7 +17,16 @@ use hyper_util::service::TowerToHyperService;
 use serde::{Deserialize, Serialize};
 
 use crate::log::Log;
+use crate::replica::Replica;
 use auth::{Authorizer, Watchers};
+use axum::http::Uri;
+pub use failure::NodeFailure;
+use grove_core::names::SiteName;
+use grove_core::timestamp::Timestamp;
+
+fn path_and_query(uri: &Uri) -> &str {
+    uri.path_and_query().map_or("/", |path| path.as_str())
+}
 use grove_objects::token::Tokens;
 
 /// Limits of the API; all configurable (the proxy reads them from its
@@ -67,16 +76,48 @@ pub struct NodeApi {
     auth: Authorizer,
     limits: NodeLimits,
     watchers: Watchers,
+    /// This node's part in failover, when it runs with a directory.
+    replica: Option<Arc<Replica>>,
 }
 
 impl NodeApi {
-    pub fn new(log: Arc<Log>, tokens: Tokens, limits: NodeLimits) -> Self {
+    pub fn new(log: Arc<Log>, tokens: Tokens, limits: NodeLimits, replica: Option<Arc<Replica>>) -> Self {
         Self {
             log,
             auth: Authorizer::new(tokens, limits.requests_per_second),
             limits,
             watchers: Watchers::default(),
+            replica,
         }
+    }
+
+    /// Sends a write elsewhere unless this node is the site's primary.
+    async fn before_write(&self, site: &SiteName, uri: &Uri) -> Result<(), NodeFailure> {
+        if let Some(replica) = &self.replica {
+            replica.gate_write(site.as_str(), path_and_query(uri)).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until a committed write may be acknowledged (`ts`; `None`:
+    /// everything the site holds now, for creates and trims).
+    async fn after_write(&self, site: &SiteName, ts: Option<Timestamp>, uri: &Uri) -> Result<(), NodeFailure> {
+        if let Some(replica) = &self.replica {
+            let ts = match ts {
+                Some(ts) => ts,
+                None => self.log.site_latest(site.as_str())?,
+            };
+            replica.acknowledge(site.as_str(), ts, path_and_query(uri)).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends a read elsewhere if this node cannot answer it fresh enough.
+    async fn before_read(&self, site: &SiteName, after: Timestamp, uri: &Uri) -> Result<(), NodeFailure> {
+        if let Some(replica) = &self.replica {
+            replica.gate_read(site.as_str(), after, path_and_query(uri)).await?;
+        }
+        Ok(())
     }
 
     /// How many tokens the rate limiter holds state for: only tokens that
@@ -99,6 +140,7 @@ impl NodeApi {
             .route(&site("watch"), get(routes::watch))
             .route(&site("children"), get(routes::children))
             .route(&site("changes"), get(routes::changes))
+            .route(crate::replica::PULL_ROUTE, post(routes::pull))
             .fallback(routes::no_route)
             .method_not_allowed_fallback(routes::no_route)
             .with_state(Arc::clone(self))

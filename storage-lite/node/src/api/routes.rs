@@ -7,7 +7,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use grove_core::keys::token_path;
 use grove_core::names::SiteName;
@@ -65,7 +65,7 @@ impl NodeApi {
 
 pub async fn create(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>,
+    Path(site): Path<String>, uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
@@ -74,11 +74,13 @@ pub async fn create(
     api.auth
         .authorize(&handle, &site, &[(&create.path, Right::Write)])
         .await?;
+    api.before_write(&site, &uri).await?;
     api.log.create(&site, &create.path, create.serialized).await?;
+    api.after_write(&site, None, &uri).await?;
     empty()
 }
 
-pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
+pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> Reply {
     let (site, handle) = caller(&site, &headers)?;
     let write: WriteRequest = json_body(body, api.limits.body_limit("write")).await?;
     api.check_size(&write.data)?;
@@ -86,20 +88,23 @@ pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, he
         .auth
         .authorize(&handle, &site, &[(&write.path, Right::Write)])
         .await?;
+    api.before_write(&site, &uri).await?;
     let ts = api
         .log
-        .append(
+        .append_once(
             &site,
             &write.path,
             write.data.get().to_owned(),
             &record.id.0.to_hex(),
             write.after.latest(),
+            idempotency_key(&headers)?,
         )
         .await?;
+    api.after_write(&site, Some(ts), &uri).await?;
     no_store(StatusCode::OK, &TsReply { ts })
 }
 
-pub async fn txn(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
+pub async fn txn(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> Reply {
     let (site, handle) = caller(&site, &headers)?;
     let max_writes = api.limits.max_txn_writes;
     let txn: TxnRequest = json_body(body, api.limits.body_limit("txn")).await?;
@@ -117,10 +122,19 @@ pub async fn txn(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, head
     let mut checks = vec![(txn.path.as_str(), Right::Read)];
     checks.extend(writes.iter().map(|(path, _)| (path.as_str(), Right::Write)));
     let record = api.auth.authorize(&handle, &site, &checks).await?;
+    api.before_write(&site, &uri).await?;
     let ts = api
         .log
-        .txn(&site, &txn.path, txn.if_last_ts, writes, &record.id.0.to_hex())
+        .txn(
+            &site,
+            &txn.path,
+            txn.if_last_ts,
+            writes,
+            &record.id.0.to_hex(),
+            idempotency_key(&headers)?,
+        )
         .await?;
+    api.after_write(&site, Some(ts), &uri).await?;
     no_store(StatusCode::OK, &TsReply { ts })
 }
 
@@ -175,7 +189,7 @@ fn parse_timestamp(text: Option<&str>) -> Result<Timestamp, NodeFailure> {
 
 pub async fn read(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>,
+    Path(site): Path<String>, uri: Uri,
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
@@ -183,6 +197,7 @@ pub async fn read(
     let query = PathQuery::of(query)?;
     let data_path = query.path()?;
     api.auth.authorize(&handle, &site, &[(data_path, Right::Read)]).await?;
+    api.before_read(&site, query.after()?, &uri).await?;
     let max = api.limits.max_read_entries;
     let limit = match &query.limit {
         Some(limit) => limit
@@ -225,7 +240,7 @@ pub async fn read(
 
 pub async fn children(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>,
+    Path(site): Path<String>, uri: Uri,
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
@@ -237,6 +252,7 @@ pub async fn children(
     } else {
         api.auth.authorize(&handle, &site, &[(prefix, Right::Read)]).await?;
     }
+    api.before_read(&site, Timestamp::ZERO, &uri).await?;
     let names = api.log.children(&site, prefix, api.limits.max_read_entries)?;
     no_store(StatusCode::OK, &ChildrenReply { names })
 }
@@ -244,7 +260,7 @@ pub async fn children(
 /// The site's change feed: every committed write's timestamp and paths.
 pub async fn changes(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>,
+    Path(site): Path<String>, uri: Uri,
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
@@ -252,13 +268,14 @@ pub async fn changes(
     let query = PathQuery::of(query)?;
     let record = api.auth.authorize_site(&handle, &site, Right::Read).await?;
     let after = query.resume(&headers)?;
+    api.before_read(&site, after, &uri).await?;
     let slot = api.watchers.take(record.id, api.limits.max_watchers_per_handle)?;
     Ok(watch::events(api.log.changes(&site, after), slot))
 }
 
 pub async fn watch(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>,
+    Path(site): Path<String>, uri: Uri,
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
@@ -267,18 +284,21 @@ pub async fn watch(
     let data_path = query.path()?;
     let record = api.auth.authorize(&handle, &site, &[(data_path, Right::Read)]).await?;
     let after = query.resume(&headers)?;
+    api.before_read(&site, after, &uri).await?;
     let slot = api.watchers.take(record.id, api.limits.max_watchers_per_handle)?;
     let watch = api.log.watch(&site, data_path, after)?;
     Ok(watch::events(watch, slot))
 }
 
-pub async fn trim(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, headers: HeaderMap, body: Body) -> Reply {
+pub async fn trim(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> Reply {
     let (site, handle) = caller(&site, &headers)?;
     let trim: TrimRequest = json_body(body, api.limits.body_limit("trim")).await?;
     api.auth
         .authorize(&handle, &site, &[(&trim.path, Right::Write)])
         .await?;
+    api.before_write(&site, &uri).await?;
     api.log.trim(&site, &trim.path, trim.before).await?;
+    api.after_write(&site, None, &uri).await?;
     empty()
 }
 
@@ -317,6 +337,41 @@ pub async fn revoke(
     let target = Handle::parse(revoke.handle.trim()).map_err(|error| NodeFailure(error.into()))?;
     api.auth.tokens().revoke(&handle, &target).await?;
     no_store(StatusCode::OK, &serde_json::json!({ "revoked": true }))
+}
+
+/// The caller's `Idempotency-Key`: a write retried with the same key (after
+/// a failover, say) is written once and answered with its first timestamp.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, NodeFailure> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=128).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic()))
+        .map(Some)
+        .ok_or_else(|| NodeFailure::bad_request("Idempotency-Key must be 1 to 128 visible ASCII characters"))
+}
+
+/// A backup's pull from this node (see `replica`).
+pub async fn pull(State(api): State<Arc<NodeApi>>, headers: HeaderMap, body: Body) -> Reply {
+    let Some(replica) = &api.replica else {
+        return Err(NodeFailure::new(StatusCode::NOT_FOUND, "no_route", "this node runs without a directory"));
+    };
+    let secret = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    if !replica.is_peer(secret) {
+        return Err(NodeFailure::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "replication calls need the nodes' shared secret",
+        ));
+    }
+    let request = json_body(body, 1 << 20).await?;
+    let reply = replica.serve_pull(request).await?;
+    no_store(StatusCode::OK, &reply)
 }
 
 /// Any other path or method.

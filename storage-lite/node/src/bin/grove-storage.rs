@@ -9,7 +9,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use grove_node::{NodeLimits, NodeSettings, RunningNode, SegmentOptions};
+use std::time::Duration;
+
+use grove_directory::EtcdSettings;
+use grove_node::{NodeLimits, NodeSettings, ReplicaSettings, RunningNode, SegmentOptions};
 use grove_objects::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
 
 /// Run a grove storage node: per-site logs with monotonic timestamps and
@@ -55,6 +58,36 @@ struct Cli {
     /// Most writes one transaction takes.
     #[arg(long, default_value_t = NodeLimits::default().max_txn_writes)]
     max_txn_writes: usize,
+    /// etcd members (`http://host:port`, comma-separated) holding the
+    /// directory: with them, this node is primary of some sites and backup
+    /// of others, and takes a site over when its primary's lease lapses.
+    #[arg(long, env = "GROVE_NODE_ETCD", value_delimiter = ',')]
+    etcd: Vec<String>,
+    /// Key prefix of the directory in etcd.
+    #[arg(long, default_value = "/grove/")]
+    etcd_prefix: String,
+    /// This node's region: a site's backup is placed in another one.
+    #[arg(long, env = "GROVE_NODE_REGION", default_value = "default")]
+    region: String,
+    /// `host:port` where other nodes and proxies reach this node (default:
+    /// the listening address).
+    #[arg(long, env = "GROVE_NODE_ADVERTISE")]
+    advertise: Option<String>,
+    /// A file holding the secret the nodes share for replication.
+    #[arg(long, env = "GROVE_NODE_PEER_SECRET_FILE")]
+    peer_secret_file: Option<PathBuf>,
+    /// Seconds a node's lease lives without renewal: how long a stopped
+    /// primary keeps its sites before its backups take them over.
+    #[arg(long, default_value_t = 10)]
+    lease_ttl_secs: u64,
+    /// Milliseconds a write waits for the backup before the primary drops
+    /// it from the in-sync set and acknowledges alone.
+    #[arg(long, default_value_t = 1000)]
+    ack_timeout_ms: u64,
+    /// Milliseconds since a backup last heard from the primary within
+    /// which it still answers reads (bounded staleness).
+    #[arg(long, default_value_t = 2000)]
+    freshness_ms: u64,
 }
 
 #[tokio::main]
@@ -79,19 +112,48 @@ async fn main() -> anyhow::Result<()> {
         max_txn_writes: cli.max_txn_writes,
     };
     let segments = SegmentOptions {
-        seal_interval: std::time::Duration::from_millis(cli.seal_interval_ms),
+        seal_interval: Duration::from_millis(cli.seal_interval_ms),
         ..SegmentOptions::named(cli.name.clone())
-    };
-    let settings = NodeSettings {
-        data_dir: cli.data_dir.clone(),
-        segments,
-        limits,
-        open_timeout: std::time::Duration::from_secs(30),
     };
     let listener = tokio::net::TcpListener::bind(&cli.listen)
         .await
         .with_context(|| format!("listening on {}", cli.listen))?;
     let address = listener.local_addr()?;
+    let replica = if cli.etcd.is_empty() {
+        None
+    } else {
+        let secret_file = cli
+            .peer_secret_file
+            .as_ref()
+            .context("--etcd needs --peer-secret-file: the secret the nodes share for replication")?;
+        let peer_secret = std::fs::read_to_string(secret_file)
+            .with_context(|| format!("reading the peer secret {}", secret_file.display()))?
+            .trim()
+            .to_owned();
+        anyhow::ensure!(
+            peer_secret.len() >= 16,
+            "the peer secret in {} must be at least 16 characters",
+            secret_file.display()
+        );
+        let etcd = EtcdSettings {
+            prefix: cli.etcd_prefix.clone(),
+            lease_ttl: Duration::from_secs(cli.lease_ttl_secs.max(1)),
+            ..EtcdSettings::new(cli.etcd.clone())
+        };
+        let advertise = cli.advertise.clone().unwrap_or_else(|| address.to_string());
+        Some(ReplicaSettings {
+            ack_timeout: Duration::from_millis(cli.ack_timeout_ms),
+            freshness: Duration::from_millis(cli.freshness_ms),
+            ..ReplicaSettings::new(etcd, advertise, cli.region.clone(), peer_secret)
+        })
+    };
+    let settings = NodeSettings {
+        data_dir: cli.data_dir.clone(),
+        segments,
+        limits,
+        open_timeout: Duration::from_secs(30),
+        replica,
+    };
     let node = RunningNode::start(settings, store, listener)
         .await
         .with_context(|| format!("starting storage node {:?} in {}", cli.name, cli.data_dir.display()))?;
