@@ -1,0 +1,509 @@
+//! Failover of real `grove-storage` processes on loopback, with Debian's
+//! etcd as a three-member cluster holding the directory: a primary killed
+//! or paused mid-writes, a backup lost and back, and retried writes.
+//! Writers log every acknowledgement; the checks are on those logs.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use grove_core::token::Handle;
+use grove_directory::{Etcd, EtcdSettings, Placed};
+use grove_objects::store::{LocalStore, ObjectStore};
+use grove_objects::token::Tokens;
+use serde_json::{Value, json};
+
+const LEASE_TTL: Duration = Duration::from_secs(2);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A process killed when dropped (also when a test fails).
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Three etcd members on loopback.
+struct EtcdCluster {
+    _members: Vec<Process>,
+    endpoints: Vec<String>,
+    _dir: tempfile::TempDir,
+}
+
+async fn etcd_cluster() -> EtcdCluster {
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
+    let initial = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let members = ports
+        .iter()
+        .enumerate()
+        .map(|(i, (client, peer))| {
+            let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
+            Process(
+                Command::new("etcd")
+                    .args([
+                        format!("--name=m{i}"),
+                        format!("--data-dir={}", dir.path().join(format!("m{i}")).display()),
+                        format!("--listen-client-urls=http://127.0.0.1:{client}"),
+                        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
+                        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
+                        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
+                        format!("--initial-cluster={initial}"),
+                        "--initial-cluster-state=new".to_owned(),
+                        "--initial-cluster-token=grove-test".to_owned(),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(log)
+                    .spawn()
+                    .expect("Debian's etcd (etcd-server) is installed by scripts/test"),
+            )
+        })
+        .collect();
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|(client, _)| format!("http://127.0.0.1:{client}"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Etcd::connect(EtcdSettings::new(endpoints.clone())).await.is_err() {
+        assert!(Instant::now() < deadline, "etcd did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    EtcdCluster {
+        _members: members,
+        endpoints,
+        _dir: dir,
+    }
+}
+
+/// Everything the nodes share: etcd, the token store and the peer secret.
+struct Cluster {
+    etcd: EtcdCluster,
+    store: tempfile::TempDir,
+    secret: PathBuf,
+    root: Handle,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new() -> Self {
+        let etcd = etcd_cluster().await;
+        let store = tempfile::tempdir().unwrap();
+        let tokens: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(store.path()).unwrap());
+        let root = Tokens::new(tokens)
+            .issue_root(time::OffsetDateTime::now_utc() + time::Duration::days(1))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("peer-secret");
+        std::fs::write(&secret, "a-peer-secret-for-tests\n").unwrap();
+        Self {
+            etcd,
+            store,
+            secret,
+            root,
+            dir,
+        }
+    }
+
+    fn node(&self, name: &str, region: &str, port: u16) -> Process {
+        let data = self.dir.path().join(name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{name}.log")))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_grove-storage"))
+            .args(["--listen", &format!("127.0.0.1:{port}"), "--name", name, "--region", region])
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--store-dir")
+            .arg(self.store.path())
+            .arg("--etcd")
+            .arg(self.etcd.endpoints.join(","))
+            .arg("--peer-secret-file")
+            .arg(&self.secret)
+            .args(["--lease-ttl-secs", &LEASE_TTL.as_secs().to_string(), "--ack-timeout-ms", "500"])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "grove-storage {name} did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Process(child)
+    }
+
+    async fn directory(&self) -> Etcd {
+        Etcd::connect(EtcdSettings::new(self.etcd.endpoints.clone())).await.unwrap()
+    }
+
+    /// Waits until the site's record satisfies `done`.
+    async fn wait_for(&self, site: &str, what: &str, done: impl Fn(&Placed) -> bool) -> Placed {
+        let etcd = self.directory().await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(placed) = etcd.site(site).await.unwrap()
+                && done(&placed)
+            {
+                return placed;
+            }
+            assert!(Instant::now() < deadline, "the site record never showed {what}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The node logs, for a failing test's message.
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        for name in ["a", "b"] {
+            if let Ok(log) = std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))) {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                text.push_str(&format!("--- node {name}\n"));
+                for line in tail.into_iter().rev() {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+            }
+        }
+        text
+    }
+}
+
+/// One acknowledged write: its value, its timestamp, which node answered
+/// and when.
+#[derive(Debug, Clone)]
+struct Ack {
+    value: String,
+    ts: u64,
+    by: u16,
+    at: Instant,
+}
+
+/// Writes `value` with `key` until some node acknowledges it, trying
+/// `ports` in turn (redirects to the primary are followed).
+async fn write_until_acknowledged(
+    client: &reqwest::Client,
+    ports: &[u16],
+    token: &str,
+    path: &str,
+    value: &str,
+    key: &str,
+) -> Ack {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut attempt = 0usize;
+    let mut redirected = None;
+    loop {
+        let url = redirected.take().unwrap_or_else(|| {
+            attempt += 1;
+            format!("http://127.0.0.1:{}/v1/sites/blog/write", ports[attempt % ports.len()])
+        });
+        let sent = client
+            .post(&url)
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&json!({ "path": path, "data": value }))
+            .send()
+            .await;
+        // A redirect names the primary; the token is sent there again
+        // (HTTP clients drop it on a redirect to another port).
+        if let Ok(reply) = &sent
+            && reply.status() == 307
+        {
+            redirected = reply
+                .headers()
+                .get("location")
+                .and_then(|location| location.to_str().ok())
+                .map(str::to_owned);
+            continue;
+        }
+        if let Ok(reply) = sent
+            && reply.status().is_success()
+        {
+            let by = reply.url().port().unwrap();
+            let body: Value = reply.json().await.unwrap();
+            return Ack {
+                value: value.to_owned(),
+                ts: body["ts"].as_str().unwrap().parse().unwrap(),
+                by,
+                at: Instant::now(),
+            };
+        }
+        assert!(Instant::now() < deadline, "{value} was never acknowledged");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every entry of `path` on the node at `port`, as (ts, value), following
+/// redirects and retrying until it answers.
+async fn entries(client: &reqwest::Client, port: u16, token: &str, path: &str) -> Vec<(u64, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut all = Vec::new();
+    let mut after = "0".to_owned();
+    loop {
+        let mut url = format!("http://127.0.0.1:{port}/v1/sites/blog/read?path={path}&after={after}&limit=1000");
+        let mut reply = client.get(&url).bearer_auth(token).send().await;
+        if let Ok(redirect) = &reply
+            && redirect.status() == 307
+            && let Some(location) = redirect.headers().get("location").and_then(|value| value.to_str().ok())
+        {
+            url = location.to_owned();
+            reply = client.get(&url).bearer_auth(token).send().await;
+        }
+        let Ok(reply) = reply.map_err(|_| ()).and_then(|reply| reply.error_for_status().map_err(|_| ())) else {
+            assert!(Instant::now() < deadline, "the node never answered the read");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let page: Value = reply.json().await.unwrap();
+        for entry in page["entries"].as_array().unwrap() {
+            all.push((
+                entry["ts"].as_str().unwrap().parse().unwrap(),
+                entry["data"].as_str().unwrap().to_owned(),
+            ));
+        }
+        match page["next"].as_str() {
+            Some(next) => after = next.to_owned(),
+            None => return all,
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .connect_timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+/// Runs 8 writers of `per_writer` writes each; `during` runs alongside.
+async fn writers(cluster: &Cluster, ports: [u16; 2], per_writer: usize) -> Vec<Vec<Ack>> {
+    let token = cluster.root.reveal().to_owned();
+    let tasks: Vec<_> = (0..8)
+        .map(|writer| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let client = client();
+                let mut acks = Vec::new();
+                for i in 0..per_writer {
+                    let value = format!("w{writer}-{i}");
+                    let key = format!("key-{value}");
+                    acks.push(write_until_acknowledged(&client, &ports, &token, "log", &value, &key).await);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                acks
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.push(task.await.unwrap());
+    }
+    all
+}
+
+/// Every acknowledged write is stored exactly once, with the timestamp it
+/// was acknowledged with, and each writer's timestamps increase.
+fn check_acknowledged(cluster: &Cluster, acks: &[Vec<Ack>], stored: &[(u64, String)]) {
+    let by_value: HashMap<&str, Vec<u64>> = stored.iter().fold(HashMap::new(), |mut map, (ts, value)| {
+        map.entry(value.as_str()).or_default().push(*ts);
+        map
+    });
+    for writer in acks {
+        for pair in writer.windows(2) {
+            assert!(pair[0].ts < pair[1].ts, "a writer's timestamps went back: {pair:?}");
+        }
+        for ack in writer {
+            assert_eq!(
+                by_value.get(ack.value.as_str()).map(Vec::as_slice),
+                Some(&[ack.ts][..]),
+                "acknowledged {ack:?} is not stored once with its timestamp\n{}",
+                cluster.logs()
+            );
+        }
+    }
+    for pair in stored.windows(2) {
+        assert!(pair[0].0 < pair[1].0, "the log's timestamps are not increasing");
+    }
+}
+
+async fn placed_pair(cluster: &Cluster) -> (Process, Process, [u16; 2]) {
+    let (port_a, port_b) = (free_port(), free_port());
+    let a = cluster.node("a", "eu", port_a);
+    let b = cluster.node("b", "us", port_b);
+    // Both registered before the first write, so the site gets a backup.
+    let mirror = grove_directory::Mirror::follow(cluster.directory().await).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !["a", "b"].iter().all(|node| mirror.snapshot().nodes.contains_key(*node)) {
+        assert!(Instant::now() < deadline, "the nodes never registered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = client();
+    let token = cluster.root.reveal();
+    write_until_acknowledged(&client, &[port_a], token, "log", "first", "first").await;
+    let placed = cluster
+        .wait_for("blog", "the backup in sync", |placed| placed.record.in_sync.len() == 2)
+        .await;
+    assert_eq!(placed.record.primary, "a");
+    assert_eq!(placed.record.backup.as_deref(), Some("b"));
+    (a, b, [port_a, port_b])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over() {
+    let cluster = Cluster::new().await;
+    let (mut a, _b, ports) = placed_pair(&cluster).await;
+    let killer = {
+        let child = std::mem::replace(&mut a.0, Command::new("true").spawn().unwrap());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            let mut child = child;
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            Instant::now()
+        })
+    };
+    let acks = writers(&cluster, ports, 60).await;
+    let killed_at = killer.await.unwrap();
+
+    let placed = cluster.wait_for("blog", "b as primary", |placed| placed.record.primary == "b").await;
+    let stored = entries(&client(), ports[1], cluster.root.reveal(), "log").await;
+    check_acknowledged(&cluster, &acks, &stored);
+    let first_after = acks
+        .iter()
+        .flatten()
+        .filter(|ack| ack.at > killed_at)
+        .map(|ack| ack.at)
+        .min()
+        .expect("writes went on after the kill");
+    let failover = first_after - killed_at;
+    assert!(
+        failover < LEASE_TTL + Duration::from_secs(5),
+        "failover took {failover:?}\n{}",
+        cluster.logs()
+    );
+    assert!(
+        acks.iter().flatten().filter(|ack| ack.at > killed_at).all(|ack| ack.by == ports[1]),
+        "after the kill only b acknowledges"
+    );
+    assert_eq!(placed.record.in_sync, ["b"]);
+    eprintln!("failover: {failover:?} from the kill to the first acknowledged write");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paused_primary_acknowledges_nothing_once_its_backup_took_over_and_then_follows_it() {
+    let cluster = Cluster::new().await;
+    let (a, _b, ports) = placed_pair(&cluster).await;
+    let pauser = {
+        let pid = a.0.id();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
+            tokio::time::sleep(LEASE_TTL + Duration::from_secs(2)).await;
+            Command::new("kill").args(["-CONT", &pid.to_string()]).status().unwrap();
+        })
+    };
+    let acks = writers(&cluster, ports, 80).await;
+    pauser.await.unwrap();
+    let placed = cluster.wait_for("blog", "b as primary", |placed| placed.record.primary == "b").await;
+    // What the new primary adopted is all a ever acknowledged: nothing of
+    // a's past the new epoch's start.
+    let adopted = placed.record.adopted.as_u64();
+    let from_a: Vec<&Ack> = acks.iter().flatten().filter(|ack| ack.by == ports[0]).collect();
+    assert!(!from_a.is_empty());
+    for ack in &from_a {
+        assert!(ack.ts <= adopted, "a acknowledged {ack:?} after b took over at {adopted}");
+    }
+    assert!(acks.iter().flatten().any(|ack| ack.by == ports[1]), "b took writes");
+    let stored = entries(&client(), ports[1], cluster.root.reveal(), "log").await;
+    check_acknowledged(&cluster, &acks, &stored);
+
+    // The old primary follows: it rejoins in sync and holds the same log.
+    cluster
+        .wait_for("blog", "a back in sync", |placed| placed.record.in_sync.len() == 2)
+        .await;
+    let on_a = entries(&client(), ports[0], cluster.root.reveal(), "log").await;
+    assert_eq!(on_a, stored, "the rejoined node cut its tail and copied the new primary's");
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_go_on_without_the_backup_and_it_catches_up_when_back() {
+    let cluster = Cluster::new().await;
+    let (_a, b, ports) = placed_pair(&cluster).await;
+    drop(b);
+    let client = client();
+    let token = cluster.root.reveal();
+    let started = Instant::now();
+    let ack = write_until_acknowledged(&client, &ports[..1], token, "log", "alone", "alone").await;
+    assert!(started.elapsed() < Duration::from_secs(3), "the primary dropped its backup in time");
+    let placed = cluster.wait_for("blog", "a alone in sync", |placed| placed.record.in_sync == ["a"]).await;
+    assert_eq!(placed.record.backup.as_deref(), Some("b"));
+    for i in 0..20 {
+        write_until_acknowledged(&client, &ports[..1], token, "log", &format!("more-{i}"), &format!("more-{i}")).await;
+    }
+    let _b = cluster.node("b", "us", ports[1]);
+    cluster
+        .wait_for("blog", "b back in sync", |placed| placed.record.in_sync.len() == 2)
+        .await;
+    let on_a = entries(&client, ports[0], token, "log").await;
+    let on_b = entries(&client, ports[1], token, "log").await;
+    assert_eq!(on_b, on_a, "the backup caught up");
+    assert!(on_b.iter().any(|(ts, _)| *ts == ack.ts));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retried_write_gets_its_first_timestamp_and_is_stored_once() {
+    let cluster = Cluster::new().await;
+    let (_a, _b, ports) = placed_pair(&cluster).await;
+    let client = client();
+    let token = cluster.root.reveal();
+    let first = write_until_acknowledged(&client, &ports, token, "log", "once", "the-key").await;
+    // Sent to the backup: redirected to the primary, which knows the key.
+    let again = write_until_acknowledged(&client, &ports[1..], token, "log", "once", "the-key").await;
+    assert_eq!(first.ts, again.ts);
+    assert_eq!(again.by, ports[0], "the backup redirected the write to the primary");
+    let stored = entries(&client, ports[0], token, "log").await;
+    assert_eq!(stored.iter().filter(|(_, value)| value == "once").count(), 1);
+    // A malformed key is refused and changes nothing.
+    let refused = client
+        .post(format!("http://127.0.0.1:{}/v1/sites/blog/write", ports[0]))
+        .bearer_auth(token)
+        .header("idempotency-key", "has space")
+        .json(&json!({ "path": "log", "data": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    // Replication calls need the peer secret.
+    let pull = client
+        .post(format!("http://127.0.0.1:{}/v1/replica/pull", ports[0]))
+        .bearer_auth("not-the-secret")
+        .json(&json!({ "node": "b", "sites": {}, "wait_ms": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pull.status(), 401);
+}
