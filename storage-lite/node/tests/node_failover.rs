@@ -10,6 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grove_core::token::Handle;
+
+#[path = "support/linearizability.rs"]
+mod linearizability;
+use linearizability::{Call, Op, linearizable};
 use grove_directory::{Etcd, EtcdSettings, Placed};
 use grove_objects::store::{LocalStore, ObjectStore};
 use grove_objects::token::Tokens;
@@ -253,13 +257,15 @@ async fn write_until_acknowledged(
     }
 }
 
-/// Every entry of `path` on the node at `port`, as (ts, value), following
-/// redirects and retrying until it answers.
-async fn entries(client: &reqwest::Client, port: u16, token: &str, path: &str) -> Vec<(u64, String)> {
+/// Every entry of `path`, as (ts, value), from the first of `ports` that
+/// answers, following redirects.
+async fn entries(client: &reqwest::Client, ports: &[u16], token: &str, path: &str) -> Vec<(u64, String)> {
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut all = Vec::new();
     let mut after = "0".to_owned();
+    let mut attempt = 0;
     loop {
+        let port = ports[attempt % ports.len()];
         let mut url = format!("http://127.0.0.1:{port}/v1/sites/blog/read?path={path}&after={after}&limit=1000");
         let mut reply = client.get(&url).bearer_auth(token).send().await;
         if let Ok(redirect) = &reply
@@ -270,8 +276,11 @@ async fn entries(client: &reqwest::Client, port: u16, token: &str, path: &str) -
             reply = client.get(&url).bearer_auth(token).send().await;
         }
         let Ok(reply) = reply.map_err(|_| ()).and_then(|reply| reply.error_for_status().map_err(|_| ())) else {
-            assert!(Instant::now() < deadline, "the node never answered the read");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(Instant::now() < deadline, "no node answered the read");
+            attempt += 1;
+            all.clear();
+            after = "0".to_owned();
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let page: Value = reply.json().await.unwrap();
@@ -389,7 +398,7 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over(
     let killed_at = killer.await.unwrap();
 
     let placed = cluster.wait_for("blog", "b as primary", |placed| placed.record.primary == "b").await;
-    let stored = entries(&client(), ports[1], cluster.root.reveal(), "log").await;
+    let stored = entries(&client(), &ports[1..], cluster.root.reveal(), "log").await;
     check_acknowledged(&cluster, &acks, &stored);
     let first_after = acks
         .iter()
@@ -437,14 +446,14 @@ async fn a_paused_primary_acknowledges_nothing_once_its_backup_took_over_and_the
         assert!(ack.ts <= adopted, "a acknowledged {ack:?} after b took over at {adopted}");
     }
     assert!(acks.iter().flatten().any(|ack| ack.by == ports[1]), "b took writes");
-    let stored = entries(&client(), ports[1], cluster.root.reveal(), "log").await;
+    let stored = entries(&client(), &ports[1..], cluster.root.reveal(), "log").await;
     check_acknowledged(&cluster, &acks, &stored);
 
     // The old primary follows: it rejoins in sync and holds the same log.
     cluster
         .wait_for("blog", "a back in sync", |placed| placed.record.in_sync.len() == 2)
         .await;
-    let on_a = entries(&client(), ports[0], cluster.root.reveal(), "log").await;
+    let on_a = entries(&client(), &ports[..1], cluster.root.reveal(), "log").await;
     assert_eq!(on_a, stored, "the rejoined node cut its tail and copied the new primary's");
     drop(a);
 }
@@ -468,8 +477,8 @@ async fn writes_go_on_without_the_backup_and_it_catches_up_when_back() {
     cluster
         .wait_for("blog", "b back in sync", |placed| placed.record.in_sync.len() == 2)
         .await;
-    let on_a = entries(&client, ports[0], token, "log").await;
-    let on_b = entries(&client, ports[1], token, "log").await;
+    let on_a = entries(&client, &ports[..1], token, "log").await;
+    let on_b = entries(&client, &ports[1..], token, "log").await;
     assert_eq!(on_b, on_a, "the backup caught up");
     assert!(on_b.iter().any(|(ts, _)| *ts == ack.ts));
 }
@@ -485,7 +494,7 @@ async fn a_retried_write_gets_its_first_timestamp_and_is_stored_once() {
     let again = write_until_acknowledged(&client, &ports[1..], token, "log", "once", "the-key").await;
     assert_eq!(first.ts, again.ts);
     assert_eq!(again.by, ports[0], "the backup redirected the write to the primary");
-    let stored = entries(&client, ports[0], token, "log").await;
+    let stored = entries(&client, &ports[..1], token, "log").await;
     assert_eq!(stored.iter().filter(|(_, value)| value == "once").count(), 1);
     // A malformed key is refused and changes nothing.
     let refused = client
@@ -506,4 +515,55 @@ async fn a_retried_write_gets_its_first_timestamp_and_is_stored_once() {
         .await
         .unwrap();
     assert_eq!(pull.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn appends_and_reads_across_a_failover_are_linearizable() {
+    let cluster = Cluster::new().await;
+    let (mut a, _b, ports) = placed_pair(&cluster).await;
+    let token = cluster.root.reveal().to_owned();
+    let history = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut tasks = Vec::new();
+    for writer in 0..4 {
+        let (token, history) = (token.clone(), Arc::clone(&history));
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            for i in 0..6 {
+                let value = format!("{writer}/{i}");
+                let invoked = Instant::now();
+                let ack = write_until_acknowledged(&client, &ports, &token, "h", &value, &value).await;
+                let op = Op::Append { value, ts: ack.ts };
+                let returned = Instant::now();
+                history.lock().unwrap().push(Call { invoked, returned, op });
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        }));
+    }
+    for _reader in 0..2 {
+        let (token, history) = (token.clone(), Arc::clone(&history));
+        tasks.push(tokio::spawn(async move {
+            let client = client();
+            for _ in 0..8 {
+                let invoked = Instant::now();
+                let entries = entries(&client, &ports, &token, "h").await;
+                let returned = Instant::now();
+                history.lock().unwrap().push(Call {
+                    invoked,
+                    returned,
+                    op: Op::Read { entries },
+                });
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    a.0.kill().unwrap(); // SIGKILL mid-history
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let history = Arc::try_unwrap(history).unwrap().into_inner().unwrap();
+    assert_eq!(history.len(), 40);
+    let placed = cluster.wait_for("blog", "b as primary", |placed| placed.record.primary == "b").await;
+    assert_eq!(placed.record.backup.as_deref(), Some("a"));
+    assert!(linearizable(&history), "not linearizable: {history:#?}\n{}", cluster.logs());
 }
