@@ -15,7 +15,7 @@ impl std::fmt::Display for SiteEpoch {
 }
 
 /// Who serves a site's log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SiteRecord {
     /// The node that orders the site's writes.
     pub primary: String,

@@ -25,6 +25,13 @@ pub fn needs_backup(record: &SiteRecord) -> bool {
         .is_some_and(|backup| record.in_sync.contains(backup))
 }
 
+/// Whether the primary may acknowledge a write: at once when the backup
+/// is neither in sync nor joining, else once the backup holds it.
+pub fn may_acknowledge(record: &SiteRecord, backup_joining: bool, backup_holds: bool) -> bool {
+    let waits = needs_backup(record) || backup_joining;
+    !waits || backup_holds
+}
+
 /// Whether `node` may take the site over now that the primary's lease is
 /// gone: only the in-sync backup, which holds every acknowledged write.
 pub fn may_promote(record: &SiteRecord, node: &str, primary_alive: bool) -> bool {

@@ -64,6 +64,5 @@ impl Primaries {
 
 /// Whether a write at `ts` may be acknowledged now.
 pub(super) fn acknowledged(placed: &Placed, progress: &Progress, ts: Timestamp) -> bool {
-    let waits = rules::needs_backup(&placed.record) || progress.joining_from.is_some();
-    !waits || progress.acked >= ts
+    rules::may_acknowledge(&placed.record, progress.joining_from.is_some(), progress.acked >= ts)
 }
