@@ -419,6 +419,23 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over(
     );
     assert_eq!(placed.record.in_sync, ["b"]);
     eprintln!("failover: {failover:?} from the kill to the first acknowledged write");
+    let metrics = client()
+        .get(format!("http://127.0.0.1:{}/metrics", ports[1]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("grove_node_failovers_total 1"), "{metrics}");
+    assert!(
+        metrics.contains(&format!(
+            "grove_node_site_epoch{{role=\"primary\",site=\"blog\"}} {}",
+            placed.epoch
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains("grove_node_site_in_sync{role=\"primary\",site=\"blog\"} 1"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -141,6 +141,7 @@ impl NodeApi {
             .route(&site("children"), get(routes::children))
             .route(&site("changes"), get(routes::changes))
             .route(crate::replica::PULL_ROUTE, post(routes::pull))
+            .route("/metrics", get(routes::metrics))
             .fallback(routes::no_route)
             .method_not_allowed_fallback(routes::no_route)
             .with_state(Arc::clone(self))

@@ -374,6 +374,17 @@ pub async fn pull(State(api): State<Arc<NodeApi>>, headers: HeaderMap, body: Bod
     no_store(StatusCode::OK, &reply)
 }
 
+/// Prometheus metrics: the log's counters and, with a directory, each
+/// site's epoch, in-sync size and replication lag, and failovers.
+pub async fn metrics(State(api): State<Arc<NodeApi>>) -> Response {
+    let text = crate::metrics::render(&api.log, api.replica.as_deref());
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
+}
+
 /// Any other path or method.
 pub async fn no_route(uri: axum::http::Uri) -> NodeFailure {
     NodeFailure::new(StatusCode::NOT_FOUND, "no_route", format!("no route {}", uri.path()))

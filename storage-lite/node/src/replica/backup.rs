@@ -139,7 +139,7 @@ async fn pull_from(replica: Weak<Replica>, primary: String) {
             }
             Err(error) => {
                 failures += 1;
-                if failures == 1 || failures % 50 == 0 {
+                if failures == 1 || failures.is_multiple_of(50) {
                     tracing::warn!(primary, %error, failures, "pulling from the primary failed");
                 }
                 drop(replica);

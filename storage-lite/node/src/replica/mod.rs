@@ -426,31 +426,50 @@ impl Replica {
         })
     }
 
-    /// A summary for metrics: `(site, epoch, role, in-sync size, lag in
-    /// milliseconds of the backup behind this primary)`.
-    pub fn sites(&self) -> Vec<(String, i64, &'static str, usize, u64)> {
+    /// Whether this node's lease is certainly held now.
+    pub fn lease_held(&self) -> bool {
+        self.lease.held()
+    }
+
+    /// The sites this node is primary or backup of, for metrics.
+    pub fn sites(&self) -> Vec<SiteRole> {
         let snapshot = self.mirror.snapshot();
         let mut rows = Vec::new();
         for (site, placed) in &snapshot.sites {
-            let role = if placed.record.primary == self.name {
-                "primary"
-            } else if placed.record.backup.as_deref() == Some(self.name.as_str()) {
-                "backup"
-            } else {
+            let primary = placed.record.primary == self.name;
+            if !primary && placed.record.backup.as_deref() != Some(self.name.as_str()) {
                 continue;
-            };
-            let lag = if role == "primary" {
+            }
+            let lag_ms = if primary && placed.record.backup.is_some() {
                 let latest = self.log.site_latest(site).unwrap_or_default();
                 let acked = self.primaries.current(site).acked;
-                latest.physical_ms().saturating_sub(acked.physical_ms().max(0))
+                latest.physical_ms().saturating_sub(acked.physical_ms())
             } else {
                 0
             };
-            rows.push((site.clone(), placed.epoch.0, role, placed.record.in_sync.len(), lag));
+            rows.push(SiteRole {
+                site: site.clone(),
+                epoch: placed.epoch.0,
+                role: if primary { "primary" } else { "backup" },
+                in_sync: placed.record.in_sync.len(),
+                lag_ms,
+            });
         }
-        rows.sort();
+        rows.sort_by(|a, b| a.site.cmp(&b.site));
         rows
     }
+}
+
+/// A site this node serves, as metrics show it.
+#[derive(Debug, Clone)]
+pub struct SiteRole {
+    pub site: String,
+    pub epoch: i64,
+    pub role: &'static str,
+    pub in_sync: usize,
+    /// On a primary with a backup: how far the backup's acknowledgement
+    /// is behind the site's latest write, in milliseconds.
+    pub lag_ms: u64,
 }
 
 fn directory_down(error: grove_directory::DirectoryError) -> NodeFailure {
