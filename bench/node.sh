@@ -19,7 +19,7 @@ trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$WORK"' EXIT
 
 log "building (release)"
 # The same package set as the other benchmarks, so their builds are shared.
-cargo build --release --locked -p grove-proxy -p grove-publisher -p grove-bench -p grove-storage
+cargo build --release --locked -p grove-proxy -p grove-publisher -p grove-bench -p grove-node
 BIN="$CARGO_TARGET_DIR/release"
 
 ETCD_URL=http://127.0.0.1:12379

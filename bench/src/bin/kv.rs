@@ -10,6 +10,9 @@
 //! - `kv watch grove|etcd URL TOKEN COUNT`: one watcher, one writer writing
 //!   every 10 ms; the delay from sending a write to its event reaching the
 //!   watcher. Prints `p50_ms p99_ms`.
+//! - `kv first-ack grove|etcd URL,URL... TOKEN`: right after a kill, one
+//!   write tried on each URL in turn (grove's redirects to the primary
+//!   followed) until one is acknowledged. Prints the milliseconds it took.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,10 +187,51 @@ fn count_events(target: Target, message: &[u8]) -> usize {
     }
 }
 
+/// Milliseconds until one write is acknowledged by any of `urls`.
+async fn first_ack(target: Target, urls: &[&str], token: &str) {
+    let started = Instant::now();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(Duration::from_millis(200))
+        .timeout(Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let mut attempt = 0;
+    let mut location: Option<String> = None;
+    loop {
+        let url = location.take().unwrap_or_else(|| urls[attempt % urls.len()].to_owned());
+        attempt += 1;
+        let server = Server {
+            target,
+            url: url.trim_end_matches("/v1/sites/bench/write").to_owned(),
+            token: token.to_owned(),
+        };
+        let request = server
+            .write_request(&client, "failover", &value(attempt))
+            .header("idempotency-key", "first-ack");
+        if let Ok(reply) = request.send().await {
+            if reply.status().is_success() {
+                println!("{:.0}", started.elapsed().as_secs_f64() * 1000.0);
+                return;
+            }
+            if reply.status() == reqwest::StatusCode::TEMPORARY_REDIRECT {
+                location = reply
+                    .headers()
+                    .get("location")
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
+                continue;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no write was acknowledged in 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: kv token STORE_DIR | kv writes grove|etcd URL TOKEN CLIENTS SECONDS | kv watch grove|etcd URL TOKEN COUNT";
+    let usage = "usage: kv token STORE_DIR | kv writes grove|etcd URL TOKEN CLIENTS SECONDS | kv watch grove|etcd URL TOKEN COUNT | kv first-ack grove|etcd URL,URL... TOKEN";
     let server = |target: &str, url: &str, token: &str| Server {
         target: match target {
             "grove" => Target::Grove,
@@ -214,6 +258,10 @@ async fn main() {
         }
         ["watch", target, url, token, count] => {
             watch(server(target, url, token), count.parse().unwrap()).await;
+        }
+        ["first-ack", target, urls, token] => {
+            let urls: Vec<&str> = urls.split(',').collect();
+            first_ack(server(target, urls[0], token).target, &urls, token).await;
         }
         _ => {
             eprintln!("{usage}");
