@@ -127,7 +127,7 @@ fn main() -> anyhow::Result<()> {
     drop(startup);
 
     let purge = purge::PurgeSetup::from_config(&config)?;
-    let (nodes, embedded_node) = node::setup(&config)?;
+    let (nodes, embedded_node, directory_follower) = node::setup(&config)?;
     let store = config.open_store()?;
     let node_client = Arc::new(node_client::NodeClient::new(nodes.clone(), Arc::clone(&store)));
     let grove = Arc::new(app::Grove::new(config.clone(), store, purge.as_ref(), node_client)?);
@@ -189,6 +189,9 @@ fn main() -> anyhow::Result<()> {
         let mut admin = pingora::proxy::http_proxy_service(&server.configuration, admin::Admin);
         admin.add_tcp(admin_listen);
         server.add_service(admin);
+    }
+    if let Some(follower) = directory_follower {
+        server.add_service(background_service("storage node directory", follower));
     }
     if let Some(embedded_node) = embedded_node {
         server.add_service(background_service("storage node", embedded_node));

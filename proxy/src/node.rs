@@ -3,6 +3,11 @@
 //! (streamed both ways, so watches arrive as they happen): to the node this
 //! process embeds, unless `[node.directory]` names one elsewhere.
 //!
+//! With `[node.directory] etcd`, sites live on `grove-storage --etcd`
+//! nodes, and each call goes to the site's primary as the directory in
+//! etcd names it (followed by a watch); writes are retried there after a
+//! failover (see `node_client.rs`).
+//!
 //! The embedded node listens on a loopback port bound before the server
 //! starts, so its address is fixed for the process's life. During a graceful
 //! upgrade the new process binds its own port, and its node waits for the
@@ -11,12 +16,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
 use grove_core::SiteName;
+use grove_directory::{Etcd, EtcdSettings, Mirror, Snapshot, rules};
 use grove_node::{NodeLimits, NodeSettings, RunningNode, SegmentOptions};
 use http::StatusCode;
 use pingora::server::ShutdownWatch;
@@ -48,6 +54,8 @@ impl NodeCall {
 pub struct NodeDirectory {
     embedded: Option<SocketAddr>,
     remote: HashMap<SiteName, String>,
+    /// The directory of `grove-storage --etcd` nodes, as last read.
+    followed: Option<Arc<Followed>>,
     connect_timeout: Duration,
     read_timeout: Duration,
     /// Why the embedded node is not serving, once it failed to start.
@@ -83,6 +91,9 @@ impl NodeDirectory {
 
     /// The `host:port` of site `site`'s node.
     pub fn address_of(&self, site: &SiteName) -> Result<String, ApiFailure> {
+        if let (None, Some(followed)) = (self.remote.get(site), &self.followed) {
+            return followed.address_of(site);
+        }
         match (self.remote.get(site), self.embedded) {
             (Some(remote), _) => Ok(remote.clone()),
             (None, Some(embedded)) => match self.embedded_failure.get() {
@@ -93,6 +104,12 @@ impl NodeDirectory {
                 "site {site} has no storage node: this proxy embeds none and [node.directory] names none for it"
             ))),
         }
+    }
+
+    /// Whether sites move between nodes (a followed directory): calls that
+    /// find no primary are retried while the directory catches up.
+    pub fn follows_etcd(&self) -> bool {
+        self.followed.is_some()
     }
 
     /// Bound on connecting to a node.
@@ -131,14 +148,99 @@ pub struct EmbeddedNode {
     failure: Arc<OnceLock<String>>,
 }
 
-/// The directory of nodes, and the embedded node to run if the config
-/// wants one (its loopback port is bound here, before the server starts).
-pub fn setup(config: &Config) -> anyhow::Result<(NodeDirectory, Option<EmbeddedNode>)> {
+/// The directory of `grove-storage --etcd` nodes, kept current by
+/// [`DirectoryFollower`].
+pub struct Followed {
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
+}
+
+impl Followed {
+    /// The site's primary, or for a site without a record the live node
+    /// the site's name ranks first (which then places it there).
+    fn address_of(&self, site: &SiteName) -> Result<String, ApiFailure> {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or_else(|| unavailable("the storage nodes' directory (etcd) has not been read yet".to_owned()))?;
+        let node = match snapshot.sites.get(site.as_str()) {
+            Some(placed) => placed.record.primary.clone(),
+            None => snapshot
+                .nodes
+                .keys()
+                .min_by_key(|node| rules::rendezvous(site.as_str(), node))
+                .cloned()
+                .ok_or_else(|| unavailable("no storage node is registered in the directory".to_owned()))?,
+        };
+        match snapshot.nodes.get(&node) {
+            Some(info) => Ok(info.address.clone()),
+            None => Err(unavailable(format!(
+                "site {site}'s primary {node} is not reachable now; retry shortly"
+            ))),
+        }
+    }
+}
+
+/// Follows the directory in etcd for the proxy's lifetime, as a Pingora
+/// background service (its runtime is the one the etcd client lives in).
+pub struct DirectoryFollower {
+    settings: EtcdSettings,
+    followed: Arc<Followed>,
+}
+
+#[async_trait]
+impl BackgroundService for DirectoryFollower {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let follow = async {
+            loop {
+                let mirror = match Etcd::connect(self.settings.clone()).await {
+                    Ok(etcd) => Mirror::follow(etcd).await,
+                    Err(error) => Err(error),
+                };
+                let mirror = match mirror {
+                    Ok(mirror) => mirror,
+                    Err(error) => {
+                        tracing::warn!(%error, "reading the storage nodes' directory failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                let mut changes = mirror.changes();
+                loop {
+                    let snapshot = Arc::clone(&changes.borrow_and_update());
+                    *self.followed.snapshot.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot);
+                    if changes.changed().await.is_err() {
+                        break;
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            () = follow => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// The directory of nodes, the embedded node to run if the config wants
+/// one (its loopback port is bound here, before the server starts), and
+/// the follower of the etcd directory if the config names one.
+pub fn setup(config: &Config) -> anyhow::Result<(NodeDirectory, Option<EmbeddedNode>, Option<DirectoryFollower>)> {
     let node = &config.node;
     let mut remote = HashMap::new();
-    for (site, address) in &node.directory {
+    for (site, address) in &node.directory.sites {
         remote.insert(SiteName::parse(site)?, address.clone());
     }
+    let follower = (!node.directory.etcd.is_empty()).then(|| DirectoryFollower {
+        settings: EtcdSettings {
+            prefix: node.directory.etcd_prefix.clone(),
+            ..EtcdSettings::new(node.directory.etcd.clone())
+        },
+        followed: Arc::new(Followed {
+            snapshot: RwLock::new(None),
+        }),
+    });
     let failure = Arc::new(OnceLock::new());
     let (embedded, service) = if node.embedded {
         let listener = std::net::TcpListener::bind(&node.listen)
@@ -167,12 +269,13 @@ pub fn setup(config: &Config) -> anyhow::Result<(NodeDirectory, Option<EmbeddedN
     let directory = NodeDirectory {
         embedded,
         remote,
+        followed: follower.as_ref().map(|follower| Arc::clone(&follower.followed)),
         connect_timeout: Duration::from_secs(node.connect_timeout_secs),
         read_timeout: Duration::from_secs(node.read_timeout_secs),
         embedded_failure: failure,
         limits: node.limits.clone(),
     };
-    Ok((directory, service))
+    Ok((directory, service, follower))
 }
 
 #[async_trait]

@@ -114,28 +114,86 @@ impl NodeClient {
         query: Option<&str>,
         body: Bytes,
     ) -> Result<ForwardedReply, ApiFailure> {
-        let url = self.url(site, call, query)?;
-        let response = self
-            .http
-            .request(method, url)
-            .bearer_auth(self.handle(caller).await?.reveal())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(node_failed)?;
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
-        let body = response.bytes().await.map_err(node_failed)?;
-        Ok(ForwardedReply {
-            status,
-            content_type,
-            body,
-        })
+        let bearer = self.handle(caller).await?.reveal().to_owned();
+        self.relay(&bearer, None, method, site, call, query, body).await
+    }
+
+    /// Sends a call with the caller's own `bearer` handle. With a followed
+    /// directory, a call that finds no primary (the node is gone, or
+    /// redirects, or has none yet) is sent again as the directory catches
+    /// up with a failover, for up to [`FAILOVER_PATIENCE`]; a write then
+    /// carries an `Idempotency-Key` (the caller's, or one made here), so
+    /// the node stores it once however often it is sent.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn relay(
+        &self,
+        bearer: &str,
+        idempotency_key: Option<&str>,
+        method: http::Method,
+        site: &SiteName,
+        call: &str,
+        query: Option<&str>,
+        body: Bytes,
+    ) -> Result<ForwardedReply, ApiFailure> {
+        let retries = self.directory.follows_etcd();
+        let made_key;
+        let idempotency_key = match idempotency_key {
+            None if retries && matches!(call, "write" | "txn") => {
+                made_key = format!("grove-proxy-{:032x}", rand::random::<u128>());
+                Some(made_key.as_str())
+            }
+            other => other,
+        };
+        let deadline = tokio::time::Instant::now() + FAILOVER_PATIENCE;
+        let mut failures = 0;
+        loop {
+            let sent = async {
+                let url = self.url(site, call, query).map_err(|failure| (false, failure))?;
+                let mut request = self
+                    .http
+                    .request(method.clone(), url)
+                    .bearer_auth(bearer)
+                    .header(http::header::CONTENT_TYPE, "application/json")
+                    .body(body.clone());
+                if let Some(key) = idempotency_key {
+                    request = request.header("idempotency-key", key);
+                }
+                let response = request.send().await.map_err(|error| (error.is_connect(), node_failed(error)))?;
+                let status = response.status();
+                let content_type = response
+                    .headers()
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|value| value.to_str().ok())
+                    .map(str::to_owned);
+                let body = response.bytes().await.map_err(|error| (false, node_failed(error)))?;
+                Ok(ForwardedReply {
+                    status,
+                    content_type,
+                    body,
+                })
+            };
+            let result: Result<ForwardedReply, (bool, ApiFailure)> = sent.await;
+            let again = retries
+                && match &result {
+                    Ok(reply) => finds_no_primary(reply),
+                    // Not sent at all, or sent with a key that makes it safe.
+                    Err((connect, failure)) => {
+                        *connect || idempotency_key.is_some() || failure.body.error == "node_unavailable"
+                    }
+                };
+            let pause = backoff(failures).min(Duration::from_millis(500));
+            if !again || tokio::time::Instant::now() + pause > deadline {
+                return match result {
+                    Ok(reply) if reply.status == StatusCode::TEMPORARY_REDIRECT => Err(unavailable(format!(
+                        "site {site}'s primary moved and the directory has not caught up; retry shortly"
+                    ))),
+                    Ok(reply) => Ok(reply),
+                    Err((_, failure)) => Err(failure),
+                };
+            }
+            failures += 1;
+            tokio::time::sleep(pause).await;
+        }
     }
 
     /// Appends `data` to `path` as the proxy.
@@ -337,6 +395,22 @@ fn node_failed(error: reqwest::Error) -> ApiFailure {
         (StatusCode::BAD_GATEWAY, "node_unreachable")
     };
     ApiFailure::new(status, code, format!("the storage node failed: {error}"))
+}
+
+/// How long a call waits for a site's primary after a failover: the
+/// nodes' default lease TTL (10 s) and then some.
+pub const FAILOVER_PATIENCE: Duration = Duration::from_secs(15);
+
+/// A node's reply meaning the call was not carried out there because the
+/// site's primary is elsewhere or not yet known: a redirect, or a 503
+/// naming that.
+fn finds_no_primary(reply: &ForwardedReply) -> bool {
+    if reply.status == StatusCode::TEMPORARY_REDIRECT {
+        return true;
+    }
+    reply.status == StatusCode::SERVICE_UNAVAILABLE
+        && serde_json::from_slice::<grove_core::api_error::ApiError>(&reply.body)
+            .is_ok_and(|error| matches!(error.error.as_str(), "no_primary" | "lease_lost" | "directory_unavailable"))
 }
 
 fn unavailable(message: String) -> ApiFailure {

@@ -275,11 +275,13 @@ impl GroveProxy {
                 Some(target) => self
                     .nodes
                     .route(&target.site, rest, request.query)
+                    .map(|call| (call, target.site.clone()))
                     .map_err(ApiFailure::into_reply),
                 None => Err(Reply::unknown()),
             };
+            let followed_write = self.nodes.follows_etcd() && header.method == http::Method::POST;
             match routed {
-                Ok(call) if declared_length(header).is_some_and(|length| length > call.body_limit as u64) => {
+                Ok((call, _)) if declared_length(header).is_some_and(|length| length > call.body_limit as u64) => {
                     // Refused before a byte of the body travels; a client
                     // waiting on `Expect: 100-continue` sends none.
                     session.set_keepalive(None);
@@ -292,7 +294,23 @@ impl GroveProxy {
                     answer(session, reply, false, log).await?;
                     return Ok(true);
                 }
-                Ok(call) => {
+                Ok((call, site)) if followed_write => {
+                    // Buffered (bodies are small), so it can be sent again
+                    // to the new primary after a failover.
+                    let reply = match read_body(session, call.body_limit as u64).await {
+                        Ok(body) => self.relay(session, &site, rest, body).await,
+                        Err(BodyError::TooLarge) => ApiFailure::new(
+                            http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "too_large",
+                            format!("the request body is larger than {} bytes", call.body_limit),
+                        )
+                        .into_reply(),
+                        Err(BodyError::Broken(reply)) => reply,
+                    };
+                    answer(session, reply, false, log).await?;
+                    return Ok(true);
+                }
+                Ok((call, _)) => {
                     if expects_continue(header) {
                         // Answered here: the node need not speak 1xx, and
                         // the body then streams through.
@@ -310,6 +328,38 @@ impl GroveProxy {
         };
         answer(session, reply, false, log).await?;
         Ok(true)
+    }
+
+    /// A node call sent with the caller's own bearer handle and retried on
+    /// the site's new primary after a failover (see `NodeClient::relay`).
+    async fn relay(&self, session: &Session, site: &grove_core::SiteName, rest: &str, body: Bytes) -> Reply {
+        let header = session.req_header();
+        let Some(bearer) = header
+            .headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+        else {
+            return ApiFailure::unauthorized("use Authorization: Bearer <handle>").into_reply();
+        };
+        let idempotency_key = header.headers.get("idempotency-key").and_then(|value| value.to_str().ok());
+        let call = rest.strip_prefix("v1/").unwrap_or(rest);
+        let query = header.uri.query();
+        match self
+            .grove
+            .node()
+            .relay(bearer, idempotency_key, header.method.clone(), site, call, query, body)
+            .await
+        {
+            Ok(reply) => {
+                let mut answer = Reply::new(reply.status, Body::Bytes(reply.body)).with(http::header::CACHE_CONTROL, "no-store");
+                if let Some(content_type) = reply.content_type {
+                    answer.set(http::header::CONTENT_TYPE, content_type);
+                }
+                answer
+            }
+            Err(failure) => failure.into_reply(),
+        }
     }
 
     /// Reads the request body, bounded by the route's limit, and hands the

@@ -53,7 +53,8 @@ pub struct ConfigFile {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NodeConfig {
-    /// Run a node in this process; sites not in `directory` use it.
+    /// Run a node in this process; sites the directory does not place
+    /// elsewhere use it.
     pub embedded: bool,
     /// The embedded node's name: its log segments live under
     /// `nodes/<name>/` in the store, and a replacement with an empty
@@ -75,8 +76,33 @@ pub struct NodeConfig {
     /// log over during a graceful upgrade.
     pub handover_timeout_secs: u64,
     pub limits: NodeLimits,
+    pub directory: DirectoryConfig,
+}
+
+/// Where the nodes of sites this proxy does not embed are: named one by
+/// one, or followed in etcd, where `grove-storage --etcd` nodes keep each
+/// site's primary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DirectoryConfig {
+    /// etcd members (`http://host:port`) holding the nodes' directory.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub etcd: Vec<String>,
+    /// The directory's key prefix in etcd (`grove-storage --etcd-prefix`).
+    pub etcd_prefix: String,
     /// Sites whose node runs elsewhere: site name -> `host:port`.
-    pub directory: BTreeMap<String, String>,
+    #[serde(flatten)]
+    pub sites: BTreeMap<String, String>,
+}
+
+impl Default for DirectoryConfig {
+    fn default() -> Self {
+        Self {
+            etcd: Vec::new(),
+            etcd_prefix: "/grove/".to_owned(),
+            sites: BTreeMap::new(),
+        }
+    }
 }
 
 impl Default for NodeConfig {
@@ -91,7 +117,7 @@ impl Default for NodeConfig {
             read_timeout_secs: 60,
             handover_timeout_secs: 30,
             limits: NodeLimits::default(),
-            directory: BTreeMap::new(),
+            directory: DirectoryConfig::default(),
         }
     }
 }

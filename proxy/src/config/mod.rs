@@ -120,7 +120,18 @@ impl Config {
                 );
             }
         }
-        for (site, address) in &file.node.directory {
+        for endpoint in &file.node.directory.etcd {
+            let address = endpoint.strip_prefix("http://").unwrap_or_default();
+            anyhow::ensure!(
+                address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+                "[node.directory] etcd = [{endpoint:?}]: expected http://host:port"
+            );
+        }
+        anyhow::ensure!(
+            file.node.directory.etcd.is_empty() || !file.node.embedded,
+            "[node.directory] etcd needs [node] embedded = false: sites live on the grove-storage nodes etcd names"
+        );
+        for (site, address) in &file.node.directory.sites {
             SiteName::parse(site).context("a site in [node.directory]")?;
             let port = address.rsplit_once(':').and_then(|(host, port)| {
                 (!host.is_empty()).then_some(())?;
@@ -354,6 +365,14 @@ mod tests {
     fn every_check_runs_after_the_overrides() {
         assert!(Config::parse("[sites.Bad_Name]\nspa = true").is_err());
         assert!(Config::parse("[node.directory]\nblog = \"nowhere\"").is_err());
+        assert!(Config::parse("[node]\nembedded = false\n[node.directory]\netcd = [\"127.0.0.1:2379\"]").is_err());
+        assert!(Config::parse("[node.directory]\netcd = [\"http://127.0.0.1:2379\"]").is_err());
+        let followed = Config::parse(
+            "[node]\nembedded = false\n[node.directory]\netcd = [\"http://127.0.0.1:2379\"]\nblog = \"127.0.0.1:9\"",
+        )
+        .unwrap();
+        assert_eq!(followed.node.directory.etcd, ["http://127.0.0.1:2379"]);
+        assert_eq!(followed.node.directory.sites["blog"], "127.0.0.1:9");
         let overrides = Overrides {
             listen: Some("127.0.0.1:1".to_owned()),
             state_dir: Some(PathBuf::from("/tmp/state")),
