@@ -4,192 +4,62 @@
 //! Writers log every acknowledgement; the checks are on those logs.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use grove_core::token::Handle;
+use grove_testkit::ports::{Reserved, reserve};
+use grove_testkit::storage::{LEASE_TTL, Process, StorageCluster};
 
 #[path = "support/linearizability.rs"]
 mod linearizability;
 use linearizability::{Call, Op, linearizable};
-use grove_directory::{Etcd, EtcdSettings, Placed};
+use grove_directory::Placed;
 use grove_objects::store::{LocalStore, ObjectStore};
 use grove_objects::token::Tokens;
 use serde_json::{Value, json};
 
-const LEASE_TTL: Duration = Duration::from_secs(2);
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A process killed when dropped (also when a test fails).
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Three etcd members on loopback.
-struct EtcdCluster {
-    _members: Vec<Process>,
-    endpoints: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-async fn etcd_cluster() -> EtcdCluster {
-    let dir = tempfile::tempdir().unwrap();
-    let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
-    let initial = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
-        .collect::<Vec<_>>()
-        .join(",");
-    let members = ports
-        .iter()
-        .enumerate()
-        .map(|(i, (client, peer))| {
-            let log = std::fs::File::create(dir.path().join(format!("m{i}.log"))).unwrap();
-            Process(
-                Command::new("etcd")
-                    .args([
-                        format!("--name=m{i}"),
-                        format!("--data-dir={}", dir.path().join(format!("m{i}")).display()),
-                        format!("--listen-client-urls=http://127.0.0.1:{client}"),
-                        format!("--advertise-client-urls=http://127.0.0.1:{client}"),
-                        format!("--listen-peer-urls=http://127.0.0.1:{peer}"),
-                        format!("--initial-advertise-peer-urls=http://127.0.0.1:{peer}"),
-                        format!("--initial-cluster={initial}"),
-                        "--initial-cluster-state=new".to_owned(),
-                        "--initial-cluster-token=grove-test".to_owned(),
-                    ])
-                    .stdout(Stdio::null())
-                    .stderr(log)
-                    .spawn()
-                    .expect("Debian's etcd (etcd-server) is installed by scripts/test"),
-            )
-        })
-        .collect();
-    let endpoints: Vec<String> = ports
-        .iter()
-        .map(|(client, _)| format!("http://127.0.0.1:{client}"))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Etcd::connect(EtcdSettings::new(endpoints.clone())).await.is_err() {
-        assert!(Instant::now() < deadline, "etcd did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    EtcdCluster {
-        _members: members,
-        endpoints,
-        _dir: dir,
-    }
-}
-
-/// Everything the nodes share: etcd, the token store and the peer secret.
+/// The shared store with an operator token, and the storage cluster.
 struct Cluster {
-    etcd: EtcdCluster,
-    store: tempfile::TempDir,
-    secret: PathBuf,
+    storage: StorageCluster,
     root: Handle,
-    dir: tempfile::TempDir,
+    _store: tempfile::TempDir,
+    _ports: Vec<Reserved>,
 }
 
 impl Cluster {
     async fn new() -> Self {
-        let etcd = etcd_cluster().await;
         let store = tempfile::tempdir().unwrap();
         let tokens: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(store.path()).unwrap());
         let root = Tokens::new(tokens)
             .issue_root(time::OffsetDateTime::now_utc() + time::Duration::days(1))
             .await
             .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let secret = dir.path().join("peer-secret");
-        std::fs::write(&secret, "a-peer-secret-for-tests\n").unwrap();
         Self {
-            etcd,
-            store,
-            secret,
+            storage: StorageCluster::start(env!("CARGO_BIN_EXE_grove-storage").into(), store.path()).await,
             root,
-            dir,
+            _store: store,
+            _ports: Vec::new(),
         }
+    }
+
+    fn port(&mut self) -> u16 {
+        let reserved = reserve();
+        let port = reserved.port();
+        self._ports.push(reserved);
+        port
     }
 
     fn node(&self, name: &str, region: &str, port: u16) -> Process {
-        let data = self.dir.path().join(name);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(format!("{name}.log")))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_grove-storage"))
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--name", name, "--region", region])
-            .arg("--data-dir")
-            .arg(&data)
-            .arg("--store-dir")
-            .arg(self.store.path())
-            .arg("--etcd")
-            .arg(self.etcd.endpoints.join(","))
-            .arg("--peer-secret-file")
-            .arg(&self.secret)
-            .args(["--lease-ttl-secs", &LEASE_TTL.as_secs().to_string(), "--ack-timeout-ms", "500"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "grove-storage {name} did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Process(child)
+        self.storage.node(name, region, port)
     }
 
-    async fn directory(&self) -> Etcd {
-        Etcd::connect(EtcdSettings::new(self.etcd.endpoints.clone())).await.unwrap()
-    }
-
-    /// Waits until the site's record satisfies `done`.
     async fn wait_for(&self, site: &str, what: &str, done: impl Fn(&Placed) -> bool) -> Placed {
-        let etcd = self.directory().await;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(placed) = etcd.site(site).await.unwrap()
-                && done(&placed)
-            {
-                return placed;
-            }
-            assert!(Instant::now() < deadline, "the site record never showed {what}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.storage.wait_for(site, what, done).await
     }
 
-    /// The node logs, for a failing test's message.
     fn logs(&self) -> String {
-        let mut text = String::new();
-        for name in ["a", "b"] {
-            if let Ok(log) = std::fs::read_to_string(self.dir.path().join(format!("{name}.log"))) {
-                let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                text.push_str(&format!("--- node {name}\n"));
-                for line in tail.into_iter().rev() {
-                    text.push_str(line);
-                    text.push('\n');
-                }
-            }
-        }
-        text
+        self.storage.logs()
     }
 }
 
@@ -358,17 +228,12 @@ fn check_acknowledged(cluster: &Cluster, acks: &[Vec<Ack>], stored: &[(u64, Stri
     }
 }
 
-async fn placed_pair(cluster: &Cluster) -> (Process, Process, [u16; 2]) {
-    let (port_a, port_b) = (free_port(), free_port());
+async fn placed_pair(cluster: &mut Cluster) -> (Process, Process, [u16; 2]) {
+    let (port_a, port_b) = (cluster.port(), cluster.port());
     let a = cluster.node("a", "eu", port_a);
     let b = cluster.node("b", "us", port_b);
     // Both registered before the first write, so the site gets a backup.
-    let mirror = grove_directory::Mirror::follow(cluster.directory().await).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !["a", "b"].iter().all(|node| mirror.snapshot().nodes.contains_key(*node)) {
-        assert!(Instant::now() < deadline, "the nodes never registered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    cluster.storage.wait_registered(&["a", "b"]).await;
     let client = client();
     let token = cluster.root.reveal();
     write_until_acknowledged(&client, &[port_a], token, "log", "first", "first").await;
@@ -382,18 +247,13 @@ async fn placed_pair(cluster: &Cluster) -> (Process, Process, [u16; 2]) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over() {
-    let cluster = Cluster::new().await;
-    let (mut a, _b, ports) = placed_pair(&cluster).await;
-    let killer = {
-        let child = std::mem::replace(&mut a.0, Command::new("true").spawn().unwrap());
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            let mut child = child;
-            child.kill().unwrap(); // SIGKILL
-            child.wait().unwrap();
-            Instant::now()
-        })
-    };
+    let mut cluster = Cluster::new().await;
+    let (mut a, _b, ports) = placed_pair(&mut cluster).await;
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        a.kill(); // SIGKILL
+        Instant::now()
+    });
     let acks = writers(&cluster, ports, 60).await;
     let killed_at = killer.await.unwrap();
 
@@ -440,19 +300,17 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_paused_primary_acknowledges_nothing_once_its_backup_took_over_and_then_follows_it() {
-    let cluster = Cluster::new().await;
-    let (a, _b, ports) = placed_pair(&cluster).await;
-    let pauser = {
-        let pid = a.0.id();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            Command::new("kill").args(["-STOP", &pid.to_string()]).status().unwrap();
-            tokio::time::sleep(LEASE_TTL + Duration::from_secs(2)).await;
-            Command::new("kill").args(["-CONT", &pid.to_string()]).status().unwrap();
-        })
-    };
+    let mut cluster = Cluster::new().await;
+    let (a, _b, ports) = placed_pair(&mut cluster).await;
+    let pauser = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.signal("STOP");
+        tokio::time::sleep(LEASE_TTL + Duration::from_secs(2)).await;
+        a.signal("CONT");
+        a
+    });
     let acks = writers(&cluster, ports, 80).await;
-    pauser.await.unwrap();
+    let a = pauser.await.unwrap();
     let placed = cluster.wait_for("blog", "b as primary", |placed| placed.record.primary == "b").await;
     // What the new primary adopted is all a ever acknowledged: nothing of
     // a's past the new epoch's start.
@@ -477,8 +335,8 @@ async fn a_paused_primary_acknowledges_nothing_once_its_backup_took_over_and_the
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_go_on_without_the_backup_and_it_catches_up_when_back() {
-    let cluster = Cluster::new().await;
-    let (_a, b, ports) = placed_pair(&cluster).await;
+    let mut cluster = Cluster::new().await;
+    let (_a, b, ports) = placed_pair(&mut cluster).await;
     drop(b);
     let client = client();
     let token = cluster.root.reveal();
@@ -502,8 +360,8 @@ async fn writes_go_on_without_the_backup_and_it_catches_up_when_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_retried_write_gets_its_first_timestamp_and_is_stored_once() {
-    let cluster = Cluster::new().await;
-    let (_a, _b, ports) = placed_pair(&cluster).await;
+    let mut cluster = Cluster::new().await;
+    let (_a, _b, ports) = placed_pair(&mut cluster).await;
     let client = client();
     let token = cluster.root.reveal();
     let first = write_until_acknowledged(&client, &ports, token, "log", "once", "the-key").await;
@@ -536,8 +394,8 @@ async fn a_retried_write_gets_its_first_timestamp_and_is_stored_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn appends_and_reads_across_a_failover_are_linearizable() {
-    let cluster = Cluster::new().await;
-    let (mut a, _b, ports) = placed_pair(&cluster).await;
+    let mut cluster = Cluster::new().await;
+    let (mut a, _b, ports) = placed_pair(&mut cluster).await;
     let token = cluster.root.reveal().to_owned();
     let history = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut tasks = Vec::new();
@@ -574,7 +432,7 @@ async fn appends_and_reads_across_a_failover_are_linearizable() {
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    a.0.kill().unwrap(); // SIGKILL mid-history
+    a.kill(); // SIGKILL mid-history
     for task in tasks {
         task.await.unwrap();
     }

@@ -175,11 +175,11 @@ impl Replica {
                     }
                 }
             }
-            self.was_primary
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .remove(site);
         }
+        // Under the lock `reconcile` limits the bound in, so it cannot put
+        // back the limit of a tail already cut.
+        let mut was_primary = self.was_primary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        was_primary.remove(site);
         self.log.lift_visibility(site);
         Ok(())
     }

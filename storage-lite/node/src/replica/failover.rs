@@ -40,9 +40,13 @@ impl Replica {
                 tracing::warn!(site, primary = %placed.record.primary, epoch = %placed.epoch, "another node took this site over; stepping down");
                 self.mark_was_primary(site);
             }
-            if self.is_marked_was_primary(site) {
-                // Until the tail is cut, show only what the new primary adopted.
-                self.log.limit_visibility(site, rules::rejoin_point(&placed.record));
+            {
+                // Until the tail is cut, show only what the new primary
+                // adopted (under the lock `prepare` lifts the bound in).
+                let was_primary = self.was_primary.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if was_primary.contains(site) {
+                    self.log.limit_visibility(site, rules::rejoin_point(&placed.record));
+                }
             }
             let primary_alive = snapshot.nodes.contains_key(&placed.record.primary);
             if rules::may_promote(&placed.record, &self.name, primary_alive) && self.lease.held() {
