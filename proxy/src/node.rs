@@ -209,7 +209,11 @@ impl BackgroundService for DirectoryFollower {
                 let mut changes = mirror.changes();
                 loop {
                     let snapshot = Arc::clone(&changes.borrow_and_update());
-                    *self.followed.snapshot.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot);
+                    *self
+                        .followed
+                        .snapshot
+                        .write()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(snapshot);
                     if changes.changed().await.is_err() {
                         break;
                     }

@@ -158,7 +158,10 @@ impl NodeClient {
                 if let Some(key) = idempotency_key {
                     request = request.header("idempotency-key", key);
                 }
-                let response = request.send().await.map_err(|error| (error.is_connect(), node_failed(error)))?;
+                let response = request
+                    .send()
+                    .await
+                    .map_err(|error| (error.is_connect(), node_failed(error)))?;
                 let status = response.status();
                 let content_type = response
                     .headers()
@@ -409,8 +412,12 @@ fn finds_no_primary(reply: &ForwardedReply) -> bool {
         return true;
     }
     reply.status == StatusCode::SERVICE_UNAVAILABLE
-        && serde_json::from_slice::<grove_core::api_error::ApiError>(&reply.body)
-            .is_ok_and(|error| matches!(error.error.as_str(), "no_primary" | "lease_lost" | "directory_unavailable"))
+        && serde_json::from_slice::<grove_core::api_error::ApiError>(&reply.body).is_ok_and(|error| {
+            matches!(
+                error.error.as_str(),
+                "no_primary" | "lease_lost" | "directory_unavailable"
+            )
+        })
 }
 
 fn unavailable(message: String) -> ApiFailure {

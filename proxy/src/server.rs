@@ -342,7 +342,10 @@ impl GroveProxy {
         else {
             return ApiFailure::unauthorized("use Authorization: Bearer <handle>").into_reply();
         };
-        let idempotency_key = header.headers.get("idempotency-key").and_then(|value| value.to_str().ok());
+        let idempotency_key = header
+            .headers
+            .get("idempotency-key")
+            .and_then(|value| value.to_str().ok());
         let call = rest.strip_prefix("v1/").unwrap_or(rest);
         let query = header.uri.query();
         match self
@@ -352,7 +355,8 @@ impl GroveProxy {
             .await
         {
             Ok(reply) => {
-                let mut answer = Reply::new(reply.status, Body::Bytes(reply.body)).with(http::header::CACHE_CONTROL, "no-store");
+                let mut answer =
+                    Reply::new(reply.status, Body::Bytes(reply.body)).with(http::header::CACHE_CONTROL, "no-store");
                 if let Some(content_type) = reply.content_type {
                     answer.set(http::header::CONTENT_TYPE, content_type);
                 }

@@ -108,11 +108,10 @@ impl EtcdCluster {
     }
 }
 
-/// etcd, a token store and a peer secret, shared by the nodes started on it.
+/// etcd and a peer secret, shared by the nodes started on it.
 pub struct StorageCluster {
     pub etcd: EtcdCluster,
     binary: PathBuf,
-    store_dir: PathBuf,
     secret: PathBuf,
     dir: tempfile::TempDir,
 }
@@ -120,9 +119,8 @@ pub struct StorageCluster {
 impl StorageCluster {
     /// Nodes run from `binary` (`grove-storage`; a test of its own package
     /// passes `CARGO_BIN_EXE_grove-storage`, others
-    /// [`crate::binaries::binary`]) that check tokens against the local
-    /// store in `store_dir`.
-    pub async fn start(binary: PathBuf, store_dir: &Path) -> Self {
+    /// [`crate::binaries::binary`]).
+    pub async fn start(binary: PathBuf) -> Self {
         let etcd = EtcdCluster::start().await;
         let dir = tempfile::tempdir().expect("a temporary directory");
         let secret = dir.path().join("peer-secret");
@@ -130,31 +128,43 @@ impl StorageCluster {
         Self {
             etcd,
             binary,
-            store_dir: store_dir.to_owned(),
             secret,
             dir,
         }
     }
 
     /// Starts node `name` in `region` on `port` (its data kept across
-    /// restarts with the same name), once it accepts connections.
-    pub fn node(&self, name: &str, region: &str, port: u16) -> Process {
+    /// restarts with the same name), checking tokens against the local
+    /// store in `store_dir`; returns once it accepts connections.
+    pub fn node(&self, name: &str, region: &str, port: u16, store_dir: &Path) -> Process {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join(format!("{name}.log")))
             .expect("a log file");
         let child = Command::new(&self.binary)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--name", name, "--region", region])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--name",
+                name,
+                "--region",
+                region,
+            ])
             .arg("--data-dir")
             .arg(self.dir.path().join(name))
             .arg("--store-dir")
-            .arg(&self.store_dir)
+            .arg(store_dir)
             .arg("--etcd")
             .arg(self.etcd.endpoints.join(","))
             .arg("--peer-secret-file")
             .arg(&self.secret)
-            .args(["--lease-ttl-secs", &LEASE_TTL.as_secs().to_string(), "--ack-timeout-ms", "500"])
+            .args([
+                "--lease-ttl-secs",
+                &LEASE_TTL.as_secs().to_string(),
+                "--ack-timeout-ms",
+                "500",
+            ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -194,7 +204,11 @@ impl StorageCluster {
             {
                 return placed;
             }
-            assert!(Instant::now() < deadline, "the site record never showed {what}\n{}", self.logs());
+            assert!(
+                Instant::now() < deadline,
+                "the site record never showed {what}\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

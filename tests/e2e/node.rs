@@ -168,7 +168,7 @@ async fn sites_in_the_directory_go_to_their_own_node() {
         segments: SegmentOptions::named("far-node"),
         limits: NodeLimits::default(),
         open_timeout: Duration::from_secs(1),
-            replica: None,
+        replica: None,
     };
     let remote = RunningNode::start(settings, Arc::clone(&host.store), listener)
         .await
@@ -355,4 +355,86 @@ async fn a_node_log_held_by_another_process_is_refused_clearly_and_pages_still_s
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_an_etcd_directory_writes_through_the_proxy_survive_a_primary_failover() {
+    use grove_testkit::storage::StorageCluster;
+    let storage = StorageCluster::start(grove_testkit::binaries::binary("grove-node", "grove-storage")).await;
+    let endpoints = storage
+        .etcd
+        .endpoints
+        .iter()
+        .map(|endpoint| format!("\"{endpoint}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let host = Host::local(&format!(
+        "[node]\nembedded = false\n[node.directory]\netcd = [{endpoints}]\n"
+    ));
+    let (port_a, port_b) = (grove_testkit::ports::reserve(), grove_testkit::ports::reserve());
+    let store = host.proxy.store_dir();
+    let mut nodes = std::collections::HashMap::from([
+        ("a", storage.node("a", "eu", port_a.port(), &store)),
+        ("b", storage.node("b", "us", port_b.port(), &store)),
+    ]);
+    storage.wait_registered(&["a", "b"]).await;
+    let client = host.proxy.client(&["chat.localhost"]);
+    let url = |call: &str| host.proxy.url("chat.localhost", &format!("/_grove/api/v1/{call}"));
+
+    // The proxy places the site on the node its name ranks first; that node
+    // becomes primary, the other its backup.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let first = loop {
+        let (status, written) = call(
+            &client,
+            &url("write"),
+            &host.token,
+            Some(json!({ "path": "log", "data": 1 })),
+        )
+        .await;
+        if status == StatusCode::OK {
+            break written;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never reached a primary: {status} {written}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let placed = storage
+        .wait_for("chat", "the backup in sync", |placed| placed.record.in_sync.len() == 2)
+        .await;
+    let primary = placed.record.primary.clone();
+    nodes.get_mut(primary.as_str()).unwrap().kill();
+
+    // The next write waits for the takeover and lands on the new primary;
+    // the proxy sends it there with an idempotency key of its own.
+    let started = Instant::now();
+    let (status, second) = call(
+        &client,
+        &url("write"),
+        &host.token,
+        Some(json!({ "path": "log", "data": 2 })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{second}\n{}", storage.logs());
+    assert!(
+        started.elapsed() < grove_testkit::storage::LEASE_TTL + Duration::from_secs(5),
+        "the write waited {:?}",
+        started.elapsed()
+    );
+    let placed = storage
+        .wait_for("chat", "a new primary", |placed| placed.record.primary != primary)
+        .await;
+    assert_eq!(placed.record.backup.as_deref(), Some(primary.as_str()));
+
+    let (status, page) = call(&client, &format!("{}?path=log", url("read")), &host.token, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let stamps: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["ts"].as_str().unwrap())
+        .collect();
+    assert_eq!(stamps, [first["ts"].as_str().unwrap(), second["ts"].as_str().unwrap()]);
 }

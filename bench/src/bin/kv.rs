@@ -223,7 +223,10 @@ async fn first_ack(target: Target, urls: &[&str], token: &str) {
                 continue;
             }
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "no write was acknowledged in 60 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no write was acknowledged in 60 s"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

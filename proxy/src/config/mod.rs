@@ -123,7 +123,9 @@ impl Config {
         for endpoint in &file.node.directory.etcd {
             let address = endpoint.strip_prefix("http://").unwrap_or_default();
             anyhow::ensure!(
-                address.rsplit_once(':').is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+                address
+                    .rsplit_once(':')
+                    .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
                 "[node.directory] etcd = [{endpoint:?}]: expected http://host:port"
             );
         }

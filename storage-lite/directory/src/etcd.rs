@@ -207,7 +207,10 @@ impl Lease {
 
     /// Whether this node's lease is certainly held now.
     pub fn held(&self) -> bool {
-        self.state.borrow().held_until.is_some_and(|until| Instant::now() < until)
+        self.state
+            .borrow()
+            .held_until
+            .is_some_and(|until| Instant::now() < until)
     }
 
     pub fn state(&self) -> watch::Receiver<LeaseState> {
@@ -279,7 +282,9 @@ async fn renew_until_lost(
         let reply = tokio::time::timeout(etcd.settings.timeout, replies.message())
             .await
             .map_err(|_| {
-                DirectoryError::Etcd(etcd_client::Error::InvalidArgs("no answer to a lease renewal".to_owned()))
+                DirectoryError::Etcd(etcd_client::Error::InvalidArgs(
+                    "no answer to a lease renewal".to_owned(),
+                ))
             })??;
         match reply {
             Some(reply) if reply.ttl() > 0 => {

@@ -190,7 +190,10 @@ async fn watch_from(
                         .ok()
                         .and_then(|key| key.strip_prefix(prefix))
                         .and_then(|name| name.strip_prefix("sites/"))
-                    && snapshot.sites.get(site).is_some_and(|known| known.epoch.0 > kv.mod_revision())
+                    && snapshot
+                        .sites
+                        .get(site)
+                        .is_some_and(|known| known.epoch.0 > kv.mod_revision())
                 {
                     continue;
                 }

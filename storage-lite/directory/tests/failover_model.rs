@@ -82,9 +82,11 @@ impl State {
     /// to `n` in its view's epoch.
     fn backup_holds(&self, n: usize, w: u8) -> bool {
         let view = &self.nodes[n].view;
-        view.0.backup.as_deref().map(index).is_some_and(|b| {
-            self.nodes[b].pulled_in == Some(view.1) && self.nodes[b].log.contains(&w)
-        })
+        view.0
+            .backup
+            .as_deref()
+            .map(index)
+            .is_some_and(|b| self.nodes[b].pulled_in == Some(view.1) && self.nodes[b].log.contains(&w))
     }
 }
 
@@ -128,7 +130,11 @@ impl Model for Failover {
                 actions.push(Action::Ship(n));
                 actions.push(Action::Promote(n));
             }
-            actions.push(if node.leased { Action::Lapse(n) } else { Action::Renew(n) });
+            actions.push(if node.leased {
+                Action::Lapse(n)
+            } else {
+                Action::Renew(n)
+            });
             if node.view.1 != state.epoch {
                 actions.push(Action::Refresh(n));
             }
@@ -136,7 +142,10 @@ impl Model for Failover {
     }
 
     fn next_state(&self, last: &State, action: Action) -> Option<State> {
-        let swaps = matches!(action, Action::DropBackup(_) | Action::AddBackup(_) | Action::Promote(_));
+        let swaps = matches!(
+            action,
+            Action::DropBackup(_) | Action::AddBackup(_) | Action::Promote(_)
+        );
         if swaps && last.epoch >= MAX_EPOCH {
             return None;
         }

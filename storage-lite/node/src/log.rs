@@ -213,7 +213,13 @@ impl Log {
 
     /// Up to `limit` entries of `path` after `after`, oldest first.
     pub fn read(&self, site: &SiteName, path: &str, after: Timestamp, limit: usize) -> Result<Page, LogError> {
-        read_page(&self.db, &key(site, path)?, after, limit, self.visibility.bound(site.as_str()))
+        read_page(
+            &self.db,
+            &key(site, path)?,
+            after,
+            limit,
+            self.visibility.bound(site.as_str()),
+        )
     }
 
     /// Up to `limit` entries of `path` before `before`, newest first: the
@@ -263,7 +269,12 @@ impl Log {
         let entries = txn.open_table(ENTRIES).map_err(db_error)?;
         // A path whose entries are all past the bound is not there yet.
         let visible = |key: &str, latest_ts: u64| -> Result<bool, LogError> {
-            Ok(latest_ts <= bound || entries.range((key, 0)..=(key, bound)).map_err(db_error)?.next().is_some())
+            Ok(latest_ts <= bound
+                || entries
+                    .range((key, 0)..=(key, bound))
+                    .map_err(db_error)?
+                    .next()
+                    .is_some())
         };
         let mut names = std::collections::BTreeSet::new();
         let mut start = base.clone();
@@ -362,7 +373,11 @@ impl Log {
         let start = after.as_u64().saturating_add(1);
         let mut ops = Vec::new();
         let (mut taken, mut last_taken) = (0, 0);
-        for item in changes.range((site, start)..=(site, u64::MAX)).map_err(db_error)?.take(limit) {
+        for item in changes
+            .range((site, start)..=(site, u64::MAX))
+            .map_err(db_error)?
+            .take(limit)
+        {
             let (stored, paths) = item.map_err(db_error)?;
             let ts = stored.value().1;
             (taken, last_taken) = (taken + 1, ts);
@@ -1029,13 +1044,27 @@ mod tests {
             ));
         }
         assert!(matches!(
-            log.txn(&site(), "cart", second, vec![("../x".to_owned(), "1".to_owned())], "h", None)
-                .await,
+            log.txn(
+                &site(),
+                "cart",
+                second,
+                vec![("../x".to_owned(), "1".to_owned())],
+                "h",
+                None
+            )
+            .await,
             Err(LogError::InvalidPath { .. })
         ));
         assert!(matches!(
-            log.txn(&site(), "cart", second, vec![("x".to_owned(), "{".to_owned())], "h", None)
-                .await,
+            log.txn(
+                &site(),
+                "cart",
+                second,
+                vec![("x".to_owned(), "{".to_owned())],
+                "h",
+                None
+            )
+            .await,
             Err(LogError::InvalidData(_))
         ));
         assert_eq!(log.read(&site(), "cart", Timestamp::ZERO, 10).unwrap().entries.len(), 2);

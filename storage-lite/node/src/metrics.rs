@@ -46,10 +46,15 @@ pub fn render(log: &Log, replica: Option<&Replica>) -> String {
         );
         let gauge = |name: &str, help: &str| {
             let gauge = IntGaugeVec::new(Opts::new(name, help), &["site", "role"]).expect("metric names are valid");
-            registry.register(Box::new(gauge.clone())).expect("metrics register once");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("metrics register once");
             gauge
         };
-        let epoch = gauge("grove_node_site_epoch", "The site epoch (its directory record's etcd revision)");
+        let epoch = gauge(
+            "grove_node_site_epoch",
+            "The site epoch (its directory record's etcd revision)",
+        );
         let in_sync = gauge("grove_node_site_in_sync", "Nodes in the site's in-sync set");
         let lag = gauge(
             "grove_node_replication_lag_ms",
@@ -58,11 +63,17 @@ pub fn render(log: &Log, replica: Option<&Replica>) -> String {
         for row in replica.sites() {
             let labels = [row.site.as_str(), row.role];
             epoch.with_label_values(&labels).set(row.epoch);
-            in_sync.with_label_values(&labels).set(i64::try_from(row.in_sync).unwrap_or(i64::MAX));
-            lag.with_label_values(&labels).set(i64::try_from(row.lag_ms).unwrap_or(i64::MAX));
+            in_sync
+                .with_label_values(&labels)
+                .set(i64::try_from(row.in_sync).unwrap_or(i64::MAX));
+            lag.with_label_values(&labels)
+                .set(i64::try_from(row.lag_ms).unwrap_or(i64::MAX));
         }
-        let lease = IntGauge::new("grove_node_lease_held", "1 while this node's etcd lease is certainly held")
-            .expect("metric names are valid");
+        let lease = IntGauge::new(
+            "grove_node_lease_held",
+            "1 while this node's etcd lease is certainly held",
+        )
+        .expect("metric names are valid");
         lease.set(i64::from(replica.lease_held()));
         registry.register(Box::new(lease)).expect("metrics register once");
     }

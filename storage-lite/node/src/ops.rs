@@ -276,7 +276,11 @@ impl<'txn> Tables<'txn> {
     pub fn truncate(&mut self, site: &str, after: Timestamp) -> Result<Truncated, LogError> {
         let start = after.as_u64().saturating_add(1);
         let mut tail_ops = Vec::new();
-        for item in self.site_ops.range((site, start)..=(site, u64::MAX)).map_err(db_error)? {
+        for item in self
+            .site_ops
+            .range((site, start)..=(site, u64::MAX))
+            .map_err(db_error)?
+        {
             let (stored, line) = item.map_err(db_error)?;
             let op: Op = serde_json::from_slice(line.value())
                 .map_err(|error| LogError::Database(format!("a site operation is corrupt: {error}")))?;
@@ -343,9 +347,15 @@ impl<'txn> Tables<'txn> {
                 .retain_in((key.as_str(), 0)..=(key.as_str(), u64::MAX), |_, _| false)
                 .map_err(db_error)?;
         }
-        self.latest.retain_in(low.as_str()..high.as_str(), |_, _| false).map_err(db_error)?;
-        self.paths.retain_in(low.as_str()..high.as_str(), |_, _| false).map_err(db_error)?;
-        self.trimmed.retain_in(low.as_str()..high.as_str(), |_, _| false).map_err(db_error)?;
+        self.latest
+            .retain_in(low.as_str()..high.as_str(), |_, _| false)
+            .map_err(db_error)?;
+        self.paths
+            .retain_in(low.as_str()..high.as_str(), |_, _| false)
+            .map_err(db_error)?;
+        self.trimmed
+            .retain_in(low.as_str()..high.as_str(), |_, _| false)
+            .map_err(db_error)?;
         self.idempotency
             .retain_in(low.as_str()..high.as_str(), |_, _| false)
             .map_err(db_error)?;

@@ -84,7 +84,9 @@ impl RunningNode {
             Some(replica) => Some(
                 Replica::start(settings.segments.name.clone(), replica, Arc::clone(&log))
                     .await
-                    .map_err(|error| SegmentError::Log(LogError::Database(format!("joining the directory: {error}"))))?,
+                    .map_err(|error| {
+                        SegmentError::Log(LogError::Database(format!("joining the directory: {error}")))
+                    })?,
             ),
             None => None,
         };

@@ -32,7 +32,7 @@ async fn start(limits: NodeLimits) -> Node {
         segments: SegmentOptions::named("api-test"),
         limits,
         open_timeout: Duration::from_secs(1),
-            replica: None,
+        replica: None,
     };
     let node = RunningNode::start(settings, store, listener).await.unwrap();
     Node {

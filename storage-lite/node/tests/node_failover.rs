@@ -13,10 +13,10 @@ use grove_testkit::storage::{LEASE_TTL, Process, StorageCluster};
 
 #[path = "support/linearizability.rs"]
 mod linearizability;
-use linearizability::{Call, Op, linearizable};
 use grove_directory::Placed;
 use grove_objects::store::{LocalStore, ObjectStore};
 use grove_objects::token::Tokens;
+use linearizability::{Call, Op, linearizable};
 use serde_json::{Value, json};
 
 /// The shared store with an operator token, and the storage cluster.
@@ -36,7 +36,7 @@ impl Cluster {
             .await
             .unwrap();
         Self {
-            storage: StorageCluster::start(env!("CARGO_BIN_EXE_grove-storage").into(), store.path()).await,
+            storage: StorageCluster::start(env!("CARGO_BIN_EXE_grove-storage").into()).await,
             root,
             _store: store,
             _ports: Vec::new(),
@@ -51,7 +51,7 @@ impl Cluster {
     }
 
     fn node(&self, name: &str, region: &str, port: u16) -> Process {
-        self.storage.node(name, region, port)
+        self.storage.node(name, region, port, self._store.path())
     }
 
     async fn wait_for(&self, site: &str, what: &str, done: impl Fn(&Placed) -> bool) -> Placed {
@@ -145,7 +145,10 @@ async fn entries(client: &reqwest::Client, ports: &[u16], token: &str, path: &st
             url = location.to_owned();
             reply = client.get(&url).bearer_auth(token).send().await;
         }
-        let Ok(reply) = reply.map_err(|_| ()).and_then(|reply| reply.error_for_status().map_err(|_| ())) else {
+        let Ok(reply) = reply
+            .map_err(|_| ())
+            .and_then(|reply| reply.error_for_status().map_err(|_| ()))
+        else {
             assert!(Instant::now() < deadline, "no node answered the read");
             attempt += 1;
             all.clear();
@@ -257,7 +260,9 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over(
     let acks = writers(&cluster, ports, 60).await;
     let killed_at = killer.await.unwrap();
 
-    let placed = cluster.wait_for("blog", "b as primary", |placed| placed.record.primary == "b").await;
+    let placed = cluster
+        .wait_for("blog", "b as primary", |placed| placed.record.primary == "b")
+        .await;
     let stored = entries(&client(), &ports[1..], cluster.root.reveal(), "log").await;
     check_acknowledged(&cluster, &acks, &stored);
     let first_after = acks
@@ -274,7 +279,10 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over(
         cluster.logs()
     );
     assert!(
-        acks.iter().flatten().filter(|ack| ack.at > killed_at).all(|ack| ack.by == ports[1]),
+        acks.iter()
+            .flatten()
+            .filter(|ack| ack.at > killed_at)
+            .all(|ack| ack.by == ports[1]),
         "after the kill only b acknowledges"
     );
     assert_eq!(placed.record.in_sync, ["b"]);
@@ -295,7 +303,10 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over(
         )),
         "{metrics}"
     );
-    assert!(metrics.contains("grove_node_site_in_sync{role=\"primary\",site=\"blog\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("grove_node_site_in_sync{role=\"primary\",site=\"blog\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -311,14 +322,19 @@ async fn a_paused_primary_acknowledges_nothing_once_its_backup_took_over_and_the
     });
     let acks = writers(&cluster, ports, 80).await;
     let a = pauser.await.unwrap();
-    let placed = cluster.wait_for("blog", "b as primary", |placed| placed.record.primary == "b").await;
+    let placed = cluster
+        .wait_for("blog", "b as primary", |placed| placed.record.primary == "b")
+        .await;
     // What the new primary adopted is all a ever acknowledged: nothing of
     // a's past the new epoch's start.
     let adopted = placed.record.adopted.as_u64();
     let from_a: Vec<&Ack> = acks.iter().flatten().filter(|ack| ack.by == ports[0]).collect();
     assert!(!from_a.is_empty());
     for ack in &from_a {
-        assert!(ack.ts <= adopted, "a acknowledged {ack:?} after b took over at {adopted}");
+        assert!(
+            ack.ts <= adopted,
+            "a acknowledged {ack:?} after b took over at {adopted}"
+        );
     }
     assert!(acks.iter().flatten().any(|ack| ack.by == ports[1]), "b took writes");
     let stored = entries(&client(), &ports[1..], cluster.root.reveal(), "log").await;
@@ -329,7 +345,10 @@ async fn a_paused_primary_acknowledges_nothing_once_its_backup_took_over_and_the
         .wait_for("blog", "a back in sync", |placed| placed.record.in_sync.len() == 2)
         .await;
     let on_a = entries(&client(), &ports[..1], cluster.root.reveal(), "log").await;
-    assert_eq!(on_a, stored, "the rejoined node cut its tail and copied the new primary's");
+    assert_eq!(
+        on_a, stored,
+        "the rejoined node cut its tail and copied the new primary's"
+    );
     drop(a);
 }
 
@@ -342,11 +361,24 @@ async fn writes_go_on_without_the_backup_and_it_catches_up_when_back() {
     let token = cluster.root.reveal();
     let started = Instant::now();
     let ack = write_until_acknowledged(&client, &ports[..1], token, "log", "alone", "alone").await;
-    assert!(started.elapsed() < Duration::from_secs(3), "the primary dropped its backup in time");
-    let placed = cluster.wait_for("blog", "a alone in sync", |placed| placed.record.in_sync == ["a"]).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the primary dropped its backup in time"
+    );
+    let placed = cluster
+        .wait_for("blog", "a alone in sync", |placed| placed.record.in_sync == ["a"])
+        .await;
     assert_eq!(placed.record.backup.as_deref(), Some("b"));
     for i in 0..20 {
-        write_until_acknowledged(&client, &ports[..1], token, "log", &format!("more-{i}"), &format!("more-{i}")).await;
+        write_until_acknowledged(
+            &client,
+            &ports[..1],
+            token,
+            "log",
+            &format!("more-{i}"),
+            &format!("more-{i}"),
+        )
+        .await;
     }
     let _b = cluster.node("b", "us", ports[1]);
     cluster
@@ -438,7 +470,13 @@ async fn appends_and_reads_across_a_failover_are_linearizable() {
     }
     let history = Arc::try_unwrap(history).unwrap().into_inner().unwrap();
     assert_eq!(history.len(), 40);
-    let placed = cluster.wait_for("blog", "b as primary", |placed| placed.record.primary == "b").await;
+    let placed = cluster
+        .wait_for("blog", "b as primary", |placed| placed.record.primary == "b")
+        .await;
     assert_eq!(placed.record.backup.as_deref(), Some("a"));
-    assert!(linearizable(&history), "not linearizable: {history:#?}\n{}", cluster.logs());
+    assert!(
+        linearizable(&history),
+        "not linearizable: {history:#?}\n{}",
+        cluster.logs()
+    );
 }

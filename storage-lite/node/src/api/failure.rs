@@ -46,7 +46,13 @@ impl IntoResponse for NodeFailure {
         if status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
-        if let Some(location) = self.0.body.location.as_deref().and_then(|url| HeaderValue::from_str(url).ok()) {
+        if let Some(location) = self
+            .0
+            .body
+            .location
+            .as_deref()
+            .and_then(|url| HeaderValue::from_str(url).ok())
+        {
             headers.insert(header::LOCATION, location);
         }
         if status == StatusCode::UNAUTHORIZED {

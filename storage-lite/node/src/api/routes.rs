@@ -65,7 +65,8 @@ impl NodeApi {
 
 pub async fn create(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>, uri: Uri,
+    Path(site): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Reply {
@@ -80,7 +81,13 @@ pub async fn create(
     empty()
 }
 
-pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> Reply {
+pub async fn write(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let (site, handle) = caller(&site, &headers)?;
     let write: WriteRequest = json_body(body, api.limits.body_limit("write")).await?;
     api.check_size(&write.data)?;
@@ -104,7 +111,13 @@ pub async fn write(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, ur
     no_store(StatusCode::OK, &TsReply { ts })
 }
 
-pub async fn txn(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> Reply {
+pub async fn txn(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let (site, handle) = caller(&site, &headers)?;
     let max_writes = api.limits.max_txn_writes;
     let txn: TxnRequest = json_body(body, api.limits.body_limit("txn")).await?;
@@ -189,7 +202,8 @@ fn parse_timestamp(text: Option<&str>) -> Result<Timestamp, NodeFailure> {
 
 pub async fn read(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>, uri: Uri,
+    Path(site): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
@@ -240,7 +254,8 @@ pub async fn read(
 
 pub async fn children(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>, uri: Uri,
+    Path(site): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
@@ -260,7 +275,8 @@ pub async fn children(
 /// The site's change feed: every committed write's timestamp and paths.
 pub async fn changes(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>, uri: Uri,
+    Path(site): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
@@ -275,7 +291,8 @@ pub async fn changes(
 
 pub async fn watch(
     State(api): State<Arc<NodeApi>>,
-    Path(site): Path<String>, uri: Uri,
+    Path(site): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     query: Result<Query<PathQuery>, QueryRejection>,
 ) -> Reply {
@@ -290,7 +307,13 @@ pub async fn watch(
     Ok(watch::events(watch, slot))
 }
 
-pub async fn trim(State(api): State<Arc<NodeApi>>, Path(site): Path<String>, uri: Uri, headers: HeaderMap, body: Body) -> Reply {
+pub async fn trim(
+    State(api): State<Arc<NodeApi>>,
+    Path(site): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Reply {
     let (site, handle) = caller(&site, &headers)?;
     let trim: TrimRequest = json_body(body, api.limits.body_limit("trim")).await?;
     api.auth
@@ -356,7 +379,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, NodeFailure> {
 /// A backup's pull from this node (see `replica`).
 pub async fn pull(State(api): State<Arc<NodeApi>>, headers: HeaderMap, body: Body) -> Reply {
     let Some(replica) = &api.replica else {
-        return Err(NodeFailure::new(StatusCode::NOT_FOUND, "no_route", "this node runs without a directory"));
+        return Err(NodeFailure::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "this node runs without a directory",
+        ));
     };
     let secret = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -378,11 +405,7 @@ pub async fn pull(State(api): State<Arc<NodeApi>>, headers: HeaderMap, body: Bod
 /// site's epoch, in-sync size and replication lag, and failovers.
 pub async fn metrics(State(api): State<Arc<NodeApi>>) -> Response {
     let text = crate::metrics::render(&api.log, api.replica.as_deref());
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Any other path or method.

@@ -35,7 +35,10 @@ pub(super) async fn supervise(replica: Weak<Replica>) {
                 && *primary != strong.name
                 && !running.contains_key(primary)
             {
-                running.insert(primary.clone(), tokio::spawn(pull_from(replica.clone(), primary.clone())));
+                running.insert(
+                    primary.clone(),
+                    tokio::spawn(pull_from(replica.clone(), primary.clone())),
+                );
             }
         }
         drop(strong);
@@ -171,7 +174,10 @@ impl Replica {
                         tracing::warn!(site, %cut, "cut this node's unacknowledged tail of the site before following its new primary");
                     }
                     Truncated::Site => {
-                        tracing::warn!(site, "the unacknowledged tail held a trim: the site is copied again from its primary");
+                        tracing::warn!(
+                            site,
+                            "the unacknowledged tail held a trim: the site is copied again from its primary"
+                        );
                     }
                 }
             }
@@ -198,7 +204,11 @@ impl Replica {
             if !still || self.log.site_latest(&site)? != want.after {
                 continue;
             }
-            ops.extend(site_ops.into_iter().filter(|op| op.ts() > want.after || op.ts() == Timestamp::ZERO));
+            ops.extend(
+                site_ops
+                    .into_iter()
+                    .filter(|op| op.ts() > want.after || op.ts() == Timestamp::ZERO),
+            );
         }
         if ops.is_empty() {
             return Ok(());

@@ -101,7 +101,12 @@ pub struct Replica {
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        for task in self.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain(..) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
     }
@@ -150,7 +155,11 @@ impl Replica {
             tokio::spawn(failover::watch(Arc::downgrade(&replica))),
             tokio::spawn(backup::supervise(Arc::downgrade(&replica))),
         ];
-        replica.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).extend(tasks);
+        replica
+            .tasks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(tasks);
         Ok(replica)
     }
 
@@ -219,7 +228,10 @@ impl Replica {
             return NodeFailure::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "no_primary",
-                format!("the site's primary {primary} is not reachable now (epoch {}); retry shortly", placed.epoch),
+                format!(
+                    "the site's primary {primary} is not reachable now (epoch {}); retry shortly",
+                    placed.epoch
+                ),
             );
         };
         let location = format!("http://{address}{path_and_query}");
@@ -270,7 +282,12 @@ impl Replica {
     async fn give_up_on_backup(&self, site: &str, placed: &Placed) -> Result<(), NodeFailure> {
         if rules::needs_backup(&placed.record) {
             let record = rules::without_backup(&placed.record);
-            match self.etcd.swap_site(site, placed.epoch, &record).await.map_err(directory_down)? {
+            match self
+                .etcd
+                .swap_site(site, placed.epoch, &record)
+                .await
+                .map_err(directory_down)?
+            {
                 Ok(next) => {
                     tracing::warn!(site, backup = ?placed.record.backup, epoch = %next.epoch, "backup dropped from the in-sync set: it did not acknowledge in time");
                     self.stats.backups_dropped.fetch_add(1, Ordering::Relaxed);
@@ -279,7 +296,8 @@ impl Replica {
                 Err(now) => self.mirror.observe(site, now),
             }
         }
-        self.primaries.update(site, |progress| progress.joining_from.take().is_some());
+        self.primaries
+            .update(site, |progress| progress.joining_from.take().is_some());
         self.refresh_visibility(site);
         Ok(())
     }
@@ -301,7 +319,12 @@ impl Replica {
     /// Before a read: a backup answers if it heard from the primary
     /// recently and holds `after`; a primary answers while its lease is
     /// certainly held. Otherwise the read is redirected.
-    pub(crate) async fn gate_read(&self, site: &str, after: Timestamp, path_and_query: &str) -> Result<(), NodeFailure> {
+    pub(crate) async fn gate_read(
+        &self,
+        site: &str,
+        after: Timestamp,
+        path_and_query: &str,
+    ) -> Result<(), NodeFailure> {
         let Some(placed) = self.placed(site) else {
             return Ok(());
         };
@@ -349,9 +372,10 @@ impl Replica {
                 && placed.record.backup.as_deref() == Some(request.node.as_str())
                 && placed.epoch == SiteEpoch(want.epoch);
             if !follows {
-                reply
-                    .refused
-                    .insert(site.clone(), format!("epoch {} has primary {}", placed.epoch, placed.record.primary));
+                reply.refused.insert(
+                    site.clone(),
+                    format!("epoch {} has primary {}", placed.epoch, placed.record.primary),
+                );
                 continue;
             }
             self.take_ack(site, &placed, want.after).await?;
@@ -396,7 +420,12 @@ impl Replica {
                 }
                 Some(from) if after >= from => {
                     let record = rules::with_backup(&placed.record);
-                    match self.etcd.swap_site(site, placed.epoch, &record).await.map_err(directory_down)? {
+                    match self
+                        .etcd
+                        .swap_site(site, placed.epoch, &record)
+                        .await
+                        .map_err(directory_down)?
+                    {
                         Ok(next) => {
                             tracing::info!(site, backup = ?record.backup, epoch = %next.epoch, "backup in sync");
                             self.stats.backups_joined.fetch_add(1, Ordering::Relaxed);
@@ -404,7 +433,8 @@ impl Replica {
                         }
                         Err(now) => self.mirror.observe(site, now),
                     }
-                    self.primaries.update(site, |progress| progress.joining_from.take().is_some());
+                    self.primaries
+                        .update(site, |progress| progress.joining_from.take().is_some());
                 }
                 _ => {}
             }

@@ -69,4 +69,3 @@ fn applies(history: &[Call], done: u128, op: &Op) -> bool {
         Op::Read { entries } => *entries == log,
     }
 }
-
