@@ -480,3 +480,37 @@ async fn appends_and_reads_across_a_failover_are_linearizable() {
         cluster.logs()
     );
 }
+
+#[test]
+fn a_node_refuses_to_start_on_an_unreachable_etcd_or_without_a_peer_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a-peer-secret-for-tests").unwrap();
+    let dead = reserve();
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_grove-storage"))
+            .args(["--listen", "127.0.0.1:0", "--name", "a"])
+            .arg("--data-dir")
+            .arg(dir.path().join("node"))
+            .arg("--store-dir")
+            .arg(dir.path().join("store"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let endpoint = format!("http://127.0.0.1:{}", dead.port());
+    let unreachable = run(&["--etcd", &endpoint, "--peer-secret-file", secret.to_str().unwrap()]);
+    assert!(!unreachable.status.success());
+    let stderr = String::from_utf8_lossy(&unreachable.stderr);
+    assert!(stderr.contains("did not answer"), "{stderr}");
+    let no_secret = run(&["--etcd", &endpoint]);
+    assert!(!no_secret.status.success());
+    assert!(
+        String::from_utf8_lossy(&no_secret.stderr).contains("--peer-secret-file"),
+        "{}",
+        String::from_utf8_lossy(&no_secret.stderr)
+    );
+    std::fs::write(&secret, "short").unwrap();
+    let short = run(&["--etcd", &endpoint, "--peer-secret-file", secret.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&short.stderr).contains("at least 16"));
+}
