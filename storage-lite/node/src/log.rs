@@ -372,15 +372,15 @@ impl Log {
         let idempotency = txn.open_table(IDEMPOTENCY_BY_TS).map_err(db_error)?;
         let start = after.as_u64().saturating_add(1);
         let mut ops = Vec::new();
-        let (mut taken, mut last_taken) = (0, 0);
-        for item in changes
-            .range((site, start)..=(site, u64::MAX))
-            .map_err(db_error)?
-            .take(limit)
-        {
+        // Where the writes stopped, if they did before the end.
+        let mut through = u64::MAX;
+        for item in changes.range((site, start)..=(site, u64::MAX)).map_err(db_error)? {
+            if ops.len() == limit {
+                through = ops.last().map_or(u64::MAX, |op: &Op| op.ts().as_u64());
+                break;
+            }
             let (stored, paths) = item.map_err(db_error)?;
             let ts = stored.value().1;
-            (taken, last_taken) = (taken + 1, ts);
             let paths: Vec<String> = serde_json::from_slice(paths.value())
                 .map_err(|error| LogError::Database(format!("a change record is corrupt: {error}")))?;
             let mut writes = Vec::with_capacity(paths.len());
@@ -410,8 +410,9 @@ impl Log {
             });
         }
         // Creates and trims up to the last write taken (or all, if the
-        // writes ran out), merged in by timestamp.
-        let through = if taken == limit { last_taken } else { u64::MAX };
+        // writes ran out), merged in by timestamp. Writes a trim removed
+        // entirely are skipped, not counted, so a page is never empty
+        // while more follows.
         for item in site_ops.range((site, start)..=(site, through)).map_err(db_error)? {
             let (_, line) = item.map_err(db_error)?;
             let op: Op = serde_json::from_slice(line.value())
@@ -657,6 +658,7 @@ mod tests {
 
     use super::*;
     use crate::hlc::ClockError;
+    use crate::ops;
 
     fn site() -> SiteName {
         SiteName::parse("blog").unwrap()
@@ -1068,5 +1070,176 @@ mod tests {
             Err(LogError::InvalidData(_))
         ));
         assert_eq!(log.read(&site(), "cart", Timestamp::ZERO, 10).unwrap().entries.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_write_is_stored_once_and_its_key_expires_after_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Arc::new(AtomicU64::new(10_000_000));
+        let wall = {
+            let now = Arc::clone(&now);
+            Arc::new(move || now.load(Ordering::Relaxed)) as WallClock
+        };
+        let log = Log::open_with(&dir.path().join("log.redb"), wall, false).unwrap();
+        let blog = site();
+        let write = |key: &'static str, data: &'static str| {
+            log.append_once(&blog, "a", data.to_owned(), "h", Timestamp::ZERO, Some(key))
+        };
+        let first = write("k1", "1").await.unwrap();
+        assert_eq!(
+            write("k1", "1").await.unwrap(),
+            first,
+            "a retry gets the first timestamp"
+        );
+        let other = write("k2", "2").await.unwrap();
+        assert!(other > first);
+        assert_eq!(log.read(&site(), "a", Timestamp::ZERO, 10).unwrap().entries.len(), 2);
+        // Keys are the site's own.
+        let elsewhere = SiteName::parse("other").unwrap();
+        let theirs = log
+            .append_once(&elsewhere, "a", "1".to_owned(), "h", Timestamp::ZERO, Some("k1"))
+            .await
+            .unwrap();
+        assert_ne!(theirs, first);
+        // An hour on, later keyed writes forget the old keys.
+        now.fetch_add(ops::IDEMPOTENCY_KEPT_MS + 1, Ordering::Relaxed);
+        write("k3", "3").await.unwrap();
+        let again = write("k1", "1").await.unwrap();
+        assert!(again > first, "an expired key writes again");
+    }
+
+    #[tokio::test]
+    async fn a_truncation_removes_exactly_the_tail_and_a_trim_in_it_removes_the_site() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(&dir.path().join("log.redb")).unwrap();
+        let kept = log
+            .append_once(&site(), "a", "1".to_owned(), "h", Timestamp::ZERO, Some("k1"))
+            .await
+            .unwrap();
+        log.append(&site(), "b", "1".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        let cut = log.site_latest(site().as_str()).unwrap();
+        log.append_once(&site(), "a", "2".to_owned(), "h", Timestamp::ZERO, Some("k2"))
+            .await
+            .unwrap();
+        log.create(&site(), "c", true).await.unwrap();
+        log.append(&site(), "c", "1".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(log.truncate(site().as_str(), cut).await.unwrap(), Truncated::Tail);
+        assert_eq!(log.site_latest(site().as_str()).unwrap(), cut);
+        let a = log.read(&site(), "a", Timestamp::ZERO, 10).unwrap();
+        assert_eq!(a.entries.iter().map(|e| e.data.get()).collect::<Vec<_>>(), ["1"]);
+        assert!(log.read(&site(), "c", Timestamp::ZERO, 10).unwrap().entries.is_empty());
+        assert_eq!(log.children(&site(), "", 10).unwrap(), ["a", "b"]);
+        // The cut key writes again; the kept one does not.
+        let rewritten = log
+            .append_once(&site(), "a", "2".to_owned(), "h", Timestamp::ZERO, Some("k2"))
+            .await
+            .unwrap();
+        assert!(rewritten > cut);
+        let retried = log
+            .append_once(&site(), "a", "1".to_owned(), "h", Timestamp::ZERO, Some("k1"))
+            .await
+            .unwrap();
+        assert_eq!(retried, kept);
+        // A plain path again after its create was cut.
+        log.append(&site(), "c", "\"x\"".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+
+        let before_trim = log.site_latest(site().as_str()).unwrap();
+        log.trim(&site(), "a", rewritten).await.unwrap();
+        assert_eq!(
+            log.truncate(site().as_str(), before_trim).await.unwrap(),
+            Truncated::Site
+        );
+        assert_eq!(log.site_latest(site().as_str()).unwrap(), Timestamp::ZERO);
+        assert!(log.children(&site(), "", 10).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_sites_operations_rebuilt_from_the_tables_recreate_it_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = Log::open(&dir.path().join("source.redb")).unwrap();
+        let copy = Log::open(&dir.path().join("copy.redb")).unwrap();
+        source.create(&site(), "doc", true).await.unwrap();
+        let doc = source
+            .append(&site(), "doc", "1".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        source
+            .txn(
+                &site(),
+                "doc",
+                doc,
+                vec![("doc".to_owned(), "2".to_owned()), ("index".to_owned(), "9".to_owned())],
+                "h",
+                Some("txn-key"),
+            )
+            .await
+            .unwrap();
+        for i in 0..5 {
+            source
+                .append(&site(), "chat", i.to_string(), "h", Timestamp::ZERO)
+                .await
+                .unwrap();
+        }
+        let chat = source.read(&site(), "chat", Timestamp::ZERO, 10).unwrap();
+        source.trim(&site(), "chat", chat.entries[2].ts).await.unwrap();
+        // Shipped in small pages, as a backup pulls them.
+        let mut after = Timestamp::ZERO;
+        loop {
+            let ops = source.ops_after(site().as_str(), after, 2).unwrap();
+            let Some(last) = ops.last().map(Op::ts) else { break };
+            copy.adopt(ops).await.unwrap();
+            after = last;
+        }
+        assert_eq!(
+            copy.site_latest(site().as_str()).unwrap(),
+            source.site_latest(site().as_str()).unwrap()
+        );
+        for path in ["doc", "index", "chat"] {
+            let from = |log: &Log| {
+                log.read(&site(), path, Timestamp::from_u64(chat.entries[1].ts.as_u64()), 10)
+                    .map(|page| {
+                        page.entries
+                            .iter()
+                            .map(|e| (e.ts, e.data.get().to_owned()))
+                            .collect::<Vec<_>>()
+                    })
+                    .ok()
+            };
+            assert_eq!(from(&copy), from(&source), "{path}");
+        }
+        assert!(matches!(
+            copy.read(&site(), "chat", Timestamp::ZERO, 10),
+            Err(LogError::Trimmed { .. })
+        ));
+        // The copy is serialized the same way, knows the key, and issues
+        // timestamps above everything it adopted.
+        assert!(matches!(
+            copy.append(&site(), "doc", "3".to_owned(), "h", Timestamp::ZERO).await,
+            Err(LogError::Conflict { .. })
+        ));
+        let latest = copy.site_latest(site().as_str()).unwrap();
+        let retried = copy
+            .txn(
+                &site(),
+                "doc",
+                doc,
+                vec![("doc".to_owned(), "2".to_owned())],
+                "h",
+                Some("txn-key"),
+            )
+            .await
+            .unwrap();
+        assert!(retried <= latest, "the retried transaction got its first timestamp");
+        let fresh = copy
+            .append(&site(), "chat", "\"new\"".to_owned(), "h", Timestamp::ZERO)
+            .await
+            .unwrap();
+        assert!(fresh > latest);
     }
 }

@@ -33,8 +33,13 @@ pub(super) const SITE_OPS: TableDefinition<(&str, u64), &[u8]> = TableDefinition
 /// Idempotency keys of writes, `<site>\0<key>`, and the timestamp the
 /// write got: a retried write answers with it instead of writing again.
 pub(super) const IDEMPOTENCY: TableDefinition<&str, u64> = TableDefinition::new("idempotency");
-/// The same keys by (site, timestamp), so they replicate with their write.
+/// The same keys by (site, timestamp), so they replicate with their write
+/// and expire oldest first.
 pub(super) const IDEMPOTENCY_BY_TS: TableDefinition<(&str, u64), &str> = TableDefinition::new("idempotency_by_ts");
+
+/// How long an idempotency key is remembered: far longer than any retry
+/// after a failover (the proxy gives up after 15 s).
+pub(super) const IDEMPOTENCY_KEPT_MS: u64 = 3_600_000;
 
 /// The clock's persisted bound, in milliseconds.
 pub(super) const CLOCK_BOUND: &str = "clock_bound_ms";
@@ -90,6 +95,9 @@ pub(super) enum Op {
         before: Timestamp,
         #[serde(default)]
         ts: Timestamp,
+        /// The latest timestamp it removed, once applied (shipped with it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        removed: Option<Timestamp>,
     },
     /// Removes everything of `site` after `after`: a former primary's
     /// unacknowledged tail, which the new primary never adopted. A trim
@@ -209,6 +217,7 @@ impl<'txn> Tables<'txn> {
                     self.idempotency_by_ts
                         .insert((op.site(), ts.as_u64()), idempotency_key.as_str())
                         .map_err(db_error)?;
+                    self.expire_idempotency_keys(op.site(), *ts)?;
                 }
                 let mut by_site: std::collections::BTreeMap<&str, Vec<&str>> = std::collections::BTreeMap::new();
                 for write in writes {
@@ -233,8 +242,12 @@ impl<'txn> Tables<'txn> {
                     self.latest.insert(write.key.as_str(), ts.as_u64()).map_err(db_error)?;
                 }
             }
-            Op::Trim { key, before, ts } => {
-                self.record_site_op(op, *ts)?;
+            Op::Trim {
+                key,
+                before,
+                ts,
+                removed,
+            } => {
                 let mut gone = Vec::new();
                 for item in self
                     .entries
@@ -243,21 +256,57 @@ impl<'txn> Tables<'txn> {
                 {
                     gone.push(item.map_err(db_error)?.0.value().1);
                 }
-                if let Some(&last) = gone.last() {
-                    for ts in &gone {
-                        self.entries.remove((key.as_str(), *ts)).map_err(db_error)?;
-                    }
+                for ts in &gone {
+                    self.entries.remove((key.as_str(), *ts)).map_err(db_error)?;
+                }
+                // What the trim removed where it was first applied: a copy
+                // that never held those entries knows their history is gone.
+                let bound = gone.last().copied().max(removed.map(Timestamp::as_u64));
+                if let Some(bound) = bound {
                     let earlier = self
                         .trimmed
                         .get(key.as_str())
                         .map_err(db_error)?
                         .map_or(0, |ts| ts.value());
-                    self.trimmed.insert(key.as_str(), earlier.max(last)).map_err(db_error)?;
+                    self.trimmed
+                        .insert(key.as_str(), earlier.max(bound))
+                        .map_err(db_error)?;
                 }
+                let applied = Op::Trim {
+                    key: key.clone(),
+                    before: *before,
+                    ts: *ts,
+                    removed: bound.map(Timestamp::from_u64),
+                };
+                self.record_site_op(&applied, *ts)?;
             }
             Op::Truncate { site, after } => {
                 self.truncate(site, *after)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Forgets a few of the site's idempotency keys older than
+    /// [`IDEMPOTENCY_KEPT_MS`] before `now`, so the keys kept stay about an
+    /// hour's worth however many writes carry one (the proxy gives every
+    /// write it may retry a key). Driven by the write's own timestamp, so a
+    /// replay forgets the same keys.
+    fn expire_idempotency_keys(&mut self, site: &str, now: Timestamp) -> Result<(), LogError> {
+        let horizon = Timestamp::at_ms(now.physical_ms().saturating_sub(IDEMPOTENCY_KEPT_MS)).as_u64();
+        let mut expired = Vec::new();
+        for item in self
+            .idempotency_by_ts
+            .range((site, 0)..(site, horizon))
+            .map_err(db_error)?
+            .take(4)
+        {
+            let (stored, key) = item.map_err(db_error)?;
+            expired.push((stored.value().1, key.value().to_owned()));
+        }
+        for (ts, key) in expired {
+            self.idempotency_by_ts.remove((site, ts)).map_err(db_error)?;
+            self.idempotency.remove(key.as_str()).map_err(db_error)?;
         }
         Ok(())
     }

@@ -191,7 +191,13 @@ impl Writer {
                     }
                     Request::Trim { key, before, reply } => {
                         let ts = self.tick(&mut tables)?;
-                        self.commit_op(&mut tables, &Op::Trim { key, before, ts })?;
+                        let trim = Op::Trim {
+                            key,
+                            before,
+                            ts,
+                            removed: None,
+                        };
+                        self.commit_op(&mut tables, &trim)?;
                         answers.push(Answer::Done(reply, Ok(())));
                     }
                     Request::Adopt { ops, reply } => {
