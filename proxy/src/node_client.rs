@@ -179,9 +179,11 @@ impl NodeClient {
             let again = retries
                 && match &result {
                     Ok(reply) => finds_no_primary(reply),
-                    // Not sent at all, or sent with a key that makes it safe.
+                    // Not sent at all, or a write whose key makes it safe.
                     Err((connect, failure)) => {
-                        *connect || idempotency_key.is_some() || failure.body.error == "node_unavailable"
+                        *connect
+                            || failure.body.error == "node_unavailable"
+                            || (idempotency_key.is_some() && matches!(call, "write" | "txn"))
                     }
                 };
             let pause = backoff(failures).min(Duration::from_millis(500));

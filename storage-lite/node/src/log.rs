@@ -110,6 +110,13 @@ impl Log {
         }
     }
 
+    /// Raises `site`'s read bound to `ts`, if it has a lower one.
+    pub fn raise_visibility(&self, site: &str, ts: Timestamp) {
+        if self.visibility.raise(site, ts) {
+            self.committed.send_modify(|commits| *commits += 1);
+        }
+    }
+
     /// Shows everything committed of `site` again.
     pub fn lift_visibility(&self, site: &str) {
         if self.visibility.lift(site) {
@@ -410,9 +417,10 @@ impl Log {
             });
         }
         // Creates and trims up to the last write taken (or all, if the
-        // writes ran out), merged in by timestamp. Writes a trim removed
-        // entirely are skipped, not counted, so a page is never empty
-        // while more follows.
+        // writes ran out), merged in by timestamp: a page's last operation
+        // is how far the copy then holds. Writes a trim removed entirely
+        // are skipped, not counted, so a page is never empty while more
+        // follows; the trim may come a page later.
         for item in site_ops.range((site, start)..=(site, through)).map_err(db_error)? {
             let (_, line) = item.map_err(db_error)?;
             let op: Op = serde_json::from_slice(line.value())

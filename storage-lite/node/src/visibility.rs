@@ -31,6 +31,19 @@ impl Visibility {
         ts.as_u64() > before
     }
 
+    /// Raises `site`'s bound to `ts` if it has a lower one; true if that
+    /// shows more. A site without a bound shows everything already.
+    pub(crate) fn raise(&self, site: &str, ts: Timestamp) -> bool {
+        let mut bounds = self.bounds.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match bounds.get_mut(site) {
+            Some(bound) if *bound < ts.as_u64() => {
+                *bound = ts.as_u64();
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Removes `site`'s bound; true if it had one.
     pub(crate) fn lift(&self, site: &str) -> bool {
         self.bounds

@@ -130,9 +130,16 @@ async fn pull_from(replica: Weak<Replica>, primary: String) {
         match reply {
             Ok(reply) => {
                 failures = 0;
-                replica.heard(&primary);
+                for site in request.sites.keys().filter(|site| !reply.refused.contains_key(*site)) {
+                    replica.heard(site);
+                }
                 for (site, why) in &reply.refused {
                     tracing::debug!(site, primary, why, "the primary refused to ship a site");
+                    if why == super::DIVERGED {
+                        // Its tail was never cut: mark it, and prepare again.
+                        replica.mark_was_primary(site);
+                        prepared.remove(site);
+                    }
                 }
                 if let Err(error) = replica.adopt(&request, reply).await {
                     tracing::error!(primary, %error, "applying pulled operations failed");
@@ -153,17 +160,21 @@ async fn pull_from(replica: Weak<Replica>, primary: String) {
 }
 
 impl Replica {
-    fn heard(&self, primary: &str) {
+    fn heard(&self, site: &str) {
         self.heard_from
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(primary.to_owned(), Instant::now());
+            .insert(site.to_owned(), Instant::now());
     }
 
     /// Readies a site this node now backs up: if this node was its primary
     /// and is not in sync, it cuts the tail nobody acknowledged (past
     /// what the new primary adopted). Then it shows all it holds.
     async fn prepare(&self, site: &str, placed: &Placed) -> Result<(), crate::types::LogError> {
+        // It may not have noticed yet that it stepped down.
+        if self.primaries.forget(site) {
+            self.mark_was_primary(site);
+        }
         let in_sync = placed.record.in_sync.contains(&self.name);
         if !in_sync && self.is_marked_was_primary(site) {
             let _adopting = self.adopting.lock().await;

@@ -33,6 +33,7 @@ impl Replica {
         let snapshot = self.mirror.snapshot();
         for (site, placed) in &snapshot.sites {
             if placed.record.primary == self.name {
+                self.check_backup_heard(site, placed).await;
                 self.refresh_visibility(site);
                 continue;
             }

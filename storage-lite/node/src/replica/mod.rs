@@ -90,8 +90,13 @@ pub struct Replica {
     /// Held while pulled operations are applied, and while a site is
     /// taken over, so nothing is adopted for a site after its takeover.
     adopting: tokio::sync::Mutex<()>,
-    /// When each primary last answered this node's pull.
+    /// Held across every change of a site's in-sync set this node makes
+    /// as primary (a backup joining, a backup dropped) and the read bound
+    /// that goes with it, so two of them never interleave.
+    transitions: tokio::sync::Mutex<()>,
+    /// When each site's primary last shipped it to this node.
     heard_from: Mutex<std::collections::HashMap<String, Instant>>,
+    started: Instant,
     /// Sites this process was primary of: their tail past what the new
     /// primary adopted is cut before this node follows it.
     was_primary: Mutex<HashSet<String>>,
@@ -137,17 +142,24 @@ impl Replica {
             lease,
             primaries: Primaries::default(),
             adopting: tokio::sync::Mutex::new(()),
+            transitions: tokio::sync::Mutex::new(()),
             heard_from: Mutex::default(),
+            started: Instant::now(),
             was_primary: Mutex::default(),
             stats: ReplicaStats::default(),
             tasks: Mutex::default(),
         });
-        // Sites this disk holds and the directory says are someone else's:
-        // this node may have been their primary before a crash.
+        // Sites the directory says are someone else's: this node may have
+        // been their primary before a crash. Sites it is primary of with a
+        // backup in sync: what the backup holds is not known yet, so
+        // readers see nothing new until it says.
         let snapshot = replica.mirror.snapshot();
         for (site, placed) in &snapshot.sites {
             if placed.record.primary != replica.name && !placed.record.in_sync.contains(&replica.name) {
                 replica.mark_was_primary(site);
+            }
+            if placed.record.primary == replica.name && rules::needs_backup(&placed.record) {
+                replica.log.limit_visibility(site, Timestamp::ZERO);
             }
         }
         replica.reconcile().await;
@@ -270,7 +282,7 @@ impl Replica {
                 _ = progress.changed() => {}
                 _ = directory.changed() => {}
                 () = tokio::time::sleep_until(deadline) => {
-                    self.give_up_on_backup(site, &placed).await?;
+                    self.give_up_on_backup(site).await?;
                     deadline = tokio::time::Instant::now() + self.settings.ack_timeout;
                 }
             }
@@ -279,40 +291,53 @@ impl Replica {
 
     /// The backup did not acknowledge in time: stop waiting for it, in
     /// etcd first if it is in the in-sync set.
-    async fn give_up_on_backup(&self, site: &str, placed: &Placed) -> Result<(), NodeFailure> {
+    async fn give_up_on_backup(&self, site: &str) -> Result<(), NodeFailure> {
+        let _transition = self.transitions.lock().await;
+        let Some(placed) = self.placed(site).filter(|placed| placed.record.primary == self.name) else {
+            return Ok(());
+        };
         if rules::needs_backup(&placed.record) {
             let record = rules::without_backup(&placed.record);
             match self
                 .etcd
                 .swap_site(site, placed.epoch, &record)
                 .await
-                .map_err(directory_down)?
+                .map_err(unacknowledged)?
             {
                 Ok(next) => {
                     tracing::warn!(site, backup = ?placed.record.backup, epoch = %next.epoch, "backup dropped from the in-sync set: it did not acknowledge in time");
                     self.stats.backups_dropped.fetch_add(1, Ordering::Relaxed);
                     self.mirror.observe(site, next);
                 }
-                Err(now) => self.mirror.observe(site, now),
+                Err(now) => {
+                    self.mirror.observe(site, now);
+                    return Ok(());
+                }
             }
         }
         self.primaries
             .update(site, |progress| progress.joining_from.take().is_some());
-        self.refresh_visibility(site);
+        self.log.lift_visibility(site);
         Ok(())
     }
 
-    /// Sets what readers of a site this node is primary of may see.
+    /// Raises what readers of a site this node is primary of may see to
+    /// what its backup acknowledged, or shows everything when no backup
+    /// is waited for. Never lowers a bound: only a joining backup (in
+    /// `take_ack`) and stepping down do, under `transitions`.
     fn refresh_visibility(&self, site: &str) {
-        let Some(placed) = self.placed(site) else { return };
-        if placed.record.primary != self.name {
+        let Some(placed) = self.placed(site).filter(|placed| placed.record.primary == self.name) else {
             return;
-        }
+        };
+        let Ok(_transition) = self.transitions.try_lock() else {
+            // A transition is under way; it sets the bound itself.
+            return;
+        };
         let progress = self.primaries.current(site);
-        match progress.joining_from {
-            Some(from) => self.log.limit_visibility(site, progress.acked.max(from)),
-            None if rules::needs_backup(&placed.record) => self.log.limit_visibility(site, progress.acked),
-            None => self.log.lift_visibility(site),
+        if progress.joining_from.is_some() || rules::needs_backup(&placed.record) {
+            self.log.raise_visibility(site, progress.acked);
+        } else {
+            self.log.lift_visibility(site);
         }
     }
 
@@ -342,9 +367,12 @@ impl Replica {
             .heard_from
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&placed.record.primary)
+            .get(site)
             .copied();
-        if heard.is_none_or(|at| at.elapsed() > self.settings.freshness) {
+        let stale = placed.record.backup.as_deref() != Some(self.name.as_str())
+            || heard.is_none_or(|at| at.elapsed() > self.settings.freshness)
+            || self.log.site_latest(site)? < placed.record.adopted;
+        if stale {
             return Err(self.redirect(&placed, path_and_query));
         }
         let deadline = tokio::time::Instant::now() + self.settings.read_wait;
@@ -378,6 +406,12 @@ impl Replica {
                 );
                 continue;
             }
+            if want.after > self.log.site_latest(site)? {
+                // Its history is not a prefix of this one's: a tail of its
+                // own it has not cut. Its `after` acknowledges nothing.
+                reply.refused.insert(site.clone(), DIVERGED.to_owned());
+                continue;
+            }
             self.take_ack(site, &placed, want.after).await?;
         }
         loop {
@@ -397,50 +431,79 @@ impl Replica {
         }
     }
 
-    /// Records that the backup holds the site up to `after`; starts its
+    /// Records that the backup holds the site up to `after` (shown to
+    /// readers before the writes waiting on it are answered); starts its
     /// joining once it caught up, and takes it into the in-sync set once
     /// it holds everything acknowledged without it.
     async fn take_ack(&self, site: &str, placed: &Placed, after: Timestamp) -> Result<(), NodeFailure> {
+        self.log.raise_visibility(site, after);
         self.primaries.update(site, |progress| {
-            let more = after > progress.acked;
+            progress.heard = Some(Instant::now());
             progress.acked = progress.acked.max(after);
-            more
+            true
         });
-        if !rules::needs_backup(&placed.record) {
-            let latest = self.log.site_latest(site)?;
-            let progress = self.primaries.current(site);
-            match progress.joining_from {
-                None if after >= latest => {
-                    // Caught up: from here on writes wait for the backup.
-                    let from = self.log.site_latest(site)?;
-                    self.primaries.update(site, |progress| {
-                        progress.joining_from = Some(from);
-                        true
-                    });
-                }
-                Some(from) if after >= from => {
-                    let record = rules::with_backup(&placed.record);
-                    match self
-                        .etcd
-                        .swap_site(site, placed.epoch, &record)
-                        .await
-                        .map_err(directory_down)?
-                    {
-                        Ok(next) => {
-                            tracing::info!(site, backup = ?record.backup, epoch = %next.epoch, "backup in sync");
-                            self.stats.backups_joined.fetch_add(1, Ordering::Relaxed);
-                            self.mirror.observe(site, next);
-                        }
-                        Err(now) => self.mirror.observe(site, now),
-                    }
-                    self.primaries
-                        .update(site, |progress| progress.joining_from.take().is_some());
-                }
-                _ => {}
-            }
+        if rules::needs_backup(&placed.record) {
+            return Ok(());
         }
-        self.refresh_visibility(site);
+        let _transition = self.transitions.lock().await;
+        let Some(placed) = self
+            .placed(site)
+            .filter(|now| now.epoch == placed.epoch && now.record.primary == self.name)
+        else {
+            return Ok(());
+        };
+        match self.primaries.current(site).joining_from {
+            None if after >= self.log.site_latest(site)? => {
+                // Caught up. Writes wait for the backup from before `from`
+                // is read, so none after it is acknowledged alone.
+                self.primaries.update(site, |progress| {
+                    progress.joining_from = Some(Timestamp::from_u64(u64::MAX));
+                    true
+                });
+                let from = self.log.site_latest(site)?;
+                self.primaries.update(site, |progress| {
+                    progress.joining_from = Some(from);
+                    true
+                });
+                self.log.limit_visibility(site, from.max(after));
+            }
+            Some(from) if after >= from => {
+                let record = rules::with_backup(&placed.record);
+                match self
+                    .etcd
+                    .swap_site(site, placed.epoch, &record)
+                    .await
+                    .map_err(directory_down)?
+                {
+                    Ok(next) => {
+                        tracing::info!(site, backup = ?record.backup, epoch = %next.epoch, "backup in sync");
+                        self.stats.backups_joined.fetch_add(1, Ordering::Relaxed);
+                        self.mirror.observe(site, next);
+                    }
+                    Err(now) => self.mirror.observe(site, now),
+                }
+                self.primaries
+                    .update(site, |progress| progress.joining_from.take().is_some());
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// A site whose in-sync backup has not pulled for twice the
+    /// acknowledgement timeout (no write waiting noticed it) is dropped
+    /// from the in-sync set, so its readers are not held at the last
+    /// acknowledgement for as long as the backup is away.
+    async fn check_backup_heard(&self, site: &str, placed: &Placed) {
+        if !rules::needs_backup(&placed.record) {
+            return;
+        }
+        let heard = self.primaries.current(site).heard.unwrap_or(self.started);
+        if heard.elapsed() > self.settings.ack_timeout * 2
+            && let Err(failure) = self.give_up_on_backup(site).await
+        {
+            tracing::warn!(site, error = %failure.0, "dropping a silent backup failed");
+        }
     }
 
     /// Checks a replication call's shared secret.
@@ -500,6 +563,22 @@ pub struct SiteRole {
     /// On a primary with a backup: how far the backup's acknowledgement
     /// is behind the site's latest write, in milliseconds.
     pub lag_ms: u64,
+}
+
+/// Why a primary refuses a backup's pull of a site whose history runs past
+/// its own.
+pub(crate) const DIVERGED: &str = "diverged: the history runs past the primary's";
+
+/// The directory failed after a write committed here: it is not
+/// acknowledged (and stays unseen unless this node keeps the site).
+fn unacknowledged(error: grove_directory::DirectoryError) -> NodeFailure {
+    NodeFailure::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "directory_unavailable",
+        format!(
+            "the directory (etcd) is unreachable: {error}; the write is not acknowledged; retry it with the same Idempotency-Key"
+        ),
+    )
 }
 
 fn directory_down(error: grove_directory::DirectoryError) -> NodeFailure {

@@ -13,6 +13,8 @@ use tokio::sync::watch;
 /// What the primary knows of its backup's progress on one site.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Progress {
+    /// When the backup last pulled.
+    pub heard: Option<std::time::Instant>,
     /// The backup holds the site's history up to here, durably.
     pub acked: Timestamp,
     /// While the backup is joining: the site's latest write when it
