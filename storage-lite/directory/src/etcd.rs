@@ -61,7 +61,9 @@ impl Etcd {
         let options = ConnectOptions::new()
             .with_connect_timeout(settings.timeout)
             .with_timeout(settings.timeout)
-            .with_keep_alive(Duration::from_secs(1), settings.timeout);
+            // Pings find a dead member; a short timeout would also drop
+            // live connections (and their watches) on a loaded machine.
+            .with_keep_alive(Duration::from_secs(5), Duration::from_secs(5));
         let client = Client::connect(&settings.endpoints, Some(options))
             .await
             .map_err(|source| DirectoryError::Unreachable {
@@ -96,6 +98,27 @@ impl Etcd {
 
     pub(crate) fn node_key(&self, node: &str) -> String {
         format!("{}nodes/{node}", self.settings.prefix)
+    }
+
+    /// The live nodes, read linearizably: where a new site's backup is
+    /// chosen from (a mirror may lag behind a node that just started).
+    pub async fn nodes(&self) -> Result<Vec<(String, NodeInfo)>, DirectoryError> {
+        let prefix = self.node_key("");
+        let reply = self
+            .client
+            .kv_client()
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await?;
+        let mut nodes = Vec::new();
+        for kv in reply.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let name = key.strip_prefix(prefix.as_str()).unwrap_or_default().to_owned();
+            match serde_json::from_slice(kv.value()) {
+                Ok(info) => nodes.push((name, info)),
+                Err(error) => tracing::error!(key, %error, "ignoring a corrupt node entry"),
+            }
+        }
+        Ok(nodes)
     }
 
     /// The site's record, read linearizably.

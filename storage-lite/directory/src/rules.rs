@@ -69,6 +69,16 @@ pub fn with_backup(record: &SiteRecord) -> SiteRecord {
     }
 }
 
+/// The record with `backup` named as the site's backup, not in sync: it
+/// joins once it holds everything.
+pub fn with_backup_candidate(record: &SiteRecord, backup: &str) -> SiteRecord {
+    SiteRecord {
+        backup: Some(backup.to_owned()),
+        in_sync: vec![record.primary.clone()],
+        ..record.clone()
+    }
+}
+
 /// Where a node that was primary must cut its history when it becomes a
 /// backup: past what the new primary adopted.
 pub fn rejoin_point(record: &SiteRecord) -> Timestamp {
@@ -121,6 +131,10 @@ mod tests {
         assert_eq!(next.in_sync, ["b"]);
         assert_eq!(rejoin_point(&next), Timestamp::from_u64(7));
         assert!(!needs_backup(&without_backup(&synced)));
+        let alone = first_record("a", None);
+        let given = with_backup_candidate(&alone, "c");
+        assert_eq!(given.backup.as_deref(), Some("c"));
+        assert!(!needs_backup(&given), "a new backup joins before it is waited for");
     }
 
     #[test]

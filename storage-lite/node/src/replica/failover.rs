@@ -33,6 +33,7 @@ impl Replica {
         let snapshot = self.mirror.snapshot();
         for (site, placed) in &snapshot.sites {
             if placed.record.primary == self.name {
+                self.find_backup(site, placed, &snapshot).await;
                 self.check_backup_heard(site, placed).await;
                 self.refresh_visibility(site);
                 continue;

@@ -215,11 +215,8 @@ impl Replica {
     /// Creates the site's record with this node as primary and a backup
     /// in another region (or takes the one another node created first).
     async fn place(&self, site: &str) -> Result<Placed, NodeFailure> {
-        let snapshot = self.mirror.snapshot();
-        let live = snapshot
-            .nodes
-            .iter()
-            .map(|(name, info)| (name.as_str(), info.region.as_str()));
+        let live = self.etcd.nodes().await.map_err(directory_down)?;
+        let live = live.iter().map(|(name, info)| (name.as_str(), info.region.as_str()));
         let backup = rules::choose_backup(site, &self.name, &self.settings.region, live);
         let record = rules::first_record(&self.name, backup.as_deref());
         let placed = match self.etcd.create_site(site, &record).await.map_err(directory_down)? {
@@ -488,6 +485,31 @@ impl Replica {
             _ => {}
         }
         Ok(())
+    }
+
+    /// A site placed while no other node was live gets a backup once one
+    /// is (not in sync: it joins once caught up).
+    async fn find_backup(&self, site: &str, placed: &Placed, snapshot: &grove_directory::Snapshot) {
+        if placed.record.backup.is_some() {
+            return;
+        }
+        let live = snapshot
+            .nodes
+            .iter()
+            .map(|(name, info)| (name.as_str(), info.region.as_str()));
+        let Some(backup) = rules::choose_backup(site, &self.name, &self.settings.region, live) else {
+            return;
+        };
+        let _transition = self.transitions.lock().await;
+        let record = rules::with_backup_candidate(&placed.record, &backup);
+        match self.etcd.swap_site(site, placed.epoch, &record).await {
+            Ok(Ok(next)) => {
+                tracing::info!(site, backup, epoch = %next.epoch, "site given a backup");
+                self.mirror.observe(site, next);
+            }
+            Ok(Err(now)) => self.mirror.observe(site, now),
+            Err(error) => tracing::warn!(site, %error, "giving the site a backup failed; trying again"),
+        }
     }
 
     /// A site whose in-sync backup has not pulled for twice the
