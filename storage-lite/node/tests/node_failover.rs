@@ -19,16 +19,24 @@ use grove_objects::token::Tokens;
 use linearizability::{Call, Op, linearizable};
 use serde_json::{Value, json};
 
+/// One cluster at a time: three etcd members and two nodes per test are
+/// already a load for a 2-core machine, and lease timing is what these
+/// tests measure.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The shared store with an operator token, and the storage cluster.
 struct Cluster {
     storage: StorageCluster,
     root: Handle,
     _store: tempfile::TempDir,
     _ports: Vec<Reserved>,
+    /// Last, so the next test starts once this one's processes are gone.
+    _turn: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     async fn new() -> Self {
+        let turn = ONE_AT_A_TIME.lock().await;
         let store = tempfile::tempdir().unwrap();
         let tokens: Arc<dyn ObjectStore> = Arc::new(LocalStore::open(store.path()).unwrap());
         let root = Tokens::new(tokens)
@@ -40,6 +48,7 @@ impl Cluster {
             root,
             _store: store,
             _ports: Vec::new(),
+            _turn: turn,
         }
     }
 
