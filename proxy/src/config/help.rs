@@ -44,7 +44,7 @@ Configuration file keys (TOML; every key optional):
   [node.limits]     max_value_bytes = 65536  max_read_entries = 1000  max_watchers_per_handle = 16
                     requests_per_second = 200  max_txn_writes = 64
   [node.directory]  <site> = \"host:port\"   sites whose node runs elsewhere (a grove-storage process)
-                    etcd = [\"http://host:port\", ...]  etcd_prefix = \"/grove/\"   follow grove-storage --etcd nodes:
+                    etcd_prefix = \"/grove/\"  etcd = [\"http://host:port\", ...]   follow grove-storage --etcd nodes:
                     each site goes to its primary, and writes are retried there after a failover
 
 The flags above override their GROVE_* environment variables, which override the file.
