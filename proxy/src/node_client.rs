@@ -24,6 +24,7 @@ use serde_json::value::RawValue;
 use tokio::sync::OnceCell;
 
 use crate::node::NodeDirectory;
+use crate::reply::{Body, Reply};
 
 /// How long the proxy's own handle is valid; a new one is made at each start.
 const HANDLE_DAYS: i64 = 365;
@@ -53,6 +54,18 @@ pub struct ForwardedReply {
     pub status: StatusCode,
     pub content_type: Option<String>,
     pub body: Bytes,
+}
+
+impl ForwardedReply {
+    /// The node's answer as the proxy's reply: its status, body and type,
+    /// never cached.
+    pub fn into_reply(self) -> Reply {
+        let mut reply = Reply::new(self.status, Body::Bytes(self.body)).with(http::header::CACHE_CONTROL, "no-store");
+        if let Some(content_type) = self.content_type {
+            reply.set(http::header::CONTENT_TYPE, content_type);
+        }
+        reply
+    }
 }
 
 pub struct NodeClient {

@@ -354,14 +354,7 @@ impl GroveProxy {
             .relay(bearer, idempotency_key, header.method.clone(), site, call, query, body)
             .await
         {
-            Ok(reply) => {
-                let mut answer =
-                    Reply::new(reply.status, Body::Bytes(reply.body)).with(http::header::CACHE_CONTROL, "no-store");
-                if let Some(content_type) = reply.content_type {
-                    answer.set(http::header::CONTENT_TYPE, content_type);
-                }
-                answer
-            }
+            Ok(reply) => reply.into_reply(),
             Err(failure) => failure.into_reply(),
         }
     }

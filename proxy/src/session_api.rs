@@ -16,7 +16,7 @@ use crate::auth::sessions::Session;
 use crate::auth::{cookies, cross_site_refused, query_value, same_origin};
 use crate::node_client::{Caller, NodeClient};
 use crate::pages::seen;
-use crate::reply::{Body, FailureReply, Reply};
+use crate::reply::{FailureReply, Reply};
 use crate::request::Request;
 
 /// Makes node call `call` (`read`, `write`, `create`, `txn`) for a session.
@@ -55,10 +55,7 @@ pub async fn call(
             let written = (reply.status == StatusCode::OK && matches!(call, "write" | "txn"))
                 .then(|| serde_json::from_slice::<TsReply>(&reply.body).ok())
                 .flatten();
-            let mut answer = Reply::new(reply.status, Body::Bytes(reply.body)).with(header::CACHE_CONTROL, "no-store");
-            if let Some(content_type) = reply.content_type {
-                answer.set(header::CONTENT_TYPE, content_type);
-            }
+            let mut answer = reply.into_reply();
             if let Some(written) = written {
                 answer.set(
                     header::SET_COOKIE,
