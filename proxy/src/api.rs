@@ -16,6 +16,7 @@ use grove_core::tree::Trees;
 use grove_core::{ContentHash, SiteName};
 use grove_objects::api_failure::store_failed;
 use grove_objects::content::ContentStore;
+use grove_objects::journal::JournalEntry;
 use grove_objects::publish::{Committed, Limit, PublishError, PublishHost, PublishLimits};
 use grove_objects::store::ObjectStore;
 use grove_objects::token::Tokens;
@@ -29,6 +30,7 @@ use crate::pages::{self, LoadError};
 use crate::purge::{self, Outbox, PurgeSetup, QueueError};
 use crate::reply::{Body, Reply};
 use crate::request::Request;
+use crate::edges::push::Push;
 use crate::roots::Roots;
 
 /// Versions listed per page unless the client asks for fewer.
@@ -45,6 +47,8 @@ pub struct PublishApi {
     store: Arc<dyn ObjectStore>,
     tokens: Tokens,
     roots: Arc<Roots>,
+    /// Tells the other edges of each commit.
+    push: Arc<Push>,
     config: Config,
     /// Queues each new version's CDN purge; none when no CDN is configured.
     outbox: Option<Outbox>,
@@ -100,6 +104,7 @@ impl PublishApi {
         store: Arc<dyn ObjectStore>,
         trees: Trees,
         roots: Arc<Roots>,
+        push: Arc<Push>,
         config: Config,
         purge: Option<&PurgeSetup>,
     ) -> Self {
@@ -116,6 +121,7 @@ impl PublishApi {
             tokens: Tokens::new(Arc::clone(&store)),
             store,
             roots,
+            push,
             config,
         }
     }
@@ -177,14 +183,18 @@ impl PublishApi {
                 self.before_commit(&site).await?;
                 let committed = self.host.commit(&site, commit).await;
                 self.roots.expire(&site);
-                Ok(Finished::Published(self.published(&site, committed?).await))
+                let committed = committed?;
+                self.announce(&site, &committed);
+                Ok(Finished::Published(self.published(&site, committed).await))
             }
             PublishRoute::Rollback(site) => {
                 let rollback: RollbackRequest = json_body(&body)?;
                 self.before_commit(&site).await?;
                 let committed = self.host.rollback(&site, rollback.to).await;
                 self.roots.expire(&site);
-                Ok(Finished::Published(self.published(&site, committed?).await))
+                let committed = committed?;
+                self.announce(&site, &committed);
+                Ok(Finished::Published(self.published(&site, committed).await))
             }
             PublishRoute::Versions(site) => {
                 let (before, limit) = page_query(request.query)?;
@@ -273,6 +283,16 @@ impl PublishApi {
             Some(outbox) => outbox.before_commit(site).await.map_err(ApiFailure::from),
             None => Ok(()),
         }
+    }
+
+    /// Tells the other edges at once; they would otherwise learn of it at
+    /// their next journal read.
+    fn announce(&self, site: &SiteName, committed: &Committed) {
+        self.push.announce(JournalEntry {
+            site: site.clone(),
+            version: committed.version.n,
+            tree: committed.version.tree,
+        });
     }
 
     async fn published(&self, site: &SiteName, committed: Committed) -> Published {

@@ -19,6 +19,10 @@ use crate::compress::Compressor;
 use crate::config::{CanonicalMode, Config, SiteConfig};
 use crate::crawlers::sitemap::{self, Document, Sitemap};
 use crate::crawlers::{self, robots};
+use crate::edges::Wake;
+use crate::egress::Egress;
+use crate::edges::follower::JournalFollower;
+use crate::edges::push::Push;
 use crate::hosts::{HostRole, Router, Target};
 use crate::live::LiveHub;
 use crate::node_client::NodeClient;
@@ -61,6 +65,12 @@ pub struct Grove {
     config: Config,
     router: Router,
     roots: Arc<Roots>,
+    /// Tells peer edges of publishes, and takes theirs.
+    push: Arc<Push>,
+    /// Big files sent from the object store.
+    egress: Egress,
+    /// Wakes this edge's journal reader.
+    wake: Wake,
     api: PublishApi,
     trees: Trees,
     tree_nodes: ContentStore,
@@ -101,9 +111,13 @@ impl Grove {
         let roots = Arc::new(Roots::new(
             Sites::new(Arc::clone(&store), trees.clone()),
             config.root_refresh,
+            config.edges.safety_net_reads_per_sec,
         ));
+        let wake = Wake::default();
+        let push = Arc::new(Push::new(&config.edges, Arc::clone(&roots), wake.clone())?);
         let auth = Auth::new(&config, Arc::clone(&store), Arc::clone(&node))?;
-        let live = LiveHub::new(Arc::clone(&node), Arc::clone(&roots), config.root_refresh);
+        // Reads what this edge knows (the journal and pushes keep it current).
+        let live = LiveHub::new(Arc::clone(&node), Arc::clone(&roots), config.edges.journal_poll);
         let page_purges =
             purge.map(|setup| setup.outbox(Arc::clone(&store), Sites::new(Arc::clone(&store), trees.clone())));
         Ok(Self {
@@ -112,10 +126,14 @@ impl Grove {
                 Arc::clone(&store),
                 trees.clone(),
                 Arc::clone(&roots),
+                Arc::clone(&push),
                 config.clone(),
                 purge,
             ),
             roots,
+            push,
+            wake,
+            egress: Egress::new(Arc::clone(&store), config.egress.clone()),
             tree_nodes: ContentStore::trees(Arc::clone(&store)),
             tree_node_bytes: moka::future::Cache::builder()
                 .max_capacity(config.cache.tree_node_bytes)
@@ -187,6 +205,21 @@ impl Grove {
 
     pub fn live(&self) -> &LiveHub {
         &self.live
+    }
+
+    pub fn push(&self) -> &Push {
+        &self.push
+    }
+
+    /// The reader of `store`'s root journal that keeps this edge's roots
+    /// current.
+    pub fn journal_follower(&self, store: Arc<dyn ObjectStore>) -> JournalFollower {
+        JournalFollower::new(
+            grove_objects::journal::Journal::new(store),
+            Arc::clone(&self.roots),
+            self.config.edges.journal_poll,
+            self.wake.clone(),
+        )
     }
 
     /// The site (and pinned version) a request's host names, if it is served here.
@@ -713,18 +746,13 @@ impl Grove {
     /// Serves one file with every HTTP rule that applies to it.
     async fn serve_file(&self, context: &Context<'_>, entry: &Entry, status: StatusCode, answer: Answer) -> Reply {
         let request = context.request;
-        if !context.audience.member
-            && self
-                .auth
-                .site(context.site)
-                .is_some_and(|site| site.access.protects_file(entry.path.as_str()))
-        {
+        let protected = self
+            .auth
+            .site(context.site)
+            .is_some_and(|site| site.access.protects_file(entry.path.as_str()));
+        if protected && !context.audience.member {
             return members_only(context.audience, request);
         }
-        let blob = match self.blobs.get(&entry.hash, entry.size).await {
-            Ok(blob) => blob,
-            Err(error) => return blob_failure(&entry.hash, &error),
-        };
         let content_type = entry.content_type.as_str();
         let compressible = semantics::is_compressible(content_type);
         let (cache_control, cdn_cache_control) = match answer {
@@ -737,6 +765,21 @@ impl Grove {
         if cdn_cache_control.is_some() {
             tags.push(semantics::path_tag(context.site, entry.path.as_str()));
         }
+        let tags = tags.join(",");
+        // Pages get the register script, and members-only files must not
+        // leave through a URL anyone holding it can use.
+        if status == StatusCode::OK
+            && answer == Answer::Exact
+            && !protected
+            && !sw::is_html(content_type)
+            && let Some(redirect) = self.egress.redirect(&entry.hash, entry.size, content_type, &tags).await
+        {
+            return redirect;
+        }
+        let blob = match self.blobs.get(&entry.hash, entry.size).await {
+            Ok(blob) => blob,
+            Err(error) => return blob_failure(&entry.hash, &error),
+        };
 
         let mut encoding = Encoding::Identity;
         let mut body = match &blob {
@@ -775,7 +818,7 @@ impl Grove {
         let mut reply = Reply::new(status, Body::Empty)
             .with(header::CONTENT_TYPE, content_type)
             .with(header::CACHE_CONTROL, &cache_control)
-            .with(header::HeaderName::from_static("cache-tag"), tags.join(","))
+            .with(header::HeaderName::from_static("cache-tag"), &tags)
             .with(header::ACCEPT_RANGES, "bytes");
         if let Some(cdn) = &cdn_cache_control {
             reply.set(header::HeaderName::from_static("cdn-cache-control"), cdn);
@@ -933,7 +976,8 @@ impl Grove {
             | Route::PublishCall { .. }
             | Route::NodeCall { .. }
             | Route::Auth(_)
-            | Route::Live => Reply::text(StatusCode::NOT_FOUND, "not found"),
+            | Route::Live
+            | Route::EdgePush => Reply::text(StatusCode::NOT_FOUND, "not found"),
         }
     }
 

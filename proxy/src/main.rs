@@ -14,6 +14,8 @@ mod compress;
 mod config;
 mod crawlers;
 mod demo;
+mod edges;
+mod egress;
 mod hosts;
 mod live;
 mod metrics;
@@ -30,6 +32,7 @@ mod rules;
 mod semantics;
 mod server;
 mod session_api;
+mod static_edge;
 mod sw;
 mod tls;
 #[cfg(test)]
@@ -41,7 +44,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use grove_core::token::Handle;
-use grove_objects::store::ObjectStore;
+use grove_objects::store::{CountingStore, ObjectStore};
 use grove_objects::token::Tokens;
 use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
@@ -128,9 +131,12 @@ fn main() -> anyhow::Result<()> {
 
     let purge = purge::PurgeSetup::from_config(&config)?;
     let (nodes, embedded_node, directory_follower) = node::setup(&config)?;
-    let store = config.open_store()?;
+    let store: Arc<dyn ObjectStore> = Arc::new(CountingStore::new(
+        config.open_store()?,
+        Arc::new(|op| metrics::STORE_REQUESTS.with_label_values(&[&op.to_string()]).inc()),
+    ));
     let node_client = Arc::new(node_client::NodeClient::new(nodes.clone(), Arc::clone(&store)));
-    let grove = Arc::new(app::Grove::new(config.clone(), store, purge.as_ref(), node_client)?);
+    let grove = Arc::new(app::Grove::new(config.clone(), Arc::clone(&store), purge.as_ref(), node_client)?);
     let mut server_conf = ServerConf {
         pid_file: config.state_dir.join("grove-proxy.pid").display().to_string(),
         upgrade_sock: config.state_dir.join("grove-proxy-upgrade.sock").display().to_string(),
@@ -190,6 +196,7 @@ fn main() -> anyhow::Result<()> {
         admin.add_tcp(admin_listen);
         server.add_service(admin);
     }
+    server.add_service(background_service("root journal", grove.journal_follower(store)));
     if let Some(follower) = directory_follower {
         server.add_service(background_service("storage node directory", follower));
     }
@@ -200,7 +207,7 @@ fn main() -> anyhow::Result<()> {
         let holder = purge::proxy_id(&config.state_dir)?;
         server.add_service(background_service("cdn purge", purge.worker(config.clone(), holder)));
     }
-    tracing::info!(listen = %config.listen, admin = config.admin_listen.as_deref().unwrap_or("-"), base_domain = %config.base_domain, "grove-proxy starting");
+    tracing::info!(role = ?config.role, listen = %config.listen, admin = config.admin_listen.as_deref().unwrap_or("-"), base_domain = %config.base_domain, "grove-proxy starting");
     server.run_forever();
 }
 

@@ -135,3 +135,29 @@ pub static REFUSED_CONNECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric registers once")
 });
+
+pub static STORE_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "grove_store_requests_total",
+        "Requests this edge made to the object store, by call (what R2 bills)",
+        &["op"]
+    )
+    .expect("metric registers once")
+});
+
+pub static JOURNAL_ENTRIES: LazyLock<IntCounter> = LazyLock::new(|| {
+    register_int_counter!(
+        "grove_journal_entries_total",
+        "Root changes read from the bucket's journal"
+    )
+    .expect("metric registers once")
+});
+
+pub static EDGE_PUSHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "grove_edge_pushes_total",
+        "Publish pushes between edges: sent, send_failed, taken, refused",
+        &["result"]
+    )
+    .expect("metric registers once")
+});

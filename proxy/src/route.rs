@@ -39,6 +39,8 @@ pub const AUTH_BACKCHANNEL_LOGOUT: &str = "/_grove/auth/backchannel-logout";
 pub const AUTH_ME: &str = "/_grove/auth/me";
 /// A session's event stream.
 pub const LIVE: &str = "/_grove/live";
+/// Where a peer edge pushes a publish it committed (POST).
+pub const EDGE_PUSH: &str = "/_grove/edges/publish";
 
 /// The service worker's two scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub enum Route<'a> {
     Auth(AuthRoute),
     /// `/_grove/live`.
     Live,
+    /// `/_grove/edges/publish`.
+    EdgePush,
     /// The publish API; `rest` follows [`publish_api::PREFIX`] (starts with `/`).
     PublishCall { rest: &'a str },
     /// A storage node call; `rest` follows [`API_PREFIX`].
@@ -111,6 +115,7 @@ impl<'a> Route<'a> {
             AUTH_BACKCHANNEL_LOGOUT => Self::Auth(AuthRoute::BackchannelLogout),
             AUTH_ME => Self::Auth(AuthRoute::Me),
             LIVE => Self::Live,
+            EDGE_PUSH => Self::EdgePush,
             WORKER_SCRIPT => Self::Script(Script::Worker),
             REGISTER_SCRIPT => Self::Script(Script::Register),
             _ => Self::UnknownGrovePath,
@@ -130,6 +135,7 @@ mod tests {
             ("/blog/post/".into(), Route::SiteFile),
             ("/_grovey".into(), Route::SiteFile),
             ("/_grove/root".into(), Route::RootDocument),
+            ("/_grove/edges/publish".into(), Route::EdgePush),
             ("/_grove/health".into(), Route::Health),
             ("/_grove/sw.js".into(), Route::Script(Script::Worker)),
             ("/_grove/register.js".into(), Route::Script(Script::Register)),

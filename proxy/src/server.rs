@@ -21,6 +21,7 @@ use crate::reply::{Body, FailureReply, Reply};
 use crate::request::Request;
 use crate::route::Route;
 use crate::session_api;
+use crate::static_edge::{self, Handoff, LiveCall};
 use futures::StreamExt;
 use grove_core::api_error::ApiFailure;
 use grove_core::token::Right;
@@ -36,14 +37,22 @@ pub struct GroveProxy {
     pub nodes: NodeDirectory,
 }
 
+/// Where a proxied request goes.
+enum Upstream {
+    /// A storage node call.
+    Node(NodeCall),
+    /// A static edge's API call or live stream, to the full edges.
+    Live(LiveCall),
+}
+
 /// What the access log records about a request.
 pub struct RequestLog {
     started: Instant,
     status: u16,
     bytes: u64,
     served: Option<(String, u64)>,
-    /// Set when the request is proxied to a storage node.
-    node_call: Option<NodeCall>,
+    /// Set when the request is proxied upstream.
+    upstream: Option<Upstream>,
     /// The host is not the site's canonical one (a preview, an alias):
     /// every response says `X-Robots-Tag: noindex`.
     noindex: bool,
@@ -59,7 +68,7 @@ impl ProxyHttp for GroveProxy {
             status: 0,
             bytes: 0,
             served: None,
-            node_call: None,
+            upstream: None,
             noindex: false,
         }
     }
@@ -87,6 +96,34 @@ impl ProxyHttp for GroveProxy {
             log.status = reply.status.as_u16();
             log.bytes = write_reply(session, reply, false).await?;
             return Ok(true);
+        }
+        if Route::parse(session.req_header().uri.path()) == Route::EdgePush {
+            let reply = self.edge_push(session).await;
+            answer(session, reply, false, log).await?;
+            return Ok(true);
+        }
+        if let Some(live) = &self.grove.config().live {
+            let header = session.req_header();
+            let handoff = static_edge::handoff(
+                &self.grove,
+                live,
+                Route::parse(header.uri.path()),
+                &request_of(header),
+                session_cookie(header),
+            )
+            .await;
+            match handoff {
+                Some(Handoff::Reply(reply)) => {
+                    let head = session.req_header().method == http::Method::HEAD;
+                    answer(session, reply, head, log).await?;
+                    return Ok(true);
+                }
+                Some(Handoff::Forward(call)) => {
+                    log.upstream = Some(Upstream::Live(call));
+                    return Ok(false);
+                }
+                None => {}
+            }
         }
         let header = session.req_header();
         if header.version == http::Version::HTTP_11
@@ -166,8 +203,9 @@ impl ProxyHttp for GroveProxy {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, log: &mut Self::CTX) -> Result<Box<HttpPeer>> {
-        match &log.node_call {
-            Some(call) => Ok(self.nodes.peer(call)),
+        match &log.upstream {
+            Some(Upstream::Node(call)) => Ok(self.nodes.peer(call)),
+            Some(Upstream::Live(call)) => Ok(call.peer()),
             None => Err(Error::explain(
                 ErrorType::InternalError,
                 "grove-proxy has no upstream for this request",
@@ -181,11 +219,19 @@ impl ProxyHttp for GroveProxy {
         upstream: &mut RequestHeader,
         log: &mut Self::CTX,
     ) -> Result<()> {
-        if let Some(call) = &log.node_call {
-            upstream.insert_header(http::header::HOST, call.address())?;
-            if let Some(client) = session.client_addr().and_then(|addr| addr.as_inet()) {
-                upstream.insert_header("x-forwarded-for", client.ip().to_string())?;
+        let authority = match &log.upstream {
+            Some(Upstream::Node(call)) => call.address(),
+            Some(Upstream::Live(call)) => {
+                if let Some(host) = session.req_header().headers.get(http::header::HOST).cloned() {
+                    upstream.insert_header("x-forwarded-host", host)?;
+                }
+                call.authority()
             }
+            None => return Ok(()),
+        };
+        upstream.insert_header(http::header::HOST, authority)?;
+        if let Some(client) = session.client_addr().and_then(|addr| addr.as_inet()) {
+            upstream.insert_header("x-forwarded-for", client.ip().to_string())?;
         }
         Ok(())
     }
@@ -210,14 +256,17 @@ impl ProxyHttp for GroveProxy {
             error.etype(),
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
         );
-        let (status, code) = if timed_out {
-            (http::StatusCode::GATEWAY_TIMEOUT, "node_timeout")
-        } else {
-            (http::StatusCode::BAD_GATEWAY, "node_unreachable")
+        let live = matches!(log.upstream, Some(Upstream::Live(_)));
+        let (status, code) = match (timed_out, live) {
+            (true, false) => (http::StatusCode::GATEWAY_TIMEOUT, "node_timeout"),
+            (false, false) => (http::StatusCode::BAD_GATEWAY, "node_unreachable"),
+            (true, true) => (http::StatusCode::GATEWAY_TIMEOUT, "live_timeout"),
+            (false, true) => (http::StatusCode::BAD_GATEWAY, "live_unreachable"),
         };
+        let upstream = if live { "the live host" } else { "the storage node" };
         let downstream_gone = error.esource() == &ErrorSource::Downstream;
         if !downstream_gone && session.response_written().is_none() {
-            let reply = ApiFailure::new(status, code, format!("the storage node failed: {error}")).into_reply();
+            let reply = ApiFailure::new(status, code, format!("{upstream} failed: {error}")).into_reply();
             if answer(session, reply, false, log).await.is_err() {
                 log.status = 0;
             }
@@ -229,7 +278,7 @@ impl ProxyHttp for GroveProxy {
     }
 
     async fn logging(&self, session: &mut Session, error: Option<&pingora::Error>, log: &mut Self::CTX) {
-        if log.node_call.is_some() {
+        if log.upstream.is_some() {
             // Proxied: Pingora wrote the body, not `write_reply`.
             log.bytes = session.body_bytes_sent() as u64;
         }
@@ -320,7 +369,7 @@ impl GroveProxy {
                     let uri = http::Uri::try_from(call.path_and_query.as_str())
                         .map_err(|error| Error::because(ErrorType::InvalidHTTPHeader, "node call path", error))?;
                     session.req_header_mut().set_uri(uri);
-                    log.node_call = Some(call);
+                    log.upstream = Some(Upstream::Node(call));
                     return Ok(false);
                 }
                 Err(reply) => reply,
@@ -362,6 +411,22 @@ impl GroveProxy {
     /// Reads the request body, bounded by the route's limit, and hands the
     /// request to the publish API. A body that is too large or cut short is
     /// refused before the API sees any of it, so nothing is stored.
+    /// A peer edge's push of a publish it committed.
+    async fn edge_push(&self, session: &mut Session) -> Reply {
+        if session.req_header().method != http::Method::POST {
+            return Reply::text(http::StatusCode::METHOD_NOT_ALLOWED, "use POST").with(http::header::ALLOW, "POST");
+        }
+        let body = match read_body(session, crate::edges::push::PUSH_BODY_LIMIT).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => {
+                return ApiFailure::too_large("push_body_bytes", crate::edges::push::PUSH_BODY_LIMIT).into_reply();
+            }
+            Err(BodyError::Broken(reply)) => return reply,
+        };
+        let authorization = session.req_header().headers.get(http::header::AUTHORIZATION);
+        self.grove.push().take(authorization.map(|value| value.as_bytes()), &body)
+    }
+
     async fn publish_api(&self, session: &mut Session, rest: &str) -> Reply {
         let api = self.grove.api();
         let call = match api.begin(&request_of(session.req_header()), rest).await {

@@ -33,12 +33,21 @@ impl Proxy {
         Self::start_with(extra, &[])
     }
 
+    /// Like [`Self::start`], with environment variables. Tests see
+    /// publishes fast: the journal is read every 50 ms and roots older than
+    /// 50 ms are read again, without a budget.
     pub fn start_with(extra: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_exactly(&format!("root_refresh_ms = 50\nedges.journal_poll_ms = 50\nedges.safety_net_reads_per_sec = 1000000\n{extra}"), env)
+    }
+
+    /// A proxy whose config is `config` and nothing else but its
+    /// listeners and state directory: the production defaults.
+    pub fn start_exactly(config: &str, env: &[(&str, &str)]) -> Self {
         let state = tempfile::tempdir().unwrap();
         let ports = [reserve(), reserve()];
         let (addr, admin) = (ports[0].addr(), ports[1].addr());
         let config = format!(
-            "listen = \"{addr}\"\nadmin_listen = \"{admin}\"\nstate_dir = \"{}\"\nroot_refresh_ms = 50\n{extra}\n",
+            "listen = \"{addr}\"\nadmin_listen = \"{admin}\"\nstate_dir = \"{}\"\n{config}\n",
             state.path().display()
         );
         let config_path = state.path().join("grove.toml");

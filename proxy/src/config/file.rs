@@ -25,8 +25,20 @@ pub struct ConfigFile {
     pub state_dir: PathBuf,
     pub store: StoreConfig,
     pub cache: CacheConfig,
-    /// Upper bound on how stale a site's current version may be, in ms.
+    /// The per-site safety net, in ms: a known root older than this is
+    /// read again when its site is asked for (within
+    /// `[edges] safety_net_reads_per_sec`). Publishes normally arrive
+    /// sooner, by push or through the journal.
     pub root_refresh_ms: u64,
+    /// `full` serves everything; `static` serves the published snapshot
+    /// only, embeds no storage node and sends sign-in, API calls and live
+    /// streams to `[live] url`.
+    pub role: Role,
+    /// Where a static edge sends what it does not serve; required for
+    /// `role = "static"`.
+    pub live: Option<LiveConfig>,
+    pub edges: EdgesConfig,
+    pub egress: EgressConfig,
     pub http: HttpConfig,
     /// Per-site settings, keyed by site name.
     pub sites: BTreeMap<String, SiteConfig>,
@@ -46,6 +58,98 @@ pub struct ConfigFile {
     /// register script); `[sites.<name>] service_worker` overrides it. Off
     /// also orders workers installed earlier to unregister.
     pub service_worker: bool,
+}
+
+/// What an edge serves.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Snapshots, sign-in, live sessions, the APIs and publishing.
+    #[default]
+    Full,
+    /// The published snapshot only (pages, assets, `/_grove/root`, tree,
+    /// blob, the worker): a cheap host for visitors and bots.
+    Static,
+}
+
+/// The full edges a static edge hands signed-in visitors and API calls to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Their origin for a request, with `{host}` (the request's host) and
+    /// `{site}` (the site's name) filled in, e.g.
+    /// `https://{site}.live.example.com/`.
+    pub url: String,
+    /// How `/_grove/api/*` and `/_grove/live` reach it: `proxy` (this edge
+    /// forwards them) or `redirect` (a 307 there). Sign-in, and signed-in
+    /// visitors' page loads, always go there by redirect.
+    #[serde(default)]
+    pub api: LiveApi,
+}
+
+/// How a static edge forwards API calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LiveApi {
+    #[default]
+    Proxy,
+    Redirect,
+}
+
+/// Edges sharing one bucket: how publishes reach all of them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgesConfig {
+    /// Edges told at once of each publish this one commits, as
+    /// `host:port`; a name is resolved at each push to every address it
+    /// has (on fly.io, `<app>.internal` names every Machine).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<String>,
+    /// The environment variable holding the secret pushes carry (at least
+    /// 16 characters). Without it this edge neither sends nor takes pushes.
+    pub secret_env: String,
+    /// Milliseconds between reads of the bucket's journal: how long a
+    /// publish takes to reach this edge when no push arrives.
+    pub journal_poll_ms: u64,
+    /// Safety-net root reads a second, all sites together, so their cost
+    /// does not grow with the number of sites.
+    pub safety_net_reads_per_sec: u32,
+}
+
+impl Default for EdgesConfig {
+    fn default() -> Self {
+        Self {
+            peers: Vec::new(),
+            secret_env: "GROVE_EDGE_SECRET".to_owned(),
+            journal_poll_ms: 1000,
+            safety_net_reads_per_sec: 1,
+        }
+    }
+}
+
+/// Sending big files' bytes from the object store instead of this edge.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EgressConfig {
+    /// A file larger than this many bytes is answered with a 302 to the
+    /// object store (R2 egress is free; an edge's may not be); 0: never.
+    pub redirect_blobs_above_bytes: u64,
+    /// Seconds a presigned URL stays valid.
+    pub redirect_ttl_secs: u64,
+    /// A public bucket's URL (e.g. `https://pub-<id>.r2.dev/`): links go
+    /// there unsigned instead of to presigned URLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_base_url: Option<String>,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self {
+            redirect_blobs_above_bytes: 0,
+            redirect_ttl_secs: 3600,
+            public_base_url: None,
+        }
+    }
 }
 
 /// The storage node: the one this proxy embeds, and the nodes elsewhere
@@ -413,7 +517,11 @@ impl Default for ConfigFile {
             state_dir: PathBuf::from(".grove"),
             store: StoreConfig::Local { path: None },
             cache: CacheConfig::default(),
-            root_refresh_ms: 1000,
+            root_refresh_ms: 60_000,
+            role: Role::Full,
+            live: None,
+            edges: EdgesConfig::default(),
+            egress: EgressConfig::default(),
             http: HttpConfig::default(),
             sites: BTreeMap::new(),
             tls: None,

@@ -8,7 +8,8 @@ Configuration file keys (TOML; every key optional):
   admin_listen = \"127.0.0.1:9180\"    Prometheus /metrics and /health; \"\" disables
   base_domain = \"localhost\"          sites are <site>.<base_domain>; previews <n>--<site>.<base_domain>
   state_dir = \".grove\"               local store, disk cache, pid file, upgrade socket
-  root_refresh_ms = 1000             bound on how stale a site's current version may be
+  root_refresh_ms = 60000            safety net: a site's known root older than this is read again when asked for
+  role = \"full\"                      \"static\": serve the published snapshot only, no storage node; the rest goes to live.url
   service_worker = true              HTML gets the worker's register script; false also unregisters installed workers
   public_url = \"https://{host}/\"    live and preview URLs in publish replies; default http://{host}:<listen port>/
   [store]  kind = \"local\"  path = \"<state_dir>/store\"
@@ -32,6 +33,13 @@ Configuration file keys (TOML; every key optional):
            allow = [\"*\"]  (email or subject patterns)  protect = []  (URL paths, e.g. \"/members/*\")
            read = [\"users/{subject}/*\"]  write = [\"users/{subject}/*\"]  (node paths a session may use)
            scopes = [\"email\", \"profile\"]  idle_timeout_secs = 86400  absolute_timeout_secs = 1209600
+  [live]   url = \"https://{site}.live.example.com/\"  api = \"proxy\"|\"redirect\"   role = \"static\" only: where sign-in,
+           /_grove/api/* and /_grove/live go ({host}, {site} filled in); signed-in page loads are redirected there
+  [edges]  secret_env = \"GROVE_EDGE_SECRET\"  journal_poll_ms = 1000  safety_net_reads_per_sec = 1
+           peers = [\"edge.internal:8080\"]   edges told of each publish at once (the secret, 16+ characters, signs the push);
+           every edge also reads the bucket's journal/<seq> each journal_poll_ms
+  [egress] redirect_blobs_above_bytes = 0  redirect_ttl_secs = 3600  public_base_url = \"https://pub-<id>.r2.dev/\"
+           files above that size get a 302 to the object store (presigned, or the public bucket URL); 0: never
   [publish]  max_file_bytes = 104857600  max_files_per_site = 100000
   [cdn.cloudflare]  zone_id = \"...\"  api_token_env = \"CLOUDFLARE_API_TOKEN\"  api_base = \"https://api.cloudflare.com/client/v4\"
   [cdn.webhook]     url = \"https://...\"  token_env = \"PURGE_TOKEN\" (optional)     purged on every publish; at most one

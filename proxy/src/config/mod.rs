@@ -16,9 +16,10 @@ use grove_core::SiteName;
 use grove_objects::store::{LocalStore, ObjectStore, S3Store, S3StoreConfig};
 
 pub use file::{
-    CanonicalMode, CdnConfig, ConfigFile, HttpConfig, NodeConfig, PublishConfig, PurgeQueueConfig, SiteConfig,
-    StoreConfig, TrailingSlash,
+    CanonicalMode, CdnConfig, ConfigFile, EgressConfig, HttpConfig, LiveApi, LiveConfig, NodeConfig, PublishConfig,
+    PurgeQueueConfig, Role, SiteConfig, StoreConfig, TrailingSlash,
 };
+use secrecy::SecretString;
 
 use crate::tls::TlsConfig;
 
@@ -54,8 +55,13 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub store: StoreConfig,
     pub cache: CacheSizes,
-    /// Bound on how stale a site's current version may be.
+    /// Age at which a known root is read again (the per-site safety net).
     pub root_refresh: Duration,
+    pub role: Role,
+    /// Set exactly when `role` is static.
+    pub live: Option<LiveConfig>,
+    pub edges: Edges,
+    pub egress: EgressConfig,
     pub http: HttpConfig,
     /// Keyed by valid site names.
     pub sites: BTreeMap<String, SiteConfig>,
@@ -68,6 +74,19 @@ pub struct Config {
     pub node_data_dir: PathBuf,
     pub service_worker: bool,
 }
+
+/// How publishes reach this edge and the others, resolved.
+#[derive(Debug, Clone)]
+pub struct Edges {
+    pub peers: Vec<String>,
+    /// What pushes carry; `None`: none are sent or taken.
+    pub secret: Option<SecretString>,
+    pub journal_poll: Duration,
+    pub safety_net_reads_per_sec: std::num::NonZeroU32,
+}
+
+/// Shortest secret a push may carry.
+const MIN_EDGE_SECRET_CHARS: usize = 16;
 
 /// A site with no `[sites.<name>]` section.
 static DEFAULT_SITE: std::sync::LazyLock<SiteConfig> = std::sync::LazyLock::new(SiteConfig::default);
@@ -91,7 +110,7 @@ impl Config {
     }
 
     /// Parses a config file's text with no overrides.
-    #[cfg(test)]
+#[cfg(test)]
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         Self::resolve(toml::from_str(text)?, Overrides::default())
     }
@@ -144,6 +163,35 @@ impl Config {
             }
         }
 
+        let edges = resolve_edges(&file.edges)?;
+        match (file.role, &file.live) {
+            (Role::Static, None) => anyhow::bail!(
+                "role = \"static\" needs [live] url: where sign-in, API calls and live streams go"
+            ),
+            (Role::Full, Some(_)) => {
+                anyhow::bail!("[live] is for role = \"static\" edges; a full edge serves sign-in and the APIs itself")
+            }
+            (Role::Static, Some(live)) => {
+                check_live_url(&live.url)?;
+                anyhow::ensure!(
+                    file.node.directory.etcd.is_empty() && file.node.directory.sites.is_empty(),
+                    "role = \"static\" embeds no storage node and calls none, so [node.directory] must be empty"
+                );
+                anyhow::ensure!(
+                    file.cdn.is_none(),
+                    "role = \"static\" commits no publish, so it purges no CDN: set [cdn] on the full edges"
+                );
+                file.node.embedded = false;
+            }
+            (Role::Full, None) => {}
+        }
+        if let Some(base) = &file.egress.public_base_url {
+            anyhow::ensure!(
+                (base.starts_with("https://") || base.starts_with("http://")) && base.ends_with('/'),
+                "[egress] public_base_url = {base:?}: expected an http(s) URL ending in /"
+            );
+        }
+
         let cache = &file.cache;
         let cache = CacheSizes {
             memory_bytes: cache.memory_bytes,
@@ -168,6 +216,10 @@ impl Config {
             store: file.store,
             cache,
             root_refresh: Duration::from_millis(file.root_refresh_ms),
+            role: file.role,
+            live: file.live,
+            edges,
+            egress: file.egress,
             http: file.http,
             sites: file.sites,
             tls: file.tls,
@@ -286,9 +338,94 @@ fn check_cdn(cdn: &CdnConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn resolve_edges(file: &file::EdgesConfig) -> anyhow::Result<Edges> {
+    for peer in &file.peers {
+        anyhow::ensure!(
+            peer.rsplit_once(':')
+                .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok()),
+            "[edges] peers = [{peer:?}]: expected host:port"
+        );
+    }
+    let secret = match std::env::var(&file.secret_env) {
+        Ok(value) if !value.trim().is_empty() => {
+            anyhow::ensure!(
+                value.trim().chars().count() >= MIN_EDGE_SECRET_CHARS,
+                "{} holds a secret shorter than {MIN_EDGE_SECRET_CHARS} characters",
+                file.secret_env
+            );
+            Some(SecretString::from(value.trim()))
+        }
+        _ => None,
+    };
+    anyhow::ensure!(
+        file.peers.is_empty() || secret.is_some(),
+        "[edges] peers are told of publishes with a shared secret: set {} (at least {MIN_EDGE_SECRET_CHARS} characters)",
+        file.secret_env
+    );
+    anyhow::ensure!(file.journal_poll_ms > 0, "[edges] journal_poll_ms must be above 0");
+    let safety_net_reads_per_sec = std::num::NonZeroU32::new(file.safety_net_reads_per_sec)
+        .context("[edges] safety_net_reads_per_sec must be above 0")?;
+    Ok(Edges {
+        peers: file.peers.clone(),
+        secret,
+        journal_poll: Duration::from_millis(file.journal_poll_ms),
+        safety_net_reads_per_sec,
+    })
+}
+
+/// `[live] url` must be an http(s) origin once `{host}` and `{site}` are
+/// filled in.
+fn check_live_url(template: &str) -> anyhow::Result<()> {
+    let example = template.replace("{host}", "example.com").replace("{site}", "example");
+    let url = url::Url::parse(&example).with_context(|| format!("[live] url = {template:?}"))?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "http" | "https") && url.host_str().is_some() && url.path() == "/",
+        "[live] url = {template:?}: expected an origin such as \"https://{{site}}.live.example.com/\""
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_static_edge_needs_a_live_host_and_embeds_no_node() {
+        let error = Config::parse("role = \"static\"").unwrap_err();
+        assert!(format!("{error:#}").contains("[live] url"), "{error:#}");
+        let error = Config::parse("[live]\nurl = \"https://{site}.live.example.com/\"").unwrap_err();
+        assert!(format!("{error:#}").contains("role = \"static\""), "{error:#}");
+        let error = Config::parse("role = \"static\"\n[live]\nurl = \"https://live.example.com/app\"").unwrap_err();
+        assert!(format!("{error:#}").contains("expected an origin"), "{error:#}");
+        let error = Config::parse(
+            "role = \"static\"\n[live]\nurl = \"https://{site}.live.example.com/\"\n[cdn.cloudflare]\nzone_id = \"z\"",
+        )
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("purges no CDN"), "{error:#}");
+
+        let edge = Config::parse("role = \"static\"\n[live]\nurl = \"https://{site}.live.example.com/\"\napi = \"redirect\"")
+            .unwrap();
+        assert_eq!(edge.role, Role::Static);
+        assert!(!edge.node.embedded);
+        assert_eq!(edge.live.unwrap().api, LiveApi::Redirect);
+    }
+
+    #[test]
+    fn peers_need_the_shared_secret() {
+        let error = Config::parse(
+            "[edges]\nsecret_env = \"GROVE_TEST_UNSET_EDGE_SECRET\"\npeers = [\"10.0.0.2:8080\"]",
+        )
+        .unwrap_err();
+        assert!(format!("{error:#}").contains("GROVE_TEST_UNSET_EDGE_SECRET"), "{error:#}");
+        let error = Config::parse("[edges]\npeers = [\"no-port\"]").unwrap_err();
+        assert!(format!("{error:#}").contains("expected host:port"), "{error:#}");
+        let error = Config::parse("[edges]\nsafety_net_reads_per_sec = 0").unwrap_err();
+        assert!(format!("{error:#}").contains("above 0"), "{error:#}");
+        let defaults = Config::parse("").unwrap();
+        assert_eq!(defaults.edges.journal_poll, Duration::from_secs(1));
+        assert_eq!(defaults.root_refresh, Duration::from_secs(60));
+        assert!(defaults.edges.secret.is_none() && defaults.edges.peers.is_empty());
+    }
 
     #[test]
     fn parses_every_section_and_refuses_unknown_keys() {

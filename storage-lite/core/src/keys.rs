@@ -140,6 +140,16 @@ pub fn site_pages(site: &SiteName, n: u64) -> ObjectKey {
     built(format!("sites/{site}/pages/{n:020}"))
 }
 
+/// `journal/<seq:020>`: the `seq`th root change of any site, created once,
+/// so edges sharing the bucket follow every publish at a cost that does
+/// not grow with the number of sites.
+pub fn journal_entry(seq: u64) -> ObjectKey {
+    built(format!("{JOURNAL}{seq:020}"))
+}
+
+/// Prefix of every journal entry.
+pub const JOURNAL: &str = "journal/";
+
 /// The keys of one CDN account's purge queue, under `cdn/<account>/`:
 /// `cursors/<site>`, `queue/<site>/<n:020>` and `lease`.
 #[derive(Debug, Clone)]

@@ -35,6 +35,8 @@ use crate::token::Right;
 
 /// Path prefix of every node route.
 pub const PREFIX: &str = "/v1/sites/";
+/// A node's liveness probe: `GET /health` answers 200.
+pub const HEALTH: &str = "/health";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

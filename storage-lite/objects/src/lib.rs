@@ -2,12 +2,13 @@
 //!
 //! The [`store`] trait and its backends (a local directory, S3/R2, memory),
 //! content-addressed blobs and tree nodes ([`content`]), site versions with an
-//! atomic root pointer ([`site`]), the pages a sitemap lists ([`pages`]), capability tokens ([`token`]), and the
+//! atomic root pointer ([`site`]), the journal of root changes that edges follow ([`journal`]), the pages a sitemap lists ([`pages`]), capability tokens ([`token`]), and the
 //! host's side of publishing ([`publish`]). Every key comes from
 //! `grove_core::keys`.
 
 pub mod api_failure;
 pub mod content;
+pub mod journal;
 pub mod pages;
 pub mod publish;
 pub mod record;

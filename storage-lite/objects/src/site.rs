@@ -19,6 +19,7 @@ use grove_core::tree::{TreeError, Trees};
 use grove_core::version::{Root, Version, VersionKind};
 use time::OffsetDateTime;
 
+use crate::journal::{Journal, JournalEntry};
 use crate::record::{self, RecordError};
 use crate::store::{ETag, ObjectStore, StoreError};
 
@@ -95,11 +96,21 @@ impl From<StoreError> for SiteError {
 pub struct Sites {
     store: Arc<dyn ObjectStore>,
     trees: Trees,
+    journal: Journal,
 }
 
 impl Sites {
     pub fn new(store: Arc<dyn ObjectStore>, trees: Trees) -> Self {
-        Self { store, trees }
+        Self {
+            journal: Journal::new(Arc::clone(&store)),
+            store,
+            trees,
+        }
+    }
+
+    /// The journal every commit appends to.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 
     /// The live version's pointer and its tag (for conditional polling), or
@@ -199,6 +210,7 @@ impl Sites {
                         source: Box::new(source),
                     })?;
                 tracing::info!(%site, version = version.n, tree = %version.tree, "committed");
+                self.journal_commit(site, &version).await;
                 return Ok(version);
             }
             // Someone else owns version n; make sure the root reaches it (its
@@ -207,6 +219,20 @@ impl Sites {
             self.advance_root(site, &theirs, current_tag.as_ref()).await?;
         }
         Err(SiteError::Contention { site: site.clone() })
+    }
+
+    /// Tells edges following the journal that `version` is live. The
+    /// version is live whether or not this works; edges that miss it learn
+    /// of it from their per-site safety net.
+    async fn journal_commit(&self, site: &SiteName, version: &Version) {
+        let entry = JournalEntry {
+            site: site.clone(),
+            version: version.n,
+            tree: version.tree,
+        };
+        if let Err(error) = self.journal.append(&entry).await {
+            tracing::warn!(%site, version = version.n, %error, "version is live, but not journaled; other edges see it within their safety net");
+        }
     }
 
     /// Swaps the root from `version.n - 1` (tagged `from`) to `version`. Losing

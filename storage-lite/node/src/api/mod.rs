@@ -142,6 +142,7 @@ impl NodeApi {
             .route(&site("changes"), get(routes::changes))
             .route(crate::replica::PULL_ROUTE, post(routes::pull))
             .route("/metrics", get(routes::metrics))
+            .route(grove_core::node_api::HEALTH, get(routes::health))
             .fallback(routes::no_route)
             .method_not_allowed_fallback(routes::no_route)
             .with_state(Arc::clone(self))

@@ -408,6 +408,12 @@ pub async fn metrics(State(api): State<Arc<NodeApi>>) -> Response {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
+/// The liveness probe deployments check (fly.io's machine checks,
+/// systemd watchdogs): the node answers HTTP.
+pub async fn health() -> &'static str {
+    "ok"
+}
+
 /// Any other path or method.
 pub async fn no_route(uri: axum::http::Uri) -> NodeFailure {
     NodeFailure::new(StatusCode::NOT_FOUND, "no_route", format!("no route {}", uri.path()))

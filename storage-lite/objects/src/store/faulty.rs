@@ -207,4 +207,14 @@ impl<S: ObjectStore> ObjectStore for FaultyStore<S> {
         self.enter(StoreOp::PresignPut, key.as_str()).await?;
         self.inner.presign_put(key, sha256, expires_in).await
     }
+
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        content_type: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.enter(StoreOp::PresignGet, key.as_str()).await?;
+        self.inner.presign_get(key, expires_in, content_type).await
+    }
 }

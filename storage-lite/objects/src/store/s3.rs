@@ -369,4 +369,24 @@ impl ObjectStore for S3Store {
             expires_at: SystemTime::now() + expires_in,
         }))
     }
+
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        expires_in: Duration,
+        content_type: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let presigning = PresigningConfig::expires_in(expires_in)
+            .map_err(|error| StoreError::backend(StoreOp::PresignGet, key, error))?;
+        let request = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .response_content_type(content_type)
+            .presigned(presigning)
+            .await
+            .map_err(|error| StoreError::backend(StoreOp::PresignGet, key, DisplayErrorContext(&error).to_string()))?;
+        Ok(Some(request.uri().to_owned()))
+    }
 }
