@@ -25,12 +25,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::config::Config;
+use crate::edges::push::Push;
 use crate::hosts::preview_host;
 use crate::pages::{self, LoadError};
 use crate::purge::{self, Outbox, PurgeSetup, QueueError};
 use crate::reply::{Body, Reply};
 use crate::request::Request;
-use crate::edges::push::Push;
 use crate::roots::Roots;
 
 /// Versions listed per page unless the client asks for fewer.

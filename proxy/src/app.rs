@@ -20,9 +20,9 @@ use crate::config::{CanonicalMode, Config, SiteConfig};
 use crate::crawlers::sitemap::{self, Document, Sitemap};
 use crate::crawlers::{self, robots};
 use crate::edges::Wake;
-use crate::egress::Egress;
 use crate::edges::follower::JournalFollower;
 use crate::edges::push::Push;
+use crate::egress::Egress;
 use crate::hosts::{HostRole, Router, Target};
 use crate::live::LiveHub;
 use crate::node_client::NodeClient;
@@ -913,7 +913,6 @@ impl Grove {
     ) -> Reply {
         match route {
             Route::Script(script) => revalidate(sw::script(script), request),
-            Route::Health => Reply::text(StatusCode::OK, "ok"),
             Route::RootDocument => match self.version(target, request, audience).await {
                 Ok(served) => {
                     // Database-backed pages: the worker leaves them to the
@@ -977,6 +976,7 @@ impl Grove {
             | Route::NodeCall { .. }
             | Route::Auth(_)
             | Route::Live
+            | Route::Health
             | Route::EdgePush => Reply::text(StatusCode::NOT_FOUND, "not found"),
         }
     }

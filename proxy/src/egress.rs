@@ -58,11 +58,11 @@ impl Egress {
         let max_age = ttl.as_secs() / 4;
         Some(
             Reply::redirect(StatusCode::FOUND, &location)
-                .with(header::CACHE_CONTROL, &format!("public, max-age={max_age}"))
-                .with(header::ETAG, &semantics::etag(hash, Encoding::Identity))
+                .with(header::CACHE_CONTROL, format!("public, max-age={max_age}"))
+                .with(header::ETAG, semantics::etag(hash, Encoding::Identity))
                 .with(
                     header::HeaderName::from_static("repr-digest"),
-                    &format!("sha-256=:{digest}:"),
+                    format!("sha-256=:{digest}:"),
                 )
                 .with(header::HeaderName::from_static("cache-tag"), tags),
         )

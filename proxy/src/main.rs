@@ -14,6 +14,8 @@ mod compress;
 mod config;
 mod crawlers;
 mod demo;
+#[cfg(test)]
+mod deploy_recipes;
 mod edges;
 mod egress;
 mod hosts;
@@ -95,6 +97,13 @@ struct Cli {
     daemon: bool,
 }
 
+/// Seconds a graceful stop (SIGTERM) keeps accepting before it closes
+/// the listeners (Pingora's grace period).
+const GRACE_PERIOD_SECS: u64 = 5;
+/// Seconds it then waits for requests in flight. Deployments give the
+/// process at least both before they kill it (deploy/fly, deploy/ovh).
+const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     grove_node::logging::init();
@@ -136,12 +145,17 @@ fn main() -> anyhow::Result<()> {
         Arc::new(|op| metrics::STORE_REQUESTS.with_label_values(&[&op.to_string()]).inc()),
     ));
     let node_client = Arc::new(node_client::NodeClient::new(nodes.clone(), Arc::clone(&store)));
-    let grove = Arc::new(app::Grove::new(config.clone(), Arc::clone(&store), purge.as_ref(), node_client)?);
+    let grove = Arc::new(app::Grove::new(
+        config.clone(),
+        Arc::clone(&store),
+        purge.as_ref(),
+        node_client,
+    )?);
     let mut server_conf = ServerConf {
         pid_file: config.state_dir.join("grove-proxy.pid").display().to_string(),
         upgrade_sock: config.state_dir.join("grove-proxy-upgrade.sock").display().to_string(),
-        grace_period_seconds: Some(5),
-        graceful_shutdown_timeout_seconds: Some(10),
+        grace_period_seconds: Some(GRACE_PERIOD_SECS),
+        graceful_shutdown_timeout_seconds: Some(SHUTDOWN_TIMEOUT_SECS),
         ..ServerConf::default()
     };
     server_conf.threads = std::thread::available_parallelism().map_or(1, usize::from);
@@ -182,15 +196,22 @@ fn main() -> anyhow::Result<()> {
     // and the body separately.
     let buffers = L4BufferSettings::default().write(config.http.write_buffer_bytes);
     public.add_listener(ListenerConfig::tcp(&config.listen).l4_buffer(buffers));
+    let mut certificate_reload = None;
     if let Some(tls) = &config.tls {
         let certificates = tls::Certificates::load(tls.certificates.clone())?;
-        certificates.watch(std::time::Duration::from_secs(tls.reload_secs.max(1)));
+        certificate_reload = Some(tls::CertificateReload {
+            certificates: Arc::clone(&certificates),
+            every: std::time::Duration::from_secs(tls.reload_secs.max(1)),
+        });
         let mut settings = pingora::listeners::tls::TlsSettings::intermediate("", "")?;
         settings.set_cert_resolver(certificates);
         settings.enable_h2();
         public.add_listener(ListenerConfig::tcp(&tls.listen).tls(settings).l4_buffer(buffers));
     }
     server.add_service(public);
+    if let Some(reload) = certificate_reload {
+        server.add_service(background_service("tls certificate reload", reload));
+    }
     if let Some(admin_listen) = &config.admin_listen {
         let mut admin = pingora::proxy::http_proxy_service(&server.configuration, admin::Admin);
         admin.add_tcp(admin_listen);

@@ -97,10 +97,20 @@ impl ProxyHttp for GroveProxy {
             log.bytes = write_reply(session, reply, false).await?;
             return Ok(true);
         }
-        if Route::parse(session.req_header().uri.path()) == Route::EdgePush {
-            let reply = self.edge_push(session).await;
-            answer(session, reply, false, log).await?;
-            return Ok(true);
+        // Neither names a site: a load balancer's health check sends any
+        // Host, and a peer edge pushes to an address.
+        match Route::parse(session.req_header().uri.path()) {
+            Route::EdgePush => {
+                let reply = self.edge_push(session).await;
+                answer(session, reply, false, log).await?;
+                return Ok(true);
+            }
+            Route::Health => {
+                let head = session.req_header().method == http::Method::HEAD;
+                answer(session, Reply::text(http::StatusCode::OK, "ok"), head, log).await?;
+                return Ok(true);
+            }
+            _ => {}
         }
         if let Some(live) = &self.grove.config().live {
             let header = session.req_header();
@@ -266,6 +276,9 @@ impl ProxyHttp for GroveProxy {
         let upstream = if live { "the live host" } else { "the storage node" };
         let downstream_gone = error.esource() == &ErrorSource::Downstream;
         if !downstream_gone && session.response_written().is_none() {
+            // The connection is not reused after this (below): say so, or a
+            // client may send its next request on it as it closes.
+            session.set_keepalive(None);
             let reply = ApiFailure::new(status, code, format!("{upstream} failed: {error}")).into_reply();
             if answer(session, reply, false, log).await.is_err() {
                 log.status = 0;
@@ -424,7 +437,9 @@ impl GroveProxy {
             Err(BodyError::Broken(reply)) => return reply,
         };
         let authorization = session.req_header().headers.get(http::header::AUTHORIZATION);
-        self.grove.push().take(authorization.map(|value| value.as_bytes()), &body)
+        self.grove
+            .push()
+            .take(authorization.map(|value| value.as_bytes()), &body)
     }
 
     async fn publish_api(&self, session: &mut Session, rest: &str) -> Reply {

@@ -116,7 +116,11 @@ fn live_origin(live: &LiveConfig, host: &str, target: &Target) -> String {
 fn strip_port(host: &str) -> &str {
     match host.rsplit_once(':') {
         Some((name, port)) if !name.ends_with(']') || name.starts_with('[') => {
-            if port.bytes().all(|b| b.is_ascii_digit()) { name } else { host }
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
         }
         _ => host,
     }
@@ -132,11 +136,17 @@ async fn forward(origin: &str) -> Result<LiveCall, String> {
         Some(port) => format!("{server_name}:{port}"),
         None => server_name.clone(),
     };
-    let address = tokio::net::lookup_host((server_name.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|error| format!("resolving the live host {server_name}: {error}"))?
-        .next()
-        .ok_or_else(|| format!("the live host {server_name} has no address"))?;
+    // RFC 6761: `localhost` and names under it are loopback, whatever DNS
+    // says (as browsers resolve them; the demo's hosts are such names).
+    let address = if server_name == "localhost" || server_name.ends_with(".localhost") {
+        SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port))
+    } else {
+        tokio::net::lookup_host((server_name.trim_matches(['[', ']']), port))
+            .await
+            .map_err(|error| format!("resolving the live host {server_name}: {error}"))?
+            .next()
+            .ok_or_else(|| format!("the live host {server_name} has no address"))?
+    };
     Ok(LiveCall {
         address,
         tls,

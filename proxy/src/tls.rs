@@ -81,19 +81,29 @@ impl Certificates {
             Err(error) => tracing::error!(%error, "TLS certificates changed but do not load; keeping the old ones"),
         }
     }
+}
 
-    /// Checks for changed files every `every`, for the life of the process.
-    pub fn watch(self: &Arc<Self>, every: Duration) {
-        let certificates = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("tls-reload".to_owned())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(every);
-                    certificates.reload_if_changed();
+/// Checks the certificate files for changes, as a Pingora background
+/// service: it starts after `--daemon` forks (a thread started before would
+/// not survive the fork) and stops with the server.
+pub struct CertificateReload {
+    pub certificates: Arc<Certificates>,
+    pub every: Duration,
+}
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for CertificateReload {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.every) => {
+                    let certificates = Arc::clone(&self.certificates);
+                    // File reads and key parsing: off the runtime's threads.
+                    let _ = tokio::task::spawn_blocking(move || certificates.reload_if_changed()).await;
                 }
-            })
-            .expect("spawning a thread");
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 }
 

@@ -48,9 +48,10 @@ pub fn binary(package: &str, name: &str) -> PathBuf {
     path
 }
 
-/// `grove-proxy`.
+/// `grove-proxy`: `$GROVE_PROXY_BIN` when set (benchmarks run a release
+/// build), else this checkout's.
 pub fn grove_proxy() -> PathBuf {
-    binary("grove-proxy", "grove-proxy")
+    std::env::var_os("GROVE_PROXY_BIN").map_or_else(|| binary("grove-proxy", "grove-proxy"), PathBuf::from)
 }
 
 /// The `grove` CLI.

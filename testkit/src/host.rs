@@ -8,7 +8,7 @@ use std::sync::Arc;
 use grove_core::ContentHash;
 use grove_core::SiteName;
 use grove_core::publish_api::{self, PREFIX};
-use grove_objects::store::{ObjectKey, ObjectStore, S3Credentials, S3Store, S3StoreConfig};
+use grove_objects::store::{ObjectKey, ObjectStore};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -62,26 +62,10 @@ impl Host {
         let moto = MotoServer::start();
         moto.create_bucket("grove").await;
         let token = random_token();
-        let config = format!(
-            "[store]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"grove\"\nregion = \"us-east-1\"\n{extra}",
-            moto.endpoint
-        );
-        let proxy = Proxy::start_with(
-            &config,
-            &[
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-                ("GROVE_ADMIN_TOKEN", &token),
-            ],
-        );
-        let store: Arc<dyn ObjectStore> = Arc::new(S3Store::new(S3StoreConfig {
-            credentials: S3Credentials::Static {
-                access_key_id: "testing".to_owned(),
-                secret_access_key: "testing".to_owned(),
-            },
-            region: "us-east-1".to_owned(),
-            ..S3StoreConfig::new(Some(moto.endpoint.clone()), "grove")
-        }));
+        let config = format!("{}{extra}", moto.store_section("grove"));
+        let [key, secret] = crate::moto::ENV;
+        let proxy = Proxy::start_with(&config, &[key, secret, ("GROVE_ADMIN_TOKEN", &token)]);
+        let store = moto.store("grove");
         Self {
             proxy,
             store,

@@ -6,6 +6,7 @@
 
 pub mod binaries;
 pub mod cloudflare;
+pub mod edges;
 pub mod host;
 pub mod moto;
 pub mod oidc;

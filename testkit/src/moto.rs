@@ -5,6 +5,9 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The credentials a proxy on moto runs with (moto checks none).
+pub const ENV: [(&str, &str); 2] = [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")];
+
 pub struct MotoServer {
     child: Child,
     _port: crate::ports::Reserved,
@@ -40,6 +43,28 @@ impl MotoServer {
             std::thread::sleep(Duration::from_millis(50));
         }
         server
+    }
+
+    /// A client of `bucket` on this server, as the test's own.
+    pub fn store(&self, bucket: &str) -> std::sync::Arc<dyn grove_objects::store::ObjectStore> {
+        use grove_objects::store::{S3Credentials, S3Store, S3StoreConfig};
+        std::sync::Arc::new(S3Store::new(S3StoreConfig {
+            credentials: S3Credentials::Static {
+                access_key_id: "testing".to_owned(),
+                secret_access_key: "testing".to_owned(),
+            },
+            region: "us-east-1".to_owned(),
+            ..S3StoreConfig::new(Some(self.endpoint.clone()), bucket)
+        }))
+    }
+
+    /// A proxy's `[store]` section for `bucket` on this server; the proxy
+    /// needs [`ENV`] too.
+    pub fn store_section(&self, bucket: &str) -> String {
+        format!(
+            "[store]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"{bucket}\"\nregion = \"us-east-1\"\n",
+            self.endpoint
+        )
     }
 
     /// Creates a bucket (moto accepts unsigned bucket creation).

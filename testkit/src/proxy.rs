@@ -37,14 +37,32 @@ impl Proxy {
     /// publishes fast: the journal is read every 50 ms and roots older than
     /// 50 ms are read again, without a budget.
     pub fn start_with(extra: &str, env: &[(&str, &str)]) -> Self {
-        Self::start_exactly(&format!("root_refresh_ms = 50\nedges.journal_poll_ms = 50\nedges.safety_net_reads_per_sec = 1000000\n{extra}"), env)
+        Self::start_exactly(
+            &format!(
+                "root_refresh_ms = 50\nedges.journal_poll_ms = 50\nedges.safety_net_reads_per_sec = 1000000\n{extra}"
+            ),
+            env,
+        )
     }
 
     /// A proxy whose config is `config` and nothing else but its
     /// listeners and state directory: the production defaults.
     pub fn start_exactly(config: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_on([reserve(), reserve()], config, env)
+    }
+
+    /// Like [`Self::start_exactly`], on ports reserved beforehand (public,
+    /// admin), so that proxies can name each other in their configs.
+    pub fn start_on(ports: [Reserved; 2], config: &str, env: &[(&str, &str)]) -> Self {
+        let proxy = Self::spawn_on(ports, config, env);
+        proxy.wait_listening();
+        proxy
+    }
+
+    /// Like [`Self::start_on`], without waiting for it to listen, so many
+    /// can start at once; then [`Self::wait_listening`].
+    pub fn spawn_on(ports: [Reserved; 2], config: &str, env: &[(&str, &str)]) -> Self {
         let state = tempfile::tempdir().unwrap();
-        let ports = [reserve(), reserve()];
         let (addr, admin) = (ports[0].addr(), ports[1].addr());
         let config = format!(
             "listen = \"{addr}\"\nadmin_listen = \"{admin}\"\nstate_dir = \"{}\"\n{config}\n",
@@ -53,7 +71,7 @@ impl Proxy {
         let config_path = state.path().join("grove.toml");
         std::fs::write(&config_path, config).unwrap();
         let child = spawn(&config_path, env, &[]);
-        let proxy = Self {
+        Self {
             child,
             config_path,
             env: env
@@ -64,12 +82,11 @@ impl Proxy {
             admin,
             state,
             _ports: ports,
-        };
-        proxy.wait_listening();
-        proxy
+        }
     }
 
-    fn wait_listening(&self) {
+    /// Waits up to 30 s for the proxy to listen.
+    pub fn wait_listening(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(self.addr).is_err() {
             assert!(Instant::now() < deadline, "grove-proxy did not start listening");

@@ -4,6 +4,7 @@
 //! Cloudflare API, and the crawling tools search bots are checked with. One test binary, so the harness is linked once.
 
 mod crawlers;
+mod edges;
 mod hardening;
 mod login;
 mod node;

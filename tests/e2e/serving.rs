@@ -517,29 +517,13 @@ async fn the_host_namespace_serves_roots_nodes_and_blobs() {
 
 #[tokio::test]
 async fn a_store_outage_serves_what_is_cached_and_refuses_the_rest_clearly() {
-    use grove_objects::store::{S3Credentials, S3Store, S3StoreConfig};
-    use grove_testkit::moto::MotoServer;
+    use grove_testkit::moto::{self, MotoServer};
 
     let moto = MotoServer::start();
     moto.create_bucket("grove").await;
-    let store_config = format!(
-        "[store]\nkind = \"s3\"\nendpoint = \"{}\"\nbucket = \"grove\"\nregion = \"us-east-1\"",
-        moto.endpoint
-    );
-    let proxy = Proxy::start_with(
-        &store_config,
-        &[("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")],
-    );
-    let store = S3Store::new(S3StoreConfig {
-        credentials: S3Credentials::Static {
-            access_key_id: "testing".to_owned(),
-            secret_access_key: "testing".to_owned(),
-        },
-        region: "us-east-1".to_owned(),
-        ..S3StoreConfig::new(Some(moto.endpoint.clone()), "grove")
-    });
+    let proxy = Proxy::start_with(&moto.store_section("grove"), &moto::ENV);
     let dir = site_dir(&[("a.html", "cached"), ("b.html", "never fetched")]);
-    publish(std::sync::Arc::new(store), "demo", dir.path()).await;
+    publish(moto.store("grove"), "demo", dir.path()).await;
     let client = proxy.client(HOSTS);
     let cached = get(&client, &proxy, "/a.html").await;
     assert_eq!(cached.text().await.unwrap(), "cached");

@@ -110,7 +110,7 @@ impl Config {
     }
 
     /// Parses a config file's text with no overrides.
-#[cfg(test)]
+    #[cfg(test)]
     pub fn parse(text: &str) -> anyhow::Result<Self> {
         Self::resolve(toml::from_str(text)?, Overrides::default())
     }
@@ -165,9 +165,9 @@ impl Config {
 
         let edges = resolve_edges(&file.edges)?;
         match (file.role, &file.live) {
-            (Role::Static, None) => anyhow::bail!(
-                "role = \"static\" needs [live] url: where sign-in, API calls and live streams go"
-            ),
+            (Role::Static, None) => {
+                anyhow::bail!("role = \"static\" needs [live] url: where sign-in, API calls and live streams go")
+            }
             (Role::Full, Some(_)) => {
                 anyhow::bail!("[live] is for role = \"static\" edges; a full edge serves sign-in and the APIs itself")
             }
@@ -403,8 +403,9 @@ mod tests {
         .unwrap_err();
         assert!(format!("{error:#}").contains("purges no CDN"), "{error:#}");
 
-        let edge = Config::parse("role = \"static\"\n[live]\nurl = \"https://{site}.live.example.com/\"\napi = \"redirect\"")
-            .unwrap();
+        let edge =
+            Config::parse("role = \"static\"\n[live]\nurl = \"https://{site}.live.example.com/\"\napi = \"redirect\"")
+                .unwrap();
         assert_eq!(edge.role, Role::Static);
         assert!(!edge.node.embedded);
         assert_eq!(edge.live.unwrap().api, LiveApi::Redirect);
@@ -412,11 +413,13 @@ mod tests {
 
     #[test]
     fn peers_need_the_shared_secret() {
-        let error = Config::parse(
-            "[edges]\nsecret_env = \"GROVE_TEST_UNSET_EDGE_SECRET\"\npeers = [\"10.0.0.2:8080\"]",
-        )
-        .unwrap_err();
-        assert!(format!("{error:#}").contains("GROVE_TEST_UNSET_EDGE_SECRET"), "{error:#}");
+        let error =
+            Config::parse("[edges]\nsecret_env = \"GROVE_TEST_UNSET_EDGE_SECRET\"\npeers = [\"10.0.0.2:8080\"]")
+                .unwrap_err();
+        assert!(
+            format!("{error:#}").contains("GROVE_TEST_UNSET_EDGE_SECRET"),
+            "{error:#}"
+        );
         let error = Config::parse("[edges]\npeers = [\"no-port\"]").unwrap_err();
         assert!(format!("{error:#}").contains("expected host:port"), "{error:#}");
         let error = Config::parse("[edges]\nsafety_net_reads_per_sec = 0").unwrap_err();

@@ -39,10 +39,7 @@ pub struct Push {
 
 impl Push {
     pub fn new(edges: &Edges, roots: Arc<Roots>, wake: Wake) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(PUSH_TIMEOUT)
-            .no_proxy()
-            .build()?;
+        let client = reqwest::Client::builder().timeout(PUSH_TIMEOUT).no_proxy().build()?;
         Ok(Self {
             peers: edges.peers.clone(),
             secret_digest: edges
@@ -187,7 +184,10 @@ mod tests {
 
         for (authorization, status) in [
             (None, StatusCode::UNAUTHORIZED),
-            (Some("Bearer wrong-secret-of-the-edges".to_owned()), StatusCode::UNAUTHORIZED),
+            (
+                Some("Bearer wrong-secret-of-the-edges".to_owned()),
+                StatusCode::UNAUTHORIZED,
+            ),
             (Some(SECRET.to_owned()), StatusCode::UNAUTHORIZED),
         ] {
             let reply = push.take(authorization.as_deref().map(str::as_bytes), &body(7));
@@ -197,16 +197,26 @@ mod tests {
             push.take(Some(good.as_bytes()), b"{\"site\":\"../x\"}").status,
             StatusCode::BAD_REQUEST
         );
-        assert_eq!(roots.current(&blog).await.unwrap(), None, "nothing refused changed anything");
+        assert_eq!(
+            roots.current(&blog).await.unwrap(),
+            None,
+            "nothing refused changed anything"
+        );
 
-        assert_eq!(push.take(Some(good.as_bytes()), &body(7)).status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            push.take(Some(good.as_bytes()), &body(7)).status,
+            StatusCode::NO_CONTENT
+        );
         let learned = Served {
             version: 7,
             tree: ContentHash::of(b"tree"),
         };
         assert_eq!(roots.current(&blog).await.unwrap(), Some(learned));
         // An older push (out of order) does not move it back.
-        assert_eq!(push.take(Some(good.as_bytes()), &body(6)).status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            push.take(Some(good.as_bytes()), &body(6)).status,
+            StatusCode::NO_CONTENT
+        );
         assert_eq!(roots.current(&blog).await.unwrap(), Some(learned));
     }
 

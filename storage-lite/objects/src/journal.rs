@@ -27,6 +27,8 @@ use crate::store::{ObjectStore, StoreError};
 /// Attempts of one append before it gives up (each lost attempt means
 /// another committer appended).
 const MAX_APPEND_ATTEMPTS: usize = 64;
+/// Lost attempts between searches for the end.
+const SEARCH_EVERY: usize = 4;
 
 /// One root change: `site` went live at `version`, whose tree is `tree`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,17 +73,24 @@ impl Journal {
     pub async fn append(&self, entry: &JournalEntry) -> Result<u64, JournalError> {
         let bytes = record::encode(entry);
         let mut seq = self.end().await?;
-        for _ in 0..MAX_APPEND_ATTEMPTS {
+        for attempt in 1..=MAX_APPEND_ATTEMPTS {
             match self.store.put_if_absent(&keys::journal_entry(seq), bytes.clone()).await {
                 Ok(_) => {
                     self.learned_end(seq + 1);
                     return Ok(seq);
                 }
-                // A retried write whose first attempt landed reads as taken;
-                // that leaves a duplicate entry, which readers ignore.
+                // Taken by a concurrent committer: most often the next number
+                // is free, so it is tried at once; every few losses, the end
+                // is searched for, in case this one fell far behind. (A
+                // retried write whose first attempt landed also reads as
+                // taken; that leaves a duplicate entry, which readers ignore.)
                 Err(error) if error.is_precondition_failed() => {
                     self.learned_end(seq + 1);
-                    seq = self.end().await?;
+                    seq = if attempt.is_multiple_of(SEARCH_EVERY) {
+                        self.end().await?
+                    } else {
+                        seq + 1
+                    };
                 }
                 Err(error) => return Err(error.into()),
             }
