@@ -97,6 +97,18 @@ impl ProxyHttp for GroveProxy {
             log.bytes = write_reply(session, reply, false).await?;
             return Ok(true);
         }
+        let header = session.req_header();
+        if header.version == http::Version::HTTP_11
+            && header.uri.authority().is_none()
+            && !header.headers.contains_key(http::header::HOST)
+        {
+            // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
+            session.set_keepalive(None);
+            let reply = Reply::text(http::StatusCode::BAD_REQUEST, "an HTTP/1.1 request needs a Host header");
+            log.status = reply.status.as_u16();
+            log.bytes = write_reply(session, reply, false).await?;
+            return Ok(true);
+        }
         // Neither names a site: a load balancer's health check sends any
         // Host, and a peer edge pushes to an address.
         match Route::parse(session.req_header().uri.path()) {
@@ -136,17 +148,6 @@ impl ProxyHttp for GroveProxy {
             }
         }
         let header = session.req_header();
-        if header.version == http::Version::HTTP_11
-            && header.uri.authority().is_none()
-            && !header.headers.contains_key(http::header::HOST)
-        {
-            // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
-            session.set_keepalive(None);
-            let reply = Reply::text(http::StatusCode::BAD_REQUEST, "an HTTP/1.1 request needs a Host header");
-            log.status = reply.status.as_u16();
-            log.bytes = write_reply(session, reply, false).await?;
-            return Ok(true);
-        }
         log.noindex = self
             .grove
             .target(&request_of(header))

@@ -36,16 +36,7 @@ pub async fn served_version(client: &reqwest::Client, proxy: &Proxy, site: &str)
 
 /// Requests to the store this edge made so far, every call together.
 pub async fn store_requests(proxy: &Proxy) -> f64 {
-    let text = reqwest::get(format!("http://{}/metrics", proxy.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|line| line.starts_with("grove_store_requests_total{"))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    proxy.metric_total("grove_store_requests_total").await
 }
 
 /// Waits until every edge serves `version` of `site`; how long each took.

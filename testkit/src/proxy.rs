@@ -166,15 +166,30 @@ impl Proxy {
 
     /// Reads one metric sample from the admin listener (0 if absent).
     pub async fn metric(&self, name_and_labels: &str) -> f64 {
-        let text = reqwest::get(format!("http://{}/metrics", self.admin))
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The sum of every sample of the metric `name` (all its labels).
+    pub async fn metric_total(&self, name: &str) -> f64 {
+        let family = format!("{name}{{");
+        self.metrics()
+            .await
+            .lines()
+            .filter_map(|line| line.strip_prefix(&family)?.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.admin))
             .await
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines()
-            .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
-            .unwrap_or(0.0)
+            .unwrap()
     }
 }
 
