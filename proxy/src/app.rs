@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use moka::Equivalent;
+
 use bytes::Bytes;
 use grove_core::publish_api::SitemapSummary;
 use grove_core::tree::{Entry, TreeError, Trees};
@@ -78,7 +80,7 @@ pub struct Grove {
     blobs: BlobCache,
     compressor: Compressor,
     rules: moka::future::Cache<ContentHash, Arc<SiteRules>>,
-    prepared: moka::sync::Cache<PreparedKey, Arc<Reply>>,
+    prepared: moka::sync::Cache<OwnedPreparedKey, Arc<Reply>>,
     auth: Auth,
     live: LiveHub,
     node: Arc<NodeClient>,
@@ -230,22 +232,29 @@ impl Grove {
     /// Answers a request for a site file or for the host's own namespace
     /// (`route` is neither a publish nor a node call, which the server hands
     /// on before this).
-    pub async fn handle(&self, request: &Request<'_>, route: Route<'_>, audience: Audience) -> Reply {
-        let reply = self.handle_for(request, route, audience).await;
+    /// `target` is [`Self::target`] of the request, found once by the caller.
+    pub async fn handle(
+        &self,
+        request: &Request<'_>,
+        target: Option<&Target>,
+        route: Route<'_>,
+        audience: Audience,
+    ) -> Reply {
+        let reply = self.handle_for(request, target, route, audience).await;
         for_audience(audience, reply)
     }
 
     /// Who a request is for, by its session cookie. Members-only files are
     /// refused where they are served ([`Self::serve_file`]), whatever URL
     /// reached them; a store failure reading the session is the refusal here.
-    pub async fn audience(&self, request: &Request<'_>) -> Result<Audience, Reply> {
-        let Some(target) = self.target(request) else {
+    pub async fn audience(&self, target: Option<&Target>, request: &Request<'_>) -> Result<Audience, Reply> {
+        let Some(target) = target else {
             return Ok(Audience::default());
         };
         let Some(site) = self.auth.site(&target.site) else {
             return Ok(Audience::default());
         };
-        Ok(match self.auth.visitor(&target.site, request).await? {
+        Ok(match Box::pin(self.auth.visitor(&target.site, request)).await? {
             Visitor::SignedIn(session) => Audience {
                 live: true,
                 member: site.access.allows(&session.record),
@@ -339,16 +348,22 @@ impl Grove {
             .map_err(|reply| (*reply).clone())
     }
 
-    async fn handle_for(&self, request: &Request<'_>, route: Route<'_>, audience: Audience) -> Reply {
+    async fn handle_for(
+        &self,
+        request: &Request<'_>,
+        target: Option<&Target>,
+        route: Route<'_>,
+        audience: Audience,
+    ) -> Reply {
         if !matches!(*request.method, Method::GET | Method::HEAD) {
             return Reply::text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here")
                 .with(header::ALLOW, "GET, HEAD");
         }
-        let Some(target) = self.target(request) else {
+        let Some(target) = target else {
             return Reply::unknown();
         };
         if route != Route::SiteFile {
-            return self.grove_namespace(&target, route, request, audience).await;
+            return Box::pin(self.grove_namespace(target, route, request, audience)).await;
         }
         if target.role == HostRole::Alias {
             let origin = crawlers::canonical_origin(&self.config, &target.site);
@@ -361,12 +376,12 @@ impl Grove {
                         semantics::site_tag(&target.site),
                     ),
                 CanonicalMode::Header => self
-                    .site_file(&target, request, audience)
+                    .site_file(target, request, audience)
                     .await
                     .with(header::LINK, crawlers::canonical_link(&location)),
             };
         }
-        self.site_file(&target, request, audience).await
+        self.site_file(target, request, audience).await
     }
 
     /// A path of the site itself, in the version the request is for.
@@ -377,31 +392,38 @@ impl Grove {
         };
         // A full GET of one path of one version in one coding always gets the
         // same reply, so it is prepared once; conditional GETs reuse it too.
+        // Only paths no page route can render are prepared (see below), so a
+        // prepared reply is looked up before the pages are.
         let prepared_key = (!request.headers.contains_key(header::RANGE)).then(|| PreparedKey {
-            site: target.site.clone(),
+            site: &target.site,
             version: served.version,
-            path: request.path.to_owned(),
+            path: request.path,
             encoding: semantics::negotiate(request.header(header::ACCEPT_ENCODING)),
             role: target.role,
         });
         let pinned_by_request = !audience.live && pinned_by_request(target, request);
-        // Rendered pages change without a new version: never prepared.
-        if let Some(reply) = self.rendered_page(target, served, request, audience).await {
-            return private_if(pinned_by_request, self.versioned(target, served, reply));
-        }
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
             return private_if(pinned_by_request, revalidate((*prepared).clone(), request));
         }
-        let reply = self.serve_site(target, served, request, audience).await;
+        // Boxed, like every slower step below: a prepared reply's future
+        // stays small, and is moved for every request.
+        let permanent = match Box::pin(self.rendered_page(target, served, request, audience)).await {
+            // Rendered pages change without a new version: never prepared.
+            PageAnswer::Page(reply) => return private_if(pinned_by_request, self.versioned(target, served, reply)),
+            PageAnswer::NotAPage => true,
+            PageAnswer::NoDataYet => false,
+        };
+        let reply = Box::pin(self.serve_site(target, served, request, audience)).await;
         let reply = self.versioned(target, served, reply);
         // A live audience's replies may hold members-only files: never
         // prepared for anyone else.
         if let Some(key) = prepared_key
+            && permanent
             && !audience.live
             && reply.status == StatusCode::OK
             && matches!(reply.body, Body::Bytes(_))
         {
-            self.prepared.insert(key, Arc::new(reply.clone()));
+            self.prepared.insert(key.to_owned(), Arc::new(reply.clone()));
         }
         private_if(pinned_by_request, reply)
     }
@@ -420,31 +442,36 @@ impl Grove {
     }
 
     /// The page of a route of the version's `_grove/pages.toml`, rendered
-    /// from node data; `None` when no route renders the path (the static
-    /// files answer it).
+    /// from node data, or why the static files answer the path instead.
     async fn rendered_page(
         &self,
         target: &Target,
         served: Served,
         request: &Request<'_>,
         audience: Audience,
-    ) -> Option<Reply> {
+    ) -> PageAnswer {
         let site_pages = match self.pages.site_pages(served.tree).await {
             Ok(Some(site_pages)) => site_pages,
-            Ok(None) => return None,
+            Ok(None) => return PageAnswer::NotAPage,
             Err(error) => {
                 tracing::error!(site = %target.site, %error, "loading the site's pages failed");
-                return Some(Reply::unavailable());
+                return PageAnswer::Page(Reply::unavailable());
             }
         };
-        let path = RequestPath::parse(request.path, self.config.http.max_path_bytes).ok()?;
+        let Ok(path) = RequestPath::parse(request.path, self.config.http.max_path_bytes) else {
+            return PageAnswer::NotAPage;
+        };
         if path.path == grove_pages::ROUTE_FILE || site_pages.is_template(&path.path) {
             // The sources of pages, not pages.
-            return Some(Reply::text(StatusCode::NOT_FOUND, "not found"));
+            return PageAnswer::Page(Reply::text(StatusCode::NOT_FOUND, "not found"));
         }
         let url_path = path.url_path();
-        let matched = site_pages.routes.find(&url_path)?;
-        let file = SitePath::parse(&page_file(&path)).ok()?;
+        let Some(matched) = site_pages.routes.find(&url_path) else {
+            return PageAnswer::NotAPage;
+        };
+        let Ok(file) = SitePath::parse(&page_file(&path)) else {
+            return PageAnswer::NotAPage;
+        };
         let template = matched.route.template.clone();
         let param = matched.param.clone();
         if let (Some(source), Some((_, id))) = (&matched.route.source, &param) {
@@ -452,13 +479,13 @@ impl Grove {
             // others are not pages.
             match self.node.holds_data(&target.site, &format!("{source}/{id}")).await {
                 Ok(true) => {}
-                Ok(false) => return None,
-                Err(failure) => return Some(failure.into_reply()),
+                Ok(false) => return PageAnswer::NoDataYet,
+                Err(failure) => return PageAnswer::Page(failure.into_reply()),
             }
         }
         let seen = match seen::of(request) {
             Ok(seen) => seen,
-            Err(message) => return Some(Reply::text(StatusCode::BAD_REQUEST, &message)),
+            Err(message) => return PageAnswer::Page(Reply::text(StatusCode::BAD_REQUEST, &message)),
         };
         let wanted = engine::Wanted {
             site: target.site.clone(),
@@ -475,7 +502,7 @@ impl Grove {
             engine::Served::Fresh(page) => (page, false),
             engine::Served::Stale(page) => (page, true),
             engine::Served::Failed(message) => {
-                return Some(Reply::text(
+                return PageAnswer::Page(Reply::text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &format!("this page failed to render: {message}"),
                 ));
@@ -490,7 +517,7 @@ impl Grove {
         };
         let rules = match self.rules(served.tree).await {
             Ok(rules) => rules,
-            Err(reply) => return Some(reply),
+            Err(reply) => return PageAnswer::Page(reply),
         };
         let context = self.context(&target.site, audience, request, &rules, &url_path, served.tree);
         let mut reply = self.serve_file(&context, &entry, StatusCode::OK, Answer::Exact).await;
@@ -521,7 +548,7 @@ impl Grove {
             reply.headers.remove("cache-tag");
         }
         // A request that has seen a write must not be answered by a cache.
-        Some(private_if(seen.is_some(), reply))
+        PageAnswer::Page(private_if(seen.is_some(), reply))
     }
 
     fn context<'a>(
@@ -1100,16 +1127,62 @@ enum Answer {
     Fallback,
 }
 
-/// What a prepared full reply depends on.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct PreparedKey {
-    site: SiteName,
+/// What a prepared full reply depends on, borrowed from the request so a
+/// lookup allocates nothing; [`PreparedKey::to_owned`] makes the stored key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct PreparedKey<'a> {
+    site: &'a SiteName,
     version: u64,
     /// The raw request path (the query never changes a file reply).
-    path: String,
+    path: &'a str,
     encoding: Encoding,
     /// `robots.txt` differs by host.
     role: HostRole,
+}
+
+/// [`PreparedKey`] as the cache keeps it. Its fields, in the same order,
+/// hash as the borrowed key's do, which [`Equivalent`] relies on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct OwnedPreparedKey {
+    site: SiteName,
+    version: u64,
+    path: String,
+    encoding: Encoding,
+    role: HostRole,
+}
+
+impl PreparedKey<'_> {
+    fn to_owned(self) -> OwnedPreparedKey {
+        OwnedPreparedKey {
+            site: self.site.clone(),
+            version: self.version,
+            path: self.path.to_owned(),
+            encoding: self.encoding,
+            role: self.role,
+        }
+    }
+}
+
+impl Equivalent<OwnedPreparedKey> for PreparedKey<'_> {
+    fn equivalent(&self, key: &OwnedPreparedKey) -> bool {
+        *self.site == key.site
+            && self.version == key.version
+            && self.path == key.path
+            && self.encoding == key.encoding
+            && self.role == key.role
+    }
+}
+
+/// What the version's database-backed pages make of a path.
+enum PageAnswer {
+    /// A rendered page, or the reason it cannot be had.
+    Page(Reply),
+    /// No route renders the path in this version, whatever the node holds:
+    /// the static files answer it for good.
+    NotAPage,
+    /// A route matches, but the node holds no data for it now: the static
+    /// files answer it until a write creates the data.
+    NoDataYet,
 }
 
 /// True when the request picks its version by header, not by host.
@@ -1288,4 +1361,50 @@ fn log_errors<T>(file: &str, (parsed, errors): (T, Vec<String>)) -> T {
         tracing::warn!(file, %error, "ignoring a bad rule");
     }
     parsed
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    /// The prepared cache finds a stored key from a borrowed one only if
+    /// both hash alike and compare equal.
+    #[test]
+    fn a_borrowed_prepared_key_finds_its_owned_key() {
+        let site = SiteName::parse("blog").unwrap();
+        let other = SiteName::parse("shop").unwrap();
+        let key = PreparedKey {
+            site: &site,
+            version: 7,
+            path: "/docs/index.html",
+            encoding: Encoding::Gzip,
+            role: HostRole::Canonical,
+        };
+        let owned = key.to_owned();
+        let hasher = std::collections::hash_map::RandomState::new();
+        assert_eq!(hasher.hash_one(key), hasher.hash_one(&owned));
+        assert!(key.equivalent(&owned));
+        for different in [
+            PreparedKey { site: &other, ..key },
+            PreparedKey { version: 8, ..key },
+            PreparedKey { path: "/docs/", ..key },
+            PreparedKey {
+                encoding: Encoding::Identity,
+                ..key
+            },
+            PreparedKey {
+                role: HostRole::Preview,
+                ..key
+            },
+        ] {
+            assert!(!different.equivalent(&owned), "{different:?}");
+        }
+
+        let cache = moka::sync::Cache::new(16);
+        cache.insert(owned, 1);
+        assert_eq!(cache.get(&key), Some(1));
+        assert_eq!(cache.get(&PreparedKey { version: 8, ..key }), None);
+    }
 }

@@ -7,14 +7,26 @@ use prometheus::{
     register_int_counter_vec, register_int_gauge, register_int_gauge_vec,
 };
 
-pub static REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!(
+/// `grove_requests_total`, one counter per status class, looked up once:
+/// every request is counted, and a label lookup costs a hash and a lock.
+static REQUESTS: LazyLock<[IntCounter; 6]> = LazyLock::new(|| {
+    let by_class = register_int_counter_vec!(
         "grove_requests_total",
         "Requests answered, by status class",
         &["status"]
     )
-    .expect("metric registers once")
+    .expect("metric registers once");
+    ["error", "1xx", "2xx", "3xx", "4xx", "5xx"].map(|class| by_class.with_label_values(&[class]))
 });
+
+/// Counts a request answered with `status` (0: none was sent).
+pub fn count_request(status: u16) {
+    let class = match status {
+        100..=599 => usize::from(status / 100),
+        _ => 0,
+    };
+    REQUESTS[class].inc();
+}
 
 pub static PAGE_RENDERS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register_int_counter_vec!(

@@ -121,6 +121,27 @@ impl<'a> Route<'a> {
             _ => Self::UnknownGrovePath,
         }
     }
+
+    /// Whether [`crate::app::Grove::handle`] answers it from the site's
+    /// files and the host's read-only namespace, with no request body,
+    /// session call or upstream: the path every page and asset takes.
+    pub fn is_read(&self) -> bool {
+        match self {
+            Self::SiteFile
+            | Self::RootDocument
+            | Self::TreeNode(_)
+            | Self::Blob(_)
+            | Self::Script(_)
+            | Self::MalformedHash(_)
+            | Self::UnknownGrovePath => true,
+            Self::Health
+            | Self::Auth(_)
+            | Self::Live
+            | Self::EdgePush
+            | Self::PublishCall { .. }
+            | Self::NodeCall { .. } => false,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -109,108 +109,16 @@ impl ProxyHttp for GroveProxy {
             log.bytes = write_reply(session, reply, false).await?;
             return Ok(true);
         }
-        // Neither names a site: a load balancer's health check sends any
-        // Host, and a peer edge pushes to an address.
-        match Route::parse(session.req_header().uri.path()) {
-            Route::EdgePush => {
-                let reply = self.edge_push(session).await;
-                answer(session, reply, false, log).await?;
-                return Ok(true);
-            }
-            Route::Health => {
-                let head = session.req_header().method == http::Method::HEAD;
-                answer(session, Reply::text(http::StatusCode::OK, "ok"), head, log).await?;
-                return Ok(true);
-            }
-            _ => {}
+        let file_request = self.grove.config().live.is_none()
+            && Route::parse(header.uri.path()).is_read()
+            && !declared_length(header).is_some_and(|length| length > http.max_request_body_bytes);
+        if file_request {
+            self.read_request(session, log).await
+        } else {
+            // Boxed: the rarer routes' futures are large, and keeping them
+            // out of this one saves moving them for every page request.
+            Box::pin(self.other_request(session, log)).await
         }
-        if let Some(live) = &self.grove.config().live {
-            let header = session.req_header();
-            let handoff = static_edge::handoff(
-                &self.grove,
-                live,
-                Route::parse(header.uri.path()),
-                &request_of(header),
-                session_cookie(header),
-            )
-            .await;
-            match handoff {
-                Some(Handoff::Reply(reply)) => {
-                    let head = session.req_header().method == http::Method::HEAD;
-                    answer(session, reply, head, log).await?;
-                    return Ok(true);
-                }
-                Some(Handoff::Forward(call)) => {
-                    log.upstream = Some(Upstream::Live(call));
-                    return Ok(false);
-                }
-                None => {}
-            }
-        }
-        let header = session.req_header();
-        log.noindex = self
-            .grove
-            .target(&request_of(header))
-            .is_some_and(|target| target.role.noindex());
-        let route = Route::parse(header.uri.path());
-        let reply = match route {
-            Route::NodeCall { rest } if session_cookie(header) => {
-                let rest = rest.to_owned();
-                match self.session_node_call(session, &rest).await {
-                    Some(reply) => reply,
-                    None => return self.node_call(session, &rest, log).await,
-                }
-            }
-            Route::NodeCall { rest } => {
-                let rest = rest.to_owned();
-                return self.node_call(session, &rest, log).await;
-            }
-            Route::Auth(auth_route) => {
-                let body = if session.req_header().method == http::Method::POST {
-                    match read_body(session, AUTH_BODY_LIMIT).await {
-                        Ok(body) => Ok(body),
-                        Err(BodyError::TooLarge) => Err(Reply::text(
-                            http::StatusCode::PAYLOAD_TOO_LARGE,
-                            "request body too large",
-                        )),
-                        Err(BodyError::Broken(reply)) => Err(reply),
-                    }
-                } else {
-                    Ok(Bytes::new())
-                };
-                let request = request_of(session.req_header());
-                match (body, self.grove.target(&request)) {
-                    (Err(refusal), _) => refusal,
-                    (Ok(body), Some(target)) => self.grove.auth().handle(auth_route, &request, &target, body).await,
-                    (Ok(_), None) => Reply::unknown(),
-                }
-            }
-            Route::Live => match self.live(session, log.noindex).await? {
-                Some(reply) => reply,
-                None => {
-                    log.status = 200;
-                    return Ok(true);
-                }
-            },
-            Route::PublishCall { rest } => {
-                let rest = rest.to_owned();
-                self.publish_api(session, &rest).await
-            }
-            _ if declared_length(header).is_some_and(|length| length > http.max_request_body_bytes) => {
-                Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
-            }
-            route => {
-                let request = request_of(header);
-                match self.grove.audience(&request).await {
-                    Ok(audience) => self.grove.handle(&request, route, audience).await,
-                    Err(refusal) => refusal,
-                }
-            }
-        };
-        let head = session.req_header().method == http::Method::HEAD;
-        log.served = reply.served.clone();
-        answer(session, reply, head, log).await?;
-        Ok(true)
     }
 
     async fn upstream_peer(&self, _session: &mut Session, log: &mut Self::CTX) -> Result<Box<HttpPeer>> {
@@ -296,15 +204,7 @@ impl ProxyHttp for GroveProxy {
             // Proxied: Pingora wrote the body, not `write_reply`.
             log.bytes = session.body_bytes_sent() as u64;
         }
-        let status_class = match log.status {
-            0 => "error",
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        };
-        metrics::REQUESTS.with_label_values(&[status_class]).inc();
+        metrics::count_request(log.status);
         metrics::RESPONSE_BYTES.inc_by(log.bytes);
         if let Some((site, version)) = &log.served {
             metrics::SITE_VERSION
@@ -328,6 +228,133 @@ impl ProxyHttp for GroveProxy {
 }
 
 impl GroveProxy {
+    /// A site file or a read of the host's own namespace, for whoever the
+    /// session cookie (if any) says the visitor is.
+    async fn read_request(&self, session: &mut Session, log: &mut RequestLog) -> Result<bool> {
+        let header = session.req_header();
+        let request = request_of(header);
+        let target = self.grove.target(&request);
+        log.noindex = target.as_ref().is_some_and(|target| target.role.noindex());
+        let mut reply = match self.grove.audience(target.as_ref(), &request).await {
+            Ok(audience) => {
+                self.grove
+                    .handle(&request, target.as_ref(), Route::parse(request.path), audience)
+                    .await
+            }
+            Err(refusal) => refusal,
+        };
+        let head = *request.method == http::Method::HEAD;
+        log.served = reply.served.take();
+        answer(session, reply, head, log).await?;
+        Ok(true)
+    }
+
+    /// Every request that is not a plain read: health checks, peer pushes,
+    /// a static edge's handoffs, sign-in, live streams, the publish and node
+    /// APIs, and bodies too large to take.
+    async fn other_request(&self, session: &mut Session, log: &mut RequestLog) -> Result<bool> {
+        // Neither names a site: a load balancer's health check sends any
+        // Host, and a peer edge pushes to an address.
+        match Route::parse(session.req_header().uri.path()) {
+            Route::EdgePush => {
+                let reply = self.edge_push(session).await;
+                answer(session, reply, false, log).await?;
+                return Ok(true);
+            }
+            Route::Health => {
+                let head = session.req_header().method == http::Method::HEAD;
+                answer(session, Reply::text(http::StatusCode::OK, "ok"), head, log).await?;
+                return Ok(true);
+            }
+            _ => {}
+        }
+        if let Some(live) = &self.grove.config().live {
+            let header = session.req_header();
+            let request = request_of(header);
+            let target = self.grove.target(&request);
+            let handoff = static_edge::handoff(
+                &self.grove,
+                live,
+                Route::parse(header.uri.path()),
+                &request,
+                target.as_ref(),
+                session_cookie(header),
+            )
+            .await;
+            match handoff {
+                Some(Handoff::Reply(reply)) => {
+                    let head = session.req_header().method == http::Method::HEAD;
+                    answer(session, reply, head, log).await?;
+                    return Ok(true);
+                }
+                Some(Handoff::Forward(call)) => {
+                    log.upstream = Some(Upstream::Live(call));
+                    return Ok(false);
+                }
+                None => {}
+            }
+        }
+        let http = &self.grove.config().http;
+        let header = session.req_header();
+        let route = Route::parse(header.uri.path());
+        if route.is_read() && !declared_length(header).is_some_and(|length| length > http.max_request_body_bytes) {
+            return self.read_request(session, log).await;
+        }
+        log.noindex = self
+            .grove
+            .target(&request_of(header))
+            .is_some_and(|target| target.role.noindex());
+        let reply = match route {
+            Route::NodeCall { rest } if session_cookie(header) => {
+                let rest = rest.to_owned();
+                match self.session_node_call(session, &rest).await {
+                    Some(reply) => reply,
+                    None => return self.node_call(session, &rest, log).await,
+                }
+            }
+            Route::NodeCall { rest } => {
+                let rest = rest.to_owned();
+                return self.node_call(session, &rest, log).await;
+            }
+            Route::Auth(auth_route) => {
+                let body = if session.req_header().method == http::Method::POST {
+                    match read_body(session, AUTH_BODY_LIMIT).await {
+                        Ok(body) => Ok(body),
+                        Err(BodyError::TooLarge) => Err(Reply::text(
+                            http::StatusCode::PAYLOAD_TOO_LARGE,
+                            "request body too large",
+                        )),
+                        Err(BodyError::Broken(reply)) => Err(reply),
+                    }
+                } else {
+                    Ok(Bytes::new())
+                };
+                let request = request_of(session.req_header());
+                match (body, self.grove.target(&request)) {
+                    (Err(refusal), _) => refusal,
+                    (Ok(body), Some(target)) => self.grove.auth().handle(auth_route, &request, &target, body).await,
+                    (Ok(_), None) => Reply::unknown(),
+                }
+            }
+            Route::Live => match self.live(session, log.noindex).await? {
+                Some(reply) => reply,
+                None => {
+                    log.status = 200;
+                    return Ok(true);
+                }
+            },
+            Route::PublishCall { rest } => {
+                let rest = rest.to_owned();
+                self.publish_api(session, &rest).await
+            }
+            // A read whose declared body is over the limit.
+            _ => Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+        };
+        let head = session.req_header().method == http::Method::HEAD;
+        answer(session, reply, head, log).await?;
+        Ok(true)
+    }
+
     /// A node call with a bearer handle: checked for size here, then
     /// proxied to the site's node, streamed both ways.
     async fn node_call(&self, session: &mut Session, rest: &str, log: &mut RequestLog) -> Result<bool> {

@@ -64,9 +64,10 @@ pub async fn handoff(
     live: &LiveConfig,
     route: Route<'_>,
     request: &Request<'_>,
+    target: Option<&Target>,
     signed_in: bool,
 ) -> Option<Handoff> {
-    let target = grove.target(request)?;
+    let target = target?;
     let api = match route {
         Route::Auth(_) => false,
         Route::NodeCall { .. } | Route::PublishCall { .. } | Route::Live => true,
