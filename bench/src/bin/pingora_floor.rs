@@ -10,7 +10,10 @@
 //! - `proxy-timeouts`: `proxy` plus grove-proxy's per-request read and
 //!   write timeouts and pipelining.
 //!
-//! Usage: `pingora_floor proxy|proxy-timeouts|app LISTEN BODY_BYTES`
+//! With `TLS_LISTEN CERT KEY`, the same service also listens there with
+//! TLS (rustls, HTTP/2 and HTTP/1.1 by ALPN), as grove-proxy's `[tls]`.
+//!
+//! Usage: `pingora_floor proxy|proxy-timeouts|app LISTEN BODY_BYTES [TLS_LISTEN CERT KEY]`
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use bytes::Bytes;
 use pingora::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
 use pingora::http::ResponseHeader;
 use pingora::listeners::ListenerConfig;
+use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::l4::stream::L4BufferSettings;
@@ -108,11 +112,17 @@ impl HttpServerApp for AppFloor {
     }
 }
 
+const USAGE: &str = "usage: pingora_floor proxy|proxy-timeouts|app LISTEN BODY_BYTES [TLS_LISTEN CERT KEY]";
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [mode, listen, size] = args.as_slice() else {
-        eprintln!("usage: pingora_floor proxy|proxy-timeouts|app LISTEN BODY_BYTES");
-        std::process::exit(2);
+    let (mode, listen, size, tls) = match args.as_slice() {
+        [mode, listen, size] => (mode, listen, size, None),
+        [mode, listen, size, tls_listen, cert, key] => (mode, listen, size, Some((tls_listen, cert, key))),
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
     };
     let prepared = Arc::new(Prepared::new(size.parse().expect("a body size")));
     // As grove-proxy: one worker thread per core.
@@ -123,18 +133,29 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     // As grove-proxy: a write buffer that takes a page and its header in
-    // one send().
-    let listener = || ListenerConfig::tcp(listen).l4_buffer(L4BufferSettings::default().write(32 * 1024));
+    // one send(), on both listeners.
+    let buffers = || L4BufferSettings::default().write(32 * 1024);
+    let mut listeners = vec![ListenerConfig::tcp(listen).l4_buffer(buffers())];
+    if let Some((tls_listen, cert, key)) = tls {
+        // As grove-proxy: rustls, HTTP/2 offered by ALPN.
+        let mut settings = TlsSettings::intermediate(cert, key).expect("TLS settings");
+        settings.enable_h2();
+        listeners.push(ListenerConfig::tcp(tls_listen).tls(settings).l4_buffer(buffers()));
+    }
     match mode.as_str() {
         "proxy" | "proxy-timeouts" => {
             let timeouts = mode == "proxy-timeouts";
             let mut service = pingora::proxy::http_proxy_service(&server.configuration, ProxyFloor(prepared, timeouts));
-            service.add_listener(listener());
+            for listener in listeners {
+                service.add_listener(listener);
+            }
             server.add_service(service);
         }
         "app" => {
             let mut service = Service::new("floor".to_owned(), AppFloor(prepared));
-            service.add_listener(listener());
+            for listener in listeners {
+                service.add_listener(listener);
+            }
             server.add_service(service);
         }
         other => panic!("unknown mode {other}"),
