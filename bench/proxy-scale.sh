@@ -275,22 +275,8 @@ fi
 
 log "generating data"
 mkdir -p "$WORK/plain/assets" "$WORK/nginx/logs"
-# The 5 KB page and 200 KB asset of bench/proxy.sh, byte for byte (its
-# generator, with the length kept as it grows instead of summed each word).
-python3 - "$WORK/plain" <<'PY'
-import os, random, sys
-root = sys.argv[1]
-random.seed(7)
-words = [''.join(random.choice('abcdefghijklmnopqrstuvwxyz') for _ in range(random.randint(2, 9))) for _ in range(2000)]
-def text(size):
-    out, length = [], 0
-    while length < size:
-        out.append(random.choice(words))
-        length += len(out[-1]) + 1
-    return ' '.join(out)[:size]
-open(os.path.join(root, 'page.html'), 'w').write(text(5 * 1024))
-open(os.path.join(root, 'assets', 'app.3f9a1c2e.js'), 'w').write(text(200 * 1024))
-PY
+# The 5 KB page and 200 KB asset of bench/proxy.sh, byte for byte.
+python3 bench/site.py "$WORK/plain"
 chmod -R a+rX "$WORK" # nginx workers run unprivileged
 
 # One nginx for the whole run: the plain site and the docs, each on its port.
