@@ -111,7 +111,7 @@ impl ProxyHttp for GroveProxy {
         }
         let file_request = self.grove.config().live.is_none()
             && Route::parse(header.uri.path()).is_read()
-            && !declared_length(header).is_some_and(|length| length > http.max_request_body_bytes);
+            && within_body_limit(header, http.max_request_body_bytes);
         if file_request {
             self.read_request(session, log).await
         } else {
@@ -297,7 +297,7 @@ impl GroveProxy {
         let http = &self.grove.config().http;
         let header = session.req_header();
         let route = Route::parse(header.uri.path());
-        if route.is_read() && !declared_length(header).is_some_and(|length| length > http.max_request_body_bytes) {
+        if route.is_read() && within_body_limit(header, http.max_request_body_bytes) {
             return self.read_request(session, log).await;
         }
         log.noindex = self
@@ -702,6 +702,11 @@ fn declared_length(header: &RequestHeader) -> Option<u64> {
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok()?.parse::<u64>().ok())
+}
+
+/// Whether the request declares no body larger than `limit`.
+fn within_body_limit(header: &RequestHeader, limit: u64) -> bool {
+    declared_length(header).is_none_or(|length| length <= limit)
 }
 
 fn request_of(header: &RequestHeader) -> Request<'_> {

@@ -83,7 +83,7 @@ pub async fn handoff(
         }
         _ => return None,
     };
-    let origin = live_origin(live, request.host.unwrap_or_default(), &target);
+    let origin = live_origin(live, request.host.unwrap_or_default(), target);
     if api && live.api == LiveApi::Proxy {
         return Some(match forward(&origin).await {
             Ok(call) => Handoff::Forward(call),
