@@ -5,7 +5,10 @@
 //! one loader per key and hands its result to every waiter). Every blob is
 //! verified against its hash before it is cached; a corrupt blob is an error,
 //! never a response. Blobs larger than `max_memory_object` are fetched in
-//! ranges into a disk file and served from there in pieces.
+//! ranges into a disk file and served from there in pieces. A disk file is
+//! hashed again only the first time this process reads it (files a previous
+//! run left are not trusted blindly); re-reading it into memory after the
+//! memory tier evicted it checks its length, not its hash.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,6 +19,7 @@ use bytes::Bytes;
 use grove_core::ContentHash;
 use grove_objects::content::{ContentError, ContentStore};
 use grove_objects::store::{ObjectStore, StoreError};
+use moka::ops::compute::Op;
 use tokio::io::AsyncWriteExt;
 
 use crate::metrics;
@@ -183,7 +187,19 @@ impl BlobCache {
 /// Eviction deletes the file (a reader that has it open keeps reading).
 pub struct DiskCache {
     dir: PathBuf,
-    index: moka::sync::Cache<ContentHash, u64>,
+    index: moka::sync::Cache<ContentHash, DiskEntry>,
+}
+
+/// What the disk cache knows of one of its files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DiskEntry {
+    size: u64,
+    /// This process wrote the file from verified bytes, or has read it back
+    /// whole and matched its hash. A file found at start-up is not trusted
+    /// until its first read hashes it; after that, reading it into memory
+    /// again (the memory tier may evict and re-promote it often when the
+    /// working set outgrows it) costs no SHA-256 over the whole file.
+    verified: bool,
 }
 
 impl DiskCache {
@@ -193,7 +209,7 @@ impl DiskCache {
         let index = moka::sync::Cache::builder()
             // Weighed in KiB so sizes fit moka's u32 weights.
             .max_capacity(max_bytes / 1024)
-            .weigher(|_, size: &u64| u32::try_from(size / 1024 + 1).unwrap_or(u32::MAX))
+            .weigher(|_, entry: &DiskEntry| u32::try_from(entry.size / 1024 + 1).unwrap_or(u32::MAX))
             .eviction_listener({
                 let dir = dir.to_owned();
                 move |hash: Arc<ContentHash>, _, _| {
@@ -213,7 +229,8 @@ impl DiskCache {
                     .to_str()
                     .and_then(|name| name.parse::<ContentHash>().ok())
                 {
-                    index.insert(hash, file.metadata()?.len());
+                    let size = file.metadata()?.len();
+                    index.insert(hash, DiskEntry { size, verified: false });
                 }
             }
         }
@@ -230,16 +247,22 @@ impl DiskCache {
         file_path(&self.dir, hash)
     }
 
-    /// The cached blob of `size` bytes, read into memory (and verified) if
-    /// `into_memory`, else opened. A file of the wrong size is dropped.
+    /// The cached blob of `size` bytes, read into memory if `into_memory`,
+    /// else opened. A file of the wrong size, or one whose first read in
+    /// this process does not match its hash, is dropped.
     async fn get(&self, hash: &ContentHash, size: u64, into_memory: bool) -> Option<CachedBlob> {
-        let indexed = self.index.get(hash)?;
+        let entry = self.index.get(hash)?;
         let path = self.path(hash);
-        let found = if indexed != size {
+        let found = if entry.size != size {
             None
         } else if into_memory {
             match tokio::fs::read(&path).await {
-                Ok(bytes) if ContentHash::of(&bytes) == *hash => Some(CachedBlob::Memory(Bytes::from(bytes))),
+                Ok(bytes) if bytes.len() as u64 == size && (entry.verified || ContentHash::of(&bytes) == *hash) => {
+                    if !entry.verified {
+                        self.mark_verified(hash);
+                    }
+                    Some(CachedBlob::Memory(Bytes::from(bytes)))
+                }
                 _ => None,
             }
         } else {
@@ -260,6 +283,18 @@ impl DiskCache {
         found
     }
 
+    /// Records that `hash`'s file matched its hash, unless it was evicted
+    /// (and its file deleted) meanwhile: that entry is not brought back.
+    fn mark_verified(&self, hash: &ContentHash) {
+        self.index.entry(*hash).and_compute_with(|entry| match entry {
+            Some(entry) => Op::Put(DiskEntry {
+                verified: true,
+                ..entry.into_value()
+            }),
+            None => Op::Nop,
+        });
+    }
+
     async fn temp_file(&self) -> io::Result<(tokio::fs::File, PathBuf)> {
         let path = self.dir.join("tmp").join(format!("{:016x}", rand::random::<u64>()));
         Ok((tokio::fs::File::create(&path).await?, path))
@@ -278,7 +313,7 @@ impl DiskCache {
         let path = self.path(hash);
         tokio::fs::create_dir_all(path.parent().expect("sharded path")).await?;
         tokio::fs::rename(temp, &path).await?;
-        self.index.insert(*hash, size);
+        self.index.insert(*hash, DiskEntry { size, verified: true });
         Ok(())
     }
 }
@@ -324,6 +359,38 @@ mod tests {
                 other => panic!("an indexed blob is unreadable: {other:?}"),
             }
         }
+    }
+
+    /// A file a previous run left is trusted only after its first read
+    /// matches its hash: one corrupted in place (same length) is dropped.
+    #[tokio::test]
+    async fn a_file_from_an_earlier_run_is_hashed_before_it_is_served() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = b"the original".to_vec();
+        let rotten = b"the 0riginal".to_vec();
+        let (good_hash, rotten_hash) = (ContentHash::of(&good), ContentHash::of(&rotten));
+        let disk = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        disk.insert(&good_hash, &good).await.unwrap();
+        disk.insert(&rotten_hash, &rotten).await.unwrap();
+        drop(disk);
+        std::fs::write(file_path(dir.path(), &rotten_hash), &good).unwrap();
+
+        let reopened = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(!reopened.index.get(&good_hash).unwrap().verified);
+        match reopened.get(&good_hash, good.len() as u64, true).await {
+            Some(CachedBlob::Memory(bytes)) => assert_eq!(bytes, good),
+            other => panic!("an intact file is unreadable: {other:?}"),
+        }
+        assert!(
+            reopened.index.get(&good_hash).unwrap().verified,
+            "its first read verified it"
+        );
+        assert!(reopened.get(&rotten_hash, rotten.len() as u64, true).await.is_none());
+        reopened.index.run_pending_tasks();
+        assert!(
+            !file_path(dir.path(), &rotten_hash).exists(),
+            "the corrupt file is deleted"
+        );
     }
 
     #[tokio::test]
