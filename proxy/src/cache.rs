@@ -10,7 +10,7 @@
 //! run left are not trusted blindly); re-reading it into memory after the
 //! memory tier evicted it checks its length, not its hash.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -256,7 +256,7 @@ impl DiskCache {
         let found = if entry.size != size {
             None
         } else if into_memory {
-            match tokio::fs::read(&path).await {
+            match read_whole(path, size).await {
                 Ok(bytes) if bytes.len() as u64 == size && (entry.verified || ContentHash::of(&bytes) == *hash) => {
                     if !entry.verified {
                         self.mark_verified(hash);
@@ -316,6 +316,22 @@ impl DiskCache {
         self.index.insert(*hash, DiskEntry { size, verified: true });
         Ok(())
     }
+}
+
+/// Up to `size + 1` bytes of the file at `path` (one more than expected
+/// shows a file that grew), read on the blocking pool into a buffer made
+/// here. Made here, not there: the buffer lives on in the memory tier and
+/// is freed by a worker thread, and a blocking-pool thread's allocator heap
+/// is abandoned when the thread idles out, so buffers made there would keep
+/// asking the kernel for fresh, zeroed pages.
+async fn read_whole(path: PathBuf, size: u64) -> io::Result<Vec<u8>> {
+    let mut buffer = Vec::with_capacity(usize::try_from(size + 1).unwrap_or(usize::MAX));
+    tokio::task::spawn_blocking(move || {
+        std::fs::File::open(&path)?.take(size + 1).read_to_end(&mut buffer)?;
+        Ok(buffer)
+    })
+    .await
+    .map_err(io::Error::other)?
 }
 
 fn file_path(dir: &Path, hash: &ContentHash) -> PathBuf {
@@ -391,6 +407,20 @@ mod tests {
             !file_path(dir.path(), &rotten_hash).exists(),
             "the corrupt file is deleted"
         );
+    }
+
+    /// A verified entry is re-read on a length check alone, so a file that
+    /// grew past its size (or shrank) is not served either.
+    #[tokio::test]
+    async fn a_verified_entry_whose_file_changed_length_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        let hash = ContentHash::of(b"original");
+        disk.insert(&hash, b"original").await.unwrap();
+        assert!(disk.index.get(&hash).unwrap().verified, "written from verified bytes");
+        std::fs::write(disk.path(&hash), b"original, and then some").unwrap();
+        assert!(disk.get(&hash, 8, true).await.is_none());
+        assert!(disk.index.get(&hash).is_none(), "the entry is dropped");
     }
 
     #[tokio::test]
