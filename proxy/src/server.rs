@@ -769,13 +769,13 @@ pub async fn write_reply(session: &mut Session, reply: Reply, head: bool) -> Res
             while offset < end {
                 let piece_len = (end - offset).min(FILE_PIECE_BYTES);
                 let file = Arc::clone(&file);
-                let piece = tokio::task::spawn_blocking(move || {
-                    let mut piece = vec![0; piece_len as usize];
-                    file.read_exact_at(&mut piece, offset).map(|()| piece)
-                })
-                .await
-                .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?
-                .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?;
+                // Allocated here, not on the blocking pool: see
+                // `cache::read_whole`.
+                let mut piece = vec![0; piece_len as usize];
+                let piece = tokio::task::spawn_blocking(move || file.read_exact_at(&mut piece, offset).map(|()| piece))
+                    .await
+                    .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?
+                    .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?;
                 offset += piece_len;
                 session
                     .write_response_body(Some(Bytes::from(piece)), offset == end)
