@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use crate::app::Grove;
 use crate::auth::Visitor;
 use crate::crawlers;
+use crate::hosts::Target;
 use crate::live;
 use crate::metrics;
 use crate::node::{NodeCall, NodeDirectory};
@@ -113,7 +114,8 @@ impl ProxyHttp for GroveProxy {
             && Route::parse(header.uri.path()).is_read()
             && within_body_limit(header, http.max_request_body_bytes);
         if file_request {
-            self.read_request(session, log).await
+            let target = self.grove.target(&request_of(header));
+            self.read_request(session, log, target).await
         } else {
             // Boxed: the rarer routes' futures are large, and keeping them
             // out of this one saves moving them for every page request.
@@ -229,11 +231,10 @@ impl ProxyHttp for GroveProxy {
 
 impl GroveProxy {
     /// A site file or a read of the host's own namespace, for whoever the
-    /// session cookie (if any) says the visitor is.
-    async fn read_request(&self, session: &mut Session, log: &mut RequestLog) -> Result<bool> {
-        let header = session.req_header();
-        let request = request_of(header);
-        let target = self.grove.target(&request);
+    /// session cookie (if any) says the visitor is. `target` is
+    /// [`Grove::target`] of the request, routed once by the caller.
+    async fn read_request(&self, session: &mut Session, log: &mut RequestLog, target: Option<Target>) -> Result<bool> {
+        let request = request_of(session.req_header());
         log.noindex = target.as_ref().is_some_and(|target| target.role.noindex());
         let mut reply = match self.grove.audience(target.as_ref(), &request).await {
             Ok(audience) => {
@@ -268,10 +269,11 @@ impl GroveProxy {
             }
             _ => {}
         }
+        // Routed once for every step below.
+        let target = self.grove.target(&request_of(session.req_header()));
         if let Some(live) = &self.grove.config().live {
             let header = session.req_header();
             let request = request_of(header);
-            let target = self.grove.target(&request);
             let handoff = static_edge::handoff(
                 &self.grove,
                 live,
@@ -298,12 +300,9 @@ impl GroveProxy {
         let header = session.req_header();
         let route = Route::parse(header.uri.path());
         if route.is_read() && within_body_limit(header, http.max_request_body_bytes) {
-            return self.read_request(session, log).await;
+            return self.read_request(session, log, target).await;
         }
-        log.noindex = self
-            .grove
-            .target(&request_of(header))
-            .is_some_and(|target| target.role.noindex());
+        log.noindex = target.as_ref().is_some_and(|target| target.role.noindex());
         let reply = match route {
             Route::NodeCall { rest } if session_cookie(header) => {
                 let rest = rest.to_owned();
@@ -330,7 +329,7 @@ impl GroveProxy {
                     Ok(Bytes::new())
                 };
                 let request = request_of(session.req_header());
-                match (body, self.grove.target(&request)) {
+                match (body, target) {
                     (Err(refusal), _) => refusal,
                     (Ok(body), Some(target)) => self.grove.auth().handle(auth_route, &request, &target, body).await,
                     (Ok(_), None) => Reply::unknown(),
