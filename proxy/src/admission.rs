@@ -44,9 +44,9 @@ pub struct Limits {
 }
 
 /// Routes each admitted connection to the HTTP/1 or the h2c app.
-pub struct Admission<A> {
-    http1: Arc<A>,
-    h2c: Arc<A>,
+pub struct Admission<H, C> {
+    http1: Arc<H>,
+    h2c: Arc<C>,
     limits: Limits,
     open: Arc<Mutex<Open>>,
 }
@@ -98,9 +98,9 @@ fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
     open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-impl<A> Admission<A> {
+impl<H, C> Admission<H, C> {
     /// `http1` must not look for the h2 preface; `h2c` must.
-    pub fn new(http1: A, h2c: A, limits: Limits) -> Self {
+    pub fn new(http1: H, h2c: C, limits: Limits) -> Self {
         Self {
             http1: Arc::new(http1),
             h2c: Arc::new(h2c),
@@ -158,7 +158,11 @@ enum FirstBytes {
 }
 
 #[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for Admission<A> {
+impl<H, C> ServerApp for Admission<H, C>
+where
+    H: ServerApp + Send + Sync + 'static,
+    C: ServerApp + Send + Sync + 'static,
+{
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
         let client = stream
             .get_socket_digest()

@@ -18,6 +18,7 @@ mod demo;
 mod deploy_recipes;
 mod edges;
 mod egress;
+mod front;
 mod hosts;
 mod live;
 mod metrics;
@@ -167,16 +168,16 @@ fn main() -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(opt, server_conf);
     server.bootstrap();
 
-    // Two apps over one proxy: Admission hands each plaintext connection to
-    // the one its first bytes call for (see admission.rs).
+    // Admission hands each plaintext connection to the app its first bytes
+    // call for (see admission.rs): HTTP/1 to the front, which answers plain
+    // reads itself and passes the rest to the proxy (see front.rs); h2c to
+    // the proxy.
+    let proxy = || server::GroveProxy {
+        grove: Arc::clone(&grove),
+        nodes: nodes.clone(),
+    };
     let app = |h2c: bool| {
-        let mut app = pingora::proxy::http_proxy(
-            &server.configuration,
-            server::GroveProxy {
-                grove: Arc::clone(&grove),
-                nodes: nodes.clone(),
-            },
-        );
+        let mut app = pingora::proxy::http_proxy(&server.configuration, proxy());
         let mut options = HttpServerOptions::default();
         options.h2c = h2c;
         app.server_options = Some(options);
@@ -189,7 +190,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut public = Service::new(
         "grove".to_owned(),
-        admission::Admission::new(app(false), app(true), limits),
+        admission::Admission::new(front::Front::new(proxy(), app(false)), app(true), limits),
     );
     // A write buffer large enough for a page and its header makes most
     // responses one send(); Pingora's default (1460 bytes) sends the header

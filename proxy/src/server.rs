@@ -7,12 +7,16 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::http::server::ReusableHttpStream;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use std::os::unix::fs::FileExt;
 
 use crate::app::Grove;
 use crate::auth::Visitor;
+use crate::config::HttpConfig;
 use crate::crawlers;
 use crate::hosts::Target;
 use crate::live;
@@ -59,12 +63,9 @@ pub struct RequestLog {
     noindex: bool,
 }
 
-#[async_trait]
-impl ProxyHttp for GroveProxy {
-    type CTX = RequestLog;
-
-    fn new_ctx(&self) -> Self::CTX {
-        RequestLog {
+impl RequestLog {
+    fn new() -> Self {
+        Self {
             started: Instant::now(),
             status: 0,
             bytes: 0,
@@ -73,49 +74,32 @@ impl ProxyHttp for GroveProxy {
             noindex: false,
         }
     }
+}
 
-    /// Every request is answered here, except storage node calls, which go
-    /// upstream.
+#[async_trait]
+impl ProxyHttp for GroveProxy {
+    type CTX = RequestLog;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestLog::new()
+    }
+
+    /// None: grove compresses its replies itself, and Pingora's default
+    /// (a disabled compression module) would only cost every request a
+    /// module context and its filter calls.
+    fn init_downstream_modules(&self, _modules: &mut HttpModules) {}
+
+    /// Every request is answered here, except storage node calls and a
+    /// static edge's forwards, which go upstream. On HTTP/1, [`crate::front`]
+    /// answers plain reads itself and sends only the rest here.
     async fn request_filter(&self, session: &mut Session, log: &mut Self::CTX) -> Result<bool> {
         let http = &self.grove.config().http;
-        session.set_keepalive(Some(http.keepalive_secs));
-        // HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests that arrive before
-        // the previous response is done are answered in order, as nginx does,
-        // instead of the connection being closed on them.
-        session.set_pipelining_enabled(true);
-        session.set_read_timeout(Some(Duration::from_secs(http.read_timeout_secs)));
-        session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
-
-        if header_bytes(session) > http.max_header_bytes {
-            // Pingora has read it (up to its own bound); refuse to act on it,
-            // and read nothing more from this client.
-            session.set_keepalive(None);
-            let reply = Reply::text(
-                http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                &format!("the request header is larger than {} bytes", http.max_header_bytes),
-            );
-            log.status = reply.status.as_u16();
-            log.bytes = write_reply(session, reply, false).await?;
+        if let Some(refusal) = prepare(session, http) {
+            answer(session, refusal, false, log).await?;
             return Ok(true);
         }
-        let header = session.req_header();
-        if header.version == http::Version::HTTP_11
-            && header.uri.authority().is_none()
-            && !header.headers.contains_key(http::header::HOST)
-        {
-            // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
-            session.set_keepalive(None);
-            let reply = Reply::text(http::StatusCode::BAD_REQUEST, "an HTTP/1.1 request needs a Host header");
-            log.status = reply.status.as_u16();
-            log.bytes = write_reply(session, reply, false).await?;
-            return Ok(true);
-        }
-        let file_request = self.grove.config().live.is_none()
-            && Route::parse(header.uri.path()).is_read()
-            && within_body_limit(header, http.max_request_body_bytes);
-        if file_request {
-            let target = self.grove.target(&request_of(header));
-            self.read_request(session, log, target).await
+        if self.grove.config().live.is_none() && Route::parse(session.req_header().uri.path()).is_read() {
+            self.read_route(session, log).await
         } else {
             // Boxed: the rarer routes' futures are large, and keeping them
             // out of this one saves moving them for every page request.
@@ -206,34 +190,93 @@ impl ProxyHttp for GroveProxy {
             // Proxied: Pingora wrote the body, not `write_reply`.
             log.bytes = session.body_bytes_sent() as u64;
         }
-        metrics::count_request(log.status);
-        metrics::RESPONSE_BYTES.inc_by(log.bytes);
-        if let Some((site, version)) = &log.served {
-            metrics::SITE_VERSION
-                .with_label_values(&[site.as_str()])
-                .set(i64::try_from(*version).unwrap_or(i64::MAX));
-        }
-        let request = session.req_header();
-        tracing::info!(
-            target: "grove::access",
-            method = %request.method,
-            host = request.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("-"),
-            path = %request.uri.path(),
-            status = log.status,
-            bytes = log.bytes,
-            ms = log.started.elapsed().as_secs_f64() * 1000.0,
-            site = log.served.as_ref().map_or("-", |(site, _)| site.as_str()),
-            version = log.served.as_ref().map_or(0, |(_, version)| *version),
-            error = error.map(|e| e.to_string()),
-        );
+        log_access(session.req_header(), log, error);
     }
 }
 
+/// Counts a finished request and writes its access log line.
+fn log_access(request: &RequestHeader, log: &RequestLog, error: Option<&pingora::Error>) {
+    metrics::count_request(log.status);
+    metrics::RESPONSE_BYTES.inc_by(log.bytes);
+    if let Some((site, version)) = &log.served {
+        metrics::SITE_VERSION
+            .with_label_values(&[site.as_str()])
+            .set(i64::try_from(*version).unwrap_or(i64::MAX));
+    }
+    tracing::info!(
+        target: "grove::access",
+        method = %request.method,
+        host = request.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("-"),
+        path = %request.uri.path(),
+        status = log.status,
+        bytes = log.bytes,
+        ms = log.started.elapsed().as_secs_f64() * 1000.0,
+        site = log.served.as_ref().map_or("-", |(site, _)| site.as_str()),
+        version = log.served.as_ref().map_or(0, |(_, version)| *version),
+        error = error.map(|e| e.to_string()),
+    );
+}
+
 impl GroveProxy {
+    /// An HTTP/1 request [`crate::front`] found on a read route, answered
+    /// on the session itself instead of through Pingora's proxy: this skips
+    /// the proxy's per-request state (the largest single cost of a small
+    /// page). Returns the connection when it may serve another request.
+    pub async fn serve_read(&self, mut session: ServerSession, shutting_down: bool) -> Option<ReusableHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(error) => {
+                // As Pingora's proxy: a header it cannot parse gets a 400,
+                // anything else means the connection is gone.
+                if matches!(error.etype(), ErrorType::InvalidHTTPHeader) {
+                    let _ = session.respond_error(400).await;
+                }
+                session.shutdown().await;
+                return None;
+            }
+        }
+        let mut log = RequestLog::new();
+        let http = &self.grove.config().http;
+        let result = match prepare(&mut session, http) {
+            Some(refusal) => answer(&mut session, refusal, false, &mut log).await,
+            None => {
+                if shutting_down {
+                    session.set_keepalive(None);
+                }
+                self.read_route(&mut session, &mut log).await.map(|_| ())
+            }
+        };
+        log_access(session.req_header(), &log, result.as_ref().err().map(|error| &**error));
+        if result.is_err() {
+            session.shutdown().await;
+            return None;
+        }
+        session.finish().await.ok().flatten()
+    }
+
+    /// A request on a read route: answered as a read, or refused when it
+    /// declares a body larger than any route takes.
+    async fn read_route(&self, session: &mut ServerSession, log: &mut RequestLog) -> Result<bool> {
+        let target = self.grove.target(&request_of(session.req_header()));
+        let max_body = self.grove.config().http.max_request_body_bytes;
+        if within_body_limit(session.req_header(), max_body) {
+            return self.read_request(session, log, target).await;
+        }
+        log.noindex = target.as_ref().is_some_and(|target| target.role.noindex());
+        answer(session, body_too_large(), false, log).await?;
+        Ok(true)
+    }
+
     /// A site file or a read of the host's own namespace, for whoever the
     /// session cookie (if any) says the visitor is. `target` is
     /// [`Grove::target`] of the request, routed once by the caller.
-    async fn read_request(&self, session: &mut Session, log: &mut RequestLog, target: Option<Target>) -> Result<bool> {
+    async fn read_request(
+        &self,
+        session: &mut ServerSession,
+        log: &mut RequestLog,
+        target: Option<Target>,
+    ) -> Result<bool> {
         let request = request_of(session.req_header());
         log.noindex = target.as_ref().is_some_and(|target| target.role.noindex());
         let mut reply = match self.grove.audience(target.as_ref(), &request).await {
@@ -347,7 +390,7 @@ impl GroveProxy {
                 self.publish_api(session, &rest).await
             }
             // A read whose declared body is over the limit.
-            _ => Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
+            _ => body_too_large(),
         };
         let head = session.req_header().method == http::Method::HEAD;
         answer(session, reply, head, log).await?;
@@ -627,6 +670,48 @@ impl GroveProxy {
     }
 }
 
+/// Sets what every request's connection gets (keep-alive, pipelining,
+/// timeouts), and refuses a request no route may act on: one whose header
+/// is over the limit, or an HTTP/1.1 request without a Host. A refused
+/// connection is not reused.
+fn prepare(session: &mut ServerSession, http: &HttpConfig) -> Option<Reply> {
+    session.set_keepalive(Some(http.keepalive_secs));
+    // HTTP/1.1 pipelining (RFC 9112 §9.3.2): requests that arrive before
+    // the previous response is done are answered in order, as nginx does,
+    // instead of the connection being closed on them.
+    if let ServerSession::H1(http1) = session {
+        http1.set_pipelining_enabled(true);
+    }
+    session.set_read_timeout(Some(Duration::from_secs(http.read_timeout_secs)));
+    session.set_write_timeout(Some(Duration::from_secs(http.write_timeout_secs)));
+    if header_bytes(session) > http.max_header_bytes {
+        // Pingora has read it (up to its own bound); refuse to act on it,
+        // and read nothing more from this client.
+        session.set_keepalive(None);
+        return Some(Reply::text(
+            http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            &format!("the request header is larger than {} bytes", http.max_header_bytes),
+        ));
+    }
+    let header = session.req_header();
+    if header.version == http::Version::HTTP_11
+        && header.uri.authority().is_none()
+        && !header.headers.contains_key(http::header::HOST)
+    {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
+        session.set_keepalive(None);
+        return Some(Reply::text(
+            http::StatusCode::BAD_REQUEST,
+            "an HTTP/1.1 request needs a Host header",
+        ));
+    }
+    None
+}
+
+fn body_too_large() -> Reply {
+    Reply::text(http::StatusCode::PAYLOAD_TOO_LARGE, "request body too large")
+}
+
 /// Why a request body was not read.
 enum BodyError {
     TooLarge,
@@ -670,8 +755,8 @@ async fn read_body(session: &mut Session, limit: u64) -> std::result::Result<Byt
 
 /// The size of a request header as sent: HTTP/1's own bytes, or HTTP/2's
 /// request line and fields as decoded.
-fn header_bytes(session: &Session) -> usize {
-    if let Some(http1) = session.as_downstream().as_http1() {
+fn header_bytes(session: &ServerSession) -> usize {
+    if let Some(http1) = session.as_http1() {
         return http1.get_headers_raw_bytes().len();
     }
     let header = session.req_header();
@@ -726,7 +811,7 @@ fn request_of(header: &RequestHeader) -> Request<'_> {
 
 /// Writes the reply to a request, with the headers every reply on its host
 /// carries, and logs its status and size.
-async fn answer(session: &mut Session, mut reply: Reply, head: bool, log: &mut RequestLog) -> Result<()> {
+async fn answer(session: &mut ServerSession, mut reply: Reply, head: bool, log: &mut RequestLog) -> Result<()> {
     if log.noindex {
         reply.set(
             http::header::HeaderName::from_static(crawlers::ROBOTS_TAG),
@@ -739,7 +824,7 @@ async fn answer(session: &mut Session, mut reply: Reply, head: bool, log: &mut R
 }
 
 /// Writes a reply; returns the body bytes sent.
-pub async fn write_reply(session: &mut Session, reply: Reply, head: bool) -> Result<u64> {
+pub async fn write_reply(session: &mut ServerSession, reply: Reply, head: bool) -> Result<u64> {
     let length = reply.body.len();
     let bodiless = head || reply.status == http::StatusCode::NOT_MODIFIED;
     // The reply's header map becomes the response header as it is: no
@@ -754,14 +839,13 @@ pub async fn write_reply(session: &mut Session, reply: Reply, head: bool) -> Res
             .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(length));
     }
     let header = ResponseHeader::from(parts);
+    session.write_response_header(Box::new(header)).await?;
     if bodiless || length == 0 {
-        session.write_response_header(Box::new(header), true).await?;
         return Ok(0);
     }
-    session.write_response_header(Box::new(header), false).await?;
     match reply.body {
         Body::Empty => unreachable!("empty bodies end with the header"),
-        Body::Bytes(bytes) => session.write_response_body(Some(bytes), true).await?,
+        Body::Bytes(bytes) => session.write_response_body(bytes, true).await?,
         Body::File { file, start, len } => {
             let mut offset = start;
             let end = start + len;
@@ -776,9 +860,7 @@ pub async fn write_reply(session: &mut Session, reply: Reply, head: bool) -> Res
                     .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?
                     .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?;
                 offset += piece_len;
-                session
-                    .write_response_body(Some(Bytes::from(piece)), offset == end)
-                    .await?;
+                session.write_response_body(Bytes::from(piece), offset == end).await?;
             }
         }
     }

@@ -600,3 +600,85 @@ async fn pipelined_requests_are_all_answered_in_order() {
     let third = replies.find("third").unwrap();
     assert!(first < second && second < third, "answered out of order: {replies}");
 }
+
+/// Sends `requests` on one connection in one write and reads every reply
+/// until the server closes it.
+fn exchange_on_one_connection(addr: std::net::SocketAddr, requests: &[&str]) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(requests.concat().as_bytes()).unwrap();
+    let mut replies = String::new();
+    stream.read_to_string(&mut replies).unwrap();
+    replies
+}
+
+fn statuses(replies: &str) -> Vec<&str> {
+    replies
+        .match_indices("HTTP/1.1 ")
+        .map(|(at, _)| &replies[at + 9..at + 12])
+        .collect()
+}
+
+#[tokio::test]
+async fn reads_and_other_routes_share_a_connection_in_order() {
+    // Reads are answered by the front, the rest by the proxy behind it:
+    // a connection that mixes them gets every answer, in order, and the
+    // body of a refused call is not taken for a request.
+    let proxy = Proxy::start("");
+    let dir = site_dir(&[("a.html", "first"), ("b.html", "second")]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let replies = exchange_on_one_connection(
+        proxy.addr,
+        &[
+            "GET /a.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+            "GET /_grove/health HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+            "POST /_grove/api/v1/write HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: 22\r\n\r\nGET /b.html HTTP/1.1\r\n",
+            "GET /b.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+            "GET /a.html HTTP/1.1\r\nHost: demo.localhost\r\nConnection: close\r\n\r\n",
+        ],
+    );
+    assert_eq!(statuses(&replies), ["200", "200", "401", "200", "200"], "{replies}");
+    let first = replies.find("first").unwrap();
+    let ok = replies.find("\r\n\r\nok").unwrap();
+    let second = replies.find("second").unwrap();
+    let again = replies.rfind("first").unwrap();
+    assert!(
+        first < ok && ok < second && second < again,
+        "answered out of order: {replies}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_line_that_arrives_in_pieces_is_answered() {
+    use std::io::{Read, Write};
+    let proxy = Proxy::start("");
+    let dir = site_dir(&[("a.html", "first")]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    for (head, tail) in [
+        // The line cut before its end: the front waits for the rest.
+        (
+            "GET /a.ht",
+            "ml HTTP/1.1\r\nHost: demo.localhost\r\nConnection: close\r\n\r\n",
+        ),
+        // The line whole, the header cut: Pingora reads the rest.
+        (
+            "GET /a.html HTTP/1.1\r\nHo",
+            "st: demo.localhost\r\nConnection: close\r\n\r\n",
+        ),
+    ] {
+        let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        stream.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        stream.write_all(tail.as_bytes()).unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert_eq!(statuses(&reply), ["200"], "{head:?}: {reply}");
+        assert!(reply.ends_with("first"), "{head:?}: {reply}");
+    }
+}
