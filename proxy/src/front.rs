@@ -16,21 +16,24 @@
 //! connection has gone to the proxy, its later requests stay there: the
 //! proxy keeps any bytes it read past its request in a form only a new
 //! session can take.
+//!
+//! HTTP/2 streams arrive with their header already read, so [`Streams`]
+//! makes the same choice per stream without reading anything.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
-use pingora::apps::{HttpServerApp, ServerApp};
+use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::http::v1::server::HttpSession as Http1Session;
+use pingora::protocols::http::v2::server::H2Options;
 use pingora::protocols::{ALPN, Stream};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::AsyncReadExt;
 
-use crate::route::Route;
 use crate::server::GroveProxy;
 
 /// The most bytes read while looking for the end of a request line; a
@@ -39,10 +42,10 @@ const REQUEST_LINE_BYTES: usize = 8 * 1024;
 /// The first read of a request's bytes, as Pingora's own.
 const READ_BYTES: usize = 4 * 1024;
 
-/// Dispatches each HTTP/1 request to the lean read path or to the proxy.
+/// Dispatches each HTTP/1 request to the lean read path or to the proxy,
+/// and HTTP/2 connections to [`Streams`].
 pub struct Front {
-    reads: GroveProxy,
-    proxy: Arc<HttpProxy<GroveProxy>>,
+    streams: Arc<Streams>,
     /// How long a new connection may take to send its first request.
     first_request: Duration,
     /// How long an idle kept-alive connection waits for its next one.
@@ -50,13 +53,12 @@ pub struct Front {
 }
 
 impl Front {
-    pub fn new(reads: GroveProxy, proxy: HttpProxy<GroveProxy>) -> Self {
-        let http = &reads.grove.config().http;
+    pub fn new(streams: Streams) -> Self {
+        let http = &streams.reads.grove.config().http;
         let first_request = Duration::from_secs(http.first_request_timeout_secs.max(1));
         let keepalive = Duration::from_secs(http.keepalive_secs.max(1));
         Self {
-            reads,
-            proxy: Arc::new(proxy),
+            streams: Arc::new(streams),
             first_request,
             keepalive,
         }
@@ -73,13 +75,14 @@ impl Front {
         // As Pingora's own loop for a new connection.
         let shutting_down = *shutdown.borrow();
         session.set_keepalive(if shutting_down { None } else { Some(60) });
-        let mut reused = self.proxy.process_new_http(session, shutdown).await;
+        let proxy = &self.streams.proxy;
+        let mut reused = proxy.process_new_http(session, shutdown).await;
         while let Some((stream, settings)) = reused.map(|reused| reused.consume()) {
             let mut session = ServerSession::new_http1(stream);
             if let Some(settings) = settings {
                 settings.apply_to_session(&mut session);
             }
-            reused = self.proxy.process_new_http(session, shutdown).await;
+            reused = proxy.process_new_http(session, shutdown).await;
         }
         None
     }
@@ -88,8 +91,13 @@ impl Front {
 #[async_trait]
 impl ServerApp for Front {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if self.reads.grove.config().live.is_some() || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return self.proxy.process_new(stream, shutdown).await;
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return self.streams.process_new(stream, shutdown).await;
+        }
+        let reads = &self.streams.reads;
+        if reads.grove.config().live.is_some() {
+            // A static edge: any request may be handed off.
+            return self.proxy_from(stream, BytesMut::new(), shutdown).await;
         }
         let mut stream = stream;
         let mut prefix = BytesMut::new();
@@ -108,14 +116,14 @@ impl ServerApp for Front {
             };
             let lean = line
                 .flatten()
-                .is_some_and(|line| line.path().is_some_and(|path| Route::parse(path).is_read()));
+                .is_some_and(|line| line.path().is_some_and(|path| reads.answers_as_read(path)));
             if !lean {
                 return self.proxy_from(stream, prefix, shutdown).await;
             }
             let mut http1 = Http1Session::new(stream);
             http1.set_pipelined_prefix(prefix);
             let shutting_down = *shutdown.borrow();
-            let reusable = self.reads.serve_read(ServerSession::H1(http1), shutting_down).await?;
+            let reusable = reads.serve_read(ServerSession::H1(http1), shutting_down).await?;
             let (next, pipelined) = reusable.into_parts();
             stream = next;
             prefix = pipelined.unwrap_or_default();
@@ -124,7 +132,52 @@ impl ServerApp for Front {
     }
 
     async fn cleanup(&self) {
-        self.proxy.cleanup().await;
+        self.streams.http_cleanup().await;
+    }
+}
+
+/// Dispatches each HTTP/2 stream to the lean read path or to the proxy.
+pub struct Streams {
+    reads: GroveProxy,
+    proxy: Arc<HttpProxy<GroveProxy>>,
+}
+
+impl Streams {
+    pub fn new(reads: GroveProxy, proxy: HttpProxy<GroveProxy>) -> Self {
+        Self {
+            reads,
+            proxy: Arc::new(proxy),
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for Streams {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        // An HTTP/1 session here (an h2c connection whose preface did not
+        // match after all) has not been read: the proxy reads it.
+        if session.is_http2() && self.reads.answers_as_read(session.req_header().uri.path()) {
+            let shutting_down = *shutdown.borrow();
+            self.reads.serve_read(session, shutting_down).await;
+            return None;
+        }
+        self.proxy.process_new_http(session, shutdown).await
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.proxy.h2_options()
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.proxy.server_options()
+    }
+
+    async fn http_cleanup(&self) {
+        self.proxy.http_cleanup().await;
     }
 }
 

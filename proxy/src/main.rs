@@ -171,7 +171,7 @@ fn main() -> anyhow::Result<()> {
     // Admission hands each plaintext connection to the app its first bytes
     // call for (see admission.rs): HTTP/1 to the front, which answers plain
     // reads itself and passes the rest to the proxy (see front.rs); h2c to
-    // the proxy.
+    // the same choice per stream.
     let proxy = || server::GroveProxy {
         grove: Arc::clone(&grove),
         nodes: nodes.clone(),
@@ -190,7 +190,11 @@ fn main() -> anyhow::Result<()> {
     };
     let mut public = Service::new(
         "grove".to_owned(),
-        admission::Admission::new(front::Front::new(proxy(), app(false)), app(true), limits),
+        admission::Admission::new(
+            front::Front::new(front::Streams::new(proxy(), app(false))),
+            front::Streams::new(proxy(), app(true)),
+            limits,
+        ),
     );
     // A write buffer large enough for a page and its header makes most
     // responses one send(); Pingora's default (1460 bytes) sends the header

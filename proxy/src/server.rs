@@ -98,7 +98,7 @@ impl ProxyHttp for GroveProxy {
             answer(session, refusal, false, log).await?;
             return Ok(true);
         }
-        if self.grove.config().live.is_none() && Route::parse(session.req_header().uri.path()).is_read() {
+        if self.answers_as_read(session.req_header().uri.path()) {
             self.read_route(session, log).await
         } else {
             // Boxed: the rarer routes' futures are large, and keeping them
@@ -218,10 +218,18 @@ fn log_access(request: &RequestHeader, log: &RequestLog, error: Option<&pingora:
 }
 
 impl GroveProxy {
-    /// An HTTP/1 request [`crate::front`] found on a read route, answered
+    /// Whether a request for `path` is a plain read: a read route, on a
+    /// full edge (a static edge may hand any request off to the live
+    /// edges).
+    pub fn answers_as_read(&self, path: &str) -> bool {
+        self.grove.config().live.is_none() && Route::parse(path).is_read()
+    }
+
+    /// A request [`crate::front`] found on a read route, answered
     /// on the session itself instead of through Pingora's proxy: this skips
     /// the proxy's per-request state (the largest single cost of a small
-    /// page). Returns the connection when it may serve another request.
+    /// page). Returns an HTTP/1 connection when it may serve another
+    /// request.
     pub async fn serve_read(&self, mut session: ServerSession, shutting_down: bool) -> Option<ReusableHttpStream> {
         match session.read_request().await {
             Ok(true) => {}

@@ -69,6 +69,27 @@ async fn routes_by_host_over_http1_and_http2() {
         .unwrap()
         .version();
     assert_eq!(version, reqwest::Version::HTTP_2);
+    // On one HTTP/2 connection, reads (answered by the front) and other
+    // routes (by the proxy) interleave.
+    let h2 = proxy.h2_client(HOSTS);
+    for _ in 0..3 {
+        let (page, health, call) = tokio::join!(
+            h2.get(proxy.url("demo.localhost", "/")).send(),
+            h2.get(proxy.url("demo.localhost", "/_grove/health")).send(),
+            h2.post(proxy.url("demo.localhost", "/_grove/api/v1/write"))
+                .body("{}")
+                .send(),
+        );
+        let (page, health, call) = (page.unwrap(), health.unwrap(), call.unwrap());
+        assert_eq!(page.version(), reqwest::Version::HTTP_2);
+        assert_eq!(page.text().await.unwrap(), "<h1>home</h1>");
+        assert_eq!(health.text().await.unwrap(), "ok\n");
+        assert_eq!(
+            call.status(),
+            StatusCode::UNAUTHORIZED,
+            "a node call without a bearer handle"
+        );
+    }
 }
 
 #[tokio::test]
