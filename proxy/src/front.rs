@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::BytesMut;
+use futures::FutureExt;
 use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora::prelude::fast_timeout::fast_timeout;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::http::v1::server::HttpSession as Http1Session;
 use pingora::protocols::http::v2::server::H2Options;
@@ -102,6 +104,9 @@ impl ServerApp for Front {
         let mut stream = stream;
         let mut prefix = BytesMut::new();
         let mut wait = self.first_request;
+        // This connection's own receiver: watched only while it idles.
+        let stopping_at_start = *shutdown.borrow();
+        let mut watch = shutdown.clone();
         loop {
             let line = loop {
                 if let Some(line) = request_line(&prefix) {
@@ -110,7 +115,7 @@ impl ServerApp for Front {
                 if prefix.len() >= REQUEST_LINE_BYTES {
                     break None;
                 }
-                if !read_more(&mut stream, &mut prefix, wait, shutdown).await {
+                if !read_more(&mut stream, &mut prefix, wait, &mut watch).await {
                     return None;
                 }
             };
@@ -122,7 +127,7 @@ impl ServerApp for Front {
             }
             let mut http1 = Http1Session::new(stream);
             http1.set_pipelined_prefix(prefix);
-            let shutting_down = *shutdown.borrow();
+            let shutting_down = stopping_at_start || shutting_down(&watch);
             let reusable = reads.serve_read(ServerSession::H1(http1), shutting_down).await?;
             let (next, pipelined) = reusable.into_parts();
             stream = next;
@@ -182,20 +187,31 @@ impl HttpServerApp for Streams {
 }
 
 /// Reads more of the connection into `buffer`; false when the client closed
-/// it, it failed, it stayed idle for `wait`, or the server is shutting down.
-async fn read_more(stream: &mut Stream, buffer: &mut BytesMut, wait: Duration, shutdown: &ShutdownWatch) -> bool {
-    if *shutdown.borrow() && buffer.is_empty() {
-        // Between requests: no new one starts while the server stops.
+/// it, it failed, it stayed idle for `wait`, or the server began shutting
+/// down (seen by `shutdown`, this connection's own receiver) while it waited
+/// between requests.
+async fn read_more(stream: &mut Stream, buffer: &mut BytesMut, wait: Duration, shutdown: &mut ShutdownWatch) -> bool {
+    buffer.reserve(READ_BYTES);
+    // Under load the next request is often here already: read it without
+    // arming a timer or watching for shutdown, which costs shared state.
+    if let Some(read) = stream.read_buf(buffer).now_or_never() {
+        return matches!(read, Ok(read) if read > 0);
+    }
+    let between_requests = buffer.is_empty();
+    if between_requests && shutting_down(shutdown) {
         return false;
     }
-    buffer.reserve(READ_BYTES);
-    let mut shutdown = shutdown.clone();
     tokio::select! {
         biased;
-        read = stream.read_buf(buffer) => matches!(read, Ok(read) if read > 0),
-        () = tokio::time::sleep(wait) => false,
-        _ = shutdown.changed(), if buffer.is_empty() => false,
+        read = fast_timeout(wait, stream.read_buf(buffer)) => matches!(read, Ok(Ok(read)) if read > 0),
+        _ = shutdown.changed(), if between_requests => false,
     }
+}
+
+/// Whether the server has begun shutting down since `shutdown` was made
+/// (an atomic load: no lock, unlike reading the value).
+fn shutting_down(shutdown: &ShutdownWatch) -> bool {
+    shutdown.has_changed().unwrap_or(true)
 }
 
 /// An HTTP/1 request line, as far as the dispatch needs it.

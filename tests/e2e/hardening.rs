@@ -208,3 +208,34 @@ fn at_the_total_cap_the_longest_idle_connection_makes_room() {
     }
     assert_eq!(shed, 1, "one idle connection made room");
 }
+
+#[test]
+fn a_kept_alive_connection_is_closed_once_idle_for_the_keepalive_time() {
+    let host = Host::local("[http]\nkeepalive_secs = 1\n");
+    let mut stream = TcpStream::connect(host.proxy.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: demo.localhost\r\n\r\n")
+        .unwrap();
+    let mut reply = [0u8; 16 * 1024];
+    let read = stream.read(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply[..read]);
+    assert!(status_of(&reply).is_some(), "{reply}");
+    assert!(reply.to_ascii_lowercase().contains("connection: keep-alive"), "{reply}");
+    // Whatever is left of the body, then the close, well before the
+    // client's own 10 s timeout.
+    let started = Instant::now();
+    let mut rest = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut rest) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(error) => panic!("not closed after {:?}: {error}", started.elapsed()),
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed after {:?}",
+        started.elapsed()
+    );
+}
