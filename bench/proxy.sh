@@ -33,6 +33,10 @@
 #   SKIP_SWS=1          static-web-server missing: leave it out instead of
 #                       installing it with cargo
 #   PORT_BASE=28100     first of the 13 loopback ports the servers listen on
+#   PIN=1               the load generator on CPU 0 and every server on the
+#                       others (taskset), each server sized to those: without
+#                       it they share every CPU, and how much of it wrk takes
+#                       from each server varies from run to run
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
@@ -42,6 +46,22 @@ ROUNDS="${ROUNDS:-3}"
 # Enough to fill every cache (grove's compressed copy, the page cache) and
 # open the connections before anything is measured.
 WARMUP_SECONDS=$((SECONDS_PER_RUN < 3 ? SECONDS_PER_RUN : 3))
+CPUS="$(nproc)"
+SERVER_CPUS=""
+LOAD_CPUS=""
+SERVER_CPU_COUNT="$CPUS"
+if [ -n "${PIN:-}" ]; then
+    [ "$CPUS" -ge 2 ] || { echo "PIN=1 needs at least 2 CPUs" >&2 && exit 2; }
+    LOAD_CPUS=0
+    SERVER_CPUS="1-$((CPUS - 1))"
+    SERVER_CPU_COUNT=$((CPUS - 1))
+fi
+# Runs a command on the given CPUs (a taskset list), or anywhere when empty.
+on_cpus() { # cpus command...
+    local cpus=$1
+    shift
+    if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
 case "${ONLY:-}" in
     "") TRANSPORTS=(plain tls h2) ;;
     plain | tls | h2) TRANSPORTS=("$ONLY") ;;
@@ -143,7 +163,7 @@ trap 'exit 130' INT TERM
 start() { # name command...: a server in the background, its output in $WORK/name.log
     local name=$1
     shift
-    "$@" >"$WORK/$name.log" 2>&1 &
+    on_cpus "$SERVER_CPUS" "$@" >"$WORK/$name.log" 2>&1 &
     PIDS+=("$!")
 }
 
@@ -182,7 +202,7 @@ make_certificate() {
 nginx_conf() {
     mkdir -p "$WORK/nginx"
     cat >"$WORK/nginx/nginx.conf" <<CONF
-worker_processes 2;
+worker_processes $SERVER_CPU_COUNT;
 daemon off;
 pid $WORK/nginx/nginx.pid;
 error_log $WORK/nginx/error.log warn;
@@ -464,7 +484,7 @@ load_wrk() { # transport port path seconds [header...]: prints "req/s p50-ms p99
     for header in "$@"; do args+=(-H "$header"); done
     [ -n "${CLOSE:-}" ] && args+=(-H 'Connection: close')
     [ "$transport" = tls ] && scheme=https
-    wrk "${args[@]}" "$scheme://127.0.0.1:$port$path" | awk '
+    on_cpus "$LOAD_CPUS" wrk "${args[@]}" "$scheme://127.0.0.1:$port$path" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
         /^Requests\/sec/ { rps = $2 }
         $1 == "50%" { p50 = ms($2) }
@@ -483,7 +503,7 @@ load_h2() { # port path seconds [header...]: prints "req/s mean-ms max-ms errors
     shift 3
     local args=(-t1 -c64 -m10 -D "$seconds" --connect-to="127.0.0.1:$port")
     for header in "$@"; do args+=(-H "$header"); done
-    h2load "${args[@]}" "https://$HOST:$port$path" | awk '
+    on_cpus "$LOAD_CPUS" h2load "${args[@]}" "https://$HOST:$port$path" | awk '
         function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; return v * 1000 }
         /^finished in/ { rps = $4 }
         /^requests:/ { errors += $10 + $12 + $14 }
@@ -561,9 +581,9 @@ for round in $(seq "$ROUNDS"); do
     done
 done
 
-python3 - "$WORK/results" "$SECONDS_PER_RUN" "${CLOSE:-}" <<'PY'
+python3 - "$WORK/results" "$SECONDS_PER_RUN" "${CLOSE:-}" "$SERVER_CPUS" <<'PY'
 import statistics, sys
-results, seconds, close = sys.argv[1:]
+results, seconds, close, server_cpus = sys.argv[1:]
 runs = {}
 for line in open(results):
     transport, request, server, rps, a, b, errors = line.split()
@@ -585,7 +605,8 @@ for transport in ["plain", "tls", "h2"]:
         continue
     rounds = max(len(v) for v in cells.values())
     a, b = LATENCY[transport]
-    print(f"\n{TITLES[transport]}, median of {rounds} round{'s' if rounds > 1 else ''}")
+    pinned = f", servers on CPU {server_cpus}, load on CPU 0" if server_cpus else ""
+    print(f"\n{TITLES[transport]}, median of {rounds} round{'s' if rounds > 1 else ''}{pinned}")
     print(f"{'request':<8} {'server':<7} {'req/s':>9} {a + ' ms':>9} {b + ' ms':>9}")
     for request in ["page", "asset", "gzip", "304"]:
         med = {}

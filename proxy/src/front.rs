@@ -8,8 +8,8 @@
 //! plain reads that need none of it, so [`Front`] reads the start of each
 //! request, and sends one on a read route to [`GroveProxy::serve_read`],
 //! which answers it on the bare HTTP session. Everything else (the APIs,
-//! sign-in, live streams, node calls, HTTP/2, and every request of a static
-//! edge, which may forward any of them) goes to the proxy as before.
+//! sign-in, live streams, node calls, and every request of a static edge,
+//! which may forward any of them) goes to the proxy as before.
 //!
 //! The bytes read to decide are handed to whichever side answers as the
 //! session's pipelined prefix, so nothing is read twice or lost. Once a
@@ -17,7 +17,8 @@
 //! proxy keeps any bytes it read past its request in a form only a new
 //! session can take.
 //!
-//! HTTP/2 streams arrive with their header already read, so [`Streams`]
+//! HTTP/2 connections (by ALPN, or h2c from the admission gate) go to
+//! [`Streams`]: their streams arrive with the header already read, so it
 //! makes the same choice per stream without reading anything.
 
 use std::sync::Arc;
