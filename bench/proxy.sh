@@ -56,7 +56,8 @@ if [ -n "${PIN:-}" ]; then
     SERVER_CPUS="1-$((CPUS - 1))"
     SERVER_CPU_COUNT=$((CPUS - 1))
 fi
-# Runs a command on the given CPUs (a taskset list), or anywhere when empty.
+# Runs a load generator on the given CPUs (a taskset list), or anywhere
+# when empty.
 on_cpus() { # cpus command...
     local cpus=$1
     shift
@@ -163,7 +164,14 @@ trap 'exit 130' INT TERM
 start() { # name command...: a server in the background, its output in $WORK/name.log
     local name=$1
     shift
-    on_cpus "$SERVER_CPUS" "$@" >"$WORK/$name.log" 2>&1 &
+    # A simple command, so that $! is the server itself (a function run in
+    # the background would be a subshell, and killing it would leave the
+    # server running).
+    if [ -n "$SERVER_CPUS" ]; then
+        taskset -c "$SERVER_CPUS" "$@" >"$WORK/$name.log" 2>&1 &
+    else
+        "$@" >"$WORK/$name.log" 2>&1 &
+    fi
     PIDS+=("$!")
 }
 
