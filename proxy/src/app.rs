@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use moka::Equivalent;
+use quick_cache::Equivalent;
 
 use bytes::Bytes;
 use grove_core::publish_api::SitemapSummary;
@@ -80,7 +80,7 @@ pub struct Grove {
     blobs: BlobCache,
     compressor: Compressor,
     rules: moka::future::Cache<ContentHash, Arc<SiteRules>>,
-    prepared: moka::sync::Cache<OwnedPreparedKey, Arc<Reply>>,
+    prepared: quick_cache::sync::Cache<OwnedPreparedKey, Arc<Reply>, PreparedWeight>,
     auth: Auth,
     live: LiveHub,
     node: Arc<NodeClient>,
@@ -151,16 +151,14 @@ impl Grove {
             rules: moka::future::Cache::new(config.cache.rule_sets),
             // Bodies are shared with the blob cache; the weight bounds how much
             // memory prepared replies can keep alive after the blob cache let go.
-            prepared: moka::sync::Cache::builder()
-                .max_capacity(config.cache.prepared_bytes)
-                .weigher(|_, reply: &Arc<Reply>| {
-                    let body = match &reply.body {
-                        Body::Bytes(bytes) => bytes.len(),
-                        Body::Empty | Body::File { .. } => 0,
-                    };
-                    u32::try_from(body + 1024).unwrap_or(u32::MAX)
-                })
-                .build(),
+            // quick_cache, not moka: every page read looks a reply up here,
+            // and a hit is a shard read lock and a flag, where moka's also
+            // records the read for its housekeeping.
+            prepared: quick_cache::sync::Cache::with_weighter(
+                usize::try_from(config.cache.prepared_bytes / PreparedWeight::TYPICAL).unwrap_or(usize::MAX),
+                config.cache.prepared_bytes,
+                PreparedWeight,
+            ),
             auth,
             live,
             pages: PageEngine::new(
@@ -1149,6 +1147,27 @@ struct OwnedPreparedKey {
     path: String,
     encoding: Encoding,
     role: HostRole,
+}
+
+/// What a prepared reply keeps alive: its body, and about a kilobyte of
+/// headers and bookkeeping.
+#[derive(Debug, Clone, Copy)]
+struct PreparedWeight;
+
+impl PreparedWeight {
+    /// A small page's weight, to size the cache's table by.
+    const TYPICAL: u64 = 8 * 1024;
+}
+
+impl quick_cache::Weighter<OwnedPreparedKey, Arc<Reply>> for PreparedWeight {
+    fn weight(&self, _: &OwnedPreparedKey, reply: &Arc<Reply>) -> u64 {
+        let body = match &reply.body {
+            Body::Bytes(bytes) => bytes.len(),
+            Body::Empty | Body::File { .. } => 0,
+        };
+        // Never 0: quick_cache never evicts an item that weighs nothing.
+        body as u64 + 1024
+    }
 }
 
 impl PreparedKey<'_> {

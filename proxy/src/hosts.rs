@@ -1,5 +1,6 @@
 //! Host name -> site (and an optional pinned version, for preview hosts).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use grove_core::SiteName;
@@ -55,11 +56,11 @@ impl Router {
             base_suffix: format!(".{}", normalize(base_domain)),
             custom: custom
                 .into_iter()
-                .map(|(domain, site)| (normalize(&domain), site))
+                .map(|(domain, site)| (normalize(&domain).into_owned(), site))
                 .collect(),
             canonical: canonical
                 .into_iter()
-                .map(|(site, host)| (site, normalize(&host)))
+                .map(|(site, host)| (site, normalize(&host).into_owned()))
                 .collect(),
         }
     }
@@ -80,7 +81,7 @@ impl Router {
     /// this server does not serve.
     pub fn route(&self, host: &str) -> Option<Target> {
         let host = normalize(strip_port(host));
-        if let Some(site) = self.custom.get(&host) {
+        if let Some(site) = self.custom.get(&*host) {
             return Some(Target {
                 role: self.role(site, &host),
                 site: site.clone(),
@@ -91,7 +92,14 @@ impl Router {
         if label.contains('.') {
             return None;
         }
-        match label.split_once(PREVIEW_SEPARATOR) {
+        // A byte search: `str::split_once` with a string pattern sets up a
+        // substring searcher, which costs more than the short label.
+        let preview = label
+            .as_bytes()
+            .windows(PREVIEW_SEPARATOR.len())
+            .position(|window| window == PREVIEW_SEPARATOR.as_bytes())
+            .map(|at| (&label[..at], &label[at + PREVIEW_SEPARATOR.len()..]));
+        match preview {
             Some((version, site)) => Some(Target {
                 site: SiteName::parse(site).ok()?,
                 pinned: Some(version.parse().ok().filter(|n| *n > 0)?),
@@ -118,21 +126,59 @@ pub fn preview_host(n: u64, site_host: &str) -> String {
     format!("{n}{PREVIEW_SEPARATOR}{site_host}")
 }
 
-fn normalize(host: &str) -> String {
-    host.trim_end_matches('.').to_ascii_lowercase()
+/// The host lowercased without its trailing dots; borrowed when it already
+/// is (as nearly every request's is), so routing allocates nothing for it.
+fn normalize(host: &str) -> Cow<'_, str> {
+    let host = host.trim_end_matches('.');
+    if host.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(host)
+    }
 }
 
-/// `example.com:8080` -> `example.com`; `[::1]:8080` -> `[::1]`.
+/// `example.com:8080` -> `example.com`; `[::1]:8080` -> `[::1]`. A host
+/// whose part after the name is not a port is returned whole, and routes
+/// nowhere.
 pub fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.find(']').map_or(host, |end| &host[..=end]);
+    let name_end = if host.starts_with('[') {
+        host.find(']').map_or(host.len(), |end| end + 1)
+    } else {
+        host.rfind(':').unwrap_or(host.len())
+    };
+    let (name, rest) = host.split_at(name_end);
+    match rest.strip_prefix(':') {
+        Some(port) if port.bytes().all(|byte| byte.is_ascii_digit()) => name,
+        _ if rest.is_empty() => name,
+        _ => host,
     }
-    host.rsplit_once(':').map_or(host, |(name, _)| name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_port_is_stripped_from_names_and_addresses_alike() {
+        assert_eq!(strip_port("demo.localhost:8080"), "demo.localhost");
+        assert_eq!(strip_port("demo.localhost"), "demo.localhost");
+        assert_eq!(strip_port("[::1]:8080"), "[::1]");
+        assert_eq!(strip_port("[::1]"), "[::1]");
+        // Not a port: the host as it is, which no site is named.
+        assert_eq!(strip_port("demo.localhost:http"), "demo.localhost:http");
+        assert_eq!(strip_port("[::1]x"), "[::1]x");
+    }
+
+    #[test]
+    fn a_normalized_host_is_borrowed_and_any_other_lowered() {
+        assert!(matches!(normalize("blog.localhost"), Cow::Borrowed("blog.localhost")));
+        assert!(matches!(normalize("blog.localhost.."), Cow::Borrowed("blog.localhost")));
+        assert_eq!(normalize("WWW.Example.com."), "www.example.com");
+        assert_eq!(
+            router().route("WWW.Example.com.:443"),
+            target("blog", None, HostRole::Canonical)
+        );
+    }
 
     fn router() -> Router {
         let blog = SiteName::parse("blog").unwrap();
@@ -186,6 +232,7 @@ mod tests {
             "x--demo.localhost",
             "-bad.localhost",
             "[::1]:8080",
+            "demo.localhost:http",
             "",
         ] {
             assert_eq!(router.route(host), None, "{host}");

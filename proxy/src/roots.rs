@@ -13,6 +13,7 @@
 //! beats an error page. Versions are immutable, so pinned ones are cached
 //! without expiry.
 
+use std::convert::Infallible;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ use grove_objects::site::{SiteError, Sites};
 use grove_objects::store::ETag;
 
 /// Sites whose root state is kept; more are re-read on demand.
-const MAX_TRACKED_SITES: u64 = 100_000;
+const MAX_TRACKED_SITES: usize = 100_000;
 
 /// The version a request is served from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +63,11 @@ pub struct Roots {
     /// Safety-net re-reads of roots already known, per second, for all
     /// sites together.
     safety_net: DefaultDirectRateLimiter,
-    slots: moka::sync::Cache<SiteName, Arc<Slot>>,
-    versions: moka::sync::Cache<(SiteName, u64), Served>,
+    /// quick_cache, not moka: every request reads its site's slot, and a
+    /// hit is a shard read lock and a flag, where moka's also records the
+    /// read for its housekeeping.
+    slots: quick_cache::sync::Cache<SiteName, Arc<Slot>>,
+    versions: quick_cache::sync::Cache<(SiteName, u64), Served>,
 }
 
 impl Roots {
@@ -74,8 +78,8 @@ impl Roots {
             sites,
             refresh,
             safety_net: RateLimiter::direct(Quota::per_second(safety_net_per_sec)),
-            slots: moka::sync::Cache::new(MAX_TRACKED_SITES),
-            versions: moka::sync::Cache::new(MAX_TRACKED_SITES),
+            slots: quick_cache::sync::Cache::new(MAX_TRACKED_SITES),
+            versions: quick_cache::sync::Cache::new(MAX_TRACKED_SITES),
         }
     }
 
@@ -111,7 +115,9 @@ impl Roots {
 
     /// The site's current version; `None` if it was never published.
     pub async fn current(&self, site: &SiteName) -> Result<Option<Served>, SiteError> {
-        let slot = self.slots.get_with_by_ref(site, || Arc::new(Slot::default()));
+        let Ok(slot) = self
+            .slots
+            .get_or_insert_with(site, || Ok::<_, Infallible>(Arc::new(Slot::default())));
         if let Some(fresh) = self.fresh(&slot, Budget::Spend) {
             return Ok(fresh);
         }

@@ -13,7 +13,7 @@ use pingora::upstreams::peer::HttpPeer;
 
 use crate::app::Grove;
 use crate::config::{LiveApi, LiveConfig};
-use crate::hosts::Target;
+use crate::hosts::{Target, strip_port};
 use crate::reply::{FailureReply, Reply};
 use crate::request::Request;
 use crate::route::Route;
@@ -114,19 +114,6 @@ fn live_origin(live: &LiveConfig, host: &str, target: &Target) -> String {
         .to_owned()
 }
 
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((name, port)) if !name.ends_with(']') || name.starts_with('[') => {
-            if port.bytes().all(|b| b.is_ascii_digit()) {
-                name
-            } else {
-                host
-            }
-        }
-        _ => host,
-    }
-}
-
 /// Resolves the live host (without blocking the runtime).
 async fn forward(origin: &str) -> Result<LiveCall, String> {
     let url = url::Url::parse(origin).map_err(|error| format!("[live] url gives {origin:?}: {error}"))?;
@@ -159,14 +146,6 @@ async fn forward(origin: &str) -> Result<LiveCall, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_port_is_stripped_from_names_and_addresses_alike() {
-        assert_eq!(strip_port("demo.localhost:8080"), "demo.localhost");
-        assert_eq!(strip_port("demo.localhost"), "demo.localhost");
-        assert_eq!(strip_port("[::1]:8080"), "[::1]");
-        assert_eq!(strip_port("[::1]"), "[::1]");
-    }
 
     #[test]
     fn the_live_origin_fills_in_host_and_site() {

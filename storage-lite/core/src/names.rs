@@ -57,7 +57,7 @@ impl SiteName {
         if name.starts_with('-') || name.ends_with('-') {
             return refuse("it may not start or end with '-'");
         }
-        if name.contains("--") {
+        if name.as_bytes().windows(2).any(|pair| pair == b"--") {
             return refuse("'--' is reserved for preview hosts (<version>--<site>)");
         }
         Ok(Self(name.to_owned()))
