@@ -1421,7 +1421,7 @@ mod tests {
             assert!(!different.equivalent(&owned), "{different:?}");
         }
 
-        let cache = moka::sync::Cache::new(16);
+        let cache = quick_cache::sync::Cache::new(16);
         cache.insert(owned, 1);
         assert_eq!(cache.get(&key), Some(1));
         assert_eq!(cache.get(&PreparedKey { version: 8, ..key }), None);
