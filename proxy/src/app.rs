@@ -421,7 +421,8 @@ impl Grove {
             && reply.status == StatusCode::OK
             && matches!(reply.body, Body::Bytes(_))
         {
-            self.prepared.insert(key.to_owned(), Arc::new(reply.clone()));
+            self.prepared
+                .insert(key.to_owned(), Arc::new(reply.clone().with_room_to_send()));
         }
         private_if(pinned_by_request, reply)
     }

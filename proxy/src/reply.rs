@@ -40,7 +40,23 @@ pub struct Reply {
     pub served: Option<(String, u64)>,
 }
 
+/// Headers a reply gains as it is sent: `Content-Length`, Pingora's `Date`
+/// and `Connection`, and `X-Robots-Tag` on a host that is not indexed.
+const HEADERS_ADDED_ON_SEND: usize = 4;
+
 impl Reply {
+    /// The reply as a prepared reply is kept, to be copied for every request:
+    /// a header map with room for the headers added as a copy is sent. A
+    /// copy has the original's table size, so without the room a page whose
+    /// header count sat near the table's limit regrew and rehashed its
+    /// table on every request.
+    pub fn with_room_to_send(mut self) -> Self {
+        let mut headers = HeaderMap::with_capacity(self.headers.len() + HEADERS_ADDED_ON_SEND);
+        headers.extend(std::mem::take(&mut self.headers));
+        self.headers = headers;
+        self
+    }
+
     pub fn new(status: StatusCode, body: Body) -> Self {
         Self {
             status,
@@ -125,5 +141,37 @@ impl FailureReply for ApiFailure {
             reply.set(header::WWW_AUTHENTICATE, "Bearer");
         }
         reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whether a copy of `headers` regrows its table to take the headers
+    /// added on sending.
+    fn regrows_when_sent(headers: &HeaderMap) -> bool {
+        let mut copy = headers.clone();
+        let capacity = copy.capacity();
+        for name in [header::CONTENT_LENGTH, header::DATE, header::CONNECTION] {
+            copy.insert(name, HeaderValue::from_static("1"));
+        }
+        copy.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+        copy.capacity() != capacity
+    }
+
+    #[test]
+    fn a_kept_reply_takes_the_headers_added_on_sending_without_regrowing() {
+        let mut reply = Reply::new(StatusCode::OK, Body::Empty);
+        // Eleven names fill the table a map grows to as they are set.
+        for n in 0..11 {
+            reply.set(HeaderName::try_from(format!("x-header-{n}")).unwrap(), n.to_string());
+        }
+        reply.headers.append("x-header-0", HeaderValue::from_static("again"));
+        assert!(regrows_when_sent(&reply.headers));
+
+        let kept = reply.clone().with_room_to_send();
+        assert_eq!(kept.headers, reply.headers);
+        assert!(!regrows_when_sent(&kept.headers));
     }
 }
