@@ -141,10 +141,16 @@ fn normalize(host: &str) -> Cow<'_, str> {
 /// whose part after the name is not a port is returned whole, and routes
 /// nowhere.
 pub fn strip_port(host: &str) -> &str {
+    // Byte searches: a host is a few dozen bytes, too short for
+    // `str::find`'s vectorised search to pay for its setup.
+    let bytes = host.as_bytes();
     let name_end = if host.starts_with('[') {
-        host.find(']').map_or(host.len(), |end| end + 1)
+        bytes
+            .iter()
+            .position(|&byte| byte == b']')
+            .map_or(host.len(), |end| end + 1)
     } else {
-        host.rfind(':').unwrap_or(host.len())
+        bytes.iter().rposition(|&byte| byte == b':').unwrap_or(host.len())
     };
     let (name, rest) = host.split_at(name_end);
     match rest.strip_prefix(':') {
