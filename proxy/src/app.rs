@@ -18,7 +18,7 @@ use crate::api::{Call, Finished, PublishApi};
 use crate::auth::{Auth, Visitor, cookies};
 use crate::cache::{BlobCache, CacheError, CachedBlob, DiskCache};
 use crate::compress::Compressor;
-use crate::config::{CanonicalMode, Config, SiteConfig};
+use crate::config::{CacheSizes, CanonicalMode, Config, SiteConfig};
 use crate::crawlers::sitemap::{self, Document, Sitemap};
 use crate::crawlers::{self, robots};
 use crate::edges::Wake;
@@ -80,7 +80,7 @@ pub struct Grove {
     blobs: BlobCache,
     compressor: Compressor,
     rules: moka::future::Cache<ContentHash, Arc<SiteRules>>,
-    prepared: quick_cache::sync::Cache<OwnedPreparedKey, Arc<Reply>, PreparedWeight>,
+    prepared: PreparedReplies,
     auth: Auth,
     live: LiveHub,
     node: Arc<NodeClient>,
@@ -149,16 +149,7 @@ impl Grove {
             ),
             compressor: Compressor::new(config.cache.compressed_bytes),
             rules: moka::future::Cache::new(config.cache.rule_sets),
-            // Bodies are shared with the blob cache; the weight bounds how much
-            // memory prepared replies can keep alive after the blob cache let go.
-            // quick_cache, not moka: every page read looks a reply up here,
-            // and a hit is a shard read lock and a flag, where moka's also
-            // records the read for its housekeeping.
-            prepared: quick_cache::sync::Cache::with_weighter(
-                usize::try_from(config.cache.prepared_bytes / PreparedWeight::TYPICAL).unwrap_or(usize::MAX),
-                config.cache.prepared_bytes,
-                PreparedWeight,
-            ),
+            prepared: prepared_replies(&config.cache),
             auth,
             live,
             pages: PageEngine::new(
@@ -1150,6 +1141,35 @@ struct OwnedPreparedKey {
     role: HostRole,
 }
 
+type PreparedReplies = quick_cache::sync::Cache<OwnedPreparedKey, Arc<Reply>, PreparedWeight>;
+
+/// The prepared replies, `sizes.prepared_bytes` of them by weight. Bodies
+/// are shared with the blob cache; the weight bounds how much memory
+/// prepared replies can keep alive after the blob cache let go.
+///
+/// quick_cache, not moka: every page read looks a reply up here, and a hit
+/// is a shard read lock and a flag, where moka's also records the read for
+/// its housekeeping. quick_cache splits its budget among shards and admits
+/// nothing heavier than a shard's share, so there are only as many shards as
+/// still leave each room for two of the largest bodies the memory cache
+/// keeps: by default one per CPU would give a 64 MiB cache 8 MiB shards, and
+/// an 8 MiB asset would never be prepared.
+fn prepared_replies(sizes: &CacheSizes) -> PreparedReplies {
+    let largest = PreparedWeight::of_body(sizes.max_memory_object_bytes);
+    let fitting = usize::try_from(sizes.prepared_bytes / largest.saturating_mul(2)).unwrap_or(usize::MAX);
+    let per_cpu = std::thread::available_parallelism().map_or(1, usize::from) * 4;
+    // A power of two, which quick_cache would otherwise round up to.
+    let shards = fitting.clamp(1, per_cpu);
+    let shards = 1 << shards.ilog2();
+    let options = quick_cache::OptionsBuilder::new()
+        .shards(shards)
+        .estimated_items_capacity(usize::try_from(sizes.prepared_bytes / PreparedWeight::TYPICAL).unwrap_or(usize::MAX))
+        .weight_capacity(sizes.prepared_bytes)
+        .build()
+        .expect("the prepared cache's options are complete");
+    quick_cache::sync::Cache::with_options(options, PreparedWeight, Default::default(), Default::default())
+}
+
 /// What a prepared reply keeps alive: its body, and about a kilobyte of
 /// headers and bookkeeping.
 #[derive(Debug, Clone, Copy)]
@@ -1158,16 +1178,20 @@ struct PreparedWeight;
 impl PreparedWeight {
     /// A small page's weight, to size the cache's table by.
     const TYPICAL: u64 = 8 * 1024;
+
+    /// Never 0: quick_cache never evicts an item that weighs nothing.
+    fn of_body(body_bytes: u64) -> u64 {
+        body_bytes + 1024
+    }
 }
 
 impl quick_cache::Weighter<OwnedPreparedKey, Arc<Reply>> for PreparedWeight {
     fn weight(&self, _: &OwnedPreparedKey, reply: &Arc<Reply>) -> u64 {
         let body = match &reply.body {
-            Body::Bytes(bytes) => bytes.len(),
+            Body::Bytes(bytes) => bytes.len() as u64,
             Body::Empty | Body::File { .. } => 0,
         };
-        // Never 0: quick_cache never evicts an item that weighs nothing.
-        body as u64 + 1024
+        Self::of_body(body)
     }
 }
 
@@ -1426,5 +1450,39 @@ mod tests {
         cache.insert(owned, 1);
         assert_eq!(cache.get(&key), Some(1));
         assert_eq!(cache.get(&PreparedKey { version: 8, ..key }), None);
+    }
+
+    /// The largest body the memory cache keeps can be prepared, though
+    /// quick_cache with a shard per CPU would refuse it.
+    #[test]
+    fn the_largest_memory_cached_body_fits_the_prepared_cache() {
+        let sizes = CacheSizes {
+            memory_bytes: 16 << 20,
+            disk_bytes: 64 << 20,
+            max_memory_object_bytes: 1 << 20,
+            tree_node_entries: 1000,
+            tree_node_bytes: 1 << 20,
+            rule_sets: 10,
+            compressed_bytes: 4 << 20,
+            prepared_bytes: 4 << 20,
+        };
+        let site = SiteName::parse("blog").unwrap();
+        let key = PreparedKey {
+            site: &site,
+            version: 1,
+            path: "/assets/app.js",
+            encoding: Encoding::Identity,
+            role: HostRole::Canonical,
+        };
+        let largest = Body::Bytes(Bytes::from(vec![b'x'; 1 << 20]));
+        let reply = Arc::new(Reply::new(StatusCode::OK, largest));
+
+        let per_cpu_shards = quick_cache::sync::Cache::with_weighter(512, sizes.prepared_bytes, PreparedWeight);
+        per_cpu_shards.insert(key.to_owned(), Arc::clone(&reply));
+        assert!(per_cpu_shards.get(&key).is_none());
+
+        let prepared = prepared_replies(&sizes);
+        prepared.insert(key.to_owned(), reply);
+        assert!(prepared.get(&key).is_some());
     }
 }

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use grove_core::SiteName;
+use grove_core::names::{PREVIEW_SEPARATOR, split_preview};
 
 /// Which site a request is for, and the version its host pins, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,14 +93,7 @@ impl Router {
         if label.contains('.') {
             return None;
         }
-        // A byte search: `str::split_once` with a string pattern sets up a
-        // substring searcher, which costs more than the short label.
-        let preview = label
-            .as_bytes()
-            .windows(PREVIEW_SEPARATOR.len())
-            .position(|window| window == PREVIEW_SEPARATOR.as_bytes())
-            .map(|at| (&label[..at], &label[at + PREVIEW_SEPARATOR.len()..]));
-        match preview {
+        match split_preview(label) {
             Some((version, site)) => Some(Target {
                 site: SiteName::parse(site).ok()?,
                 pinned: Some(version.parse().ok().filter(|n| *n > 0)?),
@@ -116,9 +110,6 @@ impl Router {
         }
     }
 }
-
-/// Separates the version from the site in a preview host's first label.
-const PREVIEW_SEPARATOR: &str = "--";
 
 /// The preview host of version `n` of the site served at `site_host`
 /// (`<site>.<base domain>`): the form [`Router::route`] reads back.
@@ -153,10 +144,11 @@ pub fn strip_port(host: &str) -> &str {
         bytes.iter().rposition(|&byte| byte == b':').unwrap_or(host.len())
     };
     let (name, rest) = host.split_at(name_end);
-    match rest.strip_prefix(':') {
-        Some(port) if port.bytes().all(|byte| byte.is_ascii_digit()) => name,
-        _ if rest.is_empty() => name,
-        _ => host,
+    let port = rest.strip_prefix(':');
+    if rest.is_empty() || port.is_some_and(|port| port.bytes().all(|byte| byte.is_ascii_digit())) {
+        name
+    } else {
+        host
     }
 }
 

@@ -24,6 +24,23 @@ pub enum NameError {
     ContentType { content_type: String, reason: &'static str },
 }
 
+/// Between the version and the site in a preview host's first label:
+/// `<version>--<site>`.
+pub const PREVIEW_SEPARATOR: &str = "--";
+
+/// A preview label's version and site parts, split at the first
+/// [`PREVIEW_SEPARATOR`]; `None` if the label has none. A byte search:
+/// `str::split_once` with a string pattern sets up a substring searcher,
+/// which costs more than a label is long, and every request's host is
+/// split here.
+pub fn split_preview(label: &str) -> Option<(&str, &str)> {
+    let at = label
+        .as_bytes()
+        .windows(PREVIEW_SEPARATOR.len())
+        .position(|window| window == PREVIEW_SEPARATOR.as_bytes())?;
+    Some((&label[..at], &label[at + PREVIEW_SEPARATOR.len()..]))
+}
+
 /// A site name: one lowercase DNS label, so `<site>.<base domain>` is always a valid host.
 ///
 /// `--` is refused because preview hosts are spelled `<version>--<site>`, and a
@@ -57,7 +74,7 @@ impl SiteName {
         if name.starts_with('-') || name.ends_with('-') {
             return refuse("it may not start or end with '-'");
         }
-        if name.as_bytes().windows(2).any(|pair| pair == b"--") {
+        if split_preview(name).is_some() {
             return refuse("'--' is reserved for preview hosts (<version>--<site>)");
         }
         Ok(Self(name.to_owned()))
@@ -201,6 +218,15 @@ string_newtype_impls!(ContentType);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_preview_label_splits_at_its_first_separator() {
+        assert_eq!(split_preview("12--demo"), Some(("12", "demo")));
+        assert_eq!(split_preview("12---demo"), Some(("12", "-demo")));
+        assert_eq!(split_preview("--"), Some(("", "")));
+        assert_eq!(split_preview("my-site"), None);
+        assert_eq!(split_preview("-"), None);
+    }
 
     #[test]
     fn accepts_dns_labels() {
