@@ -4,18 +4,19 @@
 //! session, a cache context, and a per-request future of many kilobytes that
 //! is moved into the heap each time. Measured with callgrind on a 5 KB page,
 //! that is 43k instructions a request against 27k for Pingora's plain
-//! `HttpServerApp` answering the same bytes. Most requests an edge sees are
-//! plain reads that need none of it, so [`Front`] reads the start of each
-//! request, and sends one on a read route to [`GroveProxy::serve_read`],
-//! which answers it on the bare HTTP session. Everything else (the APIs,
-//! sign-in, live streams, node calls, and every request of a static edge,
+//! `HttpServerApp` answering the same bytes, and Pingora's HTTP/1 session
+//! is most of those 27k. Most requests an edge sees are plain reads that
+//! need none of it, so [`Front`] reads each request's head itself, and
+//! answers a plain read with [`crate::http1`] on the raw connection.
+//! Everything else (the APIs, sign-in, live streams, node calls, anything
+//! [`crate::http1`] is not sure of, and every request of a static edge,
 //! which may forward any of them) goes to the proxy as before.
 //!
-//! The bytes read to decide are handed to whichever side answers as the
-//! session's pipelined prefix, so nothing is read twice or lost. Once a
-//! connection has gone to the proxy, its later requests stay there: the
-//! proxy keeps any bytes it read past its request in a form only a new
-//! session can take.
+//! The bytes read to decide are handed to the proxy as its session's
+//! pipelined prefix, so nothing is read twice or lost. Once a connection
+//! has gone to the proxy, its later requests stay there: the proxy keeps
+//! any bytes it read past its request in a form only a new session can
+//! take.
 //!
 //! HTTP/2 connections (by ALPN, or h2c from the admission gate) go to
 //! [`Streams`]: their streams arrive with the header already read, so it
@@ -35,13 +36,12 @@ use pingora::protocols::http::v2::server::H2Options;
 use pingora::protocols::{ALPN, Stream};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::http1::{self, Taken};
+use crate::reply::Reply;
 use crate::server::GroveProxy;
 
-/// The most bytes read while looking for the end of a request line; a
-/// longer line goes to the proxy, which refuses it properly.
-const REQUEST_LINE_BYTES: usize = 8 * 1024;
 /// The first read of a request's bytes, as Pingora's own.
 const READ_BYTES: usize = 4 * 1024;
 
@@ -53,6 +53,10 @@ pub struct Front {
     first_request: Duration,
     /// How long an idle kept-alive connection waits for its next one.
     keepalive: Duration,
+    /// How long the rest of a request's head may take once it has begun.
+    read_timeout: Duration,
+    /// How long each write of a reply may take.
+    write_timeout: Duration,
 }
 
 impl Front {
@@ -60,10 +64,14 @@ impl Front {
         let http = &streams.reads.grove.config().http;
         let first_request = Duration::from_secs(http.first_request_timeout_secs.max(1));
         let keepalive = Duration::from_secs(http.keepalive_secs.max(1));
+        let read_timeout = Duration::from_secs(http.read_timeout_secs.max(1));
+        let write_timeout = Duration::from_secs(http.write_timeout_secs.max(1));
         Self {
             streams: Arc::new(streams),
             first_request,
             keepalive,
+            read_timeout,
+            write_timeout,
         }
     }
 
@@ -102,38 +110,49 @@ impl ServerApp for Front {
             // A static edge: any request may be handed off.
             return self.proxy_from(stream, BytesMut::new(), shutdown).await;
         }
+        let max_header_bytes = reads.grove.config().http.max_header_bytes;
         let mut stream = stream;
         let mut prefix = BytesMut::new();
-        let mut wait = self.first_request;
+        let mut idle = self.first_request;
         // This connection's own receiver: watched only while it idles.
         let stopping_at_start = *shutdown.borrow();
         let mut watch = shutdown.clone();
         loop {
-            let line = loop {
-                if let Some(line) = request_line(&prefix) {
-                    break Some(line);
+            let taken = loop {
+                if let Some(taken) = http1::take(&mut prefix, max_header_bytes, |path| reads.answers_as_read(path)) {
+                    break taken;
                 }
-                if prefix.len() >= REQUEST_LINE_BYTES {
-                    break None;
-                }
+                let wait = if prefix.is_empty() { idle } else { self.read_timeout };
                 if !read_more(&mut stream, &mut prefix, wait, &mut watch).await {
                     return None;
                 }
             };
-            let lean = line
-                .flatten()
-                .is_some_and(|line| line.path().is_some_and(|path| reads.answers_as_read(path)));
-            if !lean {
-                return self.proxy_from(stream, prefix, shutdown).await;
+            let read = match taken {
+                Taken::Read(read) => read,
+                Taken::Proxy => return self.proxy_from(stream, prefix, shutdown).await,
+                Taken::Malformed(why) => {
+                    let refusal = Reply::text(http::StatusCode::BAD_REQUEST, why);
+                    if http1::write_reply(&mut stream, refusal, false, false, self.write_timeout)
+                        .await
+                        .is_ok()
+                    {
+                        let _ = stream.shutdown().await;
+                    }
+                    return None;
+                }
+            };
+            let keep_alive = !read.close && !stopping_at_start && !shutting_down(&watch);
+            let answered = reads
+                .serve_http1_read(&mut stream, &read, keep_alive, self.write_timeout)
+                .await;
+            if !answered {
+                return None;
             }
-            let mut http1 = Http1Session::new(stream);
-            http1.set_pipelined_prefix(prefix);
-            let shutting_down = stopping_at_start || shutting_down(&watch);
-            let reusable = reads.serve_read(ServerSession::H1(http1), shutting_down).await?;
-            let (next, pipelined) = reusable.into_parts();
-            stream = next;
-            prefix = pipelined.unwrap_or_default();
-            wait = self.keepalive;
+            if !keep_alive {
+                let _ = stream.shutdown().await;
+                return None;
+            }
+            idle = self.keepalive;
         }
     }
 
@@ -167,8 +186,7 @@ impl HttpServerApp for Streams {
         // An HTTP/1 session here (an h2c connection whose preface did not
         // match after all) has not been read: the proxy reads it.
         if session.is_http2() && self.reads.answers_as_read(session.req_header().uri.path()) {
-            let shutting_down = *shutdown.borrow();
-            self.reads.serve_read(session, shutting_down).await;
+            self.reads.serve_read(session).await;
             return None;
         }
         self.proxy.process_new_http(session, shutdown).await
@@ -213,66 +231,4 @@ async fn read_more(stream: &mut Stream, buffer: &mut BytesMut, wait: Duration, s
 /// (an atomic load: no lock, unlike reading the value).
 fn shutting_down(shutdown: &ShutdownWatch) -> bool {
     shutdown.has_changed().unwrap_or(true)
-}
-
-/// An HTTP/1 request line, as far as the dispatch needs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RequestLine<'a> {
-    target: &'a [u8],
-}
-
-impl<'a> RequestLine<'a> {
-    /// The path of an origin-form target (`/a/b?c`): the form every
-    /// client sends to an origin server. Anything else is the proxy's.
-    fn path(&self) -> Option<&'a str> {
-        let path = match self.target.iter().position(|&byte| byte == b'?') {
-            Some(query) => &self.target[..query],
-            None => self.target,
-        };
-        if path.first() != Some(&b'/') {
-            return None;
-        }
-        std::str::from_utf8(path).ok()
-    }
-}
-
-/// The request line at the start of `buffer`, once it has arrived whole;
-/// a line without three parts has no target to dispatch on.
-fn request_line(buffer: &[u8]) -> Option<Option<RequestLine<'_>>> {
-    let end = buffer.iter().position(|&byte| byte == b'\n')?;
-    let line = buffer[..end].strip_suffix(b"\r").unwrap_or(&buffer[..end]);
-    let mut parts = line.split(|&byte| byte == b' ');
-    let (Some(_method), Some(target), Some(_version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Some(None);
-    };
-    Some(Some(RequestLine { target }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn path_of(buffer: &[u8]) -> Option<Option<Option<&str>>> {
-        request_line(buffer).map(|line| line.map(|line| line.path()))
-    }
-
-    #[test]
-    fn a_request_line_is_found_once_it_has_arrived_whole() {
-        assert_eq!(
-            path_of(b"GET /docs/a.html HTTP/1.1\r\nHost: x\r\n\r\n"),
-            Some(Some(Some("/docs/a.html")))
-        );
-        assert_eq!(path_of(b"GET /a?b=c HTTP/1.1\n"), Some(Some(Some("/a"))));
-        assert_eq!(path_of(b"GET /docs/a.ht"), None);
-    }
-
-    #[test]
-    fn a_line_that_is_not_origin_form_has_no_path_to_dispatch_on() {
-        assert_eq!(path_of(b"GET http://x/a HTTP/1.1\r\n"), Some(Some(None)));
-        assert_eq!(path_of(b"OPTIONS * HTTP/1.1\r\n"), Some(Some(None)));
-        assert_eq!(path_of(b"GET /\xff HTTP/1.1\r\n"), Some(Some(None)));
-        assert_eq!(path_of(b"GET /a\r\n"), Some(None));
-        assert_eq!(path_of(b"GET  /a HTTP/1.1\r\n"), Some(None));
-    }
 }

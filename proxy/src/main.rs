@@ -20,6 +20,7 @@ mod edges;
 mod egress;
 mod front;
 mod hosts;
+mod http1;
 mod live;
 mod metrics;
 mod node;

@@ -1,5 +1,7 @@
 //! What the server answers, independent of the HTTP library that sends it.
 
+use std::io;
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,6 +29,51 @@ impl Body {
             Self::Bytes(bytes) => bytes.len() as u64,
             Self::File { len, .. } => *len,
         }
+    }
+}
+
+/// Size of the pieces a cached file is sent in.
+const FILE_PIECE_BYTES: u64 = 256 * 1024;
+
+/// A [`Body::File`] as the pieces it is sent in, read one at a time, so a
+/// large file never sits in memory whole.
+pub struct FilePieces {
+    file: Arc<std::fs::File>,
+    offset: u64,
+    end: u64,
+}
+
+impl FilePieces {
+    pub fn new(file: Arc<std::fs::File>, start: u64, len: u64) -> Self {
+        Self {
+            file,
+            offset: start,
+            end: start + len,
+        }
+    }
+
+    /// The next piece, read on the blocking pool, or None once all are.
+    pub async fn next(&mut self) -> Option<io::Result<Bytes>> {
+        if self.is_done() {
+            return None;
+        }
+        let len = (self.end - self.offset).min(FILE_PIECE_BYTES);
+        let (file, offset) = (Arc::clone(&self.file), self.offset);
+        // Allocated here, not on the blocking pool: see `cache::read_whole`.
+        let mut piece = vec![0; len as usize];
+        let read = tokio::task::spawn_blocking(move || file.read_exact_at(&mut piece, offset).map(|()| piece)).await;
+        let piece = match read {
+            Ok(Ok(piece)) => piece,
+            Ok(Err(error)) => return Some(Err(error)),
+            Err(error) => return Some(Err(io::Error::other(error))),
+        };
+        self.offset += len;
+        Some(Ok(Bytes::from(piece)))
+    }
+
+    /// Whether every piece has been read.
+    pub fn is_done(&self) -> bool {
+        self.offset >= self.end
     }
 }
 

@@ -13,7 +13,26 @@ pub struct Request<'a> {
     pub headers: &'a HeaderMap,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    /// `authority` is the request target's, when the target is in absolute
+    /// form: it stands for the host over any `Host` field (RFC 9112 §3.2.2).
+    pub fn new(
+        method: &'a Method,
+        authority: Option<&'a str>,
+        path: &'a str,
+        query: Option<&'a str>,
+        headers: &'a HeaderMap,
+    ) -> Self {
+        let host = authority.or_else(|| headers.get(http::header::HOST).and_then(|host| host.to_str().ok()));
+        Self {
+            method,
+            host,
+            path,
+            query,
+            headers,
+        }
+    }
+
     pub fn header(&self, name: impl http::header::AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }

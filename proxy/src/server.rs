@@ -9,20 +9,20 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::modules::http::HttpModules;
 use pingora::prelude::*;
+use pingora::protocols::Stream;
 use pingora::protocols::http::ServerSession;
-use pingora::protocols::http::server::ReusableHttpStream;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
-use std::os::unix::fs::FileExt;
 
 use crate::app::Grove;
 use crate::auth::Visitor;
 use crate::config::HttpConfig;
 use crate::crawlers;
 use crate::hosts::Target;
+use crate::http1::{self, ReadRequest};
 use crate::live;
 use crate::metrics;
 use crate::node::{NodeCall, NodeDirectory};
-use crate::reply::{Body, FailureReply, Reply};
+use crate::reply::{Body, FailureReply, FilePieces, Reply};
 use crate::request::Request;
 use crate::route::Route;
 use crate::session_api;
@@ -31,8 +31,6 @@ use futures::StreamExt;
 use grove_core::api_error::ApiFailure;
 use grove_core::token::Right;
 
-/// Size of the pieces a cached file is sent in.
-const FILE_PIECE_BYTES: u64 = 256 * 1024;
 /// Largest body a sign-in route takes (a back-channel logout token).
 const AUTH_BODY_LIMIT: u64 = 16 * 1024;
 
@@ -190,12 +188,12 @@ impl ProxyHttp for GroveProxy {
             // Proxied: Pingora wrote the body, not `write_reply`.
             log.bytes = session.body_bytes_sent() as u64;
         }
-        log_access(session.req_header(), log, error);
+        log_access(&request_of(session.req_header()), log, error);
     }
 }
 
 /// Counts a finished request and writes its access log line.
-fn log_access(request: &RequestHeader, log: &RequestLog, error: Option<&pingora::Error>) {
+fn log_access(request: &Request<'_>, log: &RequestLog, error: Option<&pingora::Error>) {
     metrics::count_request(log.status);
     metrics::RESPONSE_BYTES.inc_by(log.bytes);
     if let Some((site, version)) = &log.served {
@@ -206,8 +204,8 @@ fn log_access(request: &RequestHeader, log: &RequestLog, error: Option<&pingora:
     tracing::info!(
         target: "grove::access",
         method = %request.method,
-        host = request.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("-"),
-        path = %request.uri.path(),
+        host = request.host.unwrap_or("-"),
+        path = %request.path,
         status = log.status,
         bytes = log.bytes,
         ms = log.started.elapsed().as_secs_f64() * 1000.0,
@@ -225,42 +223,52 @@ impl GroveProxy {
         self.grove.config().live.is_none() && Route::parse(path).is_read()
     }
 
-    /// A request [`crate::front`] found on a read route, answered
-    /// on the session itself instead of through Pingora's proxy: this skips
+    /// An HTTP/2 stream [`crate::front`] found on a read route, answered
+    /// on the stream itself instead of through Pingora's proxy: this skips
     /// the proxy's per-request state (the largest single cost of a small
-    /// page). Returns an HTTP/1 connection when it may serve another
-    /// request.
-    pub async fn serve_read(&self, mut session: ServerSession, shutting_down: bool) -> Option<ReusableHttpStream> {
-        match session.read_request().await {
-            Ok(true) => {}
-            Ok(false) => return None,
-            Err(error) => {
-                // As Pingora's proxy: a header it cannot parse gets a 400,
-                // anything else means the connection is gone.
-                if matches!(error.etype(), ErrorType::InvalidHTTPHeader) {
-                    let _ = session.respond_error(400).await;
-                }
-                session.shutdown().await;
-                return None;
-            }
-        }
+    /// page).
+    pub async fn serve_read(&self, mut session: ServerSession) {
         let mut log = RequestLog::new();
         let http = &self.grove.config().http;
         let result = match prepare(&mut session, http) {
             Some(refusal) => answer(&mut session, refusal, false, &mut log).await,
-            None => {
-                if shutting_down {
-                    session.set_keepalive(None);
-                }
-                self.read_route(&mut session, &mut log).await.map(|_| ())
-            }
+            None => self.read_route(&mut session, &mut log).await.map(|_| ()),
         };
-        log_access(session.req_header(), &log, result.as_ref().err().map(|error| &**error));
-        if result.is_err() {
-            session.shutdown().await;
-            return None;
+        log_access(
+            &request_of(session.req_header()),
+            &log,
+            result.as_ref().err().map(|error| &**error),
+        );
+        if result.is_ok() {
+            let _ = session.finish().await;
         }
-        session.finish().await.ok().flatten()
+    }
+
+    /// A plain read that [`crate::front`] took from an HTTP/1 connection
+    /// itself, answered on the raw connection by [`http1`]. Returns whether
+    /// the reply went out whole, so the connection may serve another
+    /// request if `keep_alive`.
+    pub async fn serve_http1_read(
+        &self,
+        stream: &mut Stream,
+        read: &ReadRequest,
+        keep_alive: bool,
+        write_timeout: Duration,
+    ) -> bool {
+        let mut log = RequestLog::new();
+        let request = read.request();
+        let target = self.grove.target(&request);
+        let reply = self.read_reply(&request, target, &mut log).await;
+        let reply = finish(reply, &mut log);
+        let error = match http1::write_reply(stream, reply, read.head_only(), keep_alive, write_timeout).await {
+            Ok(bytes) => {
+                log.bytes = bytes;
+                None
+            }
+            Err(error) => Some(Error::because(ErrorType::WriteError, "writing the reply", error)),
+        };
+        log_access(&request, &log, error.as_deref());
+        error.is_none()
     }
 
     /// A request on a read route: answered as a read, or refused when it
@@ -276,9 +284,7 @@ impl GroveProxy {
         Ok(true)
     }
 
-    /// A site file or a read of the host's own namespace, for whoever the
-    /// session cookie (if any) says the visitor is. `target` is
-    /// [`Grove::target`] of the request, routed once by the caller.
+    /// [`Self::read_reply`], written on the session.
     async fn read_request(
         &self,
         session: &mut ServerSession,
@@ -286,19 +292,27 @@ impl GroveProxy {
         target: Option<Target>,
     ) -> Result<bool> {
         let request = request_of(session.req_header());
+        let head = *request.method == http::Method::HEAD;
+        let reply = self.read_reply(&request, target, log).await;
+        answer(session, reply, head, log).await?;
+        Ok(true)
+    }
+
+    /// A site file or a read of the host's own namespace, for whoever the
+    /// session cookie (if any) says the visitor is. `target` is
+    /// [`Grove::target`] of the request, routed once by the caller.
+    async fn read_reply(&self, request: &Request<'_>, target: Option<Target>, log: &mut RequestLog) -> Reply {
         log.noindex = target.as_ref().is_some_and(|target| target.role.noindex());
-        let mut reply = match self.grove.audience(target.as_ref(), &request).await {
+        let mut reply = match self.grove.audience(target.as_ref(), request).await {
             Ok(audience) => {
                 self.grove
-                    .handle(&request, target.as_ref(), Route::parse(request.path), audience)
+                    .handle(request, target.as_ref(), Route::parse(request.path), audience)
                     .await
             }
             Err(refusal) => refusal,
         };
-        let head = *request.method == http::Method::HEAD;
         log.served = reply.served.take();
-        answer(session, reply, head, log).await?;
-        Ok(true)
+        reply
     }
 
     /// Every request that is not a plain read: health checks, peer pushes,
@@ -802,24 +816,26 @@ fn within_body_limit(header: &RequestHeader, limit: u64) -> bool {
 }
 
 fn request_of(header: &RequestHeader) -> Request<'_> {
-    let host = header.uri.authority().map(|authority| authority.as_str()).or_else(|| {
-        header
-            .headers
-            .get(http::header::HOST)
-            .and_then(|host| host.to_str().ok())
-    });
-    Request {
-        method: &header.method,
-        host,
-        path: header.uri.path(),
-        query: header.uri.query(),
-        headers: &header.headers,
-    }
+    Request::new(
+        &header.method,
+        header.uri.authority().map(|authority| authority.as_str()),
+        header.uri.path(),
+        header.uri.query(),
+        &header.headers,
+    )
 }
 
 /// Writes the reply to a request, with the headers every reply on its host
 /// carries, and logs its status and size.
-async fn answer(session: &mut ServerSession, mut reply: Reply, head: bool, log: &mut RequestLog) -> Result<()> {
+async fn answer(session: &mut ServerSession, reply: Reply, head: bool, log: &mut RequestLog) -> Result<()> {
+    let reply = finish(reply, log);
+    log.bytes = write_reply(session, reply, head).await?;
+    Ok(())
+}
+
+/// A reply with the headers every reply on its host carries, its status
+/// logged.
+fn finish(mut reply: Reply, log: &mut RequestLog) -> Reply {
     if log.noindex {
         reply.set(
             http::header::HeaderName::from_static(crawlers::ROBOTS_TAG),
@@ -827,8 +843,7 @@ async fn answer(session: &mut ServerSession, mut reply: Reply, head: bool, log: 
         );
     }
     log.status = reply.status.as_u16();
-    log.bytes = write_reply(session, reply, head).await?;
-    Ok(())
+    reply
 }
 
 /// Writes a reply; returns the body bytes sent.
@@ -855,20 +870,11 @@ pub async fn write_reply(session: &mut ServerSession, reply: Reply, head: bool) 
         Body::Empty => unreachable!("empty bodies end with the header"),
         Body::Bytes(bytes) => session.write_response_body(bytes, true).await?,
         Body::File { file, start, len } => {
-            let mut offset = start;
-            let end = start + len;
-            while offset < end {
-                let piece_len = (end - offset).min(FILE_PIECE_BYTES);
-                let file = Arc::clone(&file);
-                // Allocated here, not on the blocking pool: see
-                // `cache::read_whole`.
-                let mut piece = vec![0; piece_len as usize];
-                let piece = tokio::task::spawn_blocking(move || file.read_exact_at(&mut piece, offset).map(|()| piece))
-                    .await
-                    .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?
-                    .map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?;
-                offset += piece_len;
-                session.write_response_body(Bytes::from(piece), offset == end).await?;
+            let mut pieces = FilePieces::new(file, start, len);
+            while let Some(piece) = pieces.next().await {
+                let piece =
+                    piece.map_err(|error| Error::because(ErrorType::ReadError, "reading the disk cache", error))?;
+                session.write_response_body(piece, pieces.is_done()).await?;
             }
         }
     }
