@@ -122,9 +122,18 @@ impl ServerApp for Front {
                 if let Some(taken) = http1::take(&mut prefix, max_header_bytes, |path| reads.answers_as_read(path)) {
                     break taken;
                 }
-                let wait = if prefix.is_empty() { idle } else { self.read_timeout };
-                if !read_more(&mut stream, &mut prefix, wait, &mut watch).await {
-                    return None;
+                // A head ends with a line: until another line has ended, it
+                // is not parsed again, so a client that sends it a byte at a
+                // time costs one parse a line, not one a byte.
+                loop {
+                    let wait = if prefix.is_empty() { idle } else { self.read_timeout };
+                    let before = prefix.len();
+                    if !read_more(&mut stream, &mut prefix, wait, &mut watch).await {
+                        return None;
+                    }
+                    if prefix[before..].contains(&b'\n') || prefix.len() > max_header_bytes {
+                        break;
+                    }
                 }
             };
             let read = match taken {

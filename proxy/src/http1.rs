@@ -83,6 +83,9 @@ impl ReadRequest {
 /// arrived whole. A head longer than `max_header_bytes` goes to the proxy,
 /// which refuses it; `is_read` says which paths are plain reads.
 pub fn take(buffer: &mut BytesMut, max_header_bytes: usize, is_read: impl Fn(&str) -> bool) -> Option<Taken> {
+    if buffer.is_empty() {
+        return None;
+    }
     let mut fields = [const { MaybeUninit::uninit() }; MAX_FIELDS];
     let mut parsed = httparse::Request::new(&mut []);
     let len = match parsed.parse_with_uninit_headers(buffer, &mut fields) {

@@ -703,3 +703,127 @@ async fn a_request_line_that_arrives_in_pieces_is_answered() {
         assert!(reply.ends_with("first"), "{head:?}: {reply}");
     }
 }
+
+#[tokio::test]
+async fn a_read_that_declares_a_body_does_not_smuggle_a_request_past_the_front() {
+    // A GET whose body is itself a request: the front leaves it to the
+    // proxy, which answers it without reading a body no read route takes,
+    // and closes the connection rather than read on from inside that body.
+    // The request inside is never answered, nor the one after it.
+    let proxy = Proxy::start("");
+    let dir = site_dir(&[("a.html", "first"), ("b.html", "second")]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let hidden = "GET /b.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n";
+    let smuggling = format!(
+        "GET /a.html HTTP/1.1\r\nHost: demo.localhost\r\nContent-Length: {}\r\n\r\n{hidden}",
+        hidden.len()
+    );
+    let replies = exchange_on_one_connection(
+        proxy.addr,
+        &[
+            &smuggling,
+            "GET /a.html HTTP/1.1\r\nHost: demo.localhost\r\nConnection: close\r\n\r\n",
+        ],
+    );
+    assert_eq!(statuses(&replies), ["200"], "{replies}");
+    assert!(
+        replies.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        "{replies}"
+    );
+    assert!(
+        !replies.contains("second"),
+        "the body was answered as a request: {replies}"
+    );
+    // Chunked framing the same way.
+    let chunked = format!(
+        "GET /a.html HTTP/1.1\r\nHost: demo.localhost\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{hidden}\r\n0\r\n\r\n",
+        hidden.len()
+    );
+    let replies = exchange_on_one_connection(
+        proxy.addr,
+        &[
+            &chunked,
+            "GET /a.html HTTP/1.1\r\nHost: demo.localhost\r\nConnection: close\r\n\r\n",
+        ],
+    );
+    assert_eq!(statuses(&replies), ["200"], "{replies}");
+    assert!(
+        !replies.contains("second"),
+        "the body was answered as a request: {replies}"
+    );
+}
+
+#[tokio::test]
+async fn a_read_the_front_answers_is_framed_like_the_proxys_answers() {
+    let proxy = Proxy::start("");
+    let dir = site_dir(&[("a.html", "first")]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let replies = exchange_on_one_connection(
+        proxy.addr,
+        &[
+            "HEAD /a.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+            "GET /a.html HTTP/1.1\r\nHost: demo.localhost\r\nConnection: keep-alive, close\r\n\r\n",
+        ],
+    );
+    let (head, get) = replies.split_at(replies.rfind("HTTP/1.1 ").unwrap());
+    let head = head.to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
+    assert!(
+        head.contains("\r\ncontent-length: 5\r\n") && head.contains("\r\ndate: "),
+        "{head}"
+    );
+    assert!(
+        head.contains("\r\nconnection: keep-alive\r\n") && head.ends_with("\r\n\r\n"),
+        "{head}"
+    );
+    assert!(get.to_ascii_lowercase().contains("\r\nconnection: close\r\n"), "{get}");
+    assert!(get.ends_with("\r\n\r\nfirst"), "{get}");
+}
+
+#[tokio::test]
+async fn a_target_the_uri_rules_refuse_gets_400_and_the_connection_closes() {
+    let proxy = Proxy::start("");
+    let dir = site_dir(&[("a.html", "first")]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let replies = exchange_on_one_connection(
+        proxy.addr,
+        &[
+            "GET /a<b>.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+            "GET /a.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+        ],
+    );
+    assert_eq!(statuses(&replies), ["400"], "{replies}");
+    assert!(
+        replies.to_ascii_lowercase().contains("\r\nconnection: close\r\n"),
+        "{replies}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
+    use std::io::{Read, Write};
+    let proxy = Proxy::start("[http]\nwrite_timeout_secs = 1\n");
+    let big = "x".repeat(2 << 20);
+    let dir = site_dir(&[("big.html", big.as_str())]);
+    publish(proxy.local_store(), "demo", dir.path()).await;
+    let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+    // Far more than the socket buffers hold, asked for and never read.
+    let request = "GET /big.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n".repeat(64);
+    stream.write_all(request.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    // The server gave up and closed: reading drains what it sent, then ends.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut sink = vec![0u8; 1 << 20];
+    let mut received = 0usize;
+    loop {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(read) => received += read,
+        }
+    }
+    assert!(received < 64 * big.len(), "every reply was sent: {received} bytes");
+    // And the server still serves everyone else.
+    assert_eq!(raw_status(proxy.addr, "demo.localhost", "/big.html"), 200);
+}
