@@ -139,9 +139,9 @@ impl ServerApp for Front {
             let read = match taken {
                 Taken::Read(read) => read,
                 Taken::Proxy => return self.proxy_from(stream, prefix, shutdown).await,
-                Taken::Malformed(why) => {
+                Taken::Malformed { why, head_only } => {
                     let refusal = Reply::text(http::StatusCode::BAD_REQUEST, why);
-                    if http1::write_reply(&mut stream, refusal, false, false, self.write_timeout)
+                    if http1::write_reply(&mut stream, refusal, head_only, false, self.write_timeout)
                         .await
                         .is_ok()
                     {

@@ -48,7 +48,11 @@ pub enum Taken {
     Read(ReadRequest),
     /// A plain read whose target or a header field the `http` types refuse:
     /// answered 400, and the connection closed, as Pingora would.
-    Malformed(&'static str),
+    Malformed {
+        why: &'static str,
+        /// The refused request was a `HEAD`: the 400 goes without its body.
+        head_only: bool,
+    },
 }
 
 /// A plain read's head, parsed without copying: the header values and the
@@ -128,15 +132,18 @@ pub fn take(buffer: &mut BytesMut, max_header_bytes: usize, is_read: impl Fn(&st
     }
     let target = span_of(buffer, target.as_bytes());
     let count = parsed.headers.len();
+    let head_only = method == Method::HEAD;
     let head = buffer.split_to(len).freeze();
-    Some(match read_request(&head, method, target, &spans[..count], close) {
-        Ok(request) => Taken::Read(request),
-        Err(why) => Taken::Malformed(why),
-    })
+    Some(
+        match request_from_spans(&head, method, target, &spans[..count], close) {
+            Ok(request) => Taken::Read(request),
+            Err(why) => Taken::Malformed { why, head_only },
+        },
+    )
 }
 
 /// Builds the request from spans of `head`, sharing its bytes.
-fn read_request(
+fn request_from_spans(
     head: &Bytes,
     method: Method,
     target: Range<usize>,
@@ -367,7 +374,15 @@ mod tests {
         let mut buffer = BytesMut::from("GET /a<b> HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(matches!(
             take_from(&mut buffer),
-            Some(Taken::Malformed("malformed request target"))
+            Some(Taken::Malformed {
+                why: "malformed request target",
+                head_only: false
+            })
+        ));
+        let mut buffer = BytesMut::from("HEAD /a<b> HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert!(matches!(
+            take_from(&mut buffer),
+            Some(Taken::Malformed { head_only: true, .. })
         ));
     }
 
