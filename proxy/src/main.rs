@@ -109,6 +109,7 @@ const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     grove_node::logging::init();
+    tls::install_crypto_provider();
     admission::raise_open_files_limit();
     let overrides = Overrides {
         listen: cli.listen,
