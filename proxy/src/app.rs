@@ -392,7 +392,7 @@ impl Grove {
         });
         let pinned_by_request = !audience.live && pinned_by_request(target, request);
         if let Some(prepared) = prepared_key.as_ref().and_then(|key| self.prepared.get(key)) {
-            return private_if(pinned_by_request, revalidate((*prepared).clone(), request));
+            return private_if(pinned_by_request, prepared.answer(request));
         }
         // Boxed, like every slower step below: a prepared reply's future
         // stays small, and is moved for every request.
@@ -402,7 +402,23 @@ impl Grove {
             PageAnswer::NotAPage => true,
             PageAnswer::NoDataYet => false,
         };
-        let reply = Box::pin(self.serve_site(target, served, request, audience)).await;
+        // A reply that could be prepared is made whole, whatever the
+        // request's If-None-Match, and revalidated after: a client that
+        // holds every page (a CDN revalidating, a returning visitor) would
+        // otherwise never get one prepared, and pay the whole path each time.
+        let unconditional_headers;
+        let unconditional;
+        let serving = if prepared_key.is_some() && request.headers.contains_key(header::IF_NONE_MATCH) {
+            unconditional_headers = without(request.headers, &header::IF_NONE_MATCH);
+            unconditional = Request {
+                headers: &unconditional_headers,
+                ..*request
+            };
+            &unconditional
+        } else {
+            request
+        };
+        let reply = Box::pin(self.serve_site(target, served, serving, audience)).await;
         let reply = self.versioned(target, served, reply);
         // A live audience's replies may hold members-only files: never
         // prepared for anyone else.
@@ -412,10 +428,11 @@ impl Grove {
             && reply.status == StatusCode::OK
             && matches!(reply.body, Body::Bytes(_))
         {
-            self.prepared
-                .insert(key.to_owned(), Arc::new(reply.clone().with_room_to_send()));
+            let prepared = Arc::new(Prepared::new(reply));
+            self.prepared.insert(key.to_owned(), Arc::clone(&prepared));
+            return private_if(pinned_by_request, prepared.answer(request));
         }
-        private_if(pinned_by_request, reply)
+        private_if(pinned_by_request, revalidate(reply, request))
     }
 
     /// A reply as every answer of a version carries it: which version and
@@ -427,7 +444,7 @@ impl Grove {
         );
         reply.set(header::HeaderName::from_static(ROOT_HEADER), served.tree.to_hex());
         reply = self.kill_switch_if_off(&target.site, reply);
-        reply.served = Some((target.site.to_string(), served.version));
+        reply.served = Some((Arc::from(target.site.as_str()), served.version));
         reply
     }
 
@@ -1141,7 +1158,33 @@ struct OwnedPreparedKey {
     role: HostRole,
 }
 
-type PreparedReplies = quick_cache::sync::Cache<OwnedPreparedKey, Arc<Reply>, PreparedWeight>;
+type PreparedReplies = quick_cache::sync::Cache<OwnedPreparedKey, Arc<Prepared>, PreparedWeight>;
+
+/// A full reply kept for every request of its [`PreparedKey`], and its 304
+/// made once beside it: a request that holds the ETag gets a copy of the
+/// 304 as it is, where making it from the full reply would give that copy
+/// header fields of its own, written out again on every request.
+struct Prepared {
+    full: Reply,
+    not_modified: Reply,
+}
+
+impl Prepared {
+    fn new(full: Reply) -> Self {
+        let full = full.with_room_to_send();
+        let not_modified = not_modified(full.clone());
+        Self { full, not_modified }
+    }
+
+    /// The full reply, or its 304 if the request already has its ETag.
+    fn answer(&self, request: &Request<'_>) -> Reply {
+        if holds_current(&self.full, request) {
+            self.not_modified.clone()
+        } else {
+            self.full.clone()
+        }
+    }
+}
 
 /// The prepared replies, `sizes.prepared_bytes` of them by weight. Bodies
 /// are shared with the blob cache; the weight bounds how much memory
@@ -1185,9 +1228,9 @@ impl PreparedWeight {
     }
 }
 
-impl quick_cache::Weighter<OwnedPreparedKey, Arc<Reply>> for PreparedWeight {
-    fn weight(&self, _: &OwnedPreparedKey, reply: &Arc<Reply>) -> u64 {
-        let body = match &reply.body {
+impl quick_cache::Weighter<OwnedPreparedKey, Arc<Prepared>> for PreparedWeight {
+    fn weight(&self, _: &OwnedPreparedKey, prepared: &Arc<Prepared>) -> u64 {
+        let body = match &prepared.full.body {
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::Empty | Body::File { .. } => 0,
         };
@@ -1303,14 +1346,26 @@ fn wants_page(request: &Request<'_>) -> bool {
     )
 }
 
-/// A prepared 200 reply, or a 304 if the request already has its ETag.
+/// A full 200 reply, or a 304 if the request already has its ETag.
 fn revalidate(reply: Reply, request: &Request<'_>) -> Reply {
-    let etag = reply.headers.get(header::ETAG).and_then(|value| value.to_str().ok());
-    if etag.is_some_and(|etag| etag_matches(request, etag)) {
+    if holds_current(&reply, request) {
         not_modified(reply)
     } else {
         reply
     }
+}
+
+/// A copy of `headers` without `name`.
+fn without(headers: &http::HeaderMap, name: &header::HeaderName) -> http::HeaderMap {
+    let mut copy = headers.clone();
+    copy.remove(name);
+    copy
+}
+
+/// Whether the request's `If-None-Match` names the reply's ETag.
+fn holds_current(reply: &Reply, request: &Request<'_>) -> bool {
+    let etag = reply.headers.get(header::ETAG).and_then(|value| value.to_str().ok());
+    etag.is_some_and(|etag| etag_matches(request, etag))
 }
 
 /// True if the request's `If-None-Match` names `etag`.
@@ -1475,7 +1530,7 @@ mod tests {
             role: HostRole::Canonical,
         };
         let largest = Body::Bytes(Bytes::from(vec![b'x'; 1 << 20]));
-        let reply = Arc::new(Reply::new(StatusCode::OK, largest));
+        let reply = Arc::new(Prepared::new(Reply::new(StatusCode::OK, largest)));
 
         let per_cpu_shards = quick_cache::sync::Cache::with_weighter(512, sizes.prepared_bytes, PreparedWeight);
         per_cpu_shards.insert(key.to_owned(), Arc::clone(&reply));

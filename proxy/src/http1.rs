@@ -193,23 +193,14 @@ fn connection_close(value: &[u8]) -> Option<bool> {
 /// `Date` and `Connection`. The reply's fields never include the framing
 /// ones: sites cannot set them (`rules::headers`).
 fn response_head(reply: &Reply, keep_alive: bool) -> BytesMut {
-    let fields: usize = reply
-        .headers
-        .iter()
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    let mut head = BytesMut::with_capacity(fields + 128);
+    let fields = reply.headers.http1_lines();
+    let mut head = BytesMut::with_capacity(fields.len() + 128);
     head.put_slice(b"HTTP/1.1 ");
     head.put_slice(reply.status.as_str().as_bytes());
     head.put_u8(b' ');
     head.put_slice(reply.status.canonical_reason().unwrap_or("").as_bytes());
     head.put_slice(b"\r\n");
-    for (name, value) in &reply.headers {
-        head.put_slice(name.as_str().as_bytes());
-        head.put_slice(b": ");
-        head.put_slice(value.as_bytes());
-        head.put_slice(b"\r\n");
-    }
+    head.put_slice(fields);
     if reply.status != StatusCode::NOT_MODIFIED {
         head.put_slice(b"content-length: ");
         head.put_slice(itoa::Buffer::new().format(reply.body.len()).as_bytes());

@@ -18,6 +18,7 @@ mod demo;
 mod deploy_recipes;
 mod edges;
 mod egress;
+mod fields;
 mod front;
 mod hosts;
 mod http1;

@@ -8,6 +8,8 @@ use bytes::Bytes;
 use grove_core::api_error::ApiFailure;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 
+use crate::fields::Fields;
+
 /// A response body whose length is known before it is sent, so every
 /// response is framed with `Content-Length`.
 #[derive(Debug, Clone)]
@@ -80,11 +82,12 @@ impl FilePieces {
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: StatusCode,
-    /// One value per name: setting a header replaces it.
-    pub headers: HeaderMap,
+    /// One value per name: setting a header replaces it. Shared by the
+    /// copies of a kept reply until one changes them.
+    pub headers: Fields,
     pub body: Body,
-    /// For the access log and metrics: the site version served, if any.
-    pub served: Option<(String, u64)>,
+    /// For the access log and metrics: the site and version served, if any.
+    pub served: Option<(Arc<str>, u64)>,
 }
 
 /// Headers a reply gains as it is sent: `Content-Length`, Pingora's `Date`
@@ -93,21 +96,22 @@ const HEADERS_ADDED_ON_SEND: usize = 4;
 
 impl Reply {
     /// The reply as a prepared reply is kept, to be copied for every request:
-    /// a header map with room for the headers added as a copy is sent. A
-    /// copy has the original's table size, so without the room a page whose
-    /// header count sat near the table's limit regrew and rehashed its
-    /// table on every request.
+    /// a header map with room for the headers added as a copy is sent over
+    /// HTTP/2 (which takes a map of its own) or changed. A copy of a map has
+    /// the original's table size, so without the room a page whose header
+    /// count sat near the table's limit regrew and rehashed its table on
+    /// every such request.
     pub fn with_room_to_send(mut self) -> Self {
         let mut headers = HeaderMap::with_capacity(self.headers.len() + HEADERS_ADDED_ON_SEND);
-        headers.extend(std::mem::take(&mut self.headers));
-        self.headers = headers;
+        headers.extend(std::mem::take(&mut self.headers).into_map());
+        self.headers = Fields::new(headers);
         self
     }
 
     pub fn new(status: StatusCode, body: Body) -> Self {
         Self {
             status,
-            headers: HeaderMap::new(),
+            headers: Fields::default(),
             body,
             served: None,
         }
@@ -214,11 +218,13 @@ mod tests {
         for n in 0..11 {
             reply.set(HeaderName::try_from(format!("x-header-{n}")).unwrap(), n.to_string());
         }
-        reply.headers.append("x-header-0", HeaderValue::from_static("again"));
+        reply
+            .headers
+            .append(HeaderName::from_static("x-header-0"), HeaderValue::from_static("again"));
         assert!(regrows_when_sent(&reply.headers));
 
         let kept = reply.clone().with_room_to_send();
-        assert_eq!(kept.headers, reply.headers);
+        assert_eq!(*kept.headers, *reply.headers);
         assert!(!regrows_when_sent(&kept.headers));
     }
 }

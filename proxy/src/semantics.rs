@@ -74,10 +74,16 @@ pub fn etag(hash: &ContentHash, encoding: Encoding) -> String {
 /// Whether `If-None-Match` matches `etag` (weak comparison, as RFC 9110 says
 /// for this header).
 pub fn none_match(if_none_match: &str, etag: &str) -> bool {
-    let bare = |tag: &str| tag.trim().trim_start_matches("W/").to_owned();
+    // Header values are visible ASCII, spaces and tabs (`to_str`), so ASCII
+    // trimming is whole; nothing here allocates, as every revalidation of a
+    // prepared page runs it.
+    fn bare(tag: &str) -> &str {
+        let tag = tag.trim_ascii();
+        tag.strip_prefix("W/").unwrap_or(tag)
+    }
     let etag = bare(etag);
     if_none_match.split(',').any(|candidate| {
-        let candidate = candidate.trim();
+        let candidate = candidate.trim_ascii();
         candidate == "*" || bare(candidate) == etag
     })
 }

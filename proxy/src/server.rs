@@ -53,7 +53,7 @@ pub struct RequestLog {
     started: Instant,
     status: u16,
     bytes: u64,
-    served: Option<(String, u64)>,
+    served: Option<(Arc<str>, u64)>,
     /// Set when the request is proxied upstream.
     upstream: Option<Upstream>,
     /// The host is not the site's canonical one (a preview, an alias):
@@ -198,7 +198,7 @@ fn log_access(request: &Request<'_>, log: &RequestLog, error: Option<&pingora::E
     metrics::RESPONSE_BYTES.inc_by(log.bytes);
     if let Some((site, version)) = &log.served {
         metrics::SITE_VERSION
-            .with_label_values(&[site.as_str()])
+            .with_label_values(&[&**site])
             .set(i64::try_from(*version).unwrap_or(i64::MAX));
     }
     tracing::info!(
@@ -209,7 +209,7 @@ fn log_access(request: &Request<'_>, log: &RequestLog, error: Option<&pingora::E
         status = log.status,
         bytes = log.bytes,
         ms = log.started.elapsed().as_secs_f64() * 1000.0,
-        site = log.served.as_ref().map_or("-", |(site, _)| site.as_str()),
+        site = log.served.as_ref().map_or("-", |(site, _)| &**site),
         version = log.served.as_ref().map_or(0, |(_, version)| *version),
         error = error.map(|e| e.to_string()),
     );
@@ -855,7 +855,7 @@ pub async fn write_reply(session: &mut ServerSession, reply: Reply, head: bool) 
     // HTTP/1.1 allows and HTTP/2 requires).
     let (mut parts, ()) = http::Response::new(()).into_parts();
     parts.status = reply.status;
-    parts.headers = reply.headers;
+    parts.headers = reply.headers.into_map();
     if reply.status != http::StatusCode::NOT_MODIFIED {
         parts
             .headers

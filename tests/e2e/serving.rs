@@ -205,6 +205,38 @@ async fn spa_fallback_never_answers_a_missing_asset_with_html() {
     assert!(!header(asset.headers(), "content-type").starts_with("text/html"));
 }
 
+/// A client that revalidates everything it fetches (a CDN, a returning
+/// visitor) may send its first request for a page with the ETag already:
+/// the page is then made whole, kept, and answered 304, with the same
+/// fields as the full reply but the ones that describe a body.
+#[tokio::test]
+async fn a_first_request_that_holds_the_etag_gets_the_304_of_the_full_reply() {
+    let (proxy, client) = demo_proxy("").await;
+    let url = proxy.url("demo.localhost", "/big.txt");
+    let etag = format!("\"{}\"", ContentHash::of("0123456789".repeat(1000).as_bytes()));
+    let conditional = |tag: &str| client.get(&url).header(header::IF_NONE_MATCH, tag).send();
+
+    let first = conditional(&etag).await.unwrap();
+    assert_eq!(first.status(), StatusCode::NOT_MODIFIED);
+    let not_modified = first.headers().clone();
+    assert!(first.bytes().await.unwrap().is_empty());
+    let again = conditional(&format!("\"other\", W/{etag}")).await.unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+
+    let stale = conditional("\"other\"").await.unwrap();
+    assert_eq!(stale.status(), StatusCode::OK);
+    let full = stale.headers().clone();
+    assert_eq!(stale.text().await.unwrap(), "0123456789".repeat(1000));
+    for (name, value) in &full {
+        match name.as_str() {
+            "content-type" | "content-length" => assert!(!not_modified.contains_key(name), "{name}"),
+            "date" => {}
+            _ => assert_eq!(not_modified.get(name), Some(value), "{name}"),
+        }
+    }
+    assert_eq!(not_modified.len(), full.len() - 2, "{not_modified:?}");
+}
+
 #[tokio::test]
 async fn validators_head_ranges_and_caching_headers() {
     let (proxy, client) = demo_proxy("").await;
