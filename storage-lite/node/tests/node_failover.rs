@@ -79,6 +79,10 @@ struct Ack {
     value: String,
     ts: u64,
     by: u16,
+    /// When the acknowledged attempt was sent: a request sent after a node
+    /// was killed and reaped cannot have reached it, where one answered
+    /// just before may still be read after.
+    sent: Instant,
     at: Instant,
 }
 
@@ -100,6 +104,7 @@ async fn write_until_acknowledged(
             attempt += 1;
             format!("http://127.0.0.1:{}/v1/sites/blog/write", ports[attempt % ports.len()])
         });
+        let sent_at = Instant::now();
         let sent = client
             .post(&url)
             .bearer_auth(token)
@@ -128,6 +133,7 @@ async fn write_until_acknowledged(
                 value: value.to_owned(),
                 ts: body["ts"].as_str().unwrap().parse().unwrap(),
                 by,
+                sent: sent_at,
                 at: Instant::now(),
             };
         }
@@ -277,7 +283,7 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over(
     let first_after = acks
         .iter()
         .flatten()
-        .filter(|ack| ack.at > killed_at)
+        .filter(|ack| ack.sent > killed_at)
         .map(|ack| ack.at)
         .min()
         .expect("writes went on after the kill");
@@ -290,7 +296,7 @@ async fn a_killed_primary_loses_no_acknowledged_write_and_its_backup_takes_over(
     assert!(
         acks.iter()
             .flatten()
-            .filter(|ack| ack.at > killed_at)
+            .filter(|ack| ack.sent > killed_at)
             .all(|ack| ack.by == ports[1]),
         "after the kill only b acknowledges"
     );
