@@ -87,11 +87,11 @@ impl Certificates {
 /// Makes aws-lc-rs the process's TLS crypto provider, before Pingora would
 /// install ring (it installs its own only when none is set).
 ///
-/// Serving large bodies over TLS is mostly AES-GCM sealing, and aws-lc seals
-/// with the wider vector instructions (VAES, AVX-512) where the CPU has them,
-/// where ring uses AES-NI alone: on a 200 KB asset that is a fifth less user
-/// CPU a request (`bench/proxy.sh`'s TLS asset row). aws-lc-rs is in the
-/// build already, for the S3 client.
+/// Serving large bodies over TLS is mostly AES-GCM sealing. aws-lc seals
+/// with 512-bit VAES (AVX-512) where the CPU has it, where ring's widest is
+/// 256-bit VAES (AVX2): on a 200 KB asset that is a fifth less user CPU a
+/// request (`bench/proxy.sh`'s TLS asset row). aws-lc-rs is in the build
+/// already, for the S3 client.
 pub fn install_crypto_provider() {
     // An error means a provider is installed already: the first one stays.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
