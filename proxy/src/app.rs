@@ -146,6 +146,7 @@ impl Grove {
                 config.cache.memory_bytes,
                 disk,
                 config.cache.max_memory_object_bytes,
+                config.http.sendfile.then_some(config.http.sendfile_min_bytes),
             ),
             compressor: Compressor::new(config.cache.compressed_bytes),
             rules: moka::future::Cache::new(config.cache.rule_sets),
@@ -426,7 +427,7 @@ impl Grove {
             && permanent
             && !audience.live
             && reply.status == StatusCode::OK
-            && matches!(reply.body, Body::Bytes(_))
+            && reply.body.in_memory().is_some()
         {
             let prepared = Arc::new(Prepared::new(reply));
             self.prepared.insert(key.to_owned(), Arc::clone(&prepared));
@@ -816,21 +817,11 @@ impl Grove {
         };
 
         let mut encoding = Encoding::Identity;
-        let mut body = match &blob {
-            CachedBlob::Memory(bytes) => Body::Bytes(bytes.clone()),
-            CachedBlob::Disk { file, size } => Body::File {
-                file: Arc::clone(file),
-                start: 0,
-                len: *size,
-            },
-        };
+        let mut body = blob.body();
         // Pages get the register tag (those too large for the memory cache
         // are served as they are; the worker keeps no file that large).
         let mut identity = entry.hash;
-        let mut bytes = match &blob {
-            CachedBlob::Memory(bytes) => Some(bytes.clone()),
-            CachedBlob::Disk { .. } => None,
-        };
+        let mut bytes = blob.in_memory().cloned();
         if context.service_worker
             && sw::is_html(content_type)
             && let Some(injected) = bytes.as_deref().and_then(sw::inject)
@@ -883,7 +874,7 @@ impl Grove {
                     RangeRequest::Partial { start, end } => {
                         reply.status = StatusCode::PARTIAL_CONTENT;
                         reply.set(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"));
-                        body = slice(body, start, end - start + 1);
+                        body = body.slice(start, end - start + 1);
                     }
                     RangeRequest::Unsatisfiable => {
                         let mut refused = Reply::text(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
@@ -1056,7 +1047,7 @@ impl Grove {
             .try_get_with(*hash, async { self.tree_nodes.get(hash).await })
             .await;
         match loaded {
-            Ok(bytes) => self.immutable_negotiated(hash, bytes, request).await,
+            Ok(bytes) => self.immutable_negotiated(hash, Body::Bytes(bytes), request).await,
             Err(error) if error.is_not_found() => Reply::text(StatusCode::NOT_FOUND, "no such tree node"),
             Err(error) => {
                 tracing::error!(%hash, %error, "reading a tree node failed");
@@ -1068,30 +1059,25 @@ impl Grove {
     /// A content-addressed object (tree node, blob), compressed once per
     /// coding when that makes it smaller: the service worker fetches every
     /// file it caches this way, so it must travel as small as a page would.
-    async fn immutable_negotiated(&self, hash: &ContentHash, bytes: Bytes, request: &Request<'_>) -> Reply {
+    async fn immutable_negotiated(&self, hash: &ContentHash, identity: Body, request: &Request<'_>) -> Reply {
         let wanted = semantics::negotiate(request.header(header::ACCEPT_ENCODING));
-        let (encoding, body) = match self.compressor.encode(*hash, wanted, bytes.clone()).await {
-            Some(encoded) => (wanted, encoded),
-            None => (Encoding::Identity, bytes),
+        let encoded = match identity.in_memory() {
+            Some(bytes) => self.compressor.encode(*hash, wanted, bytes.clone()).await,
+            None => None,
         };
-        let mut reply = immutable(hash, encoding, Body::Bytes(body), request);
+        let (encoding, body) = match encoded {
+            Some(encoded) => (wanted, Body::Bytes(encoded)),
+            None => (Encoding::Identity, identity),
+        };
+        let mut reply = immutable(hash, encoding, body, request);
         reply.set(header::VARY, "Accept-Encoding");
         reply
     }
 
     async fn raw_blob(&self, hash: &ContentHash, request: &Request<'_>) -> Reply {
         match self.blobs.get_unsized(hash).await {
-            Ok(CachedBlob::Memory(bytes)) => self.immutable_negotiated(hash, bytes, request).await,
-            Ok(CachedBlob::Disk { file, size }) => immutable(
-                hash,
-                Encoding::Identity,
-                Body::File {
-                    file,
-                    start: 0,
-                    len: size,
-                },
-                request,
-            ),
+            Ok(blob @ CachedBlob::Memory { .. }) => self.immutable_negotiated(hash, blob.body(), request).await,
+            Ok(blob @ CachedBlob::Disk { .. }) => immutable(hash, Encoding::Identity, blob.body(), request),
             Err(error) if matches!(*error, CacheError::Missing(_)) => {
                 Reply::text(StatusCode::NOT_FOUND, "no such blob")
             }
@@ -1230,10 +1216,7 @@ impl PreparedWeight {
 
 impl quick_cache::Weighter<OwnedPreparedKey, Arc<Prepared>> for PreparedWeight {
     fn weight(&self, _: &OwnedPreparedKey, prepared: &Arc<Prepared>) -> u64 {
-        let body = match &prepared.full.body {
-            Body::Bytes(bytes) => bytes.len() as u64,
-            Body::Empty | Body::File { .. } => 0,
-        };
+        let body = prepared.full.body.in_memory().map_or(0, |bytes| bytes.len() as u64);
         Self::of_body(body)
     }
 }
@@ -1433,18 +1416,6 @@ fn blob_failure(hash: &ContentHash, error: &CacheError) -> Reply {
             Reply::text(StatusCode::BAD_GATEWAY, "the stored content is damaged; retry later")
                 .with(header::RETRY_AFTER, "30")
         }
-    }
-}
-
-fn slice(body: Body, start: u64, len: u64) -> Body {
-    match body {
-        Body::Bytes(bytes) => Body::Bytes(bytes.slice(start as usize..(start + len) as usize)),
-        Body::File { file, start: base, .. } => Body::File {
-            file,
-            start: base + start,
-            len,
-        },
-        Body::Empty => Body::Empty,
     }
 }
 

@@ -9,6 +9,10 @@
 //! hashed again only the first time this process reads it (files a previous
 //! run left are not trusted blindly); re-reading it into memory after the
 //! memory tier evicted it checks its length, not its hash.
+//!
+//! A blob held in memory that is at least `sendfile_min_bytes` keeps its
+//! disk file open beside its bytes, so plaintext HTTP/1 can send it from
+//! the page cache ([`crate::sendfile`]) while TLS and HTTP/2 send the bytes.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
@@ -23,6 +27,7 @@ use moka::ops::compute::Op;
 use tokio::io::AsyncWriteExt;
 
 use crate::metrics;
+use crate::reply::Body;
 
 /// Piece size for fetching large blobs from the store.
 const CHUNK_BYTES: u64 = 4 << 20;
@@ -32,8 +37,46 @@ const CHUNK_BYTES: u64 = 4 << 20;
 /// if the disk cache evicts and unlinks it meanwhile.
 #[derive(Debug, Clone)]
 pub enum CachedBlob {
-    Memory(Bytes),
-    Disk { file: Arc<std::fs::File>, size: u64 },
+    /// In memory; `file` is the same bytes' verified disk-cache file, kept
+    /// open for a blob large enough to be sent from there.
+    Memory {
+        bytes: Bytes,
+        file: Option<Arc<std::fs::File>>,
+    },
+    Disk {
+        file: Arc<std::fs::File>,
+        size: u64,
+    },
+}
+
+impl CachedBlob {
+    /// The whole blob as a reply's body.
+    pub fn body(&self) -> Body {
+        match self {
+            Self::Memory { bytes, file: None } => Body::Bytes(bytes.clone()),
+            Self::Memory {
+                bytes,
+                file: Some(file),
+            } => Body::Mirrored {
+                bytes: bytes.clone(),
+                file: Arc::clone(file),
+                start: 0,
+            },
+            Self::Disk { file, size } => Body::File {
+                file: Arc::clone(file),
+                start: 0,
+                len: *size,
+            },
+        }
+    }
+
+    /// The blob's bytes, if memory holds them.
+    pub fn in_memory(&self) -> Option<&Bytes> {
+        match self {
+            Self::Memory { bytes, .. } => Some(bytes),
+            Self::Disk { .. } => None,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +106,25 @@ pub struct BlobCache {
     disk: DiskCache,
     blobs: ContentStore,
     max_memory_object: u64,
+    /// Blobs held in memory from this size keep their disk file open;
+    /// `None` keeps none (sendfile is off).
+    files_kept_from: Option<u64>,
 }
 
 impl BlobCache {
-    pub fn new(store: Arc<dyn ObjectStore>, memory_bytes: u64, disk: DiskCache, max_memory_object: u64) -> Self {
+    /// `files_kept_from`: see [`BlobCache::files_kept_from`]. It bounds the
+    /// files the memory tier holds open to `memory_bytes` over it.
+    pub fn new(
+        store: Arc<dyn ObjectStore>,
+        memory_bytes: u64,
+        disk: DiskCache,
+        max_memory_object: u64,
+        files_kept_from: Option<u64>,
+    ) -> Self {
         let memory = moka::future::Cache::builder()
             .max_capacity(memory_bytes)
             .weigher(|_, blob: &CachedBlob| match blob {
-                CachedBlob::Memory(bytes) => u32::try_from(bytes.len()).unwrap_or(u32::MAX).max(64),
+                CachedBlob::Memory { bytes, .. } => u32::try_from(bytes.len()).unwrap_or(u32::MAX).max(64),
                 // Counted heavily: each holds an open file descriptor.
                 CachedBlob::Disk { .. } => 64 * 1024,
             })
@@ -80,13 +134,14 @@ impl BlobCache {
             disk,
             blobs: ContentStore::blobs(store),
             max_memory_object,
+            files_kept_from: files_kept_from.map(|from| from.max(1)),
         }
     }
 
     /// Keeps bytes made here (a rendered page) in the memory tier, so they
     /// are served like any blob.
     pub async fn insert(&self, hash: ContentHash, bytes: Bytes) {
-        self.memory.insert(hash, CachedBlob::Memory(bytes)).await;
+        self.memory.insert(hash, CachedBlob::Memory { bytes, file: None }).await;
     }
 
     /// The blob `hash` of `size` bytes, from the nearest tier that has it.
@@ -115,9 +170,16 @@ impl BlobCache {
     /// Whole bytes of a blob small enough to hold in memory (rule files,
     /// compression input); `None` if it is too large for that.
     pub async fn bytes(&self, hash: &ContentHash, size: u64) -> Result<Option<Bytes>, Arc<CacheError>> {
-        match self.get(hash, size).await? {
-            CachedBlob::Memory(bytes) => Ok(Some(bytes)),
-            CachedBlob::Disk { .. } => Ok(None),
+        Ok(self.get(hash, size).await?.in_memory().cloned())
+    }
+
+    /// A blob for the memory tier, with its disk file if it is large enough
+    /// to be sent from there.
+    fn held(&self, bytes: Bytes, file: Option<std::fs::File>) -> CachedBlob {
+        let keep_file = self.files_kept_from.is_some_and(|from| bytes.len() as u64 >= from);
+        CachedBlob::Memory {
+            bytes,
+            file: file.filter(|_| keep_file).map(Arc::new),
         }
     }
 
@@ -125,7 +187,13 @@ impl BlobCache {
         let in_memory = size <= self.max_memory_object;
         if let Some(blob) = self.disk.get(&hash, size, in_memory).await {
             metrics::CACHE_LOOKUPS.with_label_values(&["disk"]).inc();
-            return Ok(blob);
+            return Ok(match blob {
+                DiskBlob::Read { bytes, file } => self.held(bytes, Some(file)),
+                DiskBlob::Open { file } => CachedBlob::Disk {
+                    file: Arc::new(file),
+                    size,
+                },
+            });
         }
         metrics::CACHE_LOOKUPS.with_label_values(&["store"]).inc();
         let started = Instant::now();
@@ -147,10 +215,14 @@ impl BlobCache {
             .get_sized(&hash, size)
             .await
             .map_err(|error| CacheError::from_content(hash, error))?;
-        if let Err(error) = self.disk.insert(&hash, &bytes).await {
-            tracing::warn!(%hash, %error, "could not write the disk cache");
-        }
-        Ok(CachedBlob::Memory(bytes))
+        let file = match self.disk.insert(&hash, &bytes).await {
+            Ok(file) => Some(file),
+            Err(error) => {
+                tracing::warn!(%hash, %error, "could not write the disk cache");
+                None
+            }
+        };
+        Ok(self.held(bytes, file))
     }
 
     /// Streams a large blob into the disk cache in pieces, and keeps it only
@@ -250,18 +322,23 @@ impl DiskCache {
     /// The cached blob of `size` bytes, read into memory if `into_memory`,
     /// else opened. A file of the wrong size, or one whose first read in
     /// this process does not match its hash, is dropped.
-    async fn get(&self, hash: &ContentHash, size: u64, into_memory: bool) -> Option<CachedBlob> {
+    async fn get(&self, hash: &ContentHash, size: u64, into_memory: bool) -> Option<DiskBlob> {
         let entry = self.index.get(hash)?;
         let path = self.path(hash);
         let found = if entry.size != size {
             None
         } else if into_memory {
             match read_whole(path, size).await {
-                Ok(bytes) if bytes.len() as u64 == size && (entry.verified || ContentHash::of(&bytes) == *hash) => {
+                Ok((bytes, file))
+                    if bytes.len() as u64 == size && (entry.verified || ContentHash::of(&bytes) == *hash) =>
+                {
                     if !entry.verified {
                         self.mark_verified(hash);
                     }
-                    Some(CachedBlob::Memory(Bytes::from(bytes)))
+                    Some(DiskBlob::Read {
+                        bytes: Bytes::from(bytes),
+                        file,
+                    })
                 }
                 _ => None,
             }
@@ -271,10 +348,7 @@ impl DiskCache {
             std::fs::File::open(&path)
                 .ok()
                 .filter(|file| file.metadata().is_ok_and(|meta| meta.len() == size))
-                .map(|file| CachedBlob::Disk {
-                    file: Arc::new(file),
-                    size,
-                })
+                .map(|file| DiskBlob::Open { file })
         };
         if found.is_none() {
             tracing::warn!(%hash, "disk cache entry unreadable, corrupt or of the wrong size; dropping it");
@@ -300,12 +374,16 @@ impl DiskCache {
         Ok((tokio::fs::File::create(&path).await?, path))
     }
 
-    async fn insert(&self, hash: &ContentHash, bytes: &[u8]) -> io::Result<()> {
+    /// Writes `bytes` as `hash`'s file, and returns it open for reading.
+    async fn insert(&self, hash: &ContentHash, bytes: &[u8]) -> io::Result<std::fs::File> {
         let (mut file, temp) = self.temp_file().await?;
         file.write_all(bytes).await?;
         file.sync_all().await?;
         drop(file);
-        self.adopt(hash, &temp, bytes.len() as u64).await
+        // Opened before it is handed to the index, which may evict it at once.
+        let file = std::fs::File::open(&temp)?;
+        self.adopt(hash, &temp, bytes.len() as u64).await?;
+        Ok(file)
     }
 
     /// Moves a complete, verified, fsynced temp file into place.
@@ -318,17 +396,27 @@ impl DiskCache {
     }
 }
 
+/// A blob the disk cache found: read whole (with the file it was read
+/// from, still open), or only opened.
+#[derive(Debug)]
+enum DiskBlob {
+    Read { bytes: Bytes, file: std::fs::File },
+    Open { file: std::fs::File },
+}
+
 /// Up to `size + 1` bytes of the file at `path` (one more than expected
 /// shows a file that grew), read on the blocking pool into a buffer made
-/// here. Made here, not there: the buffer lives on in the memory tier and
-/// is freed by a worker thread, and a blocking-pool thread's allocator heap
-/// is abandoned when the thread idles out, so buffers made there would keep
-/// asking the kernel for fresh, zeroed pages.
-async fn read_whole(path: PathBuf, size: u64) -> io::Result<Vec<u8>> {
+/// here, and the file, still open. Made here, not there: the buffer lives
+/// on in the memory tier and is freed by a worker thread, and a
+/// blocking-pool thread's allocator heap is abandoned when the thread idles
+/// out, so buffers made there would keep asking the kernel for fresh,
+/// zeroed pages.
+async fn read_whole(path: PathBuf, size: u64) -> io::Result<(Vec<u8>, std::fs::File)> {
     let mut buffer = Vec::with_capacity(usize::try_from(size + 1).unwrap_or(usize::MAX));
     tokio::task::spawn_blocking(move || {
-        std::fs::File::open(&path)?.take(size + 1).read_to_end(&mut buffer)?;
-        Ok(buffer)
+        let mut file = std::fs::File::open(&path)?;
+        (&mut file).take(size + 1).read_to_end(&mut buffer)?;
+        Ok((buffer, file))
     })
     .await
     .map_err(io::Error::other)?
@@ -371,7 +459,7 @@ mod tests {
         assert_eq!(indexed.len(), kept, "a restart re-indexes what is on disk");
         for hash in indexed {
             match reopened.get(&hash, 1024, true).await {
-                Some(CachedBlob::Memory(bytes)) => assert_eq!(ContentHash::of(&bytes), hash),
+                Some(DiskBlob::Read { bytes, .. }) => assert_eq!(ContentHash::of(&bytes), hash),
                 other => panic!("an indexed blob is unreadable: {other:?}"),
             }
         }
@@ -394,7 +482,7 @@ mod tests {
         let reopened = DiskCache::open(dir.path(), 1 << 20).unwrap();
         assert!(!reopened.index.get(&good_hash).unwrap().verified);
         match reopened.get(&good_hash, good.len() as u64, true).await {
-            Some(CachedBlob::Memory(bytes)) => assert_eq!(bytes, good),
+            Some(DiskBlob::Read { bytes, .. }) => assert_eq!(bytes, good),
             other => panic!("an intact file is unreadable: {other:?}"),
         }
         assert!(
@@ -433,5 +521,45 @@ mod tests {
         assert!(disk.get(&hash, 8, true).await.is_none());
         disk.index.run_pending_tasks();
         assert!(!disk.path(&hash).exists());
+    }
+
+    /// A blob held in memory keeps its disk file open from the threshold
+    /// on, whether it came from the store or from the disk cache, and the
+    /// file holds the same bytes; with sendfile off no file is kept.
+    #[tokio::test]
+    async fn memory_keeps_the_disk_file_of_blobs_from_the_threshold_on() {
+        use std::os::unix::fs::FileExt;
+
+        let store: Arc<dyn ObjectStore> = Arc::new(grove_objects::store::MemoryStore::new());
+        let small = Bytes::from(vec![1u8; 1000]);
+        let large = Bytes::from((0..5000u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let blobs = ContentStore::blobs(Arc::clone(&store));
+        let small_hash = blobs.put(small.clone()).await.unwrap();
+        let large_hash = blobs.put(large.clone()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+
+        for from_the_disk in [false, true] {
+            let disk = DiskCache::open(dir.path(), 1 << 20).unwrap();
+            let cache = BlobCache::new(Arc::clone(&store), 1 << 20, disk, 1 << 20, Some(4096));
+            let held = cache.get(&large_hash, large.len() as u64).await.unwrap();
+            let CachedBlob::Memory {
+                bytes,
+                file: Some(file),
+            } = held
+            else {
+                panic!("a large blob keeps no file (from the disk: {from_the_disk}): {held:?}");
+            };
+            assert_eq!(bytes, large);
+            let mut on_disk = vec![0; large.len()];
+            file.read_exact_at(&mut on_disk, 0).unwrap();
+            assert_eq!(on_disk, large, "the file holds the blob's bytes");
+            let held = cache.get(&small_hash, small.len() as u64).await.unwrap();
+            assert!(matches!(held, CachedBlob::Memory { file: None, .. }), "{held:?}");
+        }
+
+        let disk = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        let off = BlobCache::new(Arc::clone(&store), 1 << 20, disk, 1 << 20, None);
+        let held = off.get(&large_hash, large.len() as u64).await.unwrap();
+        assert!(matches!(held, CachedBlob::Memory { file: None, .. }), "{held:?}");
     }
 }

@@ -40,6 +40,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::http1::{self, Taken};
 use crate::reply::Reply;
+use crate::sendfile::Sendfile;
 use crate::server::GroveProxy;
 
 /// The first read of a request's bytes, as Pingora's own.
@@ -57,6 +58,8 @@ pub struct Front {
     read_timeout: Duration,
     /// How long each write of a reply may take.
     write_timeout: Duration,
+    /// Whether plaintext replies send cached files with sendfile(2).
+    sendfile: bool,
 }
 
 impl Front {
@@ -66,12 +69,14 @@ impl Front {
         let keepalive = Duration::from_secs(http.keepalive_secs.max(1));
         let read_timeout = Duration::from_secs(http.read_timeout_secs.max(1));
         let write_timeout = Duration::from_secs(http.write_timeout_secs.max(1));
+        let sendfile = http.sendfile;
         Self {
             streams: Arc::new(streams),
             first_request,
             keepalive,
             read_timeout,
             write_timeout,
+            sendfile,
         }
     }
 
@@ -117,6 +122,7 @@ impl ServerApp for Front {
         // This connection's own receiver: watched only while it idles.
         let stopping_at_start = *shutdown.borrow();
         let mut watch = shutdown.clone();
+        let mut sendfile = self.sendfile.then(Sendfile::default);
         loop {
             let taken = loop {
                 if let Some(taken) = http1::take(&mut prefix, max_header_bytes, |path| reads.answers_as_read(path)) {
@@ -138,10 +144,15 @@ impl ServerApp for Front {
             };
             let read = match taken {
                 Taken::Read(read) => read,
-                Taken::Proxy => return self.proxy_from(stream, prefix, shutdown).await,
+                Taken::Proxy => {
+                    // Its duplicate descriptor would hold the socket open
+                    // past the proxy's close.
+                    drop(sendfile);
+                    return self.proxy_from(stream, prefix, shutdown).await;
+                }
                 Taken::Malformed { why, head_only } => {
                     let refusal = Reply::text(http::StatusCode::BAD_REQUEST, why);
-                    if http1::write_reply(&mut stream, refusal, head_only, false, self.write_timeout)
+                    if http1::write_reply(&mut stream, refusal, head_only, false, self.write_timeout, None)
                         .await
                         .is_ok()
                     {
@@ -152,7 +163,7 @@ impl ServerApp for Front {
             };
             let keep_alive = !read.close && !stopping_at_start && !shutting_down(&watch);
             let answered = reads
-                .serve_http1_read(&mut stream, &read, keep_alive, self.write_timeout)
+                .serve_http1_read(&mut stream, &read, keep_alive, self.write_timeout, sendfile.as_mut())
                 .await;
             if !answered {
                 return None;

@@ -34,6 +34,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use crate::reply::{Body, FilePieces, Reply};
 use crate::request::Request;
+use crate::sendfile::{PlainSocket, Sendfile};
 
 /// Most header fields a plain read may carry; a request with more goes to
 /// the proxy.
@@ -217,20 +218,35 @@ fn response_head(reply: &Reply, keep_alive: bool) -> BytesMut {
 }
 
 /// Writes `reply` on the connection, its body unless `head_only` or a 304;
-/// returns the body bytes sent. Each write may take `timeout`.
-pub async fn write_reply<S: AsyncWrite + Unpin>(
+/// returns the body bytes sent. Each write may take `timeout`. With
+/// `sendfile`, a body a file holds goes from the file if the connection is
+/// a plaintext socket.
+pub async fn write_reply<S: AsyncWrite + PlainSocket + Unpin>(
     stream: &mut S,
     reply: Reply,
     head_only: bool,
     keep_alive: bool,
     timeout: Duration,
+    sendfile: Option<&mut Sendfile>,
 ) -> io::Result<u64> {
     let mut head = response_head(&reply, keep_alive);
     let length = reply.body.len();
     let bodiless = head_only || reply.status == StatusCode::NOT_MODIFIED || length == 0;
+    if !bodiless
+        && let (Some(sendfile), Some((file, start, len))) = (sendfile, reply.body.in_file())
+        && stream.plain_socket().is_some()
+    {
+        // Whatever the stream still buffers goes first.
+        within(timeout, stream.flush()).await?;
+        let socket = stream.plain_socket().expect("checked above");
+        sendfile.send(socket, &head, file, start, len, timeout).await?;
+        return Ok(length);
+    }
     match reply.body {
         // One vectored write for the head and the body.
-        Body::Bytes(body) if !bodiless => write_all(stream, &mut head.chain(body), timeout).await?,
+        Body::Bytes(body) | Body::Mirrored { bytes: body, .. } if !bodiless => {
+            write_all(stream, &mut head.chain(body), timeout).await?
+        }
         Body::File { file, start, len } if !bodiless => {
             write_all(stream, &mut head, timeout).await?;
             let mut pieces = FilePieces::new(file, start, len);
@@ -391,7 +407,7 @@ mod tests {
     /// What `write_reply` sends, with the `Date` field's value cut out.
     async fn sent(reply: Reply, head_only: bool, keep_alive: bool) -> (String, u64) {
         let mut out = Vec::new();
-        let bytes = write_reply(&mut out, reply, head_only, keep_alive, Duration::from_secs(1))
+        let bytes = write_reply(&mut out, reply, head_only, keep_alive, Duration::from_secs(1), None)
             .await
             .unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -444,5 +460,72 @@ mod tests {
         assert!(text.starts_with("HTTP/1.1 206 Partial Content\r\n"), "{text}");
         assert!(text.ends_with("\r\n\r\n23456"), "{text}");
         assert_eq!(bytes, 5);
+    }
+
+    /// The file and the bytes of this mirrored body differ, which no cache
+    /// would make, so the test sees which one each writer sent.
+    fn mirrored(start: u64) -> Body {
+        let mut file = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut file, b"from the file").unwrap();
+        Body::Mirrored {
+            bytes: Bytes::from_static(b"from memory"),
+            file: std::sync::Arc::new(file),
+            start,
+        }
+    }
+
+    /// Writes each reply on a loopback socket with sendfile, then closes it;
+    /// returns what the other end read.
+    async fn sent_on_a_socket(replies: Vec<(Reply, bool)>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut server, _) = listener.accept().await.unwrap();
+        let mut sendfile = Sendfile::default();
+        for (reply, head_only) in replies {
+            write_reply(
+                &mut server,
+                reply,
+                head_only,
+                true,
+                Duration::from_secs(1),
+                Some(&mut sendfile),
+            )
+            .await
+            .unwrap();
+        }
+        drop((sendfile, server));
+        let mut received = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut client, &mut received)
+            .await
+            .unwrap();
+        received
+    }
+
+    #[tokio::test]
+    async fn a_body_a_file_holds_goes_from_the_file_on_a_plain_socket_in_order_with_the_rest() {
+        let received = sent_on_a_socket(vec![
+            (Reply::new(StatusCode::OK, mirrored(0)), false),
+            (page(), false),
+            (Reply::new(StatusCode::PARTIAL_CONTENT, mirrored(5).slice(0, 3)), false),
+            (Reply::new(StatusCode::OK, mirrored(0)), true),
+        ])
+        .await;
+        let bodies: Vec<&str> = received
+            .split("HTTP/1.1 ")
+            .skip(1)
+            .map(|reply| reply.split_once("\r\n\r\n").unwrap().1)
+            .collect();
+        // The mirrored bodies came from the file, at their offsets, and the
+        // HEAD sent none.
+        assert_eq!(bodies, ["from the fi", "hello", "the", ""], "{received}");
+    }
+
+    #[tokio::test]
+    async fn without_sendfile_or_a_plain_socket_a_mirrored_body_goes_from_memory() {
+        let (text, bytes) = sent(Reply::new(StatusCode::OK, mirrored(0)), false, true).await;
+        assert!(text.ends_with("\r\n\r\nfrom memory"), "{text}");
+        assert_eq!(bytes, 11);
     }
 }

@@ -35,6 +35,7 @@ mod roots;
 mod route;
 mod rules;
 mod semantics;
+mod sendfile;
 mod server;
 mod session_api;
 mod static_edge;

@@ -16,6 +16,15 @@ use crate::fields::Fields;
 pub enum Body {
     Empty,
     Bytes(Bytes),
+    /// Bytes held in memory that are also an open cached file's from
+    /// `start`. A plaintext HTTP/1 connection sends them from the file
+    /// ([`crate::sendfile`]), which spares the kernel copying them out of
+    /// grove's memory; every other writer (TLS, HTTP/2) sends the bytes.
+    Mirrored {
+        bytes: Bytes,
+        file: Arc<std::fs::File>,
+        start: u64,
+    },
     /// `len` bytes of an open cached file from `start`, sent in pieces.
     File {
         file: Arc<std::fs::File>,
@@ -28,8 +37,49 @@ impl Body {
     pub fn len(&self) -> u64 {
         match self {
             Self::Empty => 0,
-            Self::Bytes(bytes) => bytes.len() as u64,
+            Self::Bytes(bytes) | Self::Mirrored { bytes, .. } => bytes.len() as u64,
             Self::File { len, .. } => *len,
+        }
+    }
+
+    /// The body's bytes, if memory holds them.
+    pub fn in_memory(&self) -> Option<&Bytes> {
+        match self {
+            Self::Bytes(bytes) | Self::Mirrored { bytes, .. } => Some(bytes),
+            Self::Empty | Self::File { .. } => None,
+        }
+    }
+
+    /// The open file holding the body, with the body's offset in it and its
+    /// length, if a file holds it.
+    pub fn in_file(&self) -> Option<(&std::fs::File, u64, u64)> {
+        match self {
+            Self::Mirrored { bytes, file, start } => Some((file, *start, bytes.len() as u64)),
+            Self::File { file, start, len } => Some((file, *start, *len)),
+            Self::Empty | Self::Bytes(_) => None,
+        }
+    }
+
+    /// `len` bytes of the body from `start`.
+    pub fn slice(self, start: u64, len: u64) -> Self {
+        let range = start as usize..(start + len) as usize;
+        match self {
+            Self::Bytes(bytes) => Self::Bytes(bytes.slice(range)),
+            Self::Mirrored {
+                bytes,
+                file,
+                start: base,
+            } => Self::Mirrored {
+                bytes: bytes.slice(range),
+                file,
+                start: base + start,
+            },
+            Self::File { file, start: base, .. } => Self::File {
+                file,
+                start: base + start,
+                len,
+            },
+            Self::Empty => Self::Empty,
         }
     }
 }

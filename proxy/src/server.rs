@@ -25,6 +25,7 @@ use crate::node::{NodeCall, NodeDirectory};
 use crate::reply::{Body, FailureReply, FilePieces, Reply};
 use crate::request::Request;
 use crate::route::Route;
+use crate::sendfile::Sendfile;
 use crate::session_api;
 use crate::static_edge::{self, Handoff, LiveCall};
 use futures::StreamExt;
@@ -245,22 +246,24 @@ impl GroveProxy {
     }
 
     /// A plain read that [`crate::front`] took from an HTTP/1 connection
-    /// itself, answered on the raw connection by [`http1`]. Returns whether
-    /// the reply went out whole, so the connection may serve another
-    /// request if `keep_alive`.
+    /// itself, answered on the raw connection by [`http1`], with
+    /// `sendfile` when it may send files. Returns whether the reply went out
+    /// whole, so the connection may serve another request if `keep_alive`.
     pub async fn serve_http1_read(
         &self,
         stream: &mut Stream,
         read: &ReadRequest,
         keep_alive: bool,
         write_timeout: Duration,
+        sendfile: Option<&mut Sendfile>,
     ) -> bool {
         let mut log = RequestLog::new();
         let request = read.request();
         let target = self.grove.target(&request);
         let reply = self.read_reply(&request, target, &mut log).await;
         let reply = finish(reply, &mut log);
-        let error = match http1::write_reply(stream, reply, read.head_only(), keep_alive, write_timeout).await {
+        let error = match http1::write_reply(stream, reply, read.head_only(), keep_alive, write_timeout, sendfile).await
+        {
             Ok(bytes) => {
                 log.bytes = bytes;
                 None
@@ -868,7 +871,7 @@ pub async fn write_reply(session: &mut ServerSession, reply: Reply, head: bool) 
     }
     match reply.body {
         Body::Empty => unreachable!("empty bodies end with the header"),
-        Body::Bytes(bytes) => session.write_response_body(bytes, true).await?,
+        Body::Bytes(bytes) | Body::Mirrored { bytes, .. } => session.write_response_body(bytes, true).await?,
         Body::File { file, start, len } => {
             let mut pieces = FilePieces::new(file, start, len);
             while let Some(piece) = pieces.next().await {

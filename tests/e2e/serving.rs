@@ -820,31 +820,127 @@ async fn a_target_the_uri_rules_refuse_gets_400_and_the_connection_closes() {
     );
 }
 
+/// Splits the replies read from one connection into (head, body) by their
+/// `content-length` (a HEAD's reply and a 304 carry none).
+fn replies_by_length(mut replies: &str, bodiless: &[usize]) -> Vec<(String, String)> {
+    let mut split = Vec::new();
+    while !replies.is_empty() {
+        let (head, rest) = replies.split_once("\r\n\r\n").expect("a whole head");
+        let length = if bodiless.contains(&split.len()) {
+            0
+        } else {
+            let field = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .expect("framed by its length");
+            field.parse().unwrap()
+        };
+        split.push((head.to_owned(), rest[..length].to_owned()));
+        replies = &rest[length..];
+    }
+    split
+}
+
+/// A file large enough to be sent with sendfile goes out framed and in
+/// order with the rest of a pipelined keep-alive connection, whole, as a
+/// HEAD, and as a range, byte for byte as with sendfile off; and only with
+/// it on does the proxy hold the cached file open.
+#[tokio::test]
+async fn a_large_asset_is_sent_from_its_file_framed_as_when_copied() {
+    let asset: String = (0..300_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    let requests = [
+        "GET /app.bin HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+        "HEAD /app.bin HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+        "GET /app.bin HTTP/1.1\r\nHost: demo.localhost\r\nRange: bytes=100000-100099\r\n\r\n",
+        "GET /page.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n",
+        "GET /app.bin HTTP/1.1\r\nHost: demo.localhost\r\nConnection: close\r\n\r\n",
+    ];
+    let mut heads_by_setting = Vec::new();
+    for sendfile in [true, false] {
+        let proxy = Proxy::start(&format!("service_worker = false\n[http]\nsendfile = {sendfile}\n"));
+        let dir = site_dir(&[("app.bin", asset.as_str()), ("page.html", "<p>small</p>")]);
+        publish(proxy.local_store(), "demo", dir.path()).await;
+        let replies = exchange_on_one_connection(proxy.addr, &requests);
+        let replies = replies_by_length(&replies, &[1]);
+        let bodies: Vec<&str> = replies.iter().map(|(_, body)| body.as_str()).collect();
+        assert_eq!(bodies.len(), 5, "sendfile {sendfile}: {replies:?}");
+        assert!(
+            bodies[0] == asset && bodies[4] == asset,
+            "sendfile {sendfile}: a whole body differs"
+        );
+        assert_eq!(
+            bodies[1..4],
+            ["", &asset[100_000..100_100], "<p>small</p>"],
+            "sendfile {sendfile}"
+        );
+        let heads: Vec<String> = replies
+            .iter()
+            .map(|(head, _)| {
+                head.lines()
+                    .filter(|line| !line.starts_with("date: "))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .collect();
+        assert!(
+            heads[0].starts_with("HTTP/1.1 200") && heads[2].starts_with("HTTP/1.1 206"),
+            "{heads:?}"
+        );
+        assert!(heads[4].ends_with("connection: close"), "{heads:?}");
+        heads_by_setting.push(heads);
+
+        let cache = std::fs::canonicalize(proxy.state.path().join("cache")).unwrap();
+        let holds_a_cached_file = std::fs::read_dir(format!("/proc/{}/fd", proxy.pid()))
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.unwrap().path()).ok())
+            .any(|target| target.starts_with(&cache));
+        assert_eq!(
+            holds_a_cached_file, sendfile,
+            "sendfile {sendfile}: holds the cached file open"
+        );
+    }
+    assert_eq!(
+        heads_by_setting[0], heads_by_setting[1],
+        "the heads differ with sendfile"
+    );
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_after_the_write_timeout() {
     use std::io::{Read, Write};
     let proxy = Proxy::start("[http]\nwrite_timeout_secs = 1\n");
     let big = "x".repeat(2 << 20);
-    let dir = site_dir(&[("big.html", big.as_str())]);
+    // The page is copied out of memory (it gains the worker's register
+    // tag); the binary file goes out with sendfile.
+    let dir = site_dir(&[("big.html", big.as_str()), ("big.bin", big.as_str())]);
     publish(proxy.local_store(), "demo", dir.path()).await;
-    let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
-    // Far more than the socket buffers hold, asked for and never read.
-    let request = "GET /big.html HTTP/1.1\r\nHost: demo.localhost\r\n\r\n".repeat(64);
-    stream.write_all(request.as_bytes()).unwrap();
+    let streams: Vec<std::net::TcpStream> = ["/big.html", "/big.bin"]
+        .into_iter()
+        .map(|path| {
+            let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+            // Far more than the socket buffers hold, asked for and never read.
+            let request = format!("GET {path} HTTP/1.1\r\nHost: demo.localhost\r\n\r\n").repeat(64);
+            stream.write_all(request.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
     std::thread::sleep(std::time::Duration::from_secs(4));
-    // The server gave up and closed: reading drains what it sent, then ends.
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let mut sink = vec![0u8; 1 << 20];
-    let mut received = 0usize;
-    loop {
-        match stream.read(&mut sink) {
-            Ok(0) | Err(_) => break,
-            Ok(read) => received += read,
+    for mut stream in streams {
+        // The server gave up and closed: reading drains what it sent, then ends.
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut sink = vec![0u8; 1 << 20];
+        let mut received = 0usize;
+        loop {
+            match stream.read(&mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(read) => received += read,
+            }
         }
+        assert!(received < 64 * big.len(), "every reply was sent: {received} bytes");
     }
-    assert!(received < 64 * big.len(), "every reply was sent: {received} bytes");
     // And the server still serves everyone else.
     assert_eq!(raw_status(proxy.addr, "demo.localhost", "/big.html"), 200);
+    assert_eq!(raw_status(proxy.addr, "demo.localhost", "/big.bin"), 200);
 }

@@ -401,6 +401,14 @@ pub struct HttpConfig {
     /// Per-connection write buffer, in bytes: a response whose header and
     /// body fit goes out in one send(). Allocated per open connection.
     pub write_buffer_bytes: usize,
+    /// Plaintext HTTP/1 sends cached files with sendfile(2), from the page
+    /// cache, not copied out of grove's memory (nginx's `sendfile on`).
+    pub sendfile: bool,
+    /// Smallest blob held in memory that keeps its disk-cache file open to
+    /// be sent that way: below it one copy costs less than the extra system
+    /// call. Bounds the files the memory cache holds open to
+    /// `cache.memory_bytes` over it.
+    pub sendfile_min_bytes: u64,
 }
 
 /// How a site's URLs end.
@@ -562,6 +570,8 @@ impl Default for HttpConfig {
             max_connections_per_client: 512,
             max_connections: 16_384,
             write_buffer_bytes: 32 * 1024,
+            sendfile: true,
+            sendfile_min_bytes: 64 * 1024,
         }
     }
 }

@@ -22,6 +22,7 @@ Configuration file keys (TOML; every key optional):
            max_request_body_bytes = 1048576  max_path_bytes = 2048  max_header_bytes = 65536
            write_buffer_bytes = 32768  first_request_timeout_secs = 60
            max_connections_per_client = 512  max_connections = 16384
+           sendfile = true  sendfile_min_bytes = 65536   plaintext HTTP/1 sends cached files from the page cache
   [tls]    listen = \"0.0.0.0:8443\"  reload_secs = 30     HTTPS with HTTP/2 (ALPN); certificates chosen by SNI
   [[tls.certificates]]  domains = [\"example.com\", \"*.example.com\"]  cert = \"fullchain.pem\"  key = \"key.pem\"
   [sites.<name>]  domains = [\"www.example.com\"]  trailing_slash = \"auto\"|\"always\"|\"never\"  spa = false
