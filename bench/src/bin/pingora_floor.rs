@@ -11,7 +11,8 @@
 //!   write timeouts and pipelining.
 //!
 //! With `TLS_LISTEN CERT KEY`, the same service also listens there with
-//! TLS (rustls, HTTP/2 and HTTP/1.1 by ALPN), as grove-proxy's `[tls]`.
+//! TLS (rustls on aws-lc-rs, HTTP/2 and HTTP/1.1 by ALPN), as grove-proxy's
+//! `[tls]`: the same crypto, so the floor measures Pingora, not a provider.
 //!
 //! Usage: `pingora_floor proxy|proxy-timeouts|app LISTEN BODY_BYTES [TLS_LISTEN CERT KEY]`
 
@@ -115,6 +116,9 @@ impl HttpServerApp for AppFloor {
 const USAGE: &str = "usage: pingora_floor proxy|proxy-timeouts|app LISTEN BODY_BYTES [TLS_LISTEN CERT KEY]";
 
 fn main() {
+    // As grove-proxy, first thing: rustls on aws-lc-rs (Pingora installs
+    // ring only when no provider is).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mode, listen, size, tls) = match args.as_slice() {
         [mode, listen, size] => (mode, listen, size, None),
