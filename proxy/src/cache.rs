@@ -284,8 +284,12 @@ impl DiskCache {
             .weigher(|_, entry: &DiskEntry| u32::try_from(entry.size / 1024 + 1).unwrap_or(u32::MAX))
             .eviction_listener({
                 let dir = dir.to_owned();
-                move |hash: Arc<ContentHash>, _, _| {
-                    let _ = std::fs::remove_file(file_path(&dir, &hash));
+                // A replaced entry (marked verified, or written again) names
+                // the same file, still wanted: only a removal deletes it.
+                move |hash: Arc<ContentHash>, _, cause| {
+                    if cause != moka::notification::RemovalCause::Replaced {
+                        let _ = std::fs::remove_file(file_path(&dir, &hash));
+                    }
                 }
             })
             .build();
@@ -521,6 +525,33 @@ mod tests {
         assert!(disk.get(&hash, 8, true).await.is_none());
         disk.index.run_pending_tasks();
         assert!(!disk.path(&hash).exists());
+    }
+
+    /// Recording a file as verified, or writing a blob again, replaces its
+    /// index entry; the file stays: only an eviction deletes it.
+    #[tokio::test]
+    async fn a_file_outlives_its_entry_being_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let blob = b"kept across restarts".to_vec();
+        let hash = ContentHash::of(&blob);
+        let disk = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        disk.insert(&hash, &blob).await.unwrap();
+        disk.insert(&hash, &blob).await.unwrap();
+        disk.index.run_pending_tasks();
+        assert!(file_path(dir.path(), &hash).exists(), "writing it again deleted it");
+        drop(disk);
+
+        let reopened = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(reopened.get(&hash, blob.len() as u64, true).await.is_some());
+        assert!(reopened.index.get(&hash).unwrap().verified);
+        reopened.index.run_pending_tasks();
+        assert!(file_path(dir.path(), &hash).exists(), "verifying it deleted it");
+        drop(reopened);
+        let third = DiskCache::open(dir.path(), 1 << 20).unwrap();
+        assert!(
+            third.get(&hash, blob.len() as u64, true).await.is_some(),
+            "lost by the next restart"
+        );
     }
 
     /// A blob held in memory keeps its disk file open from the threshold
