@@ -22,6 +22,8 @@
 #   304     /page.html revalidated with the validator the server itself sent
 # The floor sends fixed bytes (no negotiation, no validators): page and asset
 # only, and on TLS only when the binary takes a TLS listener.
+# Each cell: requests/s, latency, and the server's own CPU time (user and
+# system, its threads and child processes, from /proc) per request.
 #
 # Usage: bench/proxy.sh [seconds per run, default 10]
 #   ROUNDS=3            rounds, alternating the servers; medians are reported
@@ -139,6 +141,7 @@ WORK="$(mktemp -d /tmp/grove-bench.XXXXXX)"
 CERT="$WORK/tls/cert.pem"
 KEY="$WORK/tls/key.pem"
 PIDS=()
+declare -A SERVER_PID # name (as start gives it) -> pid
 
 # Every server is one of PIDS (nginx too: it runs with `daemon off`).
 # SIGTERM first, so nginx's master takes its workers down; Pingora's graceful
@@ -173,6 +176,23 @@ start() { # name command...: a server in the background, its output in $WORK/nam
         "$@" >"$WORK/$name.log" 2>&1 &
     fi
     PIDS+=("$!")
+    SERVER_PID[$name]=$!
+}
+
+# CPU time a server has used, in clock ticks: its process (every thread)
+# and its children (nginx's workers), from /proc.
+cpu_ticks() { # pid
+    local pid ticks=0 fields
+    for pid in "$1" $(pgrep -P "$1" || true); do
+        { read -ra fields <"/proc/$pid/stat"; } 2>/dev/null || continue
+        # utime and stime: fields 14 and 15, counted after the ")" that
+        # ends the command name.
+        local rest="${fields[*]}"
+        rest="${rest##*) }"
+        read -ra fields <<<"$rest"
+        ticks=$((ticks + fields[11] + fields[12]))
+    done
+    echo "$ticks"
 }
 
 wait_up() { # name url...: returns when every URL answers; fails with the server's log
@@ -520,15 +540,30 @@ load_h2() { # port path seconds [header...]: prints "req/s mean-ms max-ms errors
         END { printf "%s %.3f %.3f %d\n", rps + 0, mean, max, errors }'
 }
 
-measure() { # transport request server seconds: prints "req/s latency latency errors"
-    local transport=$1 request=$2 server=$3 seconds=$4 port headers
+pid_of() { # transport server request: the process that serves this row
+    case $2 in
+        floor) echo "${SERVER_PID[floor-$3]}" ;;
+        sws) if [ "$1" = plain ]; then echo "${SERVER_PID[sws-plain]}"; else echo "${SERVER_PID[sws-tls]}"; fi ;;
+        *) echo "${SERVER_PID[$2]}" ;;
+    esac
+}
+
+# Also the server's CPU time (user and system) over the run, per request:
+# when the load generator is the limit (a 200 KB body in plaintext), req/s
+# tie, and this is what still tells the servers apart.
+measure() { # transport request server seconds: prints "req/s latency latency errors cpu-us-per-request"
+    local transport=$1 request=$2 server=$3 seconds=$4 port headers pid before load
     port="$(port_of "$transport" "$server" "$request")"
     mapfile -t headers < <(request_headers "$server" "$request")
+    pid="$(pid_of "$transport" "$server" "$request")"
+    before="$(cpu_ticks "$pid")"
     if [ "$transport" = h2 ]; then
-        load_h2 "$port" "$(path_of "$request")" "$seconds" "${headers[@]}"
+        load="$(load_h2 "$port" "$(path_of "$request")" "$seconds" "${headers[@]}")"
     else
-        load_wrk "$transport" "$port" "$(path_of "$request")" "$seconds" "${headers[@]}"
+        load="$(load_wrk "$transport" "$port" "$(path_of "$request")" "$seconds" "${headers[@]}")"
     fi
+    awk -v load="$load" -v ticks="$(($(cpu_ticks "$pid") - before))" -v hz="$(getconf CLK_TCK)" -v seconds="$seconds" '
+        BEGIN { split(load, f, " "); n = f[1] * seconds; printf "%s %.1f\n", load, (n > 0 ? ticks / hz * 1e6 / n : 0) }'
 }
 
 log "generating data and a certificate"
@@ -594,8 +629,8 @@ import statistics, sys
 results, seconds, close, server_cpus = sys.argv[1:]
 runs = {}
 for line in open(results):
-    transport, request, server, rps, a, b, errors = line.split()
-    runs.setdefault((transport, request, server), []).append((float(rps), float(a), float(b), int(errors)))
+    transport, request, server, rps, a, b, errors, cpu = line.split()
+    runs.setdefault((transport, request, server), []).append((float(rps), float(a), float(b), int(errors), float(cpu)))
 close = " -H 'Connection: close'" if close else ""
 TITLES = {
     "plain": f"plaintext HTTP/1.1: wrk -t1 -c64 -d{seconds}s{close}",
@@ -615,18 +650,18 @@ for transport in ["plain", "tls", "h2"]:
     a, b = LATENCY[transport]
     pinned = f", servers on CPU {server_cpus}, load on CPU 0" if server_cpus else ""
     print(f"\n{TITLES[transport]}, median of {rounds} round{'s' if rounds > 1 else ''}{pinned}")
-    print(f"{'request':<8} {'server':<7} {'req/s':>9} {a + ' ms':>9} {b + ' ms':>9}")
+    print(f"{'request':<8} {'server':<7} {'req/s':>9} {a + ' ms':>9} {b + ' ms':>9} {'cpu us/req':>11}")
     for request in ["page", "asset", "gzip", "304"]:
         med = {}
         for server in SERVERS:
             values = cells.get((transport, request, server))
             if not values:
                 continue
-            med[server] = [statistics.median(v[i] for v in values) for i in range(3)]
+            med[server] = [statistics.median(v[i] for v in values) for i in (0, 1, 2, 4)]
             errors = sum(v[3] for v in values)
             note = f"   ! {errors} errors or unexpected statuses" if errors else ""
-            rps, x, y = med[server]
-            print(f"{request:<8} {server:<7} {rps:>9.0f} {x:>9.2f} {y:>9.2f}{note}")
+            rps, x, y, cpu = med[server]
+            print(f"{request:<8} {server:<7} {rps:>9.0f} {x:>9.2f} {y:>9.2f} {cpu:>11.1f}{note}")
         if "grove" not in med:
             continue
         g = med["grove"]
@@ -634,6 +669,7 @@ for transport in ["plain", "tls", "h2"]:
         print(f"{'':<8} grove/peer req/s: " + "  ".join(f"{p} {g[0] / med[p][0]:.2f}" for p in peers if med[p][0]))
         i, name = RATIO[transport]
         print(f"{'':<8} grove/peer {name}: " + "  ".join(f"{p} {g[i] / med[p][i]:.2f}" for p in peers if med[p][i] and p != "floor"))
+        print(f"{'':<8} grove/peer cpu per request: " + "  ".join(f"{p} {g[3] / med[p][3]:.2f}" for p in peers if med[p][3]))
 PY
 echo
 echo "cold miss (blob only in the local store): ${cold}s; the same request warm: ${warm}s"
