@@ -112,8 +112,9 @@ pub struct BlobCache {
 }
 
 impl BlobCache {
-    /// `files_kept_from`: see [`BlobCache::files_kept_from`]. It bounds the
-    /// files the memory tier holds open to `memory_bytes` over it.
+    /// `files_kept_from`: blobs held in memory from this size keep their
+    /// disk file open, for sendfile (`None`: none do). It bounds the files
+    /// the memory tier holds open to `memory_bytes` over it.
     pub fn new(
         store: Arc<dyn ObjectStore>,
         memory_bytes: u64,
