@@ -28,12 +28,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use futures::FutureExt;
-use pingora::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use futures::stream::{FuturesUnordered, StreamExt};
+use pingora::apps::{HttpServerApp, ServerApp};
 use pingora::prelude::fast_timeout::fast_timeout;
 use pingora::protocols::http::ServerSession;
 use pingora::protocols::http::v1::server::HttpSession as Http1Session;
-use pingora::protocols::http::v2::server::H2Options;
-use pingora::protocols::{ALPN, Stream};
+use pingora::protocols::http::v2::server::{self as h2_server, H2Accept, HttpSession as H2Session};
+use pingora::protocols::{ALPN, Digest, Stream};
 use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -177,15 +178,30 @@ impl ServerApp for Front {
     }
 
     async fn cleanup(&self) {
-        self.streams.http_cleanup().await;
+        self.streams.cleanup().await;
     }
 }
 
-/// Dispatches each HTTP/2 stream to the lean read path or to the proxy.
+/// Serves HTTP/2 connections, choosing per stream between the lean read
+/// path and the proxy.
+///
+/// Pingora's own loop spawns a task for every stream. A plain read needs
+/// none: it is answered from memory in microseconds, and a task costs it a
+/// heap cell, scheduling, and a wake of the connection's task for every
+/// frame it queues. So reads run inside the connection's own task, beside
+/// the accept loop that drives the connection's I/O; when they have queued
+/// their replies, one poll of the connection writes them all. Other streams
+/// (API calls, sign-in, live streams, which may last as long as the
+/// connection) still get a task each and go to the proxy.
 pub struct Streams {
     reads: GroveProxy,
     proxy: Arc<HttpProxy<GroveProxy>>,
 }
+
+/// How many malformed streams (rejected by Pingora as they are accepted)
+/// one connection may open before it is closed: Pingora's own budget, which
+/// its accept function enforces only within its own loop.
+const MAX_MALFORMED_STREAMS: usize = 32;
 
 impl Streams {
     pub fn new(reads: GroveProxy, proxy: HttpProxy<GroveProxy>) -> Self {
@@ -194,33 +210,81 @@ impl Streams {
             proxy: Arc::new(proxy),
         }
     }
+
+    /// Serves one HTTP/2 connection (by ALPN, or h2c whose preface the
+    /// admission gate has seen) until it closes. On shutdown it sends
+    /// GOAWAY and finishes the streams already open, as Pingora's loop does.
+    async fn serve_connection(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
+        let digest = Arc::new(Digest {
+            ssl_digest: stream.get_ssl_digest(),
+            timing_digest: stream.get_timing_digest(),
+            proxy_digest: stream.get_proxy_digest(),
+            socket_digest: stream.get_socket_digest(),
+        });
+        let mut connection = match h2_server::handshake(stream, self.proxy.h2_options()).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::debug!(%error, "HTTP/2 handshake failed");
+                return;
+            }
+        };
+        let mut reads = FuturesUnordered::new();
+        let mut watch = shutdown.clone();
+        let mut going_away = false;
+        let mut malformed = 0;
+        loop {
+            let accepted = tokio::select! {
+                biased;
+                _ = watch.changed(), if !going_away => {
+                    connection.graceful_shutdown();
+                    going_away = true;
+                    continue;
+                }
+                // Every read that can finish does before the connection is
+                // polled, so their replies go out in one write.
+                Some(()) = reads.next(), if !reads.is_empty() => continue,
+                // Accepting is what drives the connection: it reads frames
+                // and writes what the streams have queued.
+                accepted = H2Session::from_h2_conn(&mut connection, Arc::clone(&digest)) => accepted,
+            };
+            let session = match accepted {
+                Ok(Some(H2Accept::Session(session))) => ServerSession::new_http2(session),
+                Ok(Some(H2Accept::Rejected)) => {
+                    malformed += 1;
+                    if malformed >= MAX_MALFORMED_STREAMS {
+                        tracing::debug!("closing an HTTP/2 connection that sent {malformed} malformed streams");
+                        return;
+                    }
+                    continue;
+                }
+                // Closed by the client (or, after GOAWAY, drained).
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::debug!(%error, "HTTP/2 connection ended");
+                    return;
+                }
+            };
+            if self.reads.answers_as_read(session.req_header().uri.path()) {
+                reads.push(self.reads.serve_read(session));
+            } else {
+                let streams = Arc::clone(self);
+                let shutdown = shutdown.clone();
+                tokio::spawn(async move {
+                    streams.proxy.process_new_http(session, &shutdown).await;
+                });
+            }
+        }
+    }
 }
 
 #[async_trait]
-impl HttpServerApp for Streams {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        session: ServerSession,
-        shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
-        // An HTTP/1 session here (an h2c connection whose preface did not
-        // match after all) has not been read: the proxy reads it.
-        if session.is_http2() && self.reads.answers_as_read(session.req_header().uri.path()) {
-            self.reads.serve_read(session).await;
-            return None;
-        }
-        self.proxy.process_new_http(session, shutdown).await
+impl ServerApp for Streams {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        self.serve_connection(stream, shutdown).await;
+        None
     }
 
-    fn h2_options(&self) -> Option<H2Options> {
-        self.proxy.h2_options()
-    }
-
-    fn server_options(&self) -> Option<&HttpServerOptions> {
-        self.proxy.server_options()
-    }
-
-    async fn http_cleanup(&self) {
+    async fn cleanup(&self) {
         self.proxy.http_cleanup().await;
     }
 }

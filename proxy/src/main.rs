@@ -52,7 +52,6 @@ use clap::Parser;
 use grove_core::token::Handle;
 use grove_objects::store::{CountingStore, ObjectStore};
 use grove_objects::token::Tokens;
-use pingora::apps::HttpServerOptions;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::Server;
@@ -180,13 +179,7 @@ fn main() -> anyhow::Result<()> {
         grove: Arc::clone(&grove),
         nodes: nodes.clone(),
     };
-    let app = |h2c: bool| {
-        let mut app = pingora::proxy::http_proxy(&server.configuration, proxy());
-        let mut options = HttpServerOptions::default();
-        options.h2c = h2c;
-        app.server_options = Some(options);
-        app
-    };
+    let app = || pingora::proxy::http_proxy(&server.configuration, proxy());
     let limits = admission::Limits {
         first_request_timeout: std::time::Duration::from_secs(config.http.first_request_timeout_secs.max(1)),
         per_client: config.http.max_connections_per_client.max(1),
@@ -195,8 +188,8 @@ fn main() -> anyhow::Result<()> {
     let mut public = Service::new(
         "grove".to_owned(),
         admission::Admission::new(
-            front::Front::new(front::Streams::new(proxy(), app(false))),
-            front::Streams::new(proxy(), app(true)),
+            front::Front::new(front::Streams::new(proxy(), app())),
+            front::Streams::new(proxy(), app()),
             limits,
         ),
     );

@@ -6,6 +6,7 @@
 mod crawlers;
 mod edges;
 mod hardening;
+mod http2;
 mod login;
 mod node;
 mod pages;
