@@ -23,10 +23,11 @@
 //! makes the same choice per stream without reading anything.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
 use futures::stream::{FuturesUnordered, StreamExt};
 use pingora::apps::{HttpServerApp, ServerApp};
@@ -214,6 +215,12 @@ impl Streams {
     /// Serves one HTTP/2 connection (by ALPN, or h2c whose preface the
     /// admission gate has seen) until it closes. On shutdown it sends
     /// GOAWAY and finishes the streams already open, as Pingora's loop does.
+    /// A client gets `http.first_request_timeout_secs` to open the
+    /// connection (its preface and settings), and a connection with no
+    /// stream open for `http.keepalive_secs` (to twice that: the idle timer
+    /// is checked once a period, not re-armed per stream) is closed with
+    /// GOAWAY, as an idle HTTP/1 connection is; Pingora's loop bounds
+    /// neither by default.
     async fn serve_connection(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) {
         let digest = Arc::new(Digest {
             ssl_digest: stream.get_ssl_digest(),
@@ -221,14 +228,28 @@ impl Streams {
             proxy_digest: stream.get_proxy_digest(),
             socket_digest: stream.get_socket_digest(),
         });
-        let mut connection = match h2_server::handshake(stream, self.proxy.h2_options()).await {
-            Ok(connection) => connection,
-            Err(error) => {
+        let http = &self.reads.grove.config().http;
+        let first_request = Duration::from_secs(http.first_request_timeout_secs.max(1));
+        let keepalive = Duration::from_secs(http.keepalive_secs.max(1));
+        let write_timeout = Duration::from_secs(http.write_timeout_secs.max(1));
+        let handshake = fast_timeout(first_request, h2_server::handshake(stream, self.proxy.h2_options()));
+        let mut connection = match handshake.await {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => {
                 tracing::debug!(%error, "HTTP/2 handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("HTTP/2 handshake timed out");
                 return;
             }
         };
         let mut reads = FuturesUnordered::new();
+        // Held by each proxied stream's task; set when one finishes.
+        let proxied = Arc::new(AtomicBool::new(false));
+        let mut idle = Box::pin(tokio::time::sleep(keepalive));
+        // Whether a stream began or a read ended since the idle timer was set.
+        let mut active = false;
         let mut watch = shutdown.clone();
         let mut going_away = false;
         let mut malformed = 0;
@@ -242,10 +263,23 @@ impl Streams {
                 }
                 // Every read that can finish does before the connection is
                 // polled, so their replies go out in one write.
-                Some(()) = reads.next(), if !reads.is_empty() => continue,
+                Some(()) = reads.next(), if !reads.is_empty() => {
+                    active = true;
+                    continue;
+                }
                 // Accepting is what drives the connection: it reads frames
                 // and writes what the streams have queued.
                 accepted = H2Session::from_h2_conn(&mut connection, Arc::clone(&digest)) => accepted,
+                () = &mut idle => {
+                    let open = !reads.is_empty() || Arc::strong_count(&proxied) > 1;
+                    if active || open || proxied.swap(false, Ordering::Relaxed) {
+                        active = false;
+                        idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
+                        continue;
+                    }
+                    close_idle(&mut connection, write_timeout).await;
+                    return;
+                }
             };
             let session = match accepted {
                 Ok(Some(H2Accept::Session(session))) => ServerSession::new_http2(session),
@@ -264,17 +298,29 @@ impl Streams {
                     return;
                 }
             };
+            active = true;
             if self.reads.answers_as_read(session.req_header().uri.path()) {
                 reads.push(self.reads.serve_read(session));
             } else {
                 let streams = Arc::clone(self);
                 let shutdown = shutdown.clone();
+                let proxied = Arc::clone(&proxied);
                 tokio::spawn(async move {
                     streams.proxy.process_new_http(session, &shutdown).await;
+                    proxied.store(true, Ordering::Relaxed);
                 });
             }
         }
     }
+}
+
+/// Closes an idle HTTP/2 connection: GOAWAY (no error, naming the last
+/// stream it served, so a request the client sent meanwhile is known to be
+/// safe to retry), written within `write_timeout`, then the close.
+async fn close_idle(connection: &mut h2::server::Connection<Stream, Bytes>, write_timeout: Duration) {
+    connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+    let closed = std::future::poll_fn(|context| connection.poll_closed(context));
+    let _ = fast_timeout(write_timeout, closed).await;
 }
 
 #[async_trait]

@@ -1,8 +1,8 @@
 //! HTTP/2 connections to a real proxy, driven frame by frame with the h2
 //! crate over h2c: reads (served inside the connection's own task) and
 //! proxied calls side by side on one connection under tight flow control,
-//! the budget of malformed streams, and GOAWAY on shutdown with the streams
-//! in flight finished.
+//! the budget of malformed streams, the close of idle connections, and
+//! GOAWAY on shutdown with the streams in flight finished.
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use futures::future::join_all;
 use grove_testkit::proxy::{Proxy, publish, site_dir};
 use h2::client::{self, SendRequest};
 use http::{Request, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 /// A body large enough to need many windows of [`SMALL_WINDOW`], with every
@@ -23,8 +24,8 @@ fn large_body() -> String {
 /// wait for WINDOW_UPDATEs mid-reply, with other streams going on.
 const SMALL_WINDOW: u32 = 16 * 1024;
 
-async fn demo_proxy() -> (Proxy, String) {
-    let proxy = Proxy::start("");
+async fn demo_proxy(config: &str) -> (Proxy, String) {
+    let proxy = Proxy::start(config);
     let large = large_body();
     let dir = site_dir(&[("index.html", "<h1>home</h1>"), ("large.txt", &large)]);
     publish(proxy.local_store(), "demo", dir.path()).await;
@@ -64,7 +65,7 @@ async fn fetch(send: &SendRequest<Bytes>, request: Request<()>) -> Result<(Statu
 
 #[tokio::test]
 async fn one_connection_serves_reads_and_proxied_calls_side_by_side_under_flow_control() {
-    let (proxy, large) = demo_proxy().await;
+    let (proxy, large) = demo_proxy("").await;
     let (send, _driver) = connect(&proxy, SMALL_WINDOW).await;
     let paths = ["/large.txt", "/", "/_grove/health"];
     let requests = (0..60).map(|n| paths[n % paths.len()]).map(|path| {
@@ -87,7 +88,7 @@ async fn one_connection_serves_reads_and_proxied_calls_side_by_side_under_flow_c
 
 #[tokio::test]
 async fn a_connection_that_keeps_sending_malformed_streams_is_closed() {
-    let (proxy, _) = demo_proxy().await;
+    let (proxy, _) = demo_proxy("").await;
     let (send, driver) = connect(&proxy, SMALL_WINDOW).await;
     // A Host that contradicts :authority is malformed (RFC 9113 8.3.1).
     let malformed = || {
@@ -122,7 +123,7 @@ async fn a_connection_that_keeps_sending_malformed_streams_is_closed() {
 
 #[tokio::test]
 async fn shutdown_sends_goaway_and_finishes_the_streams_in_flight() {
-    let (mut proxy, large) = demo_proxy().await;
+    let (mut proxy, large) = demo_proxy("").await;
     let (send, driver) = connect(&proxy, SMALL_WINDOW).await;
     // A reply held by flow control: its first window is read, the rest
     // waits on the server until the client gives more.
@@ -174,4 +175,46 @@ async fn shutdown_sends_goaway_and_finishes_the_streams_in_flight() {
         proxy.wait_exit(limit),
         "the process did not exit once its connection drained"
     );
+}
+
+#[tokio::test]
+async fn a_connection_with_no_stream_open_is_closed_after_the_keepalive_time() {
+    let (proxy, large) = demo_proxy("[http]\nkeepalive_secs = 1\n").await;
+    let (send, driver) = connect(&proxy, SMALL_WINDOW).await;
+    // A stream held open by flow control keeps the connection, however
+    // long it waits.
+    let mut ready = send.clone().ready().await.unwrap();
+    let (response, _) = ready.send_request(request("/large.txt"), true).unwrap();
+    let mut body = response.await.unwrap().into_body();
+    let mut bytes = body.data().await.unwrap().unwrap().to_vec();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = body.flow_control().release_capacity(bytes.len());
+    while let Some(piece) = body.data().await {
+        let piece = piece.expect("a connection with a stream open was closed");
+        let _ = body.flow_control().release_capacity(piece.len());
+        bytes.extend_from_slice(&piece);
+    }
+    assert!(bytes == large.as_bytes());
+    // So does a client that keeps asking.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (status, _) = fetch(&send, request("/")).await.expect("a busy connection was closed");
+        assert_eq!(status, StatusCode::OK);
+    }
+    // Idle, it is closed within two periods.
+    let idle = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(5), driver).await;
+    assert!(closed.is_ok(), "an idle connection stayed open");
+    assert!(
+        idle.elapsed() >= Duration::from_millis(900),
+        "closed after {:?}",
+        idle.elapsed()
+    );
+
+    // A client that sends the preface and then nothing is closed as well.
+    let mut silent = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    silent.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "a silent HTTP/2 connection stayed open");
 }

@@ -377,7 +377,8 @@ pub struct CacheConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Idle keep-alive connections are closed after this many seconds.
+    /// Idle keep-alive connections are closed after this many seconds
+    /// (HTTP/2: with no stream open, after one to two times this).
     pub keepalive_secs: u64,
     /// Bound on reading a request (headers and body) from a client, in seconds.
     pub read_timeout_secs: u64,
