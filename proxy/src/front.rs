@@ -261,15 +261,20 @@ impl Streams {
                     going_away = true;
                     continue;
                 }
-                // Every read that can finish does before the connection is
-                // polled, so their replies go out in one write.
+                // Accepting is what drives the connection: it reads frames,
+                // and writes what the streams have queued whenever the
+                // socket has nothing more to read. Every stream that has
+                // arrived is taken first...
+                accepted = H2Session::from_h2_conn(&mut connection, Arc::clone(&digest)) => accepted,
+                // ...then every read that can finish does, so the next
+                // accept writes all their replies at once, not one write
+                // each. (A read still pending is polled again, with this
+                // task's waker, by the next turn of the loop.)
                 Some(()) = reads.next(), if !reads.is_empty() => {
+                    while let Some(Some(())) = reads.next().now_or_never() {}
                     active = true;
                     continue;
                 }
-                // Accepting is what drives the connection: it reads frames
-                // and writes what the streams have queued.
-                accepted = H2Session::from_h2_conn(&mut connection, Arc::clone(&digest)) => accepted,
                 () = &mut idle => {
                     let open = !reads.is_empty() || Arc::strong_count(&proxied) > 1;
                     if active || open || proxied.swap(false, Ordering::Relaxed) {
