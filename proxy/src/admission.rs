@@ -99,11 +99,12 @@ fn lock(open: &Mutex<Open>) -> std::sync::MutexGuard<'_, Open> {
 }
 
 impl<H, C> Admission<H, C> {
-    /// `http1` must not look for the h2 preface; `h2c` must.
-    pub fn new(http1: H, h2c: C, limits: Limits) -> Self {
+    /// `h2c` gets the connections whose first bytes are the whole h2
+    /// preface, `http1` the rest; it may share `h2c` for ALPN h2.
+    pub fn new(http1: H, h2c: Arc<C>, limits: Limits) -> Self {
         Self {
             http1: Arc::new(http1),
-            h2c: Arc::new(h2c),
+            h2c,
             limits,
             open: Arc::default(),
         }

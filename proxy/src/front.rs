@@ -40,6 +40,7 @@ use pingora::proxy::HttpProxy;
 use pingora::server::ShutdownWatch;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::config::HttpConfig;
 use crate::http1::{self, Taken};
 use crate::reply::Reply;
 use crate::sendfile::Sendfile;
@@ -52,34 +53,42 @@ const READ_BYTES: usize = 4 * 1024;
 /// and HTTP/2 connections to [`Streams`].
 pub struct Front {
     streams: Arc<Streams>,
-    /// How long a new connection may take to send its first request.
-    first_request: Duration,
-    /// How long an idle kept-alive connection waits for its next one.
-    keepalive: Duration,
-    /// How long the rest of a request's head may take once it has begun.
-    read_timeout: Duration,
-    /// How long each write of a reply may take.
-    write_timeout: Duration,
     /// Whether plaintext replies send cached files with sendfile(2).
     sendfile: bool,
 }
 
-impl Front {
-    pub fn new(streams: Streams) -> Self {
-        let http = &streams.reads.grove.config().http;
-        let first_request = Duration::from_secs(http.first_request_timeout_secs.max(1));
-        let keepalive = Duration::from_secs(http.keepalive_secs.max(1));
-        let read_timeout = Duration::from_secs(http.read_timeout_secs.max(1));
-        let write_timeout = Duration::from_secs(http.write_timeout_secs.max(1));
-        let sendfile = http.sendfile;
+/// The `[http]` bounds on a client's connection, read from the config once
+/// for both protocols.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    /// How long a new connection may take to send its first request (for
+    /// HTTP/2, to open the connection).
+    first_request: Duration,
+    /// How long an idle connection waits for its next request (for HTTP/2,
+    /// with no stream open).
+    keepalive: Duration,
+    /// How long the rest of a request's head may take once it has begun.
+    read: Duration,
+    /// How long each write of a reply may take.
+    write: Duration,
+}
+
+impl Timeouts {
+    fn of(http: &HttpConfig) -> Self {
+        let seconds = |secs: u64| Duration::from_secs(secs.max(1));
         Self {
-            streams: Arc::new(streams),
-            first_request,
-            keepalive,
-            read_timeout,
-            write_timeout,
-            sendfile,
+            first_request: seconds(http.first_request_timeout_secs),
+            keepalive: seconds(http.keepalive_secs),
+            read: seconds(http.read_timeout_secs),
+            write: seconds(http.write_timeout_secs),
         }
+    }
+}
+
+impl Front {
+    pub fn new(streams: Arc<Streams>) -> Self {
+        let sendfile = streams.reads.grove.config().http.sendfile;
+        Self { streams, sendfile }
     }
 
     /// Serves the rest of a connection through the proxy, starting with the
@@ -120,7 +129,8 @@ impl ServerApp for Front {
         let max_header_bytes = reads.grove.config().http.max_header_bytes;
         let mut stream = stream;
         let mut prefix = BytesMut::new();
-        let mut idle = self.first_request;
+        let timeouts = self.streams.timeouts;
+        let mut idle = timeouts.first_request;
         // This connection's own receiver: watched only while it idles.
         let stopping_at_start = *shutdown.borrow();
         let mut watch = shutdown.clone();
@@ -134,7 +144,7 @@ impl ServerApp for Front {
                 // is not parsed again, so a client that sends it a byte at a
                 // time costs one parse a line, not one a byte.
                 loop {
-                    let wait = if prefix.is_empty() { idle } else { self.read_timeout };
+                    let wait = if prefix.is_empty() { idle } else { timeouts.read };
                     let before = prefix.len();
                     if !read_more(&mut stream, &mut prefix, wait, &mut watch).await {
                         return None;
@@ -154,7 +164,7 @@ impl ServerApp for Front {
                 }
                 Taken::Malformed { why, head_only } => {
                     let refusal = Reply::text(http::StatusCode::BAD_REQUEST, why);
-                    if http1::write_reply(&mut stream, refusal, head_only, false, self.write_timeout, None)
+                    if http1::write_reply(&mut stream, refusal, head_only, false, timeouts.write, None)
                         .await
                         .is_ok()
                     {
@@ -165,7 +175,7 @@ impl ServerApp for Front {
             };
             let keep_alive = !read.close && !stopping_at_start && !shutting_down(&watch);
             let answered = reads
-                .serve_http1_read(&mut stream, &read, keep_alive, self.write_timeout, sendfile.as_mut())
+                .serve_http1_read(&mut stream, &read, keep_alive, timeouts.write, sendfile.as_mut())
                 .await;
             if !answered {
                 return None;
@@ -174,7 +184,7 @@ impl ServerApp for Front {
                 let _ = stream.shutdown().await;
                 return None;
             }
-            idle = self.keepalive;
+            idle = timeouts.keepalive;
         }
     }
 
@@ -197,6 +207,7 @@ impl ServerApp for Front {
 pub struct Streams {
     reads: GroveProxy,
     proxy: Arc<HttpProxy<GroveProxy>>,
+    timeouts: Timeouts,
 }
 
 /// How many malformed streams (rejected by Pingora as they are accepted)
@@ -206,9 +217,11 @@ const MAX_MALFORMED_STREAMS: usize = 32;
 
 impl Streams {
     pub fn new(reads: GroveProxy, proxy: HttpProxy<GroveProxy>) -> Self {
+        let timeouts = Timeouts::of(&reads.grove.config().http);
         Self {
             reads,
             proxy: Arc::new(proxy),
+            timeouts,
         }
     }
 
@@ -228,10 +241,12 @@ impl Streams {
             proxy_digest: stream.get_proxy_digest(),
             socket_digest: stream.get_socket_digest(),
         });
-        let http = &self.reads.grove.config().http;
-        let first_request = Duration::from_secs(http.first_request_timeout_secs.max(1));
-        let keepalive = Duration::from_secs(http.keepalive_secs.max(1));
-        let write_timeout = Duration::from_secs(http.write_timeout_secs.max(1));
+        let Timeouts {
+            first_request,
+            keepalive,
+            write,
+            ..
+        } = self.timeouts;
         let handshake = fast_timeout(first_request, h2_server::handshake(stream, self.proxy.h2_options()));
         let mut connection = match handshake.await {
             Ok(Ok(connection)) => connection,
@@ -282,7 +297,7 @@ impl Streams {
                         idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
                         continue;
                     }
-                    close_idle(&mut connection, write_timeout).await;
+                    close_idle(&mut connection, write).await;
                     return;
                 }
             };

@@ -179,7 +179,12 @@ fn main() -> anyhow::Result<()> {
         grove: Arc::clone(&grove),
         nodes: nodes.clone(),
     };
-    let app = || pingora::proxy::http_proxy(&server.configuration, proxy());
+    // One HTTP/2 server for ALPN h2 (through the front) and h2c (from the
+    // admission gate).
+    let streams = Arc::new(front::Streams::new(
+        proxy(),
+        pingora::proxy::http_proxy(&server.configuration, proxy()),
+    ));
     let limits = admission::Limits {
         first_request_timeout: std::time::Duration::from_secs(config.http.first_request_timeout_secs.max(1)),
         per_client: config.http.max_connections_per_client.max(1),
@@ -187,11 +192,7 @@ fn main() -> anyhow::Result<()> {
     };
     let mut public = Service::new(
         "grove".to_owned(),
-        admission::Admission::new(
-            front::Front::new(front::Streams::new(proxy(), app())),
-            front::Streams::new(proxy(), app()),
-            limits,
-        ),
+        admission::Admission::new(front::Front::new(Arc::clone(&streams)), streams, limits),
     );
     // A write buffer large enough for a page and its header makes most
     // responses one send(); Pingora's default (1460 bytes) sends the header
