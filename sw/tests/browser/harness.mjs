@@ -33,12 +33,25 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => process.exit(130));
 }
 
+/** Ports `freePort` has handed out in this process. */
+const handedOut = new Set();
+
+/**
+ * A port free on 127.0.0.1 that this process has not handed out before: the
+ * kernel may offer a port it just freed again, and two servers of one test
+ * given the same port would keep the second from starting.
+ */
 export async function freePort() {
-  const server = net.createServer();
-  await new Promise((resolve, reject) => server.listen(0, '127.0.0.1', resolve).on('error', reject));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
+  for (;;) {
+    const server = net.createServer();
+    await new Promise((resolve, reject) => server.listen(0, '127.0.0.1', resolve).on('error', reject));
+    const { port } = server.address();
+    await new Promise((resolve) => server.close(resolve));
+    if (!handedOut.has(port)) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
