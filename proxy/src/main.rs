@@ -61,12 +61,6 @@ use pingora::services::listening::Service;
 
 use crate::config::{Config, Overrides};
 
-/// Every request allocates and frees a few small objects (header maps,
-/// boxed futures, buffers) across worker threads; mimalloc's thread-local
-/// free lists make that markedly cheaper than glibc's allocator.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// Lifetime of the operator token the host creates or installs.
 const OPERATOR_TOKEN_DAYS: i64 = 100 * 365;
 
