@@ -1,7 +1,11 @@
 //! HTTPS: certificates chosen by SNI, HTTP/2 by ALPN, reload without restart.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::AsyncReadExt;
 
 use grove_testkit::ports;
 use grove_testkit::proxy::{Proxy, publish, site_dir};
@@ -34,6 +38,15 @@ async fn handshake(port: u16, host: &str) -> (Vec<u8>, reqwest::Version, String)
     (certificate, version, response.text().await.unwrap())
 }
 
+/// Waits for the proxy's TLS listener on `port`.
+async fn wait_for_listener(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the TLS listener did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn serves_https_with_sni_certificates_h2_and_reloads() {
     let certs = tempfile::tempdir().unwrap();
@@ -51,11 +64,7 @@ async fn serves_https_with_sni_certificates_h2_and_reloads() {
     let proxy = Proxy::start(&config);
     let dir = site_dir(&[("index.html", "secure")]);
     publish(proxy.local_store(), "demo", dir.path()).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the TLS listener did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_listener(port).await;
 
     let (certificate, version, body) = handshake(port, "demo.localhost").await;
     assert_eq!(certificate, demo_der, "SNI demo.localhost gets its certificate");
@@ -83,4 +92,57 @@ async fn serves_https_with_sni_certificates_h2_and_reloads() {
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (certificate, _, _) = handshake(port, "demo.localhost").await;
     assert_eq!(certificate, renewed);
+}
+
+/// A client that completes TLS and picks HTTP/2 by ALPN, then never sends
+/// the h2 preface, is cut after `http.first_request_timeout_secs`, as a
+/// silent h2c or HTTP/1 client is: it cannot hold a connection slot.
+#[tokio::test]
+async fn an_h2_client_silent_after_the_tls_handshake_is_cut_after_the_first_request_timeout() {
+    let certs = tempfile::tempdir().unwrap();
+    let demo_der = write_certificate(certs.path(), "demo", "demo.localhost");
+    let reserved = ports::reserve();
+    let port = reserved.port();
+    let config = format!(
+        "[http]\nfirst_request_timeout_secs = 1\n\
+         [tls]\nlisten = \"127.0.0.1:{port}\"\n\
+         [[tls.certificates]]\ndomains = [\"demo.localhost\"]\ncert = \"{0}/demo.pem\"\nkey = \"{0}/demo.key\"\n",
+        certs.path().display()
+    );
+    let _proxy = Proxy::start(&config);
+    wait_for_listener(port).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(demo_der)).unwrap();
+    let mut client =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut stream = tokio_rustls::TlsConnector::from(Arc::new(client))
+        .connect(ServerName::try_from("demo.localhost").unwrap(), tcp)
+        .await
+        .unwrap();
+    assert_eq!(
+        stream.get_ref().1.alpn_protocol(),
+        Some(&b"h2"[..]),
+        "ALPN chose HTTP/2"
+    );
+
+    // The server speaks first (its SETTINGS); the client never answers.
+    let silent = Instant::now();
+    let cut = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buffer = [0; 1024];
+        while matches!(stream.read(&mut buffer).await, Ok(read) if read > 0) {}
+    })
+    .await;
+    assert!(cut.is_ok(), "a client that never sent the h2 preface was not cut");
+    assert!(
+        silent.elapsed() >= Duration::from_millis(900),
+        "cut after {:?}, before the first request timeout",
+        silent.elapsed()
+    );
 }
