@@ -256,12 +256,15 @@ end
 LUA
 
 # Rust's standard library docs: Debian 12's rust-doc installs them in
-# /usr/share/doc/rust-doc/html; rust/html is looked at first.
+# /usr/share/doc/rust-doc/html; rust/html is looked at first. Prints
+# nothing, and still succeeds, when neither is there (set -e would end the
+# script at the assignment otherwise, before rust-doc is installed).
 docs_dir() {
     local dir
     for dir in /usr/share/doc/rust/html /usr/share/doc/rust-doc/html; do
-        [ -d "$dir" ] && { echo "$dir"; return; }
+        [ -d "$dir" ] && { echo "$dir"; return 0; }
     done
+    return 0
 }
 DOCS=""
 if want docs; then
