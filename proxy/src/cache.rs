@@ -26,6 +26,7 @@ use grove_objects::store::{ObjectStore, StoreError};
 use moka::ops::compute::Op;
 use tokio::io::AsyncWriteExt;
 
+use crate::cached_read;
 use crate::metrics;
 use crate::reply::Body;
 
@@ -410,17 +411,25 @@ enum DiskBlob {
 }
 
 /// Up to `size + 1` bytes of the file at `path` (one more than expected
-/// shows a file that grew), read on the blocking pool into a buffer made
-/// here, and the file, still open. Made here, not there: the buffer lives
-/// on in the memory tier and is freed by a worker thread, and a
-/// blocking-pool thread's allocator heap is abandoned when the thread idles
-/// out, so buffers made there would keep asking the kernel for fresh,
-/// zeroed pages.
+/// shows a file that grew), and the file, still open. Read on this worker
+/// thread as far as the kernel's caches have it ([`cached_read`]), and on
+/// the blocking pool from there. The buffer is made here either way: it
+/// lives on in the memory tier and is freed by a worker thread, so it comes
+/// from a worker's heap, not from a short-lived blocking-pool thread's.
 async fn read_whole(path: PathBuf, size: u64) -> io::Result<(Vec<u8>, std::fs::File)> {
-    let mut buffer = Vec::with_capacity(usize::try_from(size + 1).unwrap_or(usize::MAX));
+    let limit = usize::try_from(size + 1).unwrap_or(usize::MAX);
+    let mut buffer = Vec::with_capacity(limit);
+    let opened = match cached_read::open(&path)? {
+        Some(file) if cached_read::read_to_end(&file, &mut buffer, limit)? => return Ok((buffer, file)),
+        opened => opened,
+    };
     tokio::task::spawn_blocking(move || {
-        let mut file = std::fs::File::open(&path)?;
-        (&mut file).take(size + 1).read_to_end(&mut buffer)?;
+        let mut file = match opened {
+            Some(file) => file,
+            None => std::fs::File::open(&path)?,
+        };
+        let rest = (limit - buffer.len()) as u64;
+        (&mut file).take(rest).read_to_end(&mut buffer)?;
         Ok((buffer, file))
     })
     .await

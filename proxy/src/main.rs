@@ -10,6 +10,7 @@ mod api;
 mod app;
 mod auth;
 mod cache;
+mod cached_read;
 mod compress;
 mod config;
 mod crawlers;
