@@ -225,6 +225,12 @@ impl Streams {
         }
     }
 
+    /// `http.first_request_timeout_secs`, as every listener applies it:
+    /// the admission gate waits this long for a connection's first bytes.
+    pub fn first_request_timeout(&self) -> Duration {
+        self.timeouts.first_request
+    }
+
     /// Serves one HTTP/2 connection (by ALPN, or h2c whose preface the
     /// admission gate has seen) until it closes. On shutdown it sends
     /// GOAWAY and finishes the streams already open, as Pingora's loop does.

@@ -181,7 +181,7 @@ fn main() -> anyhow::Result<()> {
         pingora::proxy::http_proxy(&server.configuration, proxy()),
     ));
     let limits = admission::Limits {
-        first_request_timeout: std::time::Duration::from_secs(config.http.first_request_timeout_secs.max(1)),
+        first_request_timeout: streams.first_request_timeout(),
         per_client: config.http.max_connections_per_client.max(1),
         total: config.http.max_connections.max(1),
     };
